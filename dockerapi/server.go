@@ -1,11 +1,18 @@
 // Package dockerapi serves the Docker Engine-compatible REST API (the subset
-// the berth CLI and the docker CLI use) over berthd's engine.
+// the berth CLI and the docker CLI use) over berthd's image store.
 //
-// CONTRACT STUB: New's signature is what daemon/ wires; the dockerapi helper
-// fills it in.
+// Paths are served both unversioned and under /v{1.40..1.57}/, as dockerd
+// does. Handlers return errors carrying a containerd/errdefs class; one
+// adapter (writeError) turns the class into docker's status code and JSON
+// body. Streaming endpoints (pull, push, load) send headers only when the
+// first message is ready, so an error that happens before any progress still
+// gets its status code, and later errors travel in the stream as docker's
+// {"errorDetail":...,"error":...} messages.
 package dockerapi
 
 import (
+	"context"
+	"io"
 	"net/http"
 
 	"github.com/berth-dev/berth/imagestore"
@@ -20,7 +27,83 @@ type Options struct {
 	Version string
 }
 
+// images is what the handlers need of the image store.
+type images interface {
+	Pull(ctx context.Context, ref string, opts imagestore.PullOptions) (*imagestore.Image, error)
+	Push(ctx context.Context, ref string, opts imagestore.PushOptions) error
+	Get(ctx context.Context, nameOrID string) (*imagestore.Image, error)
+	List(ctx context.Context) ([]*imagestore.Image, error)
+	Tag(ctx context.Context, source, target string) error
+	Remove(ctx context.Context, nameOrID string, opts imagestore.RemoveOptions) (imagestore.Removed, error)
+	Save(ctx context.Context, w io.Writer, refs []string, format imagestore.ArchiveFormat) error
+	Load(ctx context.Context, r io.Reader) ([]*imagestore.Image, error)
+}
+
+// loginer validates credentials against a registry. It is optional: the
+// store gains it separately, and /auth answers NotImplemented until then.
+type loginer interface {
+	Login(ctx context.Context, server string, auth imagestore.Auth) error
+}
+
 // New returns the API handler.
 func New(images *imagestore.Store, opts Options) http.Handler {
-	return http.NotFoundHandler()
+	return newHandler(images, opts)
+}
+
+type server struct {
+	images images
+	opts   Options
+}
+
+func newHandler(imgs images, opts Options) http.Handler {
+	s := &server{images: imgs, opts: opts}
+	mux := http.NewServeMux()
+	s.routes(mux)
+	return withVersion(mux)
+}
+
+// handlerFunc is an http handler that reports failure by returning an error;
+// adapt maps it to a response in the one place that does so.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func adapt(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			writeError(w, err)
+		}
+	})
+}
+
+func (s *server) routes(mux *http.ServeMux) {
+	handle := func(pattern string, h handlerFunc) { mux.Handle(pattern, adapt(h)) }
+
+	handle("GET /_ping", s.ping)
+	handle("HEAD /_ping", s.ping)
+	handle("GET /version", s.version)
+	handle("GET /info", s.info)
+	handle("POST /auth", s.auth)
+
+	handle("POST /images/create", s.imageCreate)
+	handle("GET /images/json", s.imageList)
+	handle("GET /images/get", s.imageSaveMany)
+	handle("POST /images/load", s.imageLoad)
+	// Image names contain slashes ("127.0.0.1:5000/berth/busybox:latest"),
+	// so the name is everything between /images/ and the action suffix.
+	handle("GET /images/{rest...}", s.imageGetSuffix)
+	handle("POST /images/{rest...}", s.imagePostSuffix)
+	handle("DELETE /images/{rest...}", s.imageRemove)
+
+	// Endpoint families Berth will serve but does not yet: a clear 501
+	// rather than docker's "page not found".
+	for _, p := range []string{
+		"/containers/", "/exec/", "/build", "/build/", "/networks", "/networks/",
+		"/volumes", "/volumes/", "/events", "/system/", "/commit",
+		"/distribution/", "/session", "/grpc",
+		"/swarm", "/swarm/", "/services", "/services/", "/nodes", "/nodes/",
+		"/tasks", "/tasks/", "/secrets", "/secrets/", "/configs", "/configs/",
+		"/plugins", "/plugins/",
+	} {
+		handle(p, notImplemented)
+	}
+	mux.Handle("/", adapt(pageNotFound))
 }

@@ -1,0 +1,131 @@
+package dockerapi
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"github.com/distribution/reference"
+	"github.com/moby/moby/api/types/jsonstream"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/berth-dev/berth/imagestore"
+)
+
+// imageCreate is POST /images/create: a pull (fromImage) or an import
+// (fromSrc, not served yet).
+func (s *server) imageCreate(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if q.Get("fromSrc") != "" {
+		return errdefs.ErrNotImplemented.WithMessage("image import (fromSrc): not implemented in berth yet")
+	}
+	from := q.Get("fromImage")
+	if from == "" {
+		return invalid("pull: fromImage is required")
+	}
+	named, err := reference.ParseNormalizedNamed(from)
+	if err != nil {
+		return invalid("pull %s: invalid reference format: %v", from, err)
+	}
+	ref, err := pullReference(named, q.Get("tag"))
+	if err != nil {
+		return err
+	}
+	platform, err := parsePlatform(q.Get("platform"))
+	if err != nil {
+		return err
+	}
+	auth, err := registryAuth(r)
+	if err != nil {
+		return err
+	}
+
+	ctx := r.Context()
+	var before digest.Digest
+	if img, err := s.images.Get(ctx, ref.String()); err == nil {
+		before = img.ManifestDigest
+	}
+
+	out := newStream(w)
+	tagOrDigest := "latest"
+	switch v := ref.(type) {
+	case reference.Digested:
+		tagOrDigest = v.Digest().String()
+	case reference.Tagged:
+		tagOrDigest = v.Tag()
+	}
+	started := false
+	img, err := s.images.Pull(ctx, ref.String(), imagestore.PullOptions{
+		Auth:     auth,
+		Platform: platform,
+		Progress: func(p imagestore.Progress) {
+			// The "Pulling from" line waits for the first layer event so
+			// that a registry error before it still sets the status code.
+			if !started {
+				started = true
+				out.send(jsonstream.Message{Status: "Pulling from " + reference.FamiliarName(ref), ID: tagOrDigest})
+			}
+			out.progress(p)
+		},
+	})
+	if err != nil {
+		return out.fail(err)
+	}
+	if !started {
+		out.send(jsonstream.Message{Status: "Pulling from " + reference.FamiliarName(ref), ID: tagOrDigest})
+	}
+	out.send(jsonstream.Message{Status: "Digest: " + img.ManifestDigest.String()})
+	if before != "" && before == img.ManifestDigest {
+		out.send(jsonstream.Message{Status: "Status: Image is up to date for " + reference.FamiliarString(ref)})
+	} else {
+		out.send(jsonstream.Message{Status: "Status: Downloaded newer image for " + reference.FamiliarString(ref)})
+	}
+	return nil
+}
+
+// pullReference combines fromImage and tag as dockerd does: tag may be a
+// tag or a digest, and defaults to latest.
+func pullReference(named reference.Named, tag string) (reference.Named, error) {
+	if tag == "" {
+		return reference.TagNameOnly(named), nil
+	}
+	if _, ok := named.(reference.Digested); ok {
+		return named, nil
+	}
+	if _, ok := named.(reference.Tagged); ok {
+		return named, nil
+	}
+	if d, err := digest.Parse(tag); err == nil {
+		ref, err := reference.WithDigest(named, d)
+		if err != nil {
+			return nil, invalid("pull %s@%s: %v", named, tag, err)
+		}
+		return ref, nil
+	}
+	ref, err := reference.WithTag(named, tag)
+	if err != nil {
+		return nil, invalid("pull %s:%s: %v", named, tag, err)
+	}
+	return ref, nil
+}
+
+// parsePlatform reads docker's "os[/arch[/variant]]".
+func parsePlatform(s string) (*ocispec.Platform, error) {
+	if s == "" {
+		return nil, nil
+	}
+	parts := strings.Split(s, "/")
+	if len(parts) > 3 || parts[0] == "" {
+		return nil, invalid("invalid platform %q: want os[/arch[/variant]]", s)
+	}
+	p := &ocispec.Platform{OS: parts[0]}
+	if len(parts) > 1 {
+		p.Architecture = parts[1]
+	}
+	if len(parts) > 2 {
+		p.Variant = parts[2]
+	}
+	return p, nil
+}
+
