@@ -1,0 +1,127 @@
+package importcheck
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/berth-dev/berth"
+
+// rules are the boundaries of DESIGN.md: runtime, cni and imagestore never
+// import each other or cri; only imagestore talks to registries (ggcr's
+// remote); only runtime (and the shim binary) links libcontainer; only cni
+// imports libcni.
+func rules() []Rule {
+	var rs []Rule
+	engines := []string{"runtime", "cni", "imagestore"}
+	for _, from := range engines {
+		for _, to := range append(slices.Clone(engines), "cri") {
+			if to == from {
+				continue
+			}
+			rs = append(rs, Rule{
+				From:   module + "/" + from,
+				Forbid: module + "/" + to,
+				Why:    "runtime, cni and imagestore stay independent of each other and of cri; wire them in cmd/berthd",
+			})
+		}
+	}
+	rs = append(rs,
+		Rule{
+			From:   module,
+			Forbid: "github.com/google/go-containerregistry/pkg/v1/remote",
+			Except: []string{module + "/imagestore", module + "/internal/testimage", module + "/hack", module + "/test"},
+			Direct: true,
+			Why:    "only imagestore talks to registries",
+		},
+		Rule{
+			From:   module,
+			Forbid: "github.com/opencontainers/runc/libcontainer",
+			Except: []string{module + "/runtime", module + "/cmd/berth-shim"},
+			Direct: true,
+			Why:    "only runtime and the shim link libcontainer",
+		},
+		Rule{
+			From:   module,
+			Forbid: "github.com/containernetworking/cni/libcni",
+			Except: []string{module + "/cni"},
+			Direct: true,
+			Why:    "only cni imports libcni",
+		},
+	)
+	return rs
+}
+
+// listPackages runs `go list -deps` over the whole module. -e keeps going
+// past packages that do not compile yet: their imports still count.
+func listPackages(t *testing.T) []Package {
+	t.Helper()
+	gomod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatalf("find the module root: %v", err)
+	}
+	cmd := exec.Command("go", "list", "-e", "-json=ImportPath,Imports,Deps", "./...")
+	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, stderr.Bytes())
+	}
+	var pkgs []Package
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var p Package
+		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("decode go list output: %v", err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	return pkgs
+}
+
+func TestImportBoundaries(t *testing.T) {
+	pkgs := listPackages(t)
+	if !slices.ContainsFunc(pkgs, func(p Package) bool { return p.ImportPath == module+"/internal/importcheck" }) {
+		t.Fatalf("go list did not list this package; got %d packages", len(pkgs))
+	}
+	for _, v := range Violations(pkgs, rules()) {
+		t.Error(v)
+	}
+}
+
+func TestViolations(t *testing.T) {
+	const remote = "github.com/google/go-containerregistry/pkg/v1/remote"
+	tests := []struct {
+		name string
+		pkg  Package
+		want int
+	}{
+		{"imagestore may use remote", Package{ImportPath: module + "/imagestore/pull", Imports: []string{remote}, Deps: []string{remote}}, 0},
+		{"cri must not use remote", Package{ImportPath: module + "/cri", Imports: []string{remote}, Deps: []string{remote}}, 1},
+		{"cri may use remote through imagestore", Package{ImportPath: module + "/cri", Imports: []string{module + "/imagestore"}, Deps: []string{module + "/imagestore", remote}}, 0},
+		{"runtime must not reach cni even indirectly", Package{ImportPath: module + "/runtime/spec", Imports: []string{module + "/internal/x"}, Deps: []string{module + "/internal/x", module + "/cni"}}, 1},
+		{"imagestore must not import cri", Package{ImportPath: module + "/imagestore", Imports: []string{module + "/cri/convert"}, Deps: []string{module + "/cri/convert"}}, 1},
+		{"cni may import itself", Package{ImportPath: module + "/cni/portmap", Imports: []string{module + "/cni"}, Deps: []string{module + "/cni"}}, 0},
+		{"prefix is not a path prefix", Package{ImportPath: module + "/runtimex", Deps: []string{module + "/cri"}}, 0},
+		{"libcni only in cni", Package{ImportPath: module + "/daemon", Imports: []string{"github.com/containernetworking/cni/libcni"}}, 1},
+		{"libcontainer in the shim", Package{ImportPath: module + "/cmd/berth-shim", Imports: []string{"github.com/opencontainers/runc/libcontainer"}}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Violations([]Package{tt.pkg}, rules())
+			if len(got) != tt.want {
+				t.Errorf("violations = %q, want %d", got, tt.want)
+			}
+		})
+	}
+}
