@@ -1,0 +1,98 @@
+// Command berthd is Berth's node agent: it serves the CRI and the
+// Docker-compatible API over Berth's engine. See daemon.Run.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/berth-dev/berth/daemon"
+)
+
+const defaultConfigFile = "/etc/berth/config.toml"
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "berthd: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fl := flag.NewFlagSet("berthd", flag.ContinueOnError)
+	// These flags override the config file only when given, so they are
+	// read back by name below rather than through variables.
+	fl.String("root", "", "directory for persistent state (default /var/lib/berth)")
+	fl.String("state", "", "directory for sockets and runtime state (default /run/berth)")
+	fl.String("listen", "", "CRI socket (default <state>/berth.sock)")
+	fl.String("docker-listen", "", "Docker API socket (default <state>/docker.sock)")
+	fl.String("registry-config-dir", "", "hosts.toml directory for registries (default /etc/berth/certs.d)")
+	fl.String("log-level", "", "debug, info, warn or error (default info)")
+	var (
+		configFile = fl.String("config", defaultConfigFile, "TOML config file; flags override it")
+		logFormat  = fl.String("log-format", "text", "text or json")
+		version    = fl.Bool("version", false, "print the version and exit")
+	)
+	if err := fl.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fl.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fl.Args())
+	}
+	if *version {
+		fmt.Println("berthd", daemon.Version)
+		return nil
+	}
+
+	set := map[string]bool{}
+	fl.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	cfg := daemon.DefaultConfig()
+	data, err := os.ReadFile(*configFile)
+	switch {
+	case err == nil:
+		if err := daemon.ParseConfig(data, &cfg); err != nil {
+			return fmt.Errorf("%s: %w", *configFile, err)
+		}
+	// Without a config file the defaults apply, unless the user named one.
+	case errors.Is(err, fs.ErrNotExist) && !set["config"]:
+	default:
+		return fmt.Errorf("read config: %w", err)
+	}
+	for name, dst := range map[string]*string{
+		"root": &cfg.Root, "state": &cfg.State, "listen": &cfg.Listen, "docker-listen": &cfg.DockerListen,
+		"registry-config-dir": &cfg.Images.RegistryConfigDir, "log-level": &cfg.LogLevel,
+	} {
+		if set[name] {
+			*dst = fl.Lookup(name).Value.String()
+		}
+	}
+
+	level, err := daemon.ParseLogLevel(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	switch *logFormat {
+	case "text":
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, hopts))
+	case "json":
+		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, hopts))
+	default:
+		return fmt.Errorf("--log-format %q is not text or json", *logFormat)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return daemon.Run(ctx, cfg)
+}

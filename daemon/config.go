@@ -1,0 +1,155 @@
+package daemon
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/containerd/errdefs"
+
+	"github.com/berth-dev/berth/imagestore"
+)
+
+// Version is berthd's version, reported by the CRI Version RPC, the Docker
+// API and --version.
+const Version = "0.1.0"
+
+// Config is berthd's whole configuration: its own settings and the
+// packages' configs, as one TOML file holds them. The zero value is not
+// usable; start from DefaultConfig.
+type Config struct {
+	// Root holds images and, later, containers' persistent state.
+	Root string `toml:"root"`
+	// State holds sockets and other runtime state that a reboot clears.
+	State string `toml:"state"`
+	// Listen is the CRI socket path (a "unix://" prefix is accepted);
+	// empty means <State>/berth.sock.
+	Listen string `toml:"listen"`
+	// DockerListen is the Docker API socket path; empty means
+	// <State>/docker.sock.
+	DockerListen string `toml:"docker_listen"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `toml:"log_level"`
+	// Images configures the image store.
+	Images ImagesConfig `toml:"images"`
+	// Logger receives the daemon's logs; nil discards them. It is not part
+	// of the file: the binary builds it from LogLevel.
+	Logger *slog.Logger `toml:"-" json:"-"`
+}
+
+// ImagesConfig is the [images] section: imagestore.Config without the root,
+// which is the daemon's.
+type ImagesConfig struct {
+	// RegistryConfigDir is a containerd-style hosts.toml directory.
+	RegistryConfigDir string `toml:"registry_config_dir"`
+	// DockerConfig is a docker config.json for credentials; empty means
+	// ~/.docker/config.json.
+	DockerConfig string `toml:"docker_config"`
+	// StallTimeout fails a transfer that receives nothing for this long
+	// ("30s", "2m").
+	StallTimeout time.Duration `toml:"stall_timeout"`
+	// MaxConcurrentDownloads bounds the layers fetched at once per pull.
+	MaxConcurrentDownloads int `toml:"max_concurrent_downloads"`
+}
+
+// DefaultConfig returns the configuration berthd runs with when nothing
+// overrides it.
+func DefaultConfig() Config {
+	return Config{
+		Root:     "/var/lib/berth",
+		State:    "/run/berth",
+		LogLevel: "info",
+		Images: ImagesConfig{
+			RegistryConfigDir: "/etc/berth/certs.d",
+			// A minute without a byte is a dead connection, not a slow one.
+			StallTimeout: time.Minute,
+			// containerd's default; more rarely helps on one link.
+			MaxConcurrentDownloads: 3,
+		},
+	}
+}
+
+// ParseConfig decodes a TOML file's content on top of cfg. Unknown keys are
+// an error, so a misspelt setting does not silently keep its default.
+func ParseConfig(data []byte, cfg *Config) error {
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(cfg)
+	if err != nil {
+		return fmt.Errorf("parse config: %w: %w", errdefs.ErrInvalidArgument, err)
+	}
+	if undec := md.Undecoded(); len(undec) > 0 {
+		keys := make([]string, len(undec))
+		for i, k := range undec {
+			keys[i] = k.String()
+		}
+		return fmt.Errorf("parse config: %w: unknown keys %s", errdefs.ErrInvalidArgument, strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	invalid := func(format string, args ...any) error {
+		return fmt.Errorf("invalid config: %w: %s", errdefs.ErrInvalidArgument, fmt.Sprintf(format, args...))
+	}
+	for _, p := range []struct{ name, path string }{
+		{"root", c.Root}, {"state", c.State},
+		{"listen", c.CRISocket()}, {"docker_listen", c.DockerSocket()},
+	} {
+		if !filepath.IsAbs(p.path) {
+			return invalid("%s %q is not an absolute path", p.name, p.path)
+		}
+	}
+	if c.CRISocket() == c.DockerSocket() {
+		return invalid("listen and docker_listen are the same socket %s", c.CRISocket())
+	}
+	if _, err := ParseLogLevel(c.LogLevel); err != nil {
+		return err
+	}
+	if c.Images.StallTimeout <= 0 {
+		return invalid("images.stall_timeout %v must be positive", c.Images.StallTimeout)
+	}
+	if c.Images.MaxConcurrentDownloads < 1 {
+		return invalid("images.max_concurrent_downloads %d must be at least 1", c.Images.MaxConcurrentDownloads)
+	}
+	return nil
+}
+
+// CRISocket is the path of the CRI socket.
+func (c Config) CRISocket() string {
+	if c.Listen != "" {
+		return strings.TrimPrefix(c.Listen, "unix://")
+	}
+	return filepath.Join(c.State, "berth.sock")
+}
+
+// DockerSocket is the path of the Docker API socket.
+func (c Config) DockerSocket() string {
+	if c.DockerListen != "" {
+		return strings.TrimPrefix(c.DockerListen, "unix://")
+	}
+	return filepath.Join(c.State, "docker.sock")
+}
+
+// imageStore returns the image store's config.
+func (c Config) imageStore() imagestore.Config {
+	return imagestore.Config{
+		Root:                   c.Root,
+		RegistryConfigDir:      c.Images.RegistryConfigDir,
+		DockerConfig:           c.Images.DockerConfig,
+		StallTimeout:           c.Images.StallTimeout,
+		MaxConcurrentDownloads: c.Images.MaxConcurrentDownloads,
+	}
+}
+
+// ParseLogLevel parses debug, info, warn or error (any case).
+func ParseLogLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("invalid config: %w: log level %q is not debug, info, warn or error", errdefs.ErrInvalidArgument, s)
+	}
+	return l, nil
+}

@@ -1,0 +1,211 @@
+// Package daemon runs berthd: it opens the engine's stores under one root,
+// serves the CRI (gRPC) and the Docker-compatible API (HTTP) on unix
+// sockets under the state directory, and shuts them down when its context
+// ends. Several daemons with different roots and sockets run side by side;
+// two on one root are refused.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-dev/berth/cri"
+	"github.com/berth-dev/berth/dockerapi"
+	"github.com/berth-dev/berth/imagestore"
+)
+
+const (
+	// maxMsgSize matches the kubelet's CRI client limit.
+	maxMsgSize = 16 << 20
+	// shutdownGrace is how long in-flight calls may finish after the
+	// daemon is told to stop; then they are cut.
+	shutdownGrace = 5 * time.Second
+)
+
+// Run runs berthd with cfg until ctx ends or a server fails. It returns nil
+// after a clean shutdown.
+func Run(ctx context.Context, cfg Config) (retErr error) {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := makeDir(cfg.Root, 0o700); err != nil {
+		return err
+	}
+	if err := makeDir(cfg.State, 0o711); err != nil {
+		return err
+	}
+	unlock, err := lockRoot(cfg.Root)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	store, err := imagestore.Open(ctx, cfg.imageStore())
+	if err != nil {
+		return fmt.Errorf("open image store in %s: %w", cfg.Root, err)
+	}
+	defer func() {
+		if err := store.Close(); err != nil && retErr == nil {
+			retErr = fmt.Errorf("close image store: %w", err)
+		}
+	}()
+
+	criL, err := listenUnix(cfg.CRISocket())
+	if err != nil {
+		return err
+	}
+	defer criL.Close()
+	dockerL, err := listenUnix(cfg.DockerSocket())
+	if err != nil {
+		return err
+	}
+	defer dockerL.Close()
+
+	grpcSrv := grpc.NewServer(
+		grpc.MaxRecvMsgSize(maxMsgSize),
+		grpc.MaxSendMsgSize(maxMsgSize),
+		grpc.UnaryInterceptor(cri.UnaryInterceptor(log)),
+		grpc.StreamInterceptor(cri.StreamInterceptor(log)),
+	)
+	runtimeapi.RegisterImageServiceServer(grpcSrv, cri.NewImageService(store))
+	runtimeapi.RegisterRuntimeServiceServer(grpcSrv, cri.NewRuntimeService(cri.RuntimeOptions{Version: Version, Config: cfg}))
+
+	httpSrv := &http.Server{
+		Handler: dockerapi.New(store, dockerapi.Options{Root: cfg.Root, StateDir: cfg.State, Version: Version}),
+		// Pulls and pushes stream for minutes: only the header read is bounded.
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	errc := make(chan error, 2)
+	go func() {
+		if err := grpcSrv.Serve(criL); err != nil {
+			errc <- fmt.Errorf("serve cri on %s: %w", cfg.CRISocket(), err)
+		}
+	}()
+	go func() {
+		if err := httpSrv.Serve(dockerL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("serve docker api on %s: %w", cfg.DockerSocket(), err)
+		}
+	}()
+	log.InfoContext(ctx, "berthd serving", "version", Version, "root", cfg.Root, "cri", cfg.CRISocket(), "docker", cfg.DockerSocket())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	log.InfoContext(ctx, "berthd shutting down")
+	shutdown(context.WithoutCancel(ctx), grpcSrv, httpSrv)
+	return serveErr
+}
+
+// shutdown stops accepting, lets in-flight calls finish for shutdownGrace,
+// then cuts what is left.
+func shutdown(ctx context.Context, grpcSrv *grpc.Server, httpSrv *http.Server) {
+	ctx, cancel := context.WithTimeout(ctx, shutdownGrace)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		grpcSrv.GracefulStop()
+		close(done)
+	}()
+	if err := httpSrv.Shutdown(ctx); err != nil {
+		httpSrv.Close()
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		grpcSrv.Stop()
+		<-done
+	}
+}
+
+// makeDir creates dir (and parents) and sets its mode, which MkdirAll
+// alone leaves to the umask.
+func makeDir(dir string, mode os.FileMode) error {
+	if err := os.MkdirAll(dir, mode); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, mode); err != nil {
+		return fmt.Errorf("set mode of %s: %w", dir, err)
+	}
+	return nil
+}
+
+// lockRoot takes an exclusive flock on <root>/berthd.lock so that a second
+// daemon on the same root fails at once instead of corrupting the stores.
+// The kernel drops the lock when the process dies, so a crash never leaves
+// a stale lock behind.
+func lockRoot(root string) (unlock func(), _ error) {
+	path := filepath.Join(root, "berthd.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file %s: %w", path, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another berthd is using root %s: %w", root, errdefs.ErrFailedPrecondition)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	// The PID is for people reading the file; the flock is the lock.
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return func() { f.Close() }, nil
+}
+
+// listenUnix listens on a unix socket at path with mode 0660. A socket file
+// left by a dead daemon is removed; one that answers, or a file that is not
+// a socket, is left alone and refused.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
+		return nil, fmt.Errorf("create socket directory for %s: %w", path, err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("listen on %s: %w: a file that is not a socket is in the way", path, errdefs.ErrAlreadyExists)
+		}
+		conn, err := net.DialTimeout("unix", path, time.Second)
+		if err == nil {
+			conn.Close()
+			return nil, fmt.Errorf("listen on %s: %w: another process is serving on it", path, errdefs.ErrAlreadyExists)
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("listen on %s: check for a live server: %w", path, err)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
+		}
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	// Closing the listener unlinks the socket file (net.UnixListener does).
+	if err := os.Chmod(path, 0o660); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("set mode of %s: %w", path, err)
+	}
+	return l, nil
+}
