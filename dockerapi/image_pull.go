@@ -64,7 +64,7 @@ func (s *server) imageCreate(w http.ResponseWriter, r *http.Request) error {
 			// that a registry error before it still sets the status code.
 			if !started {
 				started = true
-				out.send(jsonstream.Message{Status: "Pulling from " + reference.FamiliarName(ref), ID: tagOrDigest})
+				out.send(jsonstream.Message{Status: "Pulling from " + reference.Path(ref), ID: tagOrDigest})
 			}
 			out.progress(p)
 		},
@@ -73,7 +73,7 @@ func (s *server) imageCreate(w http.ResponseWriter, r *http.Request) error {
 		return out.fail(err)
 	}
 	if !started {
-		out.send(jsonstream.Message{Status: "Pulling from " + reference.FamiliarName(ref), ID: tagOrDigest})
+		out.send(jsonstream.Message{Status: "Pulling from " + reference.Path(ref), ID: tagOrDigest})
 	}
 	out.send(jsonstream.Message{Status: "Digest: " + img.ManifestDigest.String()})
 	if before != "" && before == img.ManifestDigest {

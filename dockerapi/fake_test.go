@@ -1,0 +1,234 @@
+package dockerapi
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/berth-dev/berth/imagestore"
+)
+
+// fakeStore is an in-memory images implementation: names are normalized the
+// way the real store does, so the handlers' familiar-name logic is exercised.
+type fakeStore struct {
+	mu       sync.Mutex
+	images   map[digest.Digest]*imagestore.Image
+	remote   map[string]*imagestore.Image // what a "registry" serves, by normalized ref
+	pullErr  error                        // returned by Pull before any progress
+	midErr   error                        // returned by Pull after progress
+	pushed   []string
+	lastAuth *imagestore.Auth
+	logins   map[string]string // user -> password accepted by Login
+}
+
+func newFakeStore() *fakeStore {
+	return &fakeStore{images: map[digest.Digest]*imagestore.Image{}, remote: map[string]*imagestore.Image{}}
+}
+
+func norm(ref string) (string, error) {
+	n, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return "", fmt.Errorf("parse %q: %w: %w", ref, errdefs.ErrInvalidArgument, err)
+	}
+	return reference.TagNameOnly(n).String(), nil
+}
+
+func testImage(seed string, tags ...string) *imagestore.Image {
+	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	id := digest.FromString("config " + seed)
+	img := &imagestore.Image{
+		ID:                id,
+		ManifestDigest:    digest.FromString("manifest " + seed),
+		ManifestMediaType: ocispec.MediaTypeImageManifest,
+		Size:              1000,
+		UnpackedSize:      2_200_000,
+		Layers: []imagestore.Layer{{
+			Digest: digest.FromString("layer " + seed), Size: 900, DiffID: digest.FromString("diff " + seed),
+		}},
+		Config: ocispec.Image{
+			Created:  &created,
+			Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"},
+			Config: ocispec.ImageConfig{
+				Cmd:    []string{"sh"},
+				Labels: map[string]string{"seed": seed},
+			},
+			RootFS: ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{digest.FromString("diff " + seed)}},
+		},
+	}
+	for _, t := range tags {
+		n, _ := norm(t)
+		img.RepoTags = append(img.RepoTags, n)
+	}
+	return img
+}
+
+func (f *fakeStore) add(img *imagestore.Image) { f.images[img.ID] = img }
+
+func (f *fakeStore) Pull(ctx context.Context, ref string, opts imagestore.PullOptions) (*imagestore.Image, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lastAuth = opts.Auth
+	if f.pullErr != nil {
+		return nil, f.pullErr
+	}
+	r, ok := f.remote[ref]
+	if !ok {
+		return nil, fmt.Errorf("pull %s: %w", ref, errdefs.ErrNotFound)
+	}
+	for _, l := range r.Layers {
+		id := l.Digest.Encoded()[:12]
+		opts.Progress(imagestore.Progress{ID: id, Status: "Pulling fs layer"})
+		opts.Progress(imagestore.Progress{ID: id, Status: "Downloading", Current: l.Size / 2, Total: l.Size})
+		if f.midErr != nil {
+			return nil, f.midErr
+		}
+		opts.Progress(imagestore.Progress{ID: id, Status: "Pull complete"})
+	}
+	img := *r
+	if existing, ok := f.images[img.ID]; ok {
+		img = *existing
+	}
+	if !contains(img.RepoTags, ref) {
+		img.RepoTags = append(append([]string{}, img.RepoTags...), ref)
+	}
+	f.images[img.ID] = &img
+	return &img, nil
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *fakeStore) Push(ctx context.Context, ref string, opts imagestore.PushOptions) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lastAuth = opts.Auth
+	opts.Progress(imagestore.Progress{ID: "aaaaaaaaaaaa", Status: "Pushed"})
+	f.pushed = append(f.pushed, ref)
+	return nil
+}
+
+func (f *fakeStore) getLocked(nameOrID string) (*imagestore.Image, error) {
+	for id, img := range f.images {
+		if strings.HasPrefix(id.String(), nameOrID) || strings.HasPrefix(id.Encoded(), nameOrID) {
+			return img, nil
+		}
+	}
+	n, err := norm(nameOrID)
+	if err != nil {
+		return nil, err
+	}
+	for _, img := range f.images {
+		if contains(img.RepoTags, n) {
+			return img, nil
+		}
+	}
+	return nil, fmt.Errorf("get image %s: %w", nameOrID, errdefs.ErrNotFound)
+}
+
+func (f *fakeStore) Get(ctx context.Context, nameOrID string) (*imagestore.Image, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.getLocked(nameOrID)
+}
+
+func (f *fakeStore) List(ctx context.Context) ([]*imagestore.Image, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*imagestore.Image
+	for _, img := range f.images {
+		out = append(out, img)
+	}
+	return out, nil
+}
+
+func (f *fakeStore) Tag(ctx context.Context, source, target string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	img, err := f.getLocked(source)
+	if err != nil {
+		return err
+	}
+	img.RepoTags = append(img.RepoTags, target)
+	return nil
+}
+
+func (f *fakeStore) Remove(ctx context.Context, nameOrID string, opts imagestore.RemoveOptions) (imagestore.Removed, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	img, err := f.getLocked(nameOrID)
+	if err != nil {
+		return imagestore.Removed{}, err
+	}
+	if n, err := norm(nameOrID); err == nil && contains(img.RepoTags, n) {
+		var rest []string
+		for _, t := range img.RepoTags {
+			if t != n {
+				rest = append(rest, t)
+			}
+		}
+		img.RepoTags = rest
+		out := imagestore.Removed{Untagged: []string{n}}
+		if len(rest) == 0 {
+			delete(f.images, img.ID)
+			out.Deleted = []digest.Digest{img.ID}
+		}
+		return out, nil
+	}
+	if len(img.RepoTags) > 1 && !opts.Force {
+		return imagestore.Removed{}, fmt.Errorf("remove %s: image is referenced in multiple repositories: %w", nameOrID, errdefs.ErrConflict)
+	}
+	delete(f.images, img.ID)
+	return imagestore.Removed{Untagged: img.RepoTags, Deleted: []digest.Digest{img.ID}}, nil
+}
+
+func (f *fakeStore) Save(ctx context.Context, w io.Writer, refs []string, format imagestore.ArchiveFormat) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range refs {
+		if _, err := f.getLocked(r); err != nil {
+			return err
+		}
+	}
+	_, err := io.WriteString(w, "TAR:"+strings.Join(refs, ","))
+	return err
+}
+
+func (f *fakeStore) Load(ctx context.Context, r io.Reader) ([]*imagestore.Image, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	name, ok := strings.CutPrefix(string(b), "TAR:")
+	if !ok {
+		return nil, fmt.Errorf("load: %w: not a tarball", errdefs.ErrInvalidArgument)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	img := testImage("loaded "+name, name)
+	f.add(img)
+	return []*imagestore.Image{img}, nil
+}
+
+// fakeLoginStore adds the optional Login method.
+type fakeLoginStore struct{ *fakeStore }
+
+func (f fakeLoginStore) Login(ctx context.Context, server string, auth imagestore.Auth) error {
+	if f.logins[auth.Username] != auth.Password || auth.Username == "" {
+		return fmt.Errorf("login %s: %w: bad credentials", server, errdefs.ErrUnauthenticated)
+	}
+	return nil
+}
