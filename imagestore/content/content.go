@@ -7,9 +7,9 @@
 // rename, fsync of the directory). A half-written blob is therefore never
 // visible, and Open removes whatever ingests a crash left behind.
 //
-// Every method is safe for concurrent use, also by several processes sharing
-// one root: two writers of the same digest never see each other's temp file,
-// and the last rename wins with identical content.
+// Every method is safe for concurrent use: two writers of the same digest
+// never see each other's temp file, and the last rename wins with identical
+// content. One process owns a root, since Open discards every ingest in it.
 package content
 
 import (

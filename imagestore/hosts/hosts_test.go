@@ -388,7 +388,7 @@ ca = "server.crt"`, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			writeFiles(t, dir, map[string]string{
-				"registry.test/hosts.toml":  fmt.Sprintf(tt.toml, host),
+				"registry.test/hosts.toml": fmt.Sprintf(tt.toml, host),
 				"registry.test/server.crt": string(serverCA),
 			})
 			eps, err := Resolve(dir, "registry.test")
