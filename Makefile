@@ -1,0 +1,105 @@
+# Berth's build. `make` alone lists the targets.
+#
+# Everything the project needs on a fresh Debian 12 machine is installed by
+# `make deps` (hack/install-deps.sh); `make test` runs every test as CI does.
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+GO      ?= go
+BIN     := $(CURDIR)/bin
+OUT     := $(CURDIR)/_output
+TOOLS   := $(OUT)/tools
+MODULE  := github.com/berth-dev/berth
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+# -count=1: CI must never be served cached test results.
+GOTEST  := $(GO) test -count=1
+# RACE=1 adds -race to the unit tests (needs cgo and takes about twice as long).
+RACE    ?=
+ifeq ($(RACE),1)
+UNIT_FLAGS := -race
+endif
+E2E_TIMEOUT ?= 30m
+
+# Packages other than the end-to-end suites; as root this includes the
+# *_root_test.go tests (they skip themselves when not root).
+UNIT_PKGS = $(shell $(GO) list -e ./... | grep -v '^$(MODULE)/test/')
+
+.PHONY: help
+help: ## list the targets
+	@echo "Berth: make <target>"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: up
+up: ## set up this machine, build, start a registry with test images and berthd (hack/up.sh)
+	bash hack/up.sh
+
+.PHONY: down
+down: ## stop what `make up` started (hack/down.sh)
+	bash hack/down.sh
+
+.PHONY: deps
+deps: ## install apt packages and pinned Go tools (crictl) (hack/install-deps.sh)
+	bash hack/install-deps.sh
+
+.PHONY: critest
+critest: ## build the official CRI test suite into _output/tools/critest
+	bash hack/install-deps.sh --critest
+
+.PHONY: build
+build: ## build bin/berthd and bin/berth (and bin/berth-shim once it exists)
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/berthd ./cmd/berthd
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/berth ./cmd/berth
+	@# The shim links libcontainer: cgo, nsenter and seccomp (libseccomp-dev).
+	@if compgen -G 'cmd/berth-shim/*.go' >/dev/null; then \
+		echo "CGO_ENABLED=1 $(GO) build -tags seccomp -o $(BIN)/berth-shim ./cmd/berth-shim"; \
+		CGO_ENABLED=1 $(GO) build -tags seccomp -o $(BIN)/berth-shim ./cmd/berth-shim; \
+	fi
+
+.PHONY: test
+test: deps build verify test-unit test-e2e ## everything CI runs: deps, build, verify, unit + root tests, e2e
+	@echo "make test: all passed"
+
+.PHONY: test-unit
+test-unit: ## unit tests of every package but test/ (as root: also the *_root_test.go tests)
+	@if [ "$$(id -u)" != 0 ]; then echo "note: not root, the *_root_test.go tests will skip"; fi
+	$(GOTEST) $(UNIT_FLAGS) $(UNIT_PKGS)
+
+.PHONY: test-root
+test-root: ## only the packages that have root tests; needs root
+	@if [ "$$(id -u)" != 0 ]; then echo "test-root needs root" >&2; exit 1; fi
+	$(GOTEST) $$(find . -name '*_root_test.go' -not -path './_output/*' -printf '%h\n' | sort -u)
+
+.PHONY: test-e2e
+test-e2e: build ## end-to-end suites in test/ against a real berthd (needs root)
+	BERTH_BIN_DIR=$(BIN) PATH="$(TOOLS):$$PATH" $(GOTEST) -timeout $(E2E_TIMEOUT) ./test/...
+
+.PHONY: verify
+verify: ## gofmt, go vet and the import-boundary check
+	@out="$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go'))"; \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GOTEST) ./internal/importcheck
+
+.PHONY: lint
+lint: verify ## same as verify
+
+.PHONY: registry
+registry: ## run a local registry on 127.0.0.1:5000 in the foreground
+	$(GO) run ./hack/registry --addr 127.0.0.1:5000 --dir $(OUT)/registry
+
+.PHONY: test-images
+test-images: ## push the test images to the registry at REGISTRY (default 127.0.0.1:5000)
+	$(GO) run ./hack/testimages --registry $${REGISTRY:-127.0.0.1:5000}
+
+.PHONY: bench-pull
+bench-pull: ## pull benchmark: berthd (and with ARGS=--vs-containerd, containerd)
+	bash hack/bench-pull.sh $(ARGS)
+
+.PHONY: clean
+clean: ## stop `make up`'s processes, remove bin/ and _output/
+	@if [ -f $(OUT)/pids ]; then bash hack/down.sh; fi
+	rm -rf $(BIN) $(OUT)
