@@ -1,0 +1,307 @@
+package daemon
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-dev/berth/internal/testimage"
+)
+
+// testConfig returns a config whose every path is under a fresh temp dir.
+func testConfig(t *testing.T) Config {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.Root = filepath.Join(dir, "root")
+	cfg.State = filepath.Join(dir, "state")
+	cfg.Images.RegistryConfigDir = filepath.Join(dir, "certs.d")
+	// Keep the machine's ~/.docker/config.json out of the test.
+	cfg.Images.DockerConfig = filepath.Join(dir, "docker-config.json")
+	return cfg
+}
+
+// start runs the daemon until the test ends and waits for its CRI socket.
+// The returned stop cancels it and returns Run's error.
+func start(t *testing.T, cfg Config) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- Run(ctx, cfg) }()
+	var stopped bool
+	var runErr error
+	stop = func() error {
+		if !stopped {
+			stopped = true
+			cancel()
+			select {
+			case runErr = <-errc:
+			case <-time.After(2 * shutdownGrace):
+				t.Fatal("Run did not return after its context was cancelled")
+			}
+		}
+		return runErr
+	}
+	t.Cleanup(func() { stop() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if c, err := net.Dial("unix", cfg.CRISocket()); err == nil {
+			c.Close()
+			return stop
+		}
+		select {
+		case err := <-errc:
+			stopped, runErr = true, err
+			t.Fatalf("Run returned before serving: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("CRI socket never answered")
+		}
+	}
+}
+
+func criClients(t *testing.T, sock string) (runtimeapi.RuntimeServiceClient, runtimeapi.ImageServiceClient) {
+	t.Helper()
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return runtimeapi.NewRuntimeServiceClient(conn), runtimeapi.NewImageServiceClient(conn)
+}
+
+func dockerGet(t *testing.T, sock, path string) (int, string) {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	resp, err := c.Get("http://berthd" + path)
+	if err != nil {
+		t.Fatalf("GET %s on %s: %v", path, sock, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestRunServesCRIAndDockerAPI(t *testing.T) {
+	ctx := t.Context()
+	reg := httptest.NewServer(registry.New())
+	defer reg.Close()
+	host := strings.TrimPrefix(reg.URL, "http://")
+	busybox, err := testimage.Busybox()
+	if err != nil {
+		t.Skipf("no test image (is busybox-static installed?): %v", err)
+	}
+	nonroot, err := testimage.NonRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testimage.Push(ctx, busybox, host+"/berth/busybox:1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := testimage.Push(ctx, busybox, host+"/berth/busybox:2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := testimage.Push(ctx, nonroot, host+"/berth/nonroot:1"); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := testConfig(t)
+	stop := start(t, cfg)
+	rt, images := criClients(t, cfg.CRISocket())
+
+	for path, want := range map[string]os.FileMode{cfg.Root: 0o700, cfg.State: 0o711, cfg.CRISocket(): 0o660, cfg.DockerSocket(): 0o660} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("mode of %s = %v, want %v", path, got, want)
+		}
+	}
+
+	v, err := rt.Version(ctx, &runtimeapi.VersionRequest{})
+	if err != nil || v.RuntimeName != "berth" || v.RuntimeApiVersion != "v1" || v.RuntimeVersion != Version {
+		t.Fatalf("Version = %v, %v", v, err)
+	}
+	st, err := rt.Status(ctx, &runtimeapi.StatusRequest{Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(st.Info["config"], cfg.Root) {
+		t.Errorf("verbose status config lacks the root: %q", st.Info["config"])
+	}
+	if code, body := dockerGet(t, cfg.DockerSocket(), "/_ping"); code != http.StatusOK || body != "OK" {
+		t.Errorf("/_ping = %d %q, want 200 OK", code, body)
+	}
+
+	pulled, err := images.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: host + "/berth/busybox:1"}})
+	if status.Code(err) == codes.Unimplemented {
+		t.Skipf("the image store cannot pull yet: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := images.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: host + "/berth/busybox:2"}}); err != nil {
+		t.Fatal(err)
+	}
+	nr, err := images.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: host + "/berth/nonroot:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	list, err := images.ListImages(ctx, &runtimeapi.ListImagesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]*runtimeapi.Image{}
+	for _, img := range list.Images {
+		byID[img.Id] = img
+	}
+	bb := byID[pulled.ImageRef]
+	if len(list.Images) != 2 || bb == nil || byID[nr.ImageRef] == nil {
+		t.Fatalf("list = %v; want busybox %s and nonroot %s", list.Images, pulled.ImageRef, nr.ImageRef)
+	}
+	slices.Sort(bb.RepoTags)
+	if want := []string{host + "/berth/busybox:1", host + "/berth/busybox:2"}; !slices.Equal(bb.RepoTags, want) || bb.Size == 0 || len(bb.RepoDigests) == 0 {
+		t.Errorf("busybox = %v; want tags %v, a size and a repo digest", bb, want)
+	}
+	if uid := byID[nr.ImageRef].GetUid(); uid == nil || uid.Value != testimage.NonRootUID {
+		t.Errorf("nonroot uid = %v, want %d", uid, testimage.NonRootUID)
+	}
+
+	filtered, err := images.ListImages(ctx, &runtimeapi.ListImagesRequest{Filter: &runtimeapi.ImageFilter{Image: &runtimeapi.ImageSpec{Image: host + "/berth/nonroot:1"}}})
+	if err != nil || len(filtered.Images) != 1 || filtered.Images[0].Id != nr.ImageRef {
+		t.Errorf("list filtered by nonroot = %v, %v", filtered, err)
+	}
+
+	is, err := images.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: host + "/berth/nonroot:1"}, Verbose: true})
+	if err != nil || is.Image.GetId() != nr.ImageRef || !strings.Contains(is.Info["info"], `"User":"1000:1000"`) {
+		t.Errorf("verbose status of nonroot = %v, %v", is, err)
+	}
+
+	// One of two tags: only that tag goes.
+	if _, err := images.RemoveImage(ctx, &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: host + "/berth/busybox:1"}}); err != nil {
+		t.Fatal(err)
+	}
+	is, err = images.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: pulled.ImageRef}})
+	if err != nil || !slices.Equal(is.Image.GetRepoTags(), []string{host + "/berth/busybox:2"}) {
+		t.Errorf("busybox after removing tag 1 = %v, %v; want only tag 2 left", is.GetImage(), err)
+	}
+	// By ID: the image goes; again: still success.
+	for range 2 {
+		if _, err := images.RemoveImage(ctx, &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: pulled.ImageRef}}); err != nil {
+			t.Fatalf("remove by ID: %v", err)
+		}
+	}
+	is, err = images.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: pulled.ImageRef}})
+	if err != nil || is.Image != nil {
+		t.Errorf("status of removed image = %v, %v; want an empty response", is, err)
+	}
+
+	fs, err := images.ImageFsInfo(ctx, &runtimeapi.ImageFsInfoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fs.ImageFilesystems) != 1 || fs.ImageFilesystems[0].UsedBytes.GetValue() == 0 || fs.ImageFilesystems[0].InodesUsed.GetValue() == 0 {
+		t.Errorf("image fs info = %v; want usage of the nonroot image", fs)
+	}
+
+	if err := stop(); err != nil {
+		t.Fatalf("Run after cancel: %v", err)
+	}
+	for _, sock := range []string{cfg.CRISocket(), cfg.DockerSocket()} {
+		if _, err := os.Lstat(sock); !os.IsNotExist(err) {
+			t.Errorf("socket %s left after shutdown (%v)", sock, err)
+		}
+	}
+}
+
+func TestSecondDaemonOnSameRootFails(t *testing.T) {
+	cfg := testConfig(t)
+	start(t, cfg)
+
+	other := testConfig(t)
+	other.Root = cfg.Root
+	err := Run(t.Context(), other)
+	if err == nil || !strings.Contains(err.Error(), "another berthd is using root "+cfg.Root) {
+		t.Fatalf("second Run on the same root = %v; want the lock error", err)
+	}
+	// A daemon on another root and state runs side by side.
+	start(t, testConfig(t))
+}
+
+func TestSocketInUseIsRefusedAndStaleOneReplaced(t *testing.T) {
+	cfg := testConfig(t)
+	if err := os.MkdirAll(cfg.State, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	live, err := net.Listen("unix", cfg.CRISocket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Run(t.Context(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "another process is serving on it") {
+		t.Fatalf("Run with a live CRI socket = %v; want a refusal", err)
+	}
+	// Leave the socket file behind as a killed daemon would.
+	live.(*net.UnixListener).SetUnlinkOnClose(false)
+	live.Close()
+	start(t, cfg)
+}
+
+func TestConfig(t *testing.T) {
+	cfg := DefaultConfig()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("defaults invalid: %v", err)
+	}
+	err := ParseConfig([]byte(`
+root = "/srv/berth"
+state = "/run/b2"
+log_level = "debug"
+[images]
+registry_config_dir = "/etc/containerd/certs.d"
+stall_timeout = "30s"
+max_concurrent_downloads = 5
+`), &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Root != "/srv/berth" || cfg.CRISocket() != "/run/b2/berth.sock" || cfg.DockerSocket() != "/run/b2/docker.sock" ||
+		cfg.Images.StallTimeout != 30*time.Second || cfg.Images.MaxConcurrentDownloads != 5 || cfg.Images.RegistryConfigDir != "/etc/containerd/certs.d" {
+		t.Errorf("parsed config = %+v", cfg)
+	}
+	if err := ParseConfig([]byte(`roots = "/x"`), &cfg); err == nil || !strings.Contains(err.Error(), "roots") {
+		t.Errorf("unknown key: %v", err)
+	}
+	for name, mutate := range map[string]func(*Config){
+		"relative root":  func(c *Config) { c.Root = "var/lib/berth" },
+		"log level":      func(c *Config) { c.LogLevel = "loud" },
+		"same sockets":   func(c *Config) { c.Listen = "unix://" + c.DockerSocket() },
+		"zero stall":     func(c *Config) { c.Images.StallTimeout = 0 },
+		"no downloaders": func(c *Config) { c.Images.MaxConcurrentDownloads = 0 },
+	} {
+		c := DefaultConfig()
+		mutate(&c)
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: Validate accepted %+v", name, c)
+		}
+	}
+}
