@@ -27,8 +27,10 @@ type Options struct {
 	Version string
 }
 
-// images is what the handlers need of the image store.
-type images interface {
+// Images is what the handlers need of the image store; *imagestore.Store
+// implements it. A value that also has Login(ctx, server, Auth) error serves
+// POST /auth.
+type Images interface {
 	Pull(ctx context.Context, ref string, opts imagestore.PullOptions) (*imagestore.Image, error)
 	Push(ctx context.Context, ref string, opts imagestore.PushOptions) error
 	Get(ctx context.Context, nameOrID string) (*imagestore.Image, error)
@@ -45,21 +47,22 @@ type loginer interface {
 	Login(ctx context.Context, server string, auth imagestore.Auth) error
 }
 
-// New returns the API handler.
+// New returns the API handler serving the image store.
 func New(images *imagestore.Store, opts Options) http.Handler {
-	return newHandler(images, opts)
+	return NewHandler(images, opts)
 }
 
-type server struct {
-	images images
-	opts   Options
-}
-
-func newHandler(imgs images, opts Options) http.Handler {
+// NewHandler is New for any Images implementation (tests serve fakes).
+func NewHandler(imgs Images, opts Options) http.Handler {
 	s := &server{images: imgs, opts: opts}
 	mux := http.NewServeMux()
 	s.routes(mux)
 	return withVersion(mux)
+}
+
+type server struct {
+	images Images
+	opts   Options
 }
 
 // handlerFunc is an http handler that reports failure by returning an error;

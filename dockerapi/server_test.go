@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,12 +17,13 @@ import (
 	"github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/client"
 
+	"github.com/berth-dev/berth/dockerapi/dockerapitest"
 	"github.com/berth-dev/berth/imagestore"
 )
 
-func newTestServer(t *testing.T, imgs images) (*httptest.Server, *client.Client) {
+func newTestServer(t *testing.T, imgs Images) (*httptest.Server, *client.Client) {
 	t.Helper()
-	srv := httptest.NewServer(newHandler(imgs, Options{Root: "/var/lib/berth-test", Version: "0.0.1-test"}))
+	srv := httptest.NewServer(NewHandler(imgs, Options{Root: "/var/lib/berth-test", Version: "0.0.1-test"}))
 	t.Cleanup(srv.Close)
 	c, err := client.New(client.WithHost("tcp://"+srv.Listener.Addr().String()), client.WithAPIVersionNegotiation())
 	if err != nil {
@@ -50,7 +52,7 @@ func do(t *testing.T, srv *httptest.Server, method, path string, body io.Reader,
 }
 
 func TestPingHeadersAndNegotiation(t *testing.T) {
-	srv, c := newTestServer(t, newFakeStore())
+	srv, c := newTestServer(t, dockerapitest.New())
 	for _, m := range []string{http.MethodGet, http.MethodHead} {
 		resp, body := do(t, srv, m, "/_ping", nil)
 		if resp.StatusCode != 200 {
@@ -88,7 +90,7 @@ func TestPingHeadersAndNegotiation(t *testing.T) {
 }
 
 func TestVersionPrefixes(t *testing.T) {
-	srv, _ := newTestServer(t, newFakeStore())
+	srv, _ := newTestServer(t, dockerapitest.New())
 	for _, tc := range []struct {
 		path   string
 		status int
@@ -144,8 +146,8 @@ func TestErrorStatusMapping(t *testing.T) {
 }
 
 func TestInfo(t *testing.T) {
-	f := newFakeStore()
-	f.add(testImage("a", "busybox"))
+	f := dockerapitest.New()
+	f.Add(dockerapitest.Image("a", "busybox"))
 	_, c := newTestServer(t, f)
 	info, err := c.Info(t.Context(), client.InfoOptions{})
 	if err != nil {
@@ -171,9 +173,9 @@ func readMessages(t *testing.T, r io.Reader) []message {
 }
 
 func TestPullStreamsProgress(t *testing.T) {
-	f := newFakeStore()
-	img := testImage("bb")
-	f.remote["127.0.0.1:5000/berth/busybox:latest"] = img
+	f := dockerapitest.New()
+	img := dockerapitest.Image("bb")
+	f.Remote["127.0.0.1:5000/berth/busybox:latest"] = img
 	_, c := newTestServer(t, f)
 	auth, _ := json.Marshal(registry.AuthConfig{Username: "u", Password: "p"})
 	resp, err := c.ImagePull(t.Context(), "127.0.0.1:5000/berth/busybox", client.ImagePullOptions{
@@ -196,8 +198,8 @@ func TestPullStreamsProgress(t *testing.T) {
 	if msgs[0].ID != "latest" || msgs[2].Progress == nil || msgs[2].Progress.Total != 900 || msgs[2].ID != img.Layers[0].Digest.Encoded()[:12] {
 		t.Errorf("messages = %+v", msgs)
 	}
-	if f.lastAuth == nil || f.lastAuth.Username != "u" || f.lastAuth.Password != "p" {
-		t.Errorf("auth passed to store = %+v", f.lastAuth)
+	if f.LastAuth == nil || f.LastAuth.Username != "u" || f.LastAuth.Password != "p" {
+		t.Errorf("auth passed to store = %+v", f.LastAuth)
 	}
 
 	// Second pull of the same image is "up to date".
@@ -213,7 +215,7 @@ func TestPullStreamsProgress(t *testing.T) {
 }
 
 func TestPullErrors(t *testing.T) {
-	f := newFakeStore()
+	f := dockerapitest.New()
 	_, c := newTestServer(t, f)
 	// Unknown before any progress: a 404 the client turns into an error.
 	_, err := c.ImagePull(t.Context(), "nosuch", client.ImagePullOptions{})
@@ -221,8 +223,8 @@ func TestPullErrors(t *testing.T) {
 		t.Fatalf("pull of unknown image: err = %v, want NotFound", err)
 	}
 	// Failure after progress: an error message in the stream.
-	f.remote["docker.io/library/busybox:latest"] = testImage("x")
-	f.midErr = fmt.Errorf("read layer: connection reset")
+	f.Remote["docker.io/library/busybox:latest"] = dockerapitest.Image("x")
+	f.MidErr = fmt.Errorf("read layer: connection reset")
 	resp, err := c.ImagePull(t.Context(), "busybox", client.ImagePullOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -258,12 +260,12 @@ func TestPullErrors(t *testing.T) {
 }
 
 func TestListFilters(t *testing.T) {
-	f := newFakeStore()
-	a := testImage("a", "busybox:latest", "127.0.0.1:5000/berth/busybox:1")
-	b := testImage("b", "alpine:3")
-	d := testImage("d")
+	f := dockerapitest.New()
+	a := dockerapitest.Image("a", "busybox:latest", "127.0.0.1:5000/berth/busybox:1")
+	b := dockerapitest.Image("b", "alpine:3")
+	d := dockerapitest.Image("d")
 	for _, img := range []*imagestore.Image{a, b, d} {
-		f.add(img)
+		f.Add(img)
 	}
 	_, c := newTestServer(t, f)
 	list := func(filters client.Filters) []string {
@@ -303,9 +305,9 @@ func TestListFilters(t *testing.T) {
 }
 
 func TestInspectTagRemove(t *testing.T) {
-	f := newFakeStore()
-	a := testImage("a", "127.0.0.1:5000/berth/busybox:latest")
-	f.add(a)
+	f := dockerapitest.New()
+	a := dockerapitest.Image("a", "127.0.0.1:5000/berth/busybox:latest")
+	f.Add(a)
 	srv, c := newTestServer(t, f)
 
 	res, err := c.ImageInspect(t.Context(), "127.0.0.1:5000/berth/busybox:latest")
@@ -328,7 +330,7 @@ func TestInspectTagRemove(t *testing.T) {
 	if _, err := c.ImageTag(t.Context(), client.ImageTagOptions{Source: "127.0.0.1:5000/berth/busybox", Target: "mine:v1"}); err != nil {
 		t.Fatal(err)
 	}
-	if !contains(a.RepoTags, "docker.io/library/mine:v1") {
+	if !slices.Contains(a.RepoTags, "docker.io/library/mine:v1") {
 		t.Errorf("tags after tag: %v", a.RepoTags)
 	}
 	if _, err := c.ImageTag(t.Context(), client.ImageTagOptions{Source: "nosuch", Target: "x"}); !errdefs.IsNotFound(err) {
@@ -359,9 +361,9 @@ func TestInspectTagRemove(t *testing.T) {
 }
 
 func TestPush(t *testing.T) {
-	f := newFakeStore()
-	a := testImage("a", "127.0.0.1:5000/berth/busybox:latest", "127.0.0.1:5000/berth/busybox:1")
-	f.add(a)
+	f := dockerapitest.New()
+	a := dockerapitest.Image("a", "127.0.0.1:5000/berth/busybox:latest", "127.0.0.1:5000/berth/busybox:1")
+	f.Add(a)
 	_, c := newTestServer(t, f)
 	resp, err := c.ImagePush(t.Context(), "127.0.0.1:5000/berth/busybox:1", client.ImagePushOptions{RegistryAuth: "e30="})
 	if err != nil {
@@ -373,19 +375,19 @@ func TestPush(t *testing.T) {
 		msgs[1].Status != "Pushed" || msgs[2].Status != "1: digest: "+a.ManifestDigest.String() || msgs[3].Aux == nil {
 		t.Errorf("push messages = %+v", msgs)
 	}
-	if len(f.pushed) != 1 || f.pushed[0] != "127.0.0.1:5000/berth/busybox:1" {
-		t.Errorf("pushed %v", f.pushed)
+	if len(f.Pushed) != 1 || f.Pushed[0] != "127.0.0.1:5000/berth/busybox:1" {
+		t.Errorf("pushed %v", f.Pushed)
 	}
 	// All tags.
-	f.pushed = nil
+	f.Pushed = nil
 	resp, err = c.ImagePush(t.Context(), "127.0.0.1:5000/berth/busybox", client.ImagePushOptions{All: true, RegistryAuth: "e30="})
 	if err != nil {
 		t.Fatal(err)
 	}
 	readMessages(t, resp)
 	resp.Close()
-	if len(f.pushed) != 2 {
-		t.Errorf("push all tags pushed %v", f.pushed)
+	if len(f.Pushed) != 2 {
+		t.Errorf("push all tags pushed %v", f.Pushed)
 	}
 	if _, err := c.ImagePush(t.Context(), "127.0.0.1:5000/nosuch:1", client.ImagePushOptions{RegistryAuth: "e30="}); !errdefs.IsNotFound(err) {
 		t.Errorf("push missing: %v", err)
@@ -393,8 +395,8 @@ func TestPush(t *testing.T) {
 }
 
 func TestSaveLoad(t *testing.T) {
-	f := newFakeStore()
-	f.add(testImage("a", "busybox"))
+	f := dockerapitest.New()
+	f.Add(dockerapitest.Image("a", "busybox"))
 	srv, c := newTestServer(t, f)
 	rc, err := c.ImageSave(t.Context(), []string{"busybox"})
 	if err != nil {
@@ -428,14 +430,15 @@ func TestSaveLoad(t *testing.T) {
 }
 
 func TestAuth(t *testing.T) {
-	f := newFakeStore()
-	_, c := newTestServer(t, f)
+	f := dockerapitest.New()
+	// Hide Login: a store without it answers NotImplemented.
+	_, c := newTestServer(t, struct{ Images }{f})
 	_, err := c.RegistryLogin(t.Context(), client.RegistryLoginOptions{Username: "u", Password: "p", ServerAddress: "127.0.0.1:5000"})
 	if !errdefs.IsNotImplemented(err) {
 		t.Errorf("login without Login support: %v", err)
 	}
-	f.logins = map[string]string{"u": "p"}
-	_, c = newTestServer(t, fakeLoginStore{f})
+	f.Logins["u"] = "p"
+	_, c = newTestServer(t, f)
 	res, err := c.RegistryLogin(t.Context(), client.RegistryLoginOptions{Username: "u", Password: "p", ServerAddress: "127.0.0.1:5000"})
 	if err != nil || res.Auth.Status != "Login Succeeded" {
 		t.Errorf("login: %+v %v", res, err)

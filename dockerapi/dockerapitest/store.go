@@ -1,4 +1,7 @@
-package dockerapi
+// Package dockerapitest provides an in-memory image store for tests of the
+// Docker API handler and of its clients (cmd/berth). It normalizes names the
+// way imagestore does, so familiar-name handling is exercised for real.
+package dockerapitest
 
 import (
 	"context"
@@ -16,21 +19,26 @@ import (
 	"github.com/berth-dev/berth/imagestore"
 )
 
-// fakeStore is an in-memory images implementation: names are normalized the
-// way the real store does, so the handlers' familiar-name logic is exercised.
-type fakeStore struct {
-	mu       sync.Mutex
-	images   map[digest.Digest]*imagestore.Image
-	remote   map[string]*imagestore.Image // what a "registry" serves, by normalized ref
-	pullErr  error                        // returned by Pull before any progress
-	midErr   error                        // returned by Pull after progress
-	pushed   []string
-	lastAuth *imagestore.Auth
-	logins   map[string]string // user -> password accepted by Login
+// Store is an in-memory image store. Set its exported fields before use;
+// read them after the calls under test returned.
+type Store struct {
+	mu     sync.Mutex
+	images map[digest.Digest]*imagestore.Image
+	// Remote is what the pretend registry serves, by normalized reference.
+	Remote map[string]*imagestore.Image
+	// PullErr fails Pull before any progress; MidErr after the first layer's.
+	PullErr, MidErr error
+	// Pushed records the references pushed.
+	Pushed []string
+	// LastAuth is the Auth of the latest Pull or Push.
+	LastAuth *imagestore.Auth
+	// Logins maps user to the password Login accepts.
+	Logins map[string]string
 }
 
-func newFakeStore() *fakeStore {
-	return &fakeStore{images: map[digest.Digest]*imagestore.Image{}, remote: map[string]*imagestore.Image{}}
+// New returns an empty Store.
+func New() *Store {
+	return &Store{images: map[digest.Digest]*imagestore.Image{}, Remote: map[string]*imagestore.Image{}, Logins: map[string]string{}}
 }
 
 func norm(ref string) (string, error) {
@@ -41,7 +49,9 @@ func norm(ref string) (string, error) {
 	return reference.TagNameOnly(n).String(), nil
 }
 
-func testImage(seed string, tags ...string) *imagestore.Image {
+// Image makes a one-layer image whose digests derive from seed, tagged with
+// tags (normalized).
+func Image(seed string, tags ...string) *imagestore.Image {
 	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	id := digest.FromString("config " + seed)
 	img := &imagestore.Image{
@@ -70,16 +80,21 @@ func testImage(seed string, tags ...string) *imagestore.Image {
 	return img
 }
 
-func (f *fakeStore) add(img *imagestore.Image) { f.images[img.ID] = img }
-
-func (f *fakeStore) Pull(ctx context.Context, ref string, opts imagestore.PullOptions) (*imagestore.Image, error) {
+// Add stores img as a local image.
+func (f *Store) Add(img *imagestore.Image) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.lastAuth = opts.Auth
-	if f.pullErr != nil {
-		return nil, f.pullErr
+	f.images[img.ID] = img
+}
+
+func (f *Store) Pull(ctx context.Context, ref string, opts imagestore.PullOptions) (*imagestore.Image, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.LastAuth = opts.Auth
+	if f.PullErr != nil {
+		return nil, f.PullErr
 	}
-	r, ok := f.remote[ref]
+	r, ok := f.Remote[ref]
 	if !ok {
 		return nil, fmt.Errorf("pull %s: %w", ref, errdefs.ErrNotFound)
 	}
@@ -87,8 +102,8 @@ func (f *fakeStore) Pull(ctx context.Context, ref string, opts imagestore.PullOp
 		id := l.Digest.Encoded()[:12]
 		opts.Progress(imagestore.Progress{ID: id, Status: "Pulling fs layer"})
 		opts.Progress(imagestore.Progress{ID: id, Status: "Downloading", Current: l.Size / 2, Total: l.Size})
-		if f.midErr != nil {
-			return nil, f.midErr
+		if f.MidErr != nil {
+			return nil, f.MidErr
 		}
 		opts.Progress(imagestore.Progress{ID: id, Status: "Pull complete"})
 	}
@@ -112,16 +127,16 @@ func contains(l []string, s string) bool {
 	return false
 }
 
-func (f *fakeStore) Push(ctx context.Context, ref string, opts imagestore.PushOptions) error {
+func (f *Store) Push(ctx context.Context, ref string, opts imagestore.PushOptions) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.lastAuth = opts.Auth
+	f.LastAuth = opts.Auth
 	opts.Progress(imagestore.Progress{ID: "aaaaaaaaaaaa", Status: "Pushed"})
-	f.pushed = append(f.pushed, ref)
+	f.Pushed = append(f.Pushed, ref)
 	return nil
 }
 
-func (f *fakeStore) getLocked(nameOrID string) (*imagestore.Image, error) {
+func (f *Store) getLocked(nameOrID string) (*imagestore.Image, error) {
 	for id, img := range f.images {
 		if strings.HasPrefix(id.String(), nameOrID) || strings.HasPrefix(id.Encoded(), nameOrID) {
 			return img, nil
@@ -139,13 +154,13 @@ func (f *fakeStore) getLocked(nameOrID string) (*imagestore.Image, error) {
 	return nil, fmt.Errorf("get image %s: %w", nameOrID, errdefs.ErrNotFound)
 }
 
-func (f *fakeStore) Get(ctx context.Context, nameOrID string) (*imagestore.Image, error) {
+func (f *Store) Get(ctx context.Context, nameOrID string) (*imagestore.Image, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.getLocked(nameOrID)
 }
 
-func (f *fakeStore) List(ctx context.Context) ([]*imagestore.Image, error) {
+func (f *Store) List(ctx context.Context) ([]*imagestore.Image, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []*imagestore.Image
@@ -155,7 +170,7 @@ func (f *fakeStore) List(ctx context.Context) ([]*imagestore.Image, error) {
 	return out, nil
 }
 
-func (f *fakeStore) Tag(ctx context.Context, source, target string) error {
+func (f *Store) Tag(ctx context.Context, source, target string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	img, err := f.getLocked(source)
@@ -166,7 +181,7 @@ func (f *fakeStore) Tag(ctx context.Context, source, target string) error {
 	return nil
 }
 
-func (f *fakeStore) Remove(ctx context.Context, nameOrID string, opts imagestore.RemoveOptions) (imagestore.Removed, error) {
+func (f *Store) Remove(ctx context.Context, nameOrID string, opts imagestore.RemoveOptions) (imagestore.Removed, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	img, err := f.getLocked(nameOrID)
@@ -195,7 +210,7 @@ func (f *fakeStore) Remove(ctx context.Context, nameOrID string, opts imagestore
 	return imagestore.Removed{Untagged: img.RepoTags, Deleted: []digest.Digest{img.ID}}, nil
 }
 
-func (f *fakeStore) Save(ctx context.Context, w io.Writer, refs []string, format imagestore.ArchiveFormat) error {
+func (f *Store) Save(ctx context.Context, w io.Writer, refs []string, format imagestore.ArchiveFormat) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, r := range refs {
@@ -207,7 +222,7 @@ func (f *fakeStore) Save(ctx context.Context, w io.Writer, refs []string, format
 	return err
 }
 
-func (f *fakeStore) Load(ctx context.Context, r io.Reader) ([]*imagestore.Image, error) {
+func (f *Store) Load(ctx context.Context, r io.Reader) ([]*imagestore.Image, error) {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return nil, err
@@ -218,16 +233,14 @@ func (f *fakeStore) Load(ctx context.Context, r io.Reader) ([]*imagestore.Image,
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	img := testImage("loaded "+name, name)
-	f.add(img)
+	img := Image("loaded "+name, name)
+	f.images[img.ID] = img
 	return []*imagestore.Image{img}, nil
 }
 
-// fakeLoginStore adds the optional Login method.
-type fakeLoginStore struct{ *fakeStore }
-
-func (f fakeLoginStore) Login(ctx context.Context, server string, auth imagestore.Auth) error {
-	if f.logins[auth.Username] != auth.Password || auth.Username == "" {
+// Login accepts the credentials in Logins.
+func (f *Store) Login(ctx context.Context, server string, auth imagestore.Auth) error {
+	if f.Logins[auth.Username] != auth.Password || auth.Username == "" {
 		return fmt.Errorf("login %s: %w: bad credentials", server, errdefs.ErrUnauthenticated)
 	}
 	return nil
