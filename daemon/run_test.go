@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -102,7 +103,7 @@ func dockerGet(t *testing.T, sock, path string) (int, string) {
 
 func TestRunServesCRIAndDockerAPI(t *testing.T) {
 	ctx := t.Context()
-	reg := httptest.NewServer(registry.New())
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	defer reg.Close()
 	host := strings.TrimPrefix(reg.URL, "http://")
 	busybox, err := testimage.Busybox()
