@@ -2,6 +2,8 @@ package cri
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -29,7 +31,7 @@ func loggerFrom(ctx context.Context) *slog.Logger {
 }
 
 // UnaryInterceptor is the one place where CRI unary calls get their logger
-// (log with the rpc name), their log line, panic recovery and the mapping of
+// (log with the rpc name and a request id), their log line, panic recovery and the mapping of
 // errdefs classes to gRPC codes. A nil log discards.
 func UnaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
@@ -54,7 +56,7 @@ func startRPC(ctx context.Context, log *slog.Logger, method string) (context.Con
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("rpc", method)
+	log = log.With("rpc", method, "req", requestID())
 	ctx = withLogger(ctx, log)
 	start := time.Now()
 	return ctx, func(panicked any, err error) error {
@@ -70,6 +72,14 @@ func startRPC(ctx context.Context, log *slog.Logger, method string) (context.Con
 		log.DebugContext(ctx, "rpc done", "duration", d)
 		return nil
 	}
+}
+
+// requestID returns a short random id that ties together the log lines of
+// one call.
+func requestID() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // loggedStream gives a stream handler the context carrying its logger.
