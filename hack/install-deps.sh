@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Installs what Berth needs on a fresh Debian 12 machine, as root. Idempotent:
+# it checks before it installs, runs `apt-get update` only when a package is
+# missing, and reaches only Debian's apt repositories and the Go module proxy.
+#
+#   hack/install-deps.sh            apt packages + pinned Go tools (crictl)
+#   hack/install-deps.sh --critest  also build critest (the CRI conformance suite)
+#
+# Go tools go to _output/tools (not /usr/local/bin): the project's own pinned
+# versions, found by the Makefile, the scripts and the e2e tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CRI_TOOLS_VERSION=v1.37.0
+TOOLS="$PWD/_output/tools"
+
+want_critest=0
+for arg in "$@"; do
+	case "$arg" in
+	--critest) want_critest=1 ;;
+	-h | --help)
+		sed -n '2,10p' "$0"
+		exit 0
+		;;
+	*)
+		echo "install-deps: unknown argument $arg" >&2
+		exit 2
+		;;
+	esac
+done
+
+say() { echo "install-deps: $*"; }
+
+# Why each package:
+#   libseccomp-dev, gcc, pkg-config  berth-shim: cgo libcontainer with -tags seccomp
+#   busybox-static                   the test images are built from /bin/busybox
+#   iptables, iproute2               CNI bridge/portmap and network set-up
+#   git, make, ca-certificates       building from a clone
+APT_PACKAGES=(libseccomp-dev gcc libc6-dev pkg-config busybox-static iptables iproute2 git make ca-certificates)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing+=("$p")
+	fi
+done
+if ((${#missing[@]})); then
+	if [ "$(id -u)" != 0 ]; then
+		echo "install-deps: missing apt packages ${missing[*]}; run as root" >&2
+		exit 1
+	fi
+	say "apt-get install ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+	say "apt packages present: ${APT_PACKAGES[*]}"
+fi
+
+if ! command -v go >/dev/null; then
+	echo "install-deps: go not found; Berth needs Go 1.26 (see go.mod)" >&2
+	exit 1
+fi
+
+mkdir -p "$TOOLS"
+
+# crictl installs normally with go install.
+if [ -x "$TOOLS/crictl" ] && "$TOOLS/crictl" --version 2>/dev/null | grep -q "$CRI_TOOLS_VERSION"; then
+	say "crictl $CRI_TOOLS_VERSION present in $TOOLS"
+else
+	say "go install sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION -> $TOOLS"
+	# GOFLAGS from the environment (e.g. -mod=vendor) must not leak into a
+	# build outside this module; the version tag comes from the module
+	# version, so crictl --version shows it.
+	GOBIN="$TOOLS" GOFLAGS= GOWORK=off go install \
+		-ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION" \
+		"sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION"
+fi
+
+if ((want_critest)); then
+	if [ -x "$TOOLS/critest" ] && [ -f "$TOOLS/critest.version" ] && [ "$(cat "$TOOLS/critest.version")" = "$CRI_TOOLS_VERSION" ]; then
+		say "critest $CRI_TOOLS_VERSION present in $TOOLS"
+	else
+		# critest's main is a _test.go file, so it cannot be go installed:
+		# build the test binary inside the module cache, as upstream does.
+		say "building critest $CRI_TOOLS_VERSION -> $TOOLS/critest"
+		dir="$(cd / && GOFLAGS= GOWORK=off go mod download -json "sigs.k8s.io/cri-tools@$CRI_TOOLS_VERSION" |
+			sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+		if [ -z "$dir" ]; then
+			echo "install-deps: cannot download sigs.k8s.io/cri-tools@$CRI_TOOLS_VERSION" >&2
+			exit 1
+		fi
+		(cd "$dir" && GOFLAGS= GOWORK=off go test -mod=mod -c -o "$TOOLS/critest" ./cmd/critest)
+		echo "$CRI_TOOLS_VERSION" >"$TOOLS/critest.version"
+	fi
+fi
+
+say "done; tools in $TOOLS: $(ls "$TOOLS" | tr '\n' ' ')"
