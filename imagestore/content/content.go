@@ -122,7 +122,7 @@ func (s *Store) Put(d digest.Digest, size int64, r io.Reader) error {
 	}
 	defer w.Close()
 	if _, err := io.Copy(w, r); err != nil {
-		return fmt.Errorf("write blob %s: %w", d, err)
+		return fmt.Errorf("put blob %s: %w", d, err)
 	}
 	return w.Commit()
 }

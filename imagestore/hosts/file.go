@@ -59,10 +59,12 @@ func parseHostsFile(dir string, b []byte) ([]entry, error) {
 	var entries []entry
 	// The map loses the file order, which is the order to try mirrors in;
 	// the metadata keeps it.
+	seen := map[string]bool{}
 	for _, key := range md.Keys() {
-		if len(key) != 2 || key[0] != "host" {
+		if len(key) < 2 || key[0] != "host" || seen[key[1]] {
 			continue
 		}
+		seen[key[1]] = true
 		e, err := parseFields(dir, f.Host[key[1]])
 		if err != nil {
 			return nil, fmt.Errorf("host %q: %w", key[1], err)

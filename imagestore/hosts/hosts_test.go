@@ -187,6 +187,20 @@ server = "https://127.0.0.1:5000"
 			want:  []view{{"quay.io", false, "", false, all}},
 		},
 		{
+			name: "dotted keys count as host entries, in file order",
+			files: map[string]string{"quay.io/hosts.toml": `
+host."https://b.example.com".capabilities = ["pull"]
+host."https://b.example.com".skip_verify = true
+[host."https://a.example.com"]
+`},
+			host: "quay.io",
+			want: []view{
+				{"b.example.com", false, "", false, "pull"},
+				{"a.example.com", false, "", false, all},
+				{"quay.io", false, "", false, all},
+			},
+		},
+		{
 			name:  "capabilities are case-insensitive",
 			files: map[string]string{"quay.io/hosts.toml": `capabilities = ["PULL", "Resolve"]`},
 			host:  "quay.io",
