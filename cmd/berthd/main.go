@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -19,14 +20,24 @@ import (
 const defaultConfigFile = "/etc/berth/config.toml"
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	cfg, err := loadConfig(os.Args[1:], defaultConfigFile, os.Stdout, os.Stderr)
+	if err == nil && cfg != nil {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err = daemon.Run(ctx, *cfg)
+		stop()
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "berthd: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string) error {
+// loadConfig builds the daemon's config from the defaults, the config file
+// and the flags, in that order of precedence (last wins). A nil config and
+// nil error mean there is nothing to run (--version, --help).
+func loadConfig(args []string, defaultFile string, stdout, stderr io.Writer) (*daemon.Config, error) {
 	fl := flag.NewFlagSet("berthd", flag.ContinueOnError)
+	fl.SetOutput(stderr)
 	// These flags override the config file only when given, so they are
 	// read back by name below rather than through variables.
 	fl.String("root", "", "directory for persistent state (default /var/lib/berth)")
@@ -36,22 +47,22 @@ func run(args []string) error {
 	fl.String("registry-config-dir", "", "hosts.toml directory for registries (default /etc/berth/certs.d)")
 	fl.String("log-level", "", "debug, info, warn or error (default info)")
 	var (
-		configFile = fl.String("config", defaultConfigFile, "TOML config file; flags override it")
+		configFile = fl.String("config", defaultFile, "TOML config file; flags override it")
 		logFormat  = fl.String("log-format", "text", "text or json")
 		version    = fl.Bool("version", false, "print the version and exit")
 	)
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return nil
+			return nil, nil
 		}
-		return err
+		return nil, err
 	}
 	if fl.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fl.Args())
+		return nil, fmt.Errorf("unexpected arguments %q", fl.Args())
 	}
 	if *version {
-		fmt.Println("berthd", daemon.Version)
-		return nil
+		fmt.Fprintln(stdout, "berthd", daemon.Version)
+		return nil, nil
 	}
 
 	set := map[string]bool{}
@@ -62,12 +73,12 @@ func run(args []string) error {
 	switch {
 	case err == nil:
 		if err := daemon.ParseConfig(data, &cfg); err != nil {
-			return fmt.Errorf("%s: %w", *configFile, err)
+			return nil, fmt.Errorf("%s: %w", *configFile, err)
 		}
 	// Without a config file the defaults apply, unless the user named one.
 	case errors.Is(err, fs.ErrNotExist) && !set["config"]:
 	default:
-		return fmt.Errorf("read config: %w", err)
+		return nil, fmt.Errorf("read config: %w", err)
 	}
 	for name, dst := range map[string]*string{
 		"root": &cfg.Root, "state": &cfg.State, "listen": &cfg.Listen, "docker-listen": &cfg.DockerListen,
@@ -77,22 +88,22 @@ func run(args []string) error {
 			*dst = fl.Lookup(name).Value.String()
 		}
 	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 
 	level, err := daemon.ParseLogLevel(cfg.LogLevel)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	hopts := &slog.HandlerOptions{Level: level}
 	switch *logFormat {
 	case "text":
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, hopts))
+		cfg.Logger = slog.New(slog.NewTextHandler(stderr, hopts))
 	case "json":
-		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, hopts))
+		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, hopts))
 	default:
-		return fmt.Errorf("--log-format %q is not text or json", *logFormat)
+		return nil, fmt.Errorf("--log-format %q is not text or json", *logFormat)
 	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return daemon.Run(ctx, cfg)
+	return &cfg, nil
 }

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(file, []byte("root = \"/srv/from-file\"\nstate = \"/run/from-file\"\n[images]\nregistry_config_dir = \"/etc/containerd/certs.d\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.toml")
+
+	cfg, err := loadConfig([]string{"--state", "/run/from-flag"}, file, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Root != "/srv/from-file" || cfg.State != "/run/from-flag" || cfg.Images.RegistryConfigDir != "/etc/containerd/certs.d" || cfg.Logger == nil {
+		t.Errorf("file then flags = %+v", cfg)
+	}
+
+	// The default file may be absent; the defaults apply.
+	cfg, err = loadConfig(nil, missing, io.Discard, io.Discard)
+	if err != nil || cfg.Root != "/var/lib/berth" || cfg.CRISocket() != "/run/berth/berth.sock" {
+		t.Errorf("no default file = %+v, %v", cfg, err)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--config", missing}, "missing.toml"},
+		{[]string{"--root", "relative"}, `root "relative" is not an absolute path`},
+		{[]string{"--log-level", "loud"}, "log level"},
+		{[]string{"--log-format", "xml"}, "--log-format"},
+		{[]string{"extra"}, "unexpected arguments"},
+	} {
+		if _, err := loadConfig(tc.args, missing, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("loadConfig(%q) = %v, want an error with %q", tc.args, err, tc.want)
+		}
+	}
+
+	var out bytes.Buffer
+	cfg, err = loadConfig([]string{"--version"}, missing, &out, io.Discard)
+	if cfg != nil || err != nil || !strings.HasPrefix(out.String(), "berthd 0.1.0") {
+		t.Errorf("--version = %v, %v, %q", cfg, err, out.String())
+	}
+}
