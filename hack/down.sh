@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# `make down`: stop what hack/up.sh started, and only that: the PIDs recorded
+# in _output/pids, each checked to still be the program it was.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PIDS="$PWD/_output/pids"
+shopt -s nullglob
+
+# alive PID: running and not a zombie waiting for PID 1 to reap it.
+alive() {
+	[ -r "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat")" != Z ]
+}
+
+# berthd first, so that it does not see its registry vanish mid-pull.
+for name in berthd registry; do
+	f="$PIDS/$name.pid"
+	[ -f "$f" ] || continue
+	pid="$(cat "$f")"
+	# A recycled PID must not be killed: check the command line.
+	if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "$name"; then
+		echo "==> stopping $name (pid $pid)"
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 100); do
+			alive "$pid" || break
+			sleep 0.1
+		done
+		if alive "$pid"; then
+			echo "==> $name did not stop in 10 s, killing it"
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	else
+		echo "==> $name (pid $pid) is not running"
+	fi
+	rm -f "$f"
+done
+rmdir "$PIDS" 2>/dev/null || true

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# `make up`: set up this machine and start Berth with a local registry.
+#
+# As root on Debian 12: installs dependencies, builds, starts a registry on
+# 127.0.0.1:5000 (blobs under _output/registry) with the test images, writes
+# a hosts.toml for it, starts bin/berthd on _output/root and _output/run,
+# pulls berth/busybox through it and lists the images. Everything it starts
+# is recorded in _output/pids and stopped by `make down` (hack/down.sh).
+#
+# Environment: BERTH_REGISTRY (default 127.0.0.1:5000), BIG_MB (64),
+# BIG_LAYERS (8).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REPO="$PWD"
+OUT="$REPO/_output"
+REG="${BERTH_REGISTRY:-127.0.0.1:5000}"
+PIDS="$OUT/pids"
+
+say() { echo "==> $*"; }
+die() {
+	echo "up: $*" >&2
+	exit 1
+}
+
+[ "$(id -u)" = 0 ] || die "run as root (berthd unpacks layers with their owners and mounts overlays)"
+
+say "installing dependencies (hack/install-deps.sh)"
+bash hack/install-deps.sh
+
+# A second `make up` restarts what the first one started.
+if compgen -G "$PIDS/*.pid" >/dev/null; then
+	say "stopping the previous make up (hack/down.sh)"
+	bash hack/down.sh
+fi
+
+say "building (make build)"
+make --no-print-directory build
+mkdir -p "$OUT/hack" "$PIDS"
+go build -o "$OUT/hack/" ./hack/registry ./hack/testimages
+
+# start NAME LOG CMD...: run CMD in the background in its own session (so
+# closing the terminal does not stop it), record its PID.
+start() {
+	local name="$1" log="$2"
+	shift 2
+	setsid "$@" >"$log" 2>&1 </dev/null &
+	echo $! >"$PIDS/$name.pid"
+}
+
+# wait_for WHAT NAME TEST...: poll TEST for up to 30 s while NAME runs.
+wait_for() {
+	local what="$1" name="$2"
+	shift 2
+	local pid
+	pid="$(cat "$PIDS/$name.pid")"
+	for _ in $(seq 300); do
+		if "$@"; then return 0; fi
+		if ! kill -0 "$pid" 2>/dev/null; then
+			echo "up: $name exited before $what; its log:" >&2
+			tail -n 30 "$OUT/$name.log" >&2
+			exit 1
+		fi
+		sleep 0.1
+	done
+	die "timed out waiting for $what (log: $OUT/$name.log)"
+}
+
+say "starting the registry on $REG (blobs in _output/registry)"
+start registry "$OUT/registry.log" "$OUT/hack/registry" --addr "$REG" --dir "$OUT/registry" --quiet
+wait_for "the registry to listen" registry grep -q '^listening on' "$OUT/registry.log"
+
+say "pushing the test images"
+"$OUT/hack/testimages" --registry "$REG" --big-mb "${BIG_MB:-64}" --big-layers "${BIG_LAYERS:-8}"
+
+# containerd's hosts.toml convention: one directory per registry host.
+mkdir -p "$OUT/certs.d/$REG"
+cat >"$OUT/certs.d/$REG/hosts.toml" <<TOML
+# Written by hack/up.sh: the local test registry speaks plain http.
+server = "http://$REG"
+
+[host."http://$REG"]
+  capabilities = ["pull", "resolve", "push"]
+TOML
+
+# An explicit (empty) config file, so that a /etc/berth/config.toml on this
+# machine does not change what `make up` starts.
+[ -f "$OUT/berthd.toml" ] || cat >"$OUT/berthd.toml" <<'TOML'
+# berthd configuration for `make up`; berthd's flags override it.
+TOML
+
+say "starting berthd (log: _output/berthd.log)"
+start berthd "$OUT/berthd.log" "$REPO/bin/berthd" \
+	--root "$OUT/root" --state "$OUT/run" --config "$OUT/berthd.toml" \
+	--registry-config-dir "$OUT/certs.d"
+wait_for "berthd's sockets" berthd test -S "$OUT/run/docker.sock" -a -S "$OUT/run/berth.sock"
+
+export BERTH_HOST="unix://$OUT/run/docker.sock"
+say "berth pull $REG/berth/busybox:latest"
+"$REPO/bin/berth" pull "$REG/berth/busybox:latest"
+say "berth images"
+"$REPO/bin/berth" images
+
+# ---------------------------------------------------------------------------
+# FIRST CONTAINER: once containers exist (next issue), run one here, e.g.
+#   "$REPO/bin/berth" run --rm "$REG/berth/busybox:latest" echo hello from berth
+# ---------------------------------------------------------------------------
+
+cat <<MSG
+
+Berth is up.
+  berthd         pid $(cat "$PIDS/berthd.pid"), log _output/berthd.log, root _output/root
+  registry       http://$REG (pid $(cat "$PIDS/registry.pid")): berth/{busybox,whiteouts,nonroot,big}:latest
+
+Use it:
+  export BERTH_HOST=unix://$OUT/run/docker.sock
+  bin/berth images
+  bin/berth pull $REG/berth/nonroot:latest
+
+  _output/tools/crictl --runtime-endpoint unix://$OUT/run/berth.sock images
+  _output/tools/crictl --runtime-endpoint unix://$OUT/run/berth.sock pull $REG/berth/whiteouts:latest
+
+  DOCKER_HOST=unix://$OUT/run/docker.sock docker images
+
+Stop it:   make down
+MSG
