@@ -160,9 +160,11 @@ func TestErrorsMapToCodes(t *testing.T) {
 		pullErr error
 		panic   bool
 		image   string
+		handler string
 		want    codes.Code
 	}{
 		{name: "empty spec", image: " ", want: codes.InvalidArgument},
+		{name: "unknown runtime handler", image: "127.0.0.1:5000/app:1", handler: "kata", want: codes.InvalidArgument},
 		{name: "not found", image: "127.0.0.1:5000/nope:1", want: codes.NotFound},
 		{name: "unavailable", image: "x", pullErr: fmt.Errorf("dial: %w", errdefs.ErrUnavailable), want: codes.Unavailable},
 		{name: "unauthenticated", image: "x", pullErr: fmt.Errorf("token: %w", errdefs.ErrUnauthenticated), want: codes.Unauthenticated},
@@ -175,7 +177,7 @@ func TestErrorsMapToCodes(t *testing.T) {
 			f := newFake()
 			f.pullErr, f.panic = tc.pullErr, tc.panic
 			c, logs := serve(t, f)
-			_, err := c.images.PullImage(t.Context(), &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: tc.image}})
+			_, err := c.images.PullImage(t.Context(), &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: tc.image, RuntimeHandler: tc.handler}})
 			if got := status.Code(err); got != tc.want {
 				t.Fatalf("code = %v (%v), want %v", got, err, tc.want)
 			}

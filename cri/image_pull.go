@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/containerd/errdefs"
+
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-dev/berth/imagestore"
@@ -16,6 +18,11 @@ func (s *ImageService) PullImage(ctx context.Context, req *runtimeapi.PullImageR
 	ref, err := imageName("pull image", req.GetImage())
 	if err != nil {
 		return nil, err
+	}
+	// CRI asks runtimes to reject handlers they do not know; berth has only
+	// the default one so far.
+	if h := req.GetImage().GetRuntimeHandler(); h != "" {
+		return nil, fmt.Errorf("pull image %q: %w: unknown runtime handler %q", ref, errdefs.ErrInvalidArgument, h)
 	}
 	img, err := s.images.Pull(ctx, ref, imagestore.PullOptions{Auth: toAuth(req.GetAuth())})
 	if err != nil {
