@@ -215,6 +215,7 @@ func TestApplyHostile(t *testing.T) {
 			if err == nil {
 				t.Fatal("hostile layer accepted")
 			}
+			t.Log(err)
 			if !errors.Is(err, errdefs.ErrInvalidArgument) {
 				t.Errorf("error is not InvalidArgument: %v", err)
 			}

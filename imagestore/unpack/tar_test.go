@@ -122,3 +122,5 @@ func (s sandbox) outside(t testing.TB) string {
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
 }
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
