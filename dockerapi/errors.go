@@ -2,7 +2,7 @@ package dockerapi
 
 import (
 	"encoding/json"
-		"fmt"
+	"fmt"
 	"net/http"
 
 	"github.com/containerd/errdefs"

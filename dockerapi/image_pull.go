@@ -128,4 +128,3 @@ func parsePlatform(s string) (*ocispec.Platform, error) {
 	}
 	return p, nil
 }
-

@@ -448,4 +448,3 @@ func TestAuth(t *testing.T) {
 		t.Errorf("login with a wrong password: %v", err)
 	}
 }
-

@@ -32,7 +32,9 @@ func templateFuncs() template.FuncMap {
 		"title": func(s string) string { return cases.Title(language.Und).String(s) },
 		"lower": strings.ToLower,
 		"upper": strings.ToUpper,
-		"pad":   func(s string, before, after int) string { return strings.Repeat(" ", before) + s + strings.Repeat(" ", after) },
+		"pad": func(s string, before, after int) string {
+			return strings.Repeat(" ", before) + s + strings.Repeat(" ", after)
+		},
 		"truncate": func(s string, n int) string {
 			if len(s) > n {
 				return s[:n]

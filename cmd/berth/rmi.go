@@ -47,4 +47,3 @@ func (c *cli) rmiCommand(use string) *cobra.Command {
 	cmd.Flags().BoolVar(&noPrune, "no-prune", false, "do not delete untagged parents")
 	return cmd
 }
-
