@@ -9,7 +9,9 @@ shopt -s nullglob
 
 # alive PID: running and not a zombie waiting for PID 1 to reap it.
 alive() {
-	[ -r "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat")" != Z ]
+	local s
+	s="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" || return 1
+	[ -n "$s" ] && [ "$s" != Z ]
 }
 
 # berthd first, so that it does not see its registry vanish mid-pull.
