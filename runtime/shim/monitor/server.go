@@ -1,0 +1,429 @@
+package monitor
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/containerd/console"
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/cgroups"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/runtime/shim/wire"
+)
+
+func (m *monitor) serve(l net.Listener) {
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go m.handle(conn)
+	}
+}
+
+func (m *monitor) handle(conn net.Conn) {
+	defer conn.Close()
+	// The request line is small; a bufio.Reader could swallow the first
+	// stream frames, so read byte by byte up to the newline.
+	line, err := readLine(conn, 1<<20)
+	if err != nil {
+		return
+	}
+	var req wire.Request
+	if err := json.Unmarshal(line, &req); err != nil {
+		reply(conn, wire.Response{}, fmt.Errorf("decode request: %w: %w", errdefs.ErrInvalidArgument, err))
+		return
+	}
+	switch req.Op {
+	case wire.OpExec:
+		m.exec(conn, req)
+		return
+	case wire.OpAttach:
+		m.attach(conn, req)
+		return
+	case wire.OpWait:
+		m.wait(conn)
+		return
+	}
+	resp, err := m.do(req)
+	reply(conn, resp, err)
+	if req.Op == wire.OpShutdown && err == nil {
+		close(m.shutdown)
+	}
+}
+
+func (m *monitor) do(req wire.Request) (wire.Response, error) {
+	switch req.Op {
+	case wire.OpState:
+		s := m.state()
+		return wire.Response{State: &s}, nil
+	case wire.OpStart:
+		return wire.Response{Pid: m.pid}, m.start()
+	case wire.OpSignal:
+		return wire.Response{}, m.signal(unix.Signal(req.Signal))
+	case wire.OpResize:
+		if req.Size == nil {
+			return wire.Response{}, fmt.Errorf("resize without size: %w", errdefs.ErrInvalidArgument)
+		}
+		if m.console == nil {
+			return wire.Response{}, fmt.Errorf("resize container %s: no terminal: %w", m.opts.ID, errdefs.ErrFailedPrecondition)
+		}
+		return wire.Response{}, m.console.Resize(console.WinSize{Width: req.Size.Width, Height: req.Size.Height})
+	case wire.OpStats:
+		s, err := m.stats()
+		return wire.Response{Stats: s}, err
+	case wire.OpUpdate:
+		return wire.Response{}, m.update(req.Resources)
+	case wire.OpReopenLog:
+		return wire.Response{}, m.log.reopen()
+	case wire.OpDelete:
+		return wire.Response{}, m.delete(req.Force)
+	case wire.OpShutdown:
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if !m.deleted && m.exit == nil {
+			return wire.Response{}, fmt.Errorf("shut down shim of %s: container still running: %w", m.opts.ID, errdefs.ErrFailedPrecondition)
+		}
+		return wire.Response{}, nil
+	}
+	return wire.Response{}, fmt.Errorf("operation %q: %w", req.Op, errdefs.ErrNotImplemented)
+}
+
+func reply(w io.Writer, resp wire.Response, err error) {
+	if err != nil {
+		resp = wire.Response{Error: err.Error(), Class: wire.Class(err)}
+	}
+	b, _ := json.Marshal(resp)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func readLine(r io.Reader, limit int) ([]byte, error) {
+	var line []byte
+	var b [1]byte
+	for len(line) < limit {
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return nil, err
+		}
+		if b[0] == '\n' {
+			return line, nil
+		}
+		line = append(line, b[0])
+	}
+	return nil, fmt.Errorf("request line over %d bytes: %w", limit, errdefs.ErrInvalidArgument)
+}
+
+func (m *monitor) signal(sig unix.Signal) error {
+	m.mu.Lock()
+	gone := m.deleted || m.exit != nil
+	m.mu.Unlock()
+	if gone {
+		return fmt.Errorf("signal container %s: %w", m.opts.ID, errdefs.ErrNotFound)
+	}
+	err := m.reaper.do(func() error { return m.container.Signal(sig) })
+	if errors.Is(err, libcontainer.ErrNotRunning) {
+		return fmt.Errorf("signal container %s: %w: %w", m.opts.ID, errdefs.ErrNotFound, err)
+	}
+	if err != nil {
+		return fmt.Errorf("signal container %s: %w", m.opts.ID, err)
+	}
+	return nil
+}
+
+func (m *monitor) wait(conn net.Conn) {
+	closed := make(chan struct{})
+	go func() {
+		// A client that gives up closes the connection.
+		_, _ = io.Copy(io.Discard, conn)
+		close(closed)
+	}()
+	select {
+	case <-m.exited:
+		m.mu.Lock()
+		e := m.exit
+		m.mu.Unlock()
+		reply(conn, wire.Response{Exit: e}, nil)
+	case <-closed:
+	}
+}
+
+func (m *monitor) stats() (*wire.Stats, error) {
+	st, err := m.container.Stats()
+	if err != nil {
+		return nil, fmt.Errorf("stats of container %s: %w", m.opts.ID, err)
+	}
+	s := &wire.Stats{Timestamp: time.Now()}
+	if cs := st.CgroupStats; cs != nil {
+		s.CPUUsage = cs.CpuStats.CpuUsage.TotalUsage
+		s.CPUUser = cs.CpuStats.CpuUsage.UsageInUsermode
+		s.CPUSystem = cs.CpuStats.CpuUsage.UsageInKernelmode
+		mem := cs.MemoryStats
+		s.MemoryUsage = mem.Usage.Usage
+		s.MemoryLimit = mem.Usage.Limit
+		// v1 reports hierarchical totals with a total_ prefix, v2 without.
+		inactive, ok := mem.Stats["total_inactive_file"]
+		if !ok {
+			inactive = mem.Stats["inactive_file"]
+		}
+		if s.MemoryUsage > inactive {
+			s.MemoryWorkingSet = s.MemoryUsage - inactive
+		}
+		if v, ok := mem.Stats["total_rss"]; ok {
+			s.MemoryRSS = v
+		} else {
+			s.MemoryRSS = mem.Stats["anon"]
+		}
+		if v, ok := mem.Stats["total_pgfault"]; ok {
+			s.PageFaults = v
+			s.MajorPageFaults = mem.Stats["total_pgmajfault"]
+		} else {
+			s.PageFaults = mem.Stats["pgfault"]
+			s.MajorPageFaults = mem.Stats["pgmajfault"]
+		}
+		s.Pids = cs.PidsStats.Current
+		s.PidsLimit = cs.PidsStats.Limit
+	}
+	return s, nil
+}
+
+func (m *monitor) update(r *specs.LinuxResources) error {
+	if r == nil {
+		return fmt.Errorf("update without resources: %w", errdefs.ErrInvalidArgument)
+	}
+	cfg := m.container.Config()
+	res := cfg.Cgroups.Resources
+	if c := r.CPU; c != nil {
+		if c.Shares != nil {
+			res.CpuShares = *c.Shares
+		}
+		if c.Quota != nil {
+			res.CpuQuota = *c.Quota
+		}
+		if c.Period != nil {
+			res.CpuPeriod = *c.Period
+		}
+		if c.Cpus != "" {
+			res.CpusetCpus = c.Cpus
+		}
+		if c.Mems != "" {
+			res.CpusetMems = c.Mems
+		}
+	}
+	if mem := r.Memory; mem != nil {
+		if mem.Limit != nil {
+			res.Memory = *mem.Limit
+		}
+		if mem.Reservation != nil {
+			res.MemoryReservation = *mem.Reservation
+		}
+		if mem.Swap != nil {
+			res.MemorySwap = *mem.Swap
+		}
+	}
+	if p := r.Pids; p != nil {
+		res.PidsLimit = p.Limit
+	}
+	for _, h := range r.HugepageLimits {
+		res.HugetlbLimit = append(res.HugetlbLimit, &cgroups.HugepageLimit{Pagesize: h.Pagesize, Limit: h.Limit})
+	}
+	if len(r.Unified) > 0 {
+		if res.Unified == nil {
+			res.Unified = map[string]string{}
+		}
+		for k, v := range r.Unified {
+			res.Unified[k] = v
+		}
+	}
+	if err := m.container.Set(cfg); err != nil {
+		return fmt.Errorf("update resources of container %s: %w", m.opts.ID, err)
+	}
+	return nil
+}
+
+func (m *monitor) delete(force bool) error {
+	m.mu.Lock()
+	deleted := m.deleted
+	running := m.exit == nil && !m.startedAt.IsZero()
+	m.mu.Unlock()
+	if deleted {
+		return nil
+	}
+	if running && !force {
+		return fmt.Errorf("delete container %s: still running: %w", m.opts.ID, errdefs.ErrFailedPrecondition)
+	}
+	if err := m.destroy(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.deleted = true
+	m.mu.Unlock()
+	m.log.close()
+	return nil
+}
+
+func (m *monitor) attach(conn net.Conn, req wire.Request) {
+	a := req.Attach
+	if a == nil {
+		a = &wire.Attach{Stdout: true, Stderr: true}
+	}
+	if a.Stdin && m.stdin == nil {
+		reply(conn, wire.Response{}, fmt.Errorf("attach stdin of container %s: stdin not kept open: %w", m.opts.ID, errdefs.ErrFailedPrecondition))
+		return
+	}
+	reply(conn, wire.Response{Pid: m.pid}, nil)
+	at := &attacher{fc: &frameConn{conn: conn}, stdout: a.Stdout, stderr: a.Stderr, done: make(chan struct{})}
+	m.out.add(at)
+	go func() {
+		defer m.out.remove(at)
+		for {
+			kind, p, err := wire.ReadFrame(conn)
+			if err != nil {
+				return
+			}
+			switch kind {
+			case wire.FrameStdin:
+				if a.Stdin {
+					_, _ = m.stdin.Write(p)
+				}
+			case wire.FrameCloseStdin:
+				if a.Stdin && m.console == nil {
+					_ = m.stdin.Close()
+				}
+			case wire.FrameResize:
+				if s, err := wire.ParseResize(p); err == nil && m.console != nil {
+					_ = m.console.Resize(console.WinSize{Width: s.Width, Height: s.Height})
+				}
+			}
+		}
+	}()
+	<-at.done
+}
+
+// exec runs a process in the container and streams its stdio on conn. The
+// process is killed if the client goes away before it exits, like
+// containerd does when an exec's context ends, so no exec outlives its
+// caller unseen.
+func (m *monitor) exec(conn net.Conn, req wire.Request) {
+	if req.Exec == nil {
+		reply(conn, wire.Response{}, fmt.Errorf("exec without process: %w", errdefs.ErrInvalidArgument))
+		return
+	}
+	if s := m.state(); s.Status != wire.StatusRunning {
+		reply(conn, wire.Response{}, fmt.Errorf("exec in container %s: container is %s: %w", m.opts.ID, s.Status, errdefs.ErrFailedPrecondition))
+		return
+	}
+	proc, err := newProcess(&req.Exec.Process)
+	if err != nil {
+		reply(conn, wire.Response{}, fmt.Errorf("exec in container %s: %w", m.opts.ID, err))
+		return
+	}
+	pio, err := newProcIO(proc, ioOptions{terminal: req.Exec.Process.Terminal, stdin: req.Exec.Stdin})
+	if err != nil {
+		reply(conn, wire.Response{}, err)
+		return
+	}
+	exited := make(chan unix.WaitStatus, 1)
+	var pid int
+	err = m.reaper.do(func() error {
+		if err := m.container.Start(proc); err != nil {
+			return err
+		}
+		pid, err = proc.Pid()
+		if err != nil {
+			return err
+		}
+		m.reaper.watch(pid, func(ws unix.WaitStatus) { exited <- ws })
+		return nil
+	})
+	pio.closeChildEnds()
+	if err != nil {
+		pio.close()
+		reply(conn, wire.Response{}, fmt.Errorf("exec in container %s: %w", m.opts.ID, err))
+		return
+	}
+	started := time.Now()
+	if err := pio.receiveConsole(); err != nil {
+		_ = proc.Signal(unix.SIGKILL)
+		reply(conn, wire.Response{}, err)
+		return
+	}
+	defer pio.close()
+	reply(conn, wire.Response{Pid: pid}, nil)
+
+	fc := &frameConn{conn: conn}
+	var outputs []io.Reader
+	kinds := []byte{wire.FrameStdout, wire.FrameStderr}
+	if pio.console != nil {
+		outputs = []io.Reader{pio.console}
+	} else {
+		outputs = []io.Reader{pio.stdout, pio.stderr}
+	}
+	drained := make(chan struct{}, len(outputs))
+	for i, r := range outputs {
+		go func() {
+			defer func() { drained <- struct{}{} }()
+			buf := make([]byte, 32*1024)
+			for {
+				n, err := r.Read(buf)
+				if n > 0 {
+					// Keep draining after the client left so the process
+					// never blocks on a full pipe.
+					_ = fc.write(kinds[i], buf[:n])
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	clientGone := make(chan struct{})
+	go func() {
+		defer close(clientGone)
+		for {
+			kind, p, err := wire.ReadFrame(conn)
+			if err != nil {
+				return
+			}
+			switch kind {
+			case wire.FrameStdin:
+				if pio.stdin != nil {
+					_, _ = pio.stdin.Write(p)
+				}
+			case wire.FrameCloseStdin:
+				if pio.stdin != nil && pio.console == nil {
+					_ = pio.stdin.Close()
+				} else if pio.console != nil {
+					// EOF on a terminal is ^D.
+					_, _ = pio.console.Write([]byte{4})
+				}
+			case wire.FrameResize:
+				if s, err := wire.ParseResize(p); err == nil && pio.console != nil {
+					_ = pio.console.Resize(console.WinSize{Width: s.Width, Height: s.Height})
+				}
+			}
+		}
+	}()
+	var ws unix.WaitStatus
+	select {
+	case ws = <-exited:
+	case <-clientGone:
+		_ = proc.Signal(unix.SIGKILL)
+		ws = <-exited
+	}
+	deadline := time.After(drainTimeout)
+	for range outputs {
+		select {
+		case <-drained:
+		case <-deadline:
+		}
+	}
+	code, sig := exitCode(ws)
+	_ = fc.writeExit(&wire.Exit{Pid: pid, Code: code, Signal: sig, StartedAt: started, FinishedAt: time.Now()})
+}
+
