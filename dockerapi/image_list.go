@@ -36,9 +36,20 @@ func (s *server) imageList(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		if ok {
-			out = append(out, summary(img))
+		if !ok {
+			continue
 		}
+		sum := summary(img)
+		if pats := f["reference"]; len(pats) > 0 {
+			// As dockerd: a reference filter also narrows the names shown.
+			if sum.RepoTags, err = matchingRefs(sum.RepoTags, pats); err != nil {
+				return err
+			}
+			if sum.RepoDigests, err = matchingRefs(sum.RepoDigests, pats); err != nil {
+				return err
+			}
+		}
+		out = append(out, sum)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Created > out[j].Created })
 	writeJSON(w, http.StatusOK, out)
@@ -120,25 +131,33 @@ func matchImage(img *imagestore.Image, f map[string][]string) (bool, error) {
 		}
 	}
 	if pats := f["reference"]; len(pats) > 0 {
-		found := false
-		for _, p := range pats {
-			for _, t := range append(append([]string{}, img.RepoTags...), img.RepoDigests...) {
-				ref, err := reference.ParseNormalizedNamed(t)
-				if err != nil {
-					continue
-				}
-				ok, err := reference.FamiliarMatch(p, ref)
-				if err != nil {
-					return false, invalid("invalid reference filter %q: %v", p, err)
-				}
-				if ok {
-					found = true
-				}
-			}
-		}
-		if !found {
-			return false, nil
+		m, err := matchingRefs(append(append([]string{}, img.RepoTags...), img.RepoDigests...), pats)
+		if err != nil || len(m) == 0 {
+			return false, err
 		}
 	}
 	return true, nil
+}
+
+// matchingRefs keeps the references that match one of the patterns the way
+// docker matches them (familiar form, path.Match syntax).
+func matchingRefs(refs, patterns []string) ([]string, error) {
+	out := []string{}
+	for _, r := range refs {
+		ref, err := reference.ParseNormalizedNamed(r)
+		if err != nil {
+			continue
+		}
+		for _, p := range patterns {
+			ok, err := reference.FamiliarMatch(p, ref)
+			if err != nil {
+				return nil, invalid("invalid reference filter %q: %v", p, err)
+			}
+			if ok {
+				out = append(out, r)
+				break
+			}
+		}
+	}
+	return out, nil
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/client"
 
@@ -268,26 +269,34 @@ func TestListFilters(t *testing.T) {
 		f.Add(img)
 	}
 	_, c := newTestServer(t, f)
+	var items []image.Summary
 	list := func(filters client.Filters) []string {
 		t.Helper()
 		res, err := c.ImageList(t.Context(), client.ImageListOptions{Filters: filters})
 		if err != nil {
 			t.Fatal(err)
 		}
+		items = res.Items
 		var ids []string
 		for _, s := range res.Items {
 			ids = append(ids, s.ID)
-			if s.ID == a.ID.String() && (len(s.RepoTags) != 2 || s.RepoTags[0] != "busybox:latest" || s.Size != 2_200_000 || s.Labels["seed"] != "a") {
-				t.Errorf("summary of a = %+v", s)
-			}
 		}
 		return ids
 	}
 	if got := list(nil); len(got) != 3 {
 		t.Errorf("all: %v", got)
 	}
+	for _, s := range items {
+		if s.ID == a.ID.String() && (len(s.RepoTags) != 2 || s.RepoTags[0] != "busybox:latest" || s.Size != 2_200_000 || s.Labels["seed"] != "a" || s.Containers != -1) {
+			t.Errorf("summary of a = %+v", s)
+		}
+	}
 	if got := list(client.Filters{}.Add("reference", "busybox")); len(got) != 1 || got[0] != a.ID.String() {
 		t.Errorf("reference=busybox: %v", got)
+	}
+	// As dockerd, the filter narrows the tags shown too.
+	if tags := items[0].RepoTags; len(tags) != 1 || tags[0] != "busybox:latest" {
+		t.Errorf("reference=busybox shows tags %v", tags)
 	}
 	if got := list(client.Filters{}.Add("reference", "*/berth/*")); len(got) != 1 || got[0] != a.ID.String() {
 		t.Errorf("reference=*/berth/*: %v", got)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"text/tabwriter"
 	"text/template"
@@ -28,7 +29,19 @@ func templateFuncs() template.FuncMap {
 			return strings.TrimSpace(buf.String()), nil
 		},
 		"split": strings.Split,
-		"join":  strings.Join,
+		// join takes any slice: templates that fall back to the raw JSON
+		// object see []any where the typed value had []string.
+		"join": func(v any, sep string) string {
+			rv := reflect.ValueOf(v)
+			if rv.Kind() != reflect.Slice && rv.Kind() != reflect.Array {
+				return fmt.Sprint(v)
+			}
+			parts := make([]string, rv.Len())
+			for i := range parts {
+				parts[i] = fmt.Sprint(rv.Index(i).Interface())
+			}
+			return strings.Join(parts, sep)
+		},
 		"title": func(s string) string { return cases.Title(language.Und).String(s) },
 		"lower": strings.ToLower,
 		"upper": strings.ToUpper,
