@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/api/types/system"
 	"golang.org/x/sys/unix"
 )
@@ -91,6 +92,8 @@ func (s *server) info(w http.ResponseWriter, r *http.Request) error {
 		Labels:             []string{},
 		SecurityOptions:    []string{},
 		Warnings:           []string{},
+		// docker info prints a swarm section; say there is none.
+		Swarm: swarm.Info{LocalNodeState: swarm.LocalNodeStateInactive},
 	})
 	return nil
 }
