@@ -1,0 +1,440 @@
+// Package shim is berthd's side of berth-shim, the per-container monitor:
+// Start launches a shim for one container, Connect finds a running one
+// again after a berthd restart, and the Client methods speak the
+// runtime/shim/wire protocol over the shim's unix socket. ReadExit reads
+// the exit status the shim recorded, which outlives both processes.
+//
+// The package is pure Go: libcontainer lives only in the shim binary.
+package shim
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-dev/berth/runtime/shim/wire"
+)
+
+// StartOptions describe one container's shim.
+type StartOptions struct {
+	// Binary is the berth-shim executable.
+	Binary string
+	ID     string
+	// Bundle holds config.json; a relative root.path is resolved in it.
+	Bundle string
+	// StateDir is the shim's directory (socket, exit file, shim log,
+	// libcontainer state). Keep it short: a unix socket path is limited
+	// to 107 bytes.
+	StateDir string
+	// LogPath is the CRI log file; empty discards the output.
+	LogPath string
+	// Stdin keeps the container's stdin open for Attach.
+	Stdin bool
+	// CreateOnly leaves the process created but not started until
+	// Client.Start, as CRI CreateContainer does.
+	CreateOnly bool
+}
+
+// Client talks to one shim. It holds no connection: every call dials, so a
+// Client is safe for concurrent use and survives nothing that matters.
+type Client struct {
+	stateDir string
+	pid      int
+	shimPid  int
+}
+
+// Start launches the shim, which creates the container (and starts it
+// unless CreateOnly), and returns once the shim's socket serves. The shim
+// runs in its own session and keeps running when berthd exits.
+func Start(ctx context.Context, o StartOptions) (*Client, error) {
+	if o.Binary == "" || o.ID == "" || o.Bundle == "" || o.StateDir == "" {
+		return nil, fmt.Errorf("start shim: binary, id, bundle and state dir are required: %w", errdefs.ErrInvalidArgument)
+	}
+	if len(filepath.Join(o.StateDir, wire.SocketName)) > 107 {
+		return nil, fmt.Errorf("start shim for %s: state dir %s too long for a unix socket: %w", o.ID, o.StateDir, errdefs.ErrInvalidArgument)
+	}
+	if err := os.MkdirAll(o.StateDir, 0o711); err != nil {
+		return nil, fmt.Errorf("start shim for %s: %w", o.ID, err)
+	}
+	logPath := filepath.Join(o.StateDir, wire.LogName)
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("start shim for %s: open shim log: %w", o.ID, err)
+	}
+	defer logf.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start shim for %s: %w", o.ID, err)
+	}
+	defer r.Close()
+	args := []string{"run", "--id", o.ID, "--bundle", o.Bundle, "--state-dir", o.StateDir, "--ready-fd"}
+	if o.LogPath != "" {
+		args = append(args, "--log-path", o.LogPath)
+	}
+	if o.Stdin {
+		args = append(args, "--stdin")
+	}
+	if o.CreateOnly {
+		args = append(args, "--create-only")
+	}
+	cmd := exec.Command(o.Binary, args...)
+	cmd.Dir = "/"
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.ExtraFiles = []*os.File{w}
+	// Its own session: no signal aimed at berthd's process group or
+	// terminal reaches the shim.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		return nil, fmt.Errorf("start shim for %s: %w", o.ID, err)
+	}
+	// Reap the shim if it exits while berthd lives; after a berthd restart
+	// it is re-parented and someone else reaps it.
+	go func() { _ = cmd.Wait() }()
+
+	type result struct {
+		ready wire.Ready
+		err   error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		line, err := bufio.NewReader(r).ReadBytes('\n')
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		var rd wire.Ready
+		err = json.Unmarshal(line, &rd)
+		ch <- result{ready: rd, err: err}
+	}()
+	var res result
+	select {
+	case res = <-ch:
+	case <-ctx.Done():
+		// A shim stuck in start-up is of no use to anyone; the container it
+		// may have half created is found and removed by the caller's
+		// cleanup (Delete through a new shim is impossible, so by cgroup).
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("start shim for %s: %w", o.ID, ctx.Err())
+	}
+	if res.err != nil {
+		return nil, fmt.Errorf("start shim for %s: shim exited before it was ready: %w: %s", o.ID, errdefs.ErrUnavailable, tail(logPath))
+	}
+	if res.ready.Error != "" {
+		return nil, fmt.Errorf("start shim for %s: %w", o.ID, wire.Error(res.ready.Error, res.ready.Class))
+	}
+	return &Client{stateDir: o.StateDir, pid: res.ready.Pid, shimPid: cmd.Process.Pid}, nil
+}
+
+// tail returns the last line of the shim's log, where it reports errors
+// it could not send.
+func tail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
+}
+
+// Connect returns a Client for the shim serving in stateDir, for a berthd
+// that restarted. It fails with errdefs.ErrUnavailable when no shim
+// answers there; ReadExit then tells how the container ended.
+func Connect(ctx context.Context, stateDir string) (*Client, error) {
+	c := &Client{stateDir: stateDir}
+	s, err := c.State(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.pid, c.shimPid = s.Pid, s.ShimPid
+	return c, nil
+}
+
+// ReadExit reads the exit status recorded in stateDir. errdefs.ErrNotFound
+// means the container has not exited (or never started).
+func ReadExit(stateDir string) (wire.Exit, error) {
+	b, err := os.ReadFile(filepath.Join(stateDir, wire.ExitName))
+	if errors.Is(err, os.ErrNotExist) {
+		return wire.Exit{}, fmt.Errorf("read exit status in %s: %w", stateDir, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return wire.Exit{}, fmt.Errorf("read exit status in %s: %w", stateDir, err)
+	}
+	var e wire.Exit
+	if err := json.Unmarshal(b, &e); err != nil {
+		return wire.Exit{}, fmt.Errorf("decode exit status in %s: %w: %w", stateDir, errdefs.ErrDataLoss, err)
+	}
+	return e, nil
+}
+
+// Pid is the container init's host PID.
+func (c *Client) Pid() int { return c.pid }
+
+// ShimPid is the shim's PID.
+func (c *Client) ShimPid() int { return c.shimPid }
+
+// StateDir is the shim's state directory.
+func (c *Client) StateDir() string { return c.stateDir }
+
+// dial opens a connection whose life is bound to ctx, and sends req.
+func (c *Client) dial(ctx context.Context, req wire.Request) (net.Conn, *bufio.Reader, func() bool, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", filepath.Join(c.stateDir, wire.SocketName))
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, nil, nil, fmt.Errorf("reach shim in %s: %w: %w", c.stateDir, errdefs.ErrUnavailable, err)
+		}
+		return nil, nil, nil, fmt.Errorf("reach shim in %s: %w", c.stateDir, err)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	b, _ := json.Marshal(req)
+	if _, err := conn.Write(append(b, '\n')); err != nil {
+		stop()
+		conn.Close()
+		return nil, nil, nil, c.connErr(ctx, req.Op, err)
+	}
+	return conn, bufio.NewReader(conn), stop, nil
+}
+
+func (c *Client) connErr(ctx context.Context, op string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("shim %s in %s: %w", op, c.stateDir, ctx.Err())
+	}
+	return fmt.Errorf("shim %s in %s: %w: %w", op, c.stateDir, errdefs.ErrUnavailable, err)
+}
+
+func (c *Client) readResponse(ctx context.Context, op string, br *bufio.Reader) (wire.Response, error) {
+	line, err := br.ReadBytes('\n')
+	if err != nil {
+		return wire.Response{}, c.connErr(ctx, op, err)
+	}
+	var resp wire.Response
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return wire.Response{}, fmt.Errorf("shim %s: decode response: %w", op, err)
+	}
+	if resp.Error != "" {
+		return resp, wire.Error(resp.Error, resp.Class)
+	}
+	return resp, nil
+}
+
+func (c *Client) call(ctx context.Context, req wire.Request) (wire.Response, error) {
+	conn, br, stop, err := c.dial(ctx, req)
+	if err != nil {
+		return wire.Response{}, err
+	}
+	defer stop()
+	defer conn.Close()
+	return c.readResponse(ctx, req.Op, br)
+}
+
+// State returns the shim's view of the container.
+func (c *Client) State(ctx context.Context) (wire.State, error) {
+	resp, err := c.call(ctx, wire.Request{Op: wire.OpState})
+	if err != nil {
+		return wire.State{}, err
+	}
+	if resp.State == nil {
+		return wire.State{}, fmt.Errorf("shim state: empty answer: %w", errdefs.ErrUnknown)
+	}
+	return *resp.State, nil
+}
+
+// Start runs the process of a container created with CreateOnly.
+func (c *Client) Start(ctx context.Context) error {
+	_, err := c.call(ctx, wire.Request{Op: wire.OpStart})
+	return err
+}
+
+// Signal sends sig to the container's init. SIGKILL of a container without
+// its own PID namespace kills all its processes. A container that already
+// exited gives errdefs.ErrNotFound.
+func (c *Client) Signal(ctx context.Context, sig syscall.Signal) error {
+	_, err := c.call(ctx, wire.Request{Op: wire.OpSignal, Signal: int(sig)})
+	return err
+}
+
+// Wait blocks until the container's init exits, or ctx ends.
+func (c *Client) Wait(ctx context.Context) (wire.Exit, error) {
+	resp, err := c.call(ctx, wire.Request{Op: wire.OpWait})
+	if err != nil {
+		return wire.Exit{}, err
+	}
+	if resp.Exit == nil {
+		return wire.Exit{}, fmt.Errorf("shim wait: no exit in answer: %w", errdefs.ErrUnknown)
+	}
+	return *resp.Exit, nil
+}
+
+// Resize sets the size of the container's terminal.
+func (c *Client) Resize(ctx context.Context, s wire.Size) error {
+	_, err := c.call(ctx, wire.Request{Op: wire.OpResize, Size: &s})
+	return err
+}
+
+// Stats reads the container's cgroup statistics.
+func (c *Client) Stats(ctx context.Context) (wire.Stats, error) {
+	resp, err := c.call(ctx, wire.Request{Op: wire.OpStats})
+	if err != nil {
+		return wire.Stats{}, err
+	}
+	if resp.Stats == nil {
+		return wire.Stats{}, fmt.Errorf("shim stats: empty answer: %w", errdefs.ErrUnknown)
+	}
+	return *resp.Stats, nil
+}
+
+// Update changes the container's cgroup limits; fields left nil stay.
+func (c *Client) Update(ctx context.Context, r *specs.LinuxResources) error {
+	_, err := c.call(ctx, wire.Request{Op: wire.OpUpdate, Resources: r})
+	return err
+}
+
+// ReopenLog makes the shim reopen the CRI log file (after rotation).
+func (c *Client) ReopenLog(ctx context.Context) error {
+	_, err := c.call(ctx, wire.Request{Op: wire.OpReopenLog})
+	return err
+}
+
+// DeleteOptions tune Delete.
+type DeleteOptions struct {
+	// Force kills a running container first instead of refusing.
+	Force bool
+}
+
+// Delete destroys the container: its processes (with Force), its
+// libcontainer state and the cgroup directories its creation made. The
+// shim keeps serving (State, exit) until Shutdown.
+func (c *Client) Delete(ctx context.Context, o DeleteOptions) error {
+	_, err := c.call(ctx, wire.Request{Op: wire.OpDelete, Force: o.Force})
+	return err
+}
+
+// Shutdown makes the shim exit. It refuses while the container runs. The
+// state directory, with the exit file, stays for berthd to remove.
+func (c *Client) Shutdown(ctx context.Context) error {
+	_, err := c.call(ctx, wire.Request{Op: wire.OpShutdown})
+	return err
+}
+
+// Streams are the client ends of a process's stdio. Nil members are not
+// transferred.
+type Streams struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	// Resize carries terminal size changes until it is closed.
+	Resize <-chan wire.Size
+}
+
+// ExecOptions describe a process to run in the container.
+type ExecOptions struct {
+	Process specs.Process
+	Streams
+}
+
+// Exec runs a process in the running container and streams its stdio
+// until it exits. If ctx ends first the shim kills the process.
+func (c *Client) Exec(ctx context.Context, o ExecOptions) (wire.Exit, error) {
+	req := wire.Request{Op: wire.OpExec, Exec: &wire.Exec{Process: o.Process, Stdin: o.Stdin != nil}}
+	return c.stream(ctx, req, o.Streams)
+}
+
+// Attach streams the container's stdio until the container exits (the
+// returned Exit) or ctx ends.
+func (c *Client) Attach(ctx context.Context, s Streams) (wire.Exit, error) {
+	req := wire.Request{Op: wire.OpAttach, Attach: &wire.Attach{Stdin: s.Stdin != nil, Stdout: s.Stdout != nil, Stderr: s.Stderr != nil}}
+	return c.stream(ctx, req, s)
+}
+
+func (c *Client) stream(ctx context.Context, req wire.Request, s Streams) (wire.Exit, error) {
+	conn, br, stop, err := c.dial(ctx, req)
+	if err != nil {
+		return wire.Exit{}, err
+	}
+	defer stop()
+	defer conn.Close()
+	if _, err := c.readResponse(ctx, req.Op, br); err != nil {
+		return wire.Exit{}, err
+	}
+	fw := &frameWriter{w: conn}
+	if s.Stdin != nil {
+		go func() {
+			buf := make([]byte, 32*1024)
+			for {
+				n, err := s.Stdin.Read(buf)
+				if n > 0 {
+					if fw.write(wire.FrameStdin, buf[:n]) != nil {
+						return
+					}
+				}
+				if err != nil {
+					_ = fw.write(wire.FrameCloseStdin, nil)
+					return
+				}
+			}
+		}()
+	}
+	if s.Resize != nil {
+		go func() {
+			for {
+				select {
+				case size, ok := <-s.Resize:
+					if !ok || fw.write(wire.FrameResize, wire.ResizePayload(size)) != nil {
+						return
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	for {
+		kind, p, err := wire.ReadFrame(br)
+		if err != nil {
+			return wire.Exit{}, c.connErr(ctx, req.Op, err)
+		}
+		switch kind {
+		case wire.FrameStdout:
+			if s.Stdout != nil {
+				_, _ = s.Stdout.Write(p)
+			}
+		case wire.FrameStderr:
+			if s.Stderr != nil {
+				_, _ = s.Stderr.Write(p)
+			}
+		case wire.FrameExit:
+			var e wire.Exit
+			if err := json.Unmarshal(p, &e); err != nil {
+				return wire.Exit{}, fmt.Errorf("shim %s: decode exit: %w", req.Op, err)
+			}
+			return e, nil
+		}
+	}
+}
+
+type frameWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (f *frameWriter) write(kind byte, p []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return wire.WriteFrame(f.w, kind, p)
+}
