@@ -47,7 +47,6 @@ func (s *server) imageCreate(w http.ResponseWriter, r *http.Request) error {
 		before = img.ManifestDigest
 	}
 
-	out := newStream(w)
 	tagOrDigest := "latest"
 	switch v := ref.(type) {
 	case reference.Digested:
@@ -55,25 +54,17 @@ func (s *server) imageCreate(w http.ResponseWriter, r *http.Request) error {
 	case reference.Tagged:
 		tagOrDigest = v.Tag()
 	}
-	started := false
+	out := newStream(w)
+	// "Pulling from" waits for the first real message so that a registry
+	// error before any progress still sets the status code.
+	out.preamble = &jsonstream.Message{Status: "Pulling from " + reference.Path(ref), ID: tagOrDigest}
 	img, err := s.images.Pull(ctx, ref.String(), imagestore.PullOptions{
 		Auth:     auth,
 		Platform: platform,
-		Progress: func(p imagestore.Progress) {
-			// The "Pulling from" line waits for the first layer event so
-			// that a registry error before it still sets the status code.
-			if !started {
-				started = true
-				out.send(jsonstream.Message{Status: "Pulling from " + reference.Path(ref), ID: tagOrDigest})
-			}
-			out.progress(p)
-		},
+		Progress: out.progress,
 	})
 	if err != nil {
 		return out.fail(err)
-	}
-	if !started {
-		out.send(jsonstream.Message{Status: "Pulling from " + reference.Path(ref), ID: tagOrDigest})
 	}
 	out.send(jsonstream.Message{Status: "Digest: " + img.ManifestDigest.String()})
 	if before != "" && before == img.ManifestDigest {

@@ -3,6 +3,7 @@ package dockerapi
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -455,5 +456,23 @@ func TestAuth(t *testing.T) {
 	_, err = c.RegistryLogin(t.Context(), client.RegistryLoginOptions{Username: "u", Password: "wrong", ServerAddress: "127.0.0.1:5000"})
 	if !errdefs.IsUnauthorized(err) {
 		t.Errorf("login with a wrong password: %v", err)
+	}
+}
+
+// failingList is a store whose List fails.
+type failingList struct{ *dockerapitest.Store }
+
+func (failingList) List(context.Context) ([]*imagestore.Image, error) {
+	return nil, fmt.Errorf("list: %w", errdefs.ErrUnavailable)
+}
+
+func TestInfoWarnsWhenListFails(t *testing.T) {
+	_, c := newTestServer(t, failingList{dockerapitest.New()})
+	info, err := c.Info(t.Context(), client.InfoOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Info.Warnings) != 1 || !strings.Contains(info.Info.Warnings[0], "list images") {
+		t.Errorf("warnings = %v", info.Info.Warnings)
 	}
 }

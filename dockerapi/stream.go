@@ -25,6 +25,8 @@ type stream struct {
 	mu      sync.Mutex
 	w       http.ResponseWriter
 	started bool
+	// preamble, when set, goes out just before the first message.
+	preamble *jsonstream.Message
 }
 
 func newStream(w http.ResponseWriter) *stream { return &stream{w: w} }
@@ -40,6 +42,10 @@ func (s *stream) writeLocked(m message) {
 		s.w.Header().Set("Content-Type", "application/json")
 		s.w.WriteHeader(http.StatusOK)
 		s.started = true
+		if s.preamble != nil {
+			b, _ := json.Marshal(message{Message: *s.preamble})
+			_, _ = s.w.Write(append(b, '\n'))
+		}
 	}
 	b, _ := json.Marshal(m)
 	_, _ = s.w.Write(append(b, '\n'))

@@ -59,9 +59,12 @@ func (s *server) version(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) info(w http.ResponseWriter, r *http.Request) error {
+	// /info is what clients call to see whether the daemon works at all, so
+	// a store that cannot list is a warning, not a failed request.
+	var warnings []string
 	imgs, err := s.images.List(r.Context())
 	if err != nil {
-		return err
+		warnings = append(warnings, "list images: "+err.Error())
 	}
 	hostname, _ := os.Hostname()
 	cgroupVersion := "1"
@@ -91,7 +94,7 @@ func (s *server) info(w http.ResponseWriter, r *http.Request) error {
 		DefaultRuntime:     "berth",
 		Labels:             []string{},
 		SecurityOptions:    []string{},
-		Warnings:           []string{},
+		Warnings:           append([]string{}, warnings...),
 		// docker info prints a swarm section; say there is none.
 		Swarm: swarm.Info{LocalNodeState: swarm.LocalNodeStateInactive},
 	})
