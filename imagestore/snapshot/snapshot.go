@@ -1,0 +1,331 @@
+// Package snapshot makes container root filesystems from unpacked layers
+// with overlayfs. A snapshot is a directory
+//
+//	<root>/snapshots/<id>/upper   writable layer (absent for views)
+//	<root>/snapshots/<id>/work    overlay's work dir (absent for views)
+//	<root>/snapshots/<id>/snapshot.json  the lower dirs, for GC and restarts
+//
+// created under a temporary name and renamed into place, so a snapshot
+// either exists with its record or not at all. The snapshotter returns
+// mounts; mounting them is the caller's business, and so is unmounting
+// before Remove.
+package snapshot
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	recordFile = "snapshot.json"
+	newPrefix  = ".new-"
+	rmPrefix   = ".rm-"
+
+	// maxMountData is the size of the page mount(2) copies its data
+	// string into, NUL included.
+	maxMountData = 4096
+)
+
+// Mount is one mount, as mount(2) and the OCI runtime spec take it.
+type Mount struct {
+	Type    string
+	Source  string
+	Options []string
+}
+
+// Info is what the snapshotter recorded of a snapshot.
+type Info struct {
+	ID string `json:"id"`
+	// Lowers are the layer dirs, topmost first.
+	Lowers []string `json:"lowers"`
+	// ReadOnly is set for views.
+	ReadOnly bool `json:"readOnly,omitempty"`
+}
+
+// Snapshotter creates and removes overlay snapshots under one root. One
+// process owns a root.
+type Snapshotter struct {
+	dir string
+	// index is whether the kernel knows overlay's index feature, which
+	// must then be turned off: with index=on overlay ties an upper dir to
+	// the exact lower inodes it was first mounted with, and refuses the
+	// shared lowers of layers that another snapshot mounts (containerd
+	// passes index=off for the same reason).
+	index bool
+}
+
+// New opens (creating if needed) the snapshotter under root and removes
+// snapshots whose creation or removal was interrupted.
+func New(root string) (*Snapshotter, error) {
+	dir := filepath.Join(root, "snapshots")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open snapshotter: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open snapshotter: %w", err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return nil, fmt.Errorf("open snapshotter: remove unfinished %s: %w", e.Name(), err)
+			}
+		}
+	}
+	_, err = os.Stat("/sys/module/overlay/parameters/index")
+	return &Snapshotter{dir: dir, index: err == nil}, nil
+}
+
+func validID(id string) error {
+	if id == "" || len(id) > 255 || strings.ContainsAny(id, "/\x00") || strings.HasPrefix(id, ".") {
+		return fmt.Errorf("snapshot id %q: %w", id, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+func validLowers(lowers []string) error {
+	for _, l := range lowers {
+		// "," and ":" separate overlay options and lower dirs.
+		if !filepath.IsAbs(l) || strings.ContainsAny(l, ",:\x00") {
+			return fmt.Errorf("lower dir %q: must be an absolute path without ',' or ':': %w", l, errdefs.ErrInvalidArgument)
+		}
+		fi, err := os.Stat(l)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("lower dir %s: %w", l, errdefs.ErrNotFound)
+			}
+			return fmt.Errorf("lower dir %s: %w", l, err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("lower dir %s: not a directory: %w", l, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+// Prepare creates a writable snapshot over lowers (layer fs dirs, topmost
+// first, overlay's lowerdir order) and returns its mount. Without lowers
+// the mount is a read-write bind of the empty upper dir. An existing id
+// gives errdefs.ErrAlreadyExists.
+func (s *Snapshotter) Prepare(id string, lowers []string) ([]Mount, error) {
+	return s.create(Info{ID: id, Lowers: lowers})
+}
+
+// View creates a read-only snapshot of lowers: a read-only bind mount of a
+// single lower, or an overlay of several without upper dir.
+func (s *Snapshotter) View(id string, lowers []string) ([]Mount, error) {
+	if len(lowers) == 0 {
+		return nil, fmt.Errorf("view %s: no lower dirs: %w", id, errdefs.ErrInvalidArgument)
+	}
+	return s.create(Info{ID: id, Lowers: lowers, ReadOnly: true})
+}
+
+func (s *Snapshotter) create(info Info) (_ []Mount, retErr error) {
+	if err := validID(info.ID); err != nil {
+		return nil, err
+	}
+	if err := validLowers(info.Lowers); err != nil {
+		return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
+	}
+	final := filepath.Join(s.dir, info.ID)
+	// Check the mount data fits before leaving anything on disk.
+	mounts, err := s.mounts(final, info)
+	if err != nil {
+		return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
+	}
+	if _, err := os.Lstat(final); err == nil {
+		return nil, fmt.Errorf("create snapshot %s: %w", info.ID, errdefs.ErrAlreadyExists)
+	}
+
+	tmp, err := os.MkdirTemp(s.dir, newPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
+	}
+	defer func() {
+		if retErr != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+	if err := os.Chmod(tmp, 0o711); err != nil {
+		return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
+	}
+	if !info.ReadOnly {
+		// upper becomes the container's "/": its mode shows there.
+		if err := os.Mkdir(filepath.Join(tmp, "upper"), 0o755); err != nil {
+			return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
+		}
+		if err := os.Mkdir(filepath.Join(tmp, "work"), 0o711); err != nil {
+			return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
+		}
+	}
+	if err := writeRecord(filepath.Join(tmp, recordFile), info); err != nil {
+		return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
+	}
+	if err := syncDir(tmp); err != nil {
+		return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		if errors.Is(err, syscall.EEXIST) || errors.Is(err, syscall.ENOTEMPTY) {
+			return nil, fmt.Errorf("create snapshot %s: %w", info.ID, errdefs.ErrAlreadyExists)
+		}
+		return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
+	}
+	return mounts, nil
+}
+
+// mounts computes the mounts of the snapshot in dir.
+//
+// The overlay options travel as mount(2)'s data string, which the kernel
+// copies into one page: with lower dirs of ~80 bytes (<root>/layers/<64
+// hex>/fs) some 45 layers fit. Longer chains fail here with a clear error
+// rather than at mount time; lifting the limit takes short symlinked lower
+// paths or the new mount API's per-layer "lowerdir+" (Linux 6.8), which the
+// runtime does not use yet.
+func (s *Snapshotter) mounts(dir string, info Info) ([]Mount, error) {
+	switch {
+	case len(info.Lowers) == 0:
+		return []Mount{{Type: "bind", Source: filepath.Join(dir, "upper"), Options: []string{"rw", "rbind"}}}, nil
+	case len(info.Lowers) == 1 && info.ReadOnly:
+		return []Mount{{Type: "bind", Source: info.Lowers[0], Options: []string{"ro", "rbind"}}}, nil
+	}
+	var opts []string
+	if s.index {
+		opts = append(opts, "index=off")
+	}
+	if !info.ReadOnly {
+		opts = append(opts,
+			"workdir="+filepath.Join(dir, "work"),
+			"upperdir="+filepath.Join(dir, "upper"))
+	}
+	opts = append(opts, "lowerdir="+strings.Join(info.Lowers, ":"))
+	if n := len(strings.Join(opts, ",")); n >= maxMountData {
+		return nil, fmt.Errorf("overlay options for %d lower dirs take %d bytes, the kernel takes at most %d: %w",
+			len(info.Lowers), n, maxMountData-1, errdefs.ErrNotImplemented)
+	}
+	return []Mount{{Type: "overlay", Source: "overlay", Options: opts}}, nil
+}
+
+// Mounts returns the mounts of an existing snapshot (after a restart, say);
+// errdefs.ErrNotFound if there is none.
+func (s *Snapshotter) Mounts(id string) ([]Mount, error) {
+	info, err := s.Stat(id)
+	if err != nil {
+		return nil, err
+	}
+	return s.mounts(filepath.Join(s.dir, id), info)
+}
+
+// Stat returns the record of a snapshot; errdefs.ErrNotFound if there is
+// none.
+func (s *Snapshotter) Stat(id string) (Info, error) {
+	if err := validID(id); err != nil {
+		return Info{}, err
+	}
+	return readRecord(filepath.Join(s.dir, id, recordFile), id)
+}
+
+// Remove removes a snapshot; an absent one is not an error. The caller
+// unmounts it first. The snapshot disappears at once (renamed away) even if
+// deleting its files is interrupted.
+func (s *Snapshotter) Remove(id string) error {
+	if err := validID(id); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(s.dir, rmPrefix)
+	if err != nil {
+		return fmt.Errorf("remove snapshot %s: %w", id, err)
+	}
+	// rename(2) may replace an empty directory (os.Rename refuses to).
+	if err := unix.Rename(filepath.Join(s.dir, id), tmp); err != nil {
+		os.Remove(tmp)
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return fmt.Errorf("remove snapshot %s: %w", id, err)
+	}
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("remove snapshot %s: %w", id, err)
+	}
+	return nil
+}
+
+// List returns every snapshot; GC keeps the layers their Lowers name.
+func (s *Snapshotter) List() ([]Info, error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	var out []Info
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") || !e.IsDir() {
+			continue
+		}
+		info, err := readRecord(filepath.Join(s.dir, e.Name(), recordFile), e.Name())
+		if errdefs.IsNotFound(err) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list snapshots: %w", err)
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+func readRecord(p, id string) (Info, error) {
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return Info{}, fmt.Errorf("snapshot %s: %w", id, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return Info{}, fmt.Errorf("read snapshot %s: %w", id, err)
+	}
+	var info Info
+	if err := json.Unmarshal(b, &info); err != nil {
+		return Info{}, fmt.Errorf("read snapshot %s: %w: %w", id, errdefs.ErrDataLoss, err)
+	}
+	return info, nil
+}
+
+func writeRecord(p string, info Info) error {
+	b, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("write snapshot record: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("write snapshot record: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("write snapshot record: %w", err)
+	}
+	return f.Close()
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
