@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -177,6 +178,10 @@ func (f *Store) Tag(ctx context.Context, source, target string) error {
 	if err != nil {
 		return err
 	}
+	// A tag that pointed elsewhere moves, as in imagestore.
+	for _, other := range f.images {
+		other.RepoTags = slices.DeleteFunc(other.RepoTags, func(t string) bool { return t == target })
+	}
 	img.RepoTags = append(img.RepoTags, target)
 	return nil
 }
@@ -233,6 +238,10 @@ func (f *Store) Load(ctx context.Context, r io.Reader) ([]*imagestore.Image, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// A tarball Save wrote holds the same image: loading it changes nothing.
+	if img, err := f.getLocked(name); err == nil {
+		return []*imagestore.Image{img}, nil
+	}
 	img := Image("loaded "+name, name)
 	f.images[img.ID] = img
 	return []*imagestore.Image{img}, nil
