@@ -25,7 +25,7 @@ while (($#)); do
 	--layers) LAYERS="$2"; shift ;;
 	--vs-containerd) VS=1 ;;
 	--containerd-only) VS=1 BERTH=0 ;;
-	-h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+	-h | --help) awk 'NR > 1 && /^#/ {print; next} NR > 1 {exit}' "$0"; exit 0 ;;
 	*) echo "bench-pull: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift

@@ -19,7 +19,7 @@ for arg in "$@"; do
 	case "$arg" in
 	--critest) want_critest=1 ;;
 	-h | --help)
-		sed -n '2,10p' "$0"
+		awk 'NR > 1 && /^#/ {print; next} NR > 1 {exit}' "$0"
 		exit 0
 		;;
 	*)

@@ -17,6 +17,18 @@ OUT="$REPO/_output"
 REG="${BERTH_REGISTRY:-127.0.0.1:5000}"
 PIDS="$OUT/pids"
 
+case "${1:-}" in
+"") ;;
+-h | --help)
+	awk 'NR > 1 && /^#/ {print; next} NR > 1 {exit}' "$0"
+	exit 0
+	;;
+*)
+	echo "up: unknown argument $1 (see --help)" >&2
+	exit 2
+	;;
+esac
+
 say() { echo "==> $*"; }
 die() {
 	echo "up: $*" >&2
