@@ -3,6 +3,7 @@ package dockerapi
 import (
 	"bytes"
 	"io"
+	"log"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -22,7 +23,7 @@ import (
 // pull it back, inspect, save.
 func TestWithRealStore(t *testing.T) {
 	ctx := t.Context()
-	reg := httptest.NewServer(registry.New())
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(reg.Close)
 	regHost := strings.TrimPrefix(reg.URL, "http://")
 
