@@ -2,82 +2,247 @@ package imagestore
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
 
 	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/berth-dev/berth/imagestore/content"
+	"github.com/berth-dev/berth/imagestore/layer"
+	"github.com/berth-dev/berth/imagestore/meta"
+	"github.com/berth-dev/berth/imagestore/snapshot"
 )
 
-// Store is the image store. Open it with Open.
-//
-// CONTRACT STUB: the method set below is the API that cri/ and dockerapi/
-// code against; the bodies are being written (imagestore helper).
-type Store struct {
-	cfg Config
+// Defaults for Config fields left zero.
+const (
+	DefaultStallTimeout           = time.Minute
+	DefaultMaxConcurrentDownloads = 3
+)
+
+// Validate checks cfg; zero durations and counts take their defaults.
+func (c Config) Validate() error {
+	if c.Root == "" {
+		return fmt.Errorf("image store config: root: %w: empty", errdefs.ErrInvalidArgument)
+	}
+	if c.StallTimeout < 0 || c.MaxConcurrentDownloads < 0 {
+		return fmt.Errorf("image store config: %w: negative stall timeout or download limit", errdefs.ErrInvalidArgument)
+	}
+	return nil
 }
 
-var errTODO = fmt.Errorf("image store: %w", errdefs.ErrNotImplemented)
+// Store is the image store. Open it with Open.
+type Store struct {
+	cfg     Config
+	meta    *meta.DB
+	content *content.Store
+	layers  *layer.Store
+	snaps   *snapshot.Snapshotter
+
+	// gcMu keeps GC from deleting blobs and layers that a pull or load has
+	// committed but not yet recorded: writers of images hold it shared, GC
+	// holds it exclusively.
+	gcMu sync.RWMutex
+	// flight shares downloads between concurrent pulls (keys: "image:"
+	// manifest digest, "layer:" chain ID).
+	flight singleflight.Group
+
+	repairs []string
+}
 
 // Open opens (creating if needed) the store under cfg.Root, cleans partial
 // ingests and unfinished unpacks, and validates the metadata.
-func Open(ctx context.Context, cfg Config) (*Store, error) { return &Store{cfg: cfg}, nil }
+//
+// Validation: a layer whose unpacked directory vanished but whose blob is
+// still stored is unpacked again; an image whose manifest, config or layer
+// blob vanished cannot be repaired here, so its record (and tags) is
+// deleted and a pull brings it back. Repairs lists what was done.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.StallTimeout == 0 {
+		cfg.StallTimeout = DefaultStallTimeout
+	}
+	if cfg.MaxConcurrentDownloads == 0 {
+		cfg.MaxConcurrentDownloads = DefaultMaxConcurrentDownloads
+	}
+	if err := os.MkdirAll(cfg.Root, 0o711); err != nil {
+		return nil, fmt.Errorf("open image store %s: %w", cfg.Root, err)
+	}
+	s := &Store{cfg: cfg}
+	var err error
+	if s.content, err = content.Open(cfg.Root); err != nil {
+		return nil, fmt.Errorf("open image store %s: %w", cfg.Root, err)
+	}
+	if s.layers, err = layer.Open(cfg.Root); err != nil {
+		return nil, fmt.Errorf("open image store %s: %w", cfg.Root, err)
+	}
+	if s.snaps, err = snapshot.New(cfg.Root); err != nil {
+		return nil, fmt.Errorf("open image store %s: %w", cfg.Root, err)
+	}
+	if err := os.RemoveAll(s.tmpDir()); err != nil {
+		return nil, fmt.Errorf("open image store %s: clean temp dir: %w", cfg.Root, err)
+	}
+	if s.meta, err = meta.Open(filepath.Join(cfg.Root, "meta.db"), meta.Options{}); err != nil {
+		return nil, fmt.Errorf("open image store %s: %w", cfg.Root, err)
+	}
+	if err := s.check(ctx); err != nil {
+		s.meta.Close()
+		return nil, fmt.Errorf("open image store %s: %w", cfg.Root, err)
+	}
+	return s, nil
+}
+
+// tmpDir holds spooled archives during Load; Open empties it.
+func (s *Store) tmpDir() string { return filepath.Join(s.cfg.Root, "tmp") }
+
+// check validates every image record against the blobs and layers on disk.
+func (s *Store) check(ctx context.Context) error {
+	recs, err := s.meta.List()
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if err := s.checkImage(ctx, r.Image); err != nil {
+			if _, derr := s.meta.Delete(r.ID); derr != nil {
+				return derr
+			}
+			s.repairs = append(s.repairs, fmt.Sprintf("removed image %s (tags %v): %v", r.ID, r.Tags, err))
+		}
+	}
+	return nil
+}
+
+func (s *Store) checkImage(ctx context.Context, img meta.Image) error {
+	for _, d := range []digest.Digest{img.ManifestDigest, img.ID} {
+		if _, err := s.content.Info(d); err != nil {
+			return err
+		}
+	}
+	for _, l := range img.Layers {
+		if _, err := s.content.Info(l.Digest); err != nil {
+			return err
+		}
+		if _, err := s.layers.Info(l.ChainID); err == nil {
+			continue
+		} else if !errdefs.IsNotFound(err) {
+			return err
+		}
+		f, err := s.content.Reader(l.Digest)
+		if err != nil {
+			return err
+		}
+		_, err = s.layers.Unpack(ctx, l.ChainID, l.DiffID, f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		s.repairs = append(s.repairs, fmt.Sprintf("unpacked missing layer %s of image %s again", l.ChainID, img.ID))
+	}
+	return nil
+}
+
+// Repairs describes what Open did to make the metadata agree with the
+// disk (empty when nothing was wrong).
+func (s *Store) Repairs() []string { return slices.Clone(s.repairs) }
 
 // Close releases the metadata database.
-func (s *Store) Close() error { return nil }
+func (s *Store) Close() error { return s.meta.Close() }
 
-// Pull fetches ref (tag or digest reference) and its layers, unpacks them,
-// and records the image with ref as tag or repo digest. Concurrent pulls of
-// the same image share the work.
-func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (*Image, error) {
-	return nil, errTODO
+// toImage converts a record into the public Image.
+func toImage(r meta.Record) (*Image, error) {
+	img := &Image{
+		ID:                r.ID,
+		RepoTags:          slices.Sorted(slices.Values(r.Tags)),
+		RepoDigests:       slices.Clone(r.RepoDigests),
+		ManifestDigest:    r.ManifestDigest,
+		ManifestMediaType: r.ManifestMediaType,
+		Size:              r.Size,
+		Pinned:            r.Pinned,
+		Pulled:            r.Pulled,
+	}
+	if img.RepoTags == nil {
+		img.RepoTags = []string{}
+	}
+	for _, l := range r.Layers {
+		img.UnpackedSize += l.UnpackedSize
+		img.Layers = append(img.Layers, Layer{Digest: l.Digest, MediaType: l.MediaType, Size: l.Size, DiffID: l.DiffID, ChainID: l.ChainID})
+	}
+	if err := json.Unmarshal(r.Config, &img.Config); err != nil {
+		return nil, fmt.Errorf("decode config of image %s: %w: %w", r.ID, errdefs.ErrDataLoss, err)
+	}
+	return img, nil
 }
 
-// Push uploads the image named ref to the registry of ref.
-func (s *Store) Push(ctx context.Context, ref string, opts PushOptions) error { return errTODO }
-
-// Get resolves a full or short (>= 3 hex chars, unique) image ID, a digest
-// "sha256:...", a name (normalized; default tag latest) or a name@digest.
-// Unknown names give an error wrapping errdefs.ErrNotFound.
-func (s *Store) Get(ctx context.Context, nameOrID string) (*Image, error) { return nil, errTODO }
-
-// List returns every image.
-func (s *Store) List(ctx context.Context) ([]*Image, error) { return nil, errTODO }
-
-// Tag makes target (a name, default tag latest) point at the image source
-// names. A tag that pointed elsewhere moves.
-func (s *Store) Tag(ctx context.Context, source, target string) error { return errTODO }
-
-// Remove removes a name or an image. Named by tag: the tag goes, and the
-// image with it when that was its last name. Named by ID or digest: the
-// image goes with all its names (several tags need opts.Force, else
-// errdefs.ErrConflict). Layers no image uses are removed by GC.
-func (s *Store) Remove(ctx context.Context, nameOrID string, opts RemoveOptions) (Removed, error) {
-	return Removed{}, errTODO
+// lowers returns the layer directories of an image, topmost first.
+func (s *Store) lowers(ctx context.Context, image string) ([]string, error) {
+	r, err := s.resolve(ctx, image)
+	if err != nil {
+		return nil, err
+	}
+	if len(r.Layers) == 0 {
+		return nil, fmt.Errorf("image %s: %w: no layers", r.ID, errdefs.ErrFailedPrecondition)
+	}
+	var dirs []string
+	for i := len(r.Layers) - 1; i >= 0; i-- {
+		dirs = append(dirs, s.layers.Dir(r.Layers[i].ChainID))
+	}
+	return dirs, nil
 }
 
-// GC removes blobs and unpacked layers that no image references and that no
-// snapshot uses.
-func (s *Store) GC(ctx context.Context) error { return errTODO }
-
-// Usage reports the bytes and inodes the store occupies (matching du).
-func (s *Store) Usage(ctx context.Context) (Usage, error) { return Usage{}, errTODO }
-
-// Save writes the named images to w in the given format.
-func (s *Store) Save(ctx context.Context, w io.Writer, refs []string, format ArchiveFormat) error {
-	return errTODO
+func toMounts(ms []snapshot.Mount) []Mount {
+	out := make([]Mount, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, Mount{Type: m.Type, Source: m.Source, Options: slices.Clone(m.Options)})
+	}
+	return out
 }
-
-// Load imports every image of an OCI layout or docker-archive tarball.
-func (s *Store) Load(ctx context.Context, r io.Reader) ([]*Image, error) { return nil, errTODO }
 
 // Prepare creates a writable snapshot with the image's layers as lower
 // directories and returns the mounts for the container rootfs.
 func (s *Store) Prepare(ctx context.Context, id, image string) ([]Mount, error) {
-	return nil, errTODO
+	// Shared with GC so that the layers cannot vanish between the lookup
+	// and the snapshot's record of them.
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
+	lowers, err := s.lowers(ctx, image)
+	if err != nil {
+		return nil, fmt.Errorf("prepare snapshot %s: %w", id, err)
+	}
+	ms, err := s.snaps.Prepare(id, lowers)
+	if err != nil {
+		return nil, fmt.Errorf("prepare snapshot %s: %w", id, err)
+	}
+	return toMounts(ms), nil
 }
 
 // View creates a read-only snapshot of the image (lower dirs only).
-func (s *Store) View(ctx context.Context, id, image string) ([]Mount, error) { return nil, errTODO }
+func (s *Store) View(ctx context.Context, id, image string) ([]Mount, error) {
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
+	lowers, err := s.lowers(ctx, image)
+	if err != nil {
+		return nil, fmt.Errorf("view snapshot %s: %w", id, err)
+	}
+	ms, err := s.snaps.View(id, lowers)
+	if err != nil {
+		return nil, fmt.Errorf("view snapshot %s: %w", id, err)
+	}
+	return toMounts(ms), nil
+}
 
 // RemoveSnapshot removes a snapshot; a missing one is not an error.
-func (s *Store) RemoveSnapshot(ctx context.Context, id string) error { return errTODO }
+func (s *Store) RemoveSnapshot(ctx context.Context, id string) error {
+	if err := s.snaps.Remove(id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return fmt.Errorf("remove snapshot %s: %w", id, err)
+	}
+	return nil
+}

@@ -1,0 +1,257 @@
+package imagestore
+
+import (
+	"encoding/base64"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+func layerDigests(t *testing.T, img v1.Image) []digest.Digest {
+	t.Helper()
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []digest.Digest
+	for _, l := range ls {
+		h, err := l.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, digest.Digest(h.String()))
+	}
+	return out
+}
+
+// assertNothingStored checks that a failed pull left no image, no layer
+// and no blob of the failing layer behind.
+func assertNothingStored(t *testing.T, s *Store, bad digest.Digest) {
+	t.Helper()
+	if ids := listIDs(t, s); len(ids) != 0 {
+		t.Fatalf("failed pull listed images %v", ids)
+	}
+	if _, err := s.content.Info(bad); !errdefs.IsNotFound(err) {
+		t.Fatalf("blob of the failed layer stored: %v", err)
+	}
+}
+
+func TestStallTimeout(t *testing.T) {
+	reg := newRegistry(t)
+	img := randomImage(t, 256<<10, 2)
+	ref := reg.push(t, "test/img:v1", img)
+	bad := layerDigests(t, img)[1]
+	release := make(chan struct{})
+	reg.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, bad.String()) {
+			return false
+		}
+		w.Header().Set("Content-Length", "262144000")
+		w.WriteHeader(http.StatusOK)
+		w.Write(make([]byte, 1000))
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		return true
+	})
+	defer close(release)
+	s := openStore(t, Config{StallTimeout: 300 * time.Millisecond})
+	start := time.Now()
+	_, err := s.Pull(t.Context(), ref, PullOptions{})
+	if err == nil {
+		t.Fatal("stalled pull succeeded")
+	}
+	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), bad.String()) || !strings.Contains(err.Error(), reg.host) {
+		t.Fatalf("stall error should be Unavailable and name layer %s and registry %s: %v", bad, reg.host, err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("stalled pull took %s", d)
+	}
+	assertNothingStored(t, s, bad)
+	reg.setIntercept(nil)
+	if _, err := s.Pull(t.Context(), ref, PullOptions{}); err != nil {
+		t.Fatalf("pull after stall: %v", err)
+	}
+}
+
+func TestRegistryDiesMidPull(t *testing.T) {
+	reg := newRegistry(t)
+	img := randomImage(t, 512<<10, 3)
+	ref := reg.push(t, "test/img:v1", img)
+	bad := layerDigests(t, img)[2]
+	reg.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, bad.String()) {
+			return false
+		}
+		w.Header().Set("Content-Length", "524288")
+		w.WriteHeader(http.StatusOK)
+		w.Write(make([]byte, 4096))
+		w.(http.Flusher).Flush()
+		go reg.srv.CloseClientConnections()
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+		return true
+	})
+	s := openStore(t, Config{})
+	_, err := s.Pull(t.Context(), ref, PullOptions{})
+	if err == nil {
+		t.Fatal("pull from a dying registry succeeded")
+	}
+	if !strings.Contains(err.Error(), bad.String()) {
+		t.Fatalf("error does not name layer %s: %v", bad, err)
+	}
+	assertNothingStored(t, s, bad)
+	reg.srv.Close()
+	if _, err := s.Pull(t.Context(), ref, PullOptions{}); !errdefs.IsUnavailable(err) {
+		t.Fatalf("pull from a closed registry: %v", err)
+	}
+}
+
+func TestCorruptBlobRefused(t *testing.T) {
+	reg := newRegistry(t)
+	img := randomImage(t, 64<<10, 2)
+	ref := reg.push(t, "test/img:v1", img)
+	bad := layerDigests(t, img)[0]
+	l, err := img.LayerByDigest(v1.Hash{Algorithm: "sha256", Hex: bad.Encoded()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := make([]byte, 0)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := rc.Read(buf)
+		good = append(good, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	corrupt := append([]byte(nil), good...)
+	corrupt[len(corrupt)-3] ^= 0xff // in the gzip trailer: the tar stays valid
+	reg.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, bad.String()) {
+			return false
+		}
+		w.Write(corrupt)
+		return true
+	})
+	s := openStore(t, Config{})
+	_, err = s.Pull(t.Context(), ref, PullOptions{})
+	if err == nil {
+		t.Fatal("pull of a corrupt blob succeeded")
+	}
+	if !strings.Contains(err.Error(), bad.String()) {
+		t.Fatalf("error does not name layer %s: %v", bad, err)
+	}
+	assertNothingStored(t, s, bad)
+}
+
+func TestBasicAuth(t *testing.T) {
+	reg := newRegistry(t)
+	ref := reg.push(t, "test/img:v1", randomImage(t, 2048, 1))
+	want := "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:s3cret"))
+	reg.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Header.Get("Authorization") == want {
+			return false
+		}
+		w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+		w.WriteHeader(http.StatusUnauthorized)
+		return true
+	})
+	s := openStore(t, Config{DockerConfig: filepath.Join(t.TempDir(), "absent.json")})
+	_, err := s.Pull(t.Context(), ref, PullOptions{})
+	if !errdefs.IsUnauthorized(err) {
+		t.Fatalf("anonymous pull: %v", err)
+	}
+	_, err = s.Pull(t.Context(), ref, PullOptions{Auth: &Auth{Username: "alice", Password: "wrong"}})
+	if !errdefs.IsUnauthorized(err) || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if _, err := s.Pull(t.Context(), ref, PullOptions{Auth: &Auth{Username: "alice", Password: "s3cret"}}); err != nil {
+		t.Fatalf("pull with credentials: %v", err)
+	}
+
+	// The docker config file gives the credentials when the pull has none.
+	cfgPath := filepath.Join(t.TempDir(), "config.json")
+	cfg := `{"auths":{"` + reg.host + `":{"auth":"` + base64.StdEncoding.EncodeToString([]byte("alice:s3cret")) + `"}}}`
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openStore(t, Config{DockerConfig: cfgPath})
+	if _, err := s2.Pull(t.Context(), ref, PullOptions{}); err != nil {
+		t.Fatalf("pull with docker config: %v", err)
+	}
+}
+
+func TestMirrorFromHostsDir(t *testing.T) {
+	reg := newRegistry(t)
+	img := randomImage(t, 2048, 2)
+	reg.push(t, "test/img:v1", img)
+	dir := t.TempDir()
+	hostDir := filepath.Join(dir, "registry.example.test")
+	if err := os.MkdirAll(hostDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	toml := `server = "https://registry.example.test"
+
+[host."http://` + reg.host + `"]
+  capabilities = ["pull", "resolve"]
+`
+	if err := os.WriteFile(filepath.Join(hostDir, "hosts.toml"), []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t, Config{RegistryConfigDir: dir})
+	got, err := s.Pull(t.Context(), "registry.example.test/test/img:v1", PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != configDigest(t, img) || got.RepoTags[0] != "registry.example.test/test/img:v1" {
+		t.Fatalf("pulled through mirror: %+v", got)
+	}
+}
+
+func TestManifestListPlatforms(t *testing.T) {
+	reg := newRegistry(t)
+	amd, arm := randomImage(t, 2048, 2), randomImage(t, 2048, 1)
+	idx := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
+		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}},
+	)
+	ref := pushIndex(t, reg, "test/multi:v1", idx)
+	s := openStore(t, Config{})
+	got, err := s.Pull(t.Context(), ref, PullOptions{Platform: &ocispec.Platform{OS: "linux", Architecture: "amd64"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != configDigest(t, amd) || got.ManifestDigest != manifestDigest(t, amd) {
+		t.Fatalf("amd64 pull got %s", got.ID)
+	}
+	h, _ := idx.Digest()
+	if got.RepoDigests[0] != reg.host+"/test/multi@"+h.String() {
+		t.Fatalf("repo digest should be the index digest: %v", got.RepoDigests)
+	}
+	got, err = s.Pull(t.Context(), ref, PullOptions{Platform: &ocispec.Platform{OS: "linux", Architecture: "arm64"}})
+	if err != nil || got.ID != configDigest(t, arm) {
+		t.Fatalf("arm64 pull: %v %v", got, err)
+	}
+	if _, err := s.Pull(t.Context(), ref, PullOptions{Platform: &ocispec.Platform{OS: "linux", Architecture: "s390x"}}); err == nil {
+		t.Fatal("pull of a missing platform succeeded")
+	}
+}
