@@ -1,0 +1,61 @@
+package imagestore
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// The prepared mounts give a real overlay rootfs in which the top layer's
+// whiteout hides the base file.
+func TestPrepareMountsOverlay(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting overlayfs needs root")
+	}
+	reg := newRegistry(t)
+	ref := reg.push(t, "test/two:v1", twoLayerImage(t))
+	s := openStore(t, Config{})
+	ctx := t.Context()
+	if _, err := s.Pull(ctx, ref, PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"prepare", "view"} {
+		var ms []Mount
+		var err error
+		if mode == "prepare" {
+			ms, err = s.Prepare(ctx, "c-"+mode, ref)
+		} else {
+			ms, err = s.View(ctx, "c-"+mode, ref)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		target := t.TempDir()
+		m := ms[0]
+		if err := unix.Mount(m.Source, target, m.Type, 0, strings.Join(m.Options, ",")); err != nil {
+			t.Fatalf("%s: mount %+v: %v", mode, m, err)
+		}
+		b, rerr := os.ReadFile(filepath.Join(target, "etc/keep"))
+		n, nerr := os.ReadFile(filepath.Join(target, "etc/new"))
+		_, gerr := os.Stat(filepath.Join(target, "etc/gone"))
+		werr := os.WriteFile(filepath.Join(target, "etc/written"), []byte("x"), 0o644)
+		if err := unix.Unmount(target, 0); err != nil {
+			t.Fatal(err)
+		}
+		if rerr != nil || string(b) != "keep\n" || nerr != nil || string(n) != "new\n" {
+			t.Fatalf("%s: keep=%q %v new=%q %v", mode, b, rerr, n, nerr)
+		}
+		if !os.IsNotExist(gerr) {
+			t.Fatalf("%s: whited-out file visible: %v", mode, gerr)
+		}
+		if (werr == nil) != (mode == "prepare") {
+			t.Fatalf("%s: write into rootfs: %v", mode, werr)
+		}
+		if err := s.RemoveSnapshot(ctx, "c-"+mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
