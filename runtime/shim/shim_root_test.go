@@ -701,3 +701,63 @@ func helper(kind string) int {
 	}
 	return 2
 }
+
+// TestOrphansComeToShim runs a container sharing the host PID namespace
+// whose init leaves a background child: the child is re-parented to the
+// shim (child subreaper), and a forced delete kills and reaps it.
+func TestOrphansComeToShim(t *testing.T) {
+	c := start(t, "orphans", []string{"sh", "-c", "sleep 1000 & echo $!"}, shim.StartOptions{}, func(s *specs.Spec) {
+		s.Linux.Namespaces = s.Linux.Namespaces[1:]
+	})
+	if e := wait(t, c); e.Code != 0 {
+		t.Fatalf("exit = %+v", e)
+	}
+	l := readLog(t, c.log)
+	if len(l) != 1 {
+		t.Fatalf("log = %q", l)
+	}
+	pid, err := strconv.Atoi(strings.TrimPrefix(l[0], "stdout F "))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := parentOf(pid); p != c.ShimPid() {
+		t.Fatalf("orphan %d has parent %d, want the shim %d", pid, p, c.ShimPid())
+	}
+	if err := c.Delete(t.Context(), shim.DeleteOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool {
+		_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+		return err != nil
+	})
+}
+
+// TestPauseHoldsPIDNamespace runs the pause mode as PID 1 of a new PID
+// namespace, where the kernel drops signals without a handler: it must
+// stay up, then exit 0 on SIGTERM.
+func TestPauseHoldsPIDNamespace(t *testing.T) {
+	p := exec.Command(shimBinary, "pause")
+	p.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Wait() }()
+	select {
+	case err := <-done:
+		t.Fatalf("pause exited on its own: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := p.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("pause exit: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		p.Process.Kill()
+		t.Fatal("pause ignored SIGTERM")
+	}
+}
