@@ -61,7 +61,14 @@ func (s *server) imageCreate(w http.ResponseWriter, r *http.Request) error {
 	img, err := s.images.Pull(ctx, ref.String(), imagestore.PullOptions{
 		Auth:     auth,
 		Platform: platform,
-		Progress: out.progress,
+		Progress: func(p imagestore.Progress) {
+			// The whole-image lines are this handler's to frame: "Pulling
+			// from" is the preamble and "Digest:" comes last, without an ID.
+			if strings.HasPrefix(p.Status, "Pulling from ") || strings.HasPrefix(p.Status, "Digest: ") {
+				return
+			}
+			out.progress(p)
+		},
 	})
 	if err != nil {
 		return out.fail(err)

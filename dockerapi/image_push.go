@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/containerd/errdefs"
 	"github.com/distribution/reference"
@@ -81,13 +82,29 @@ func (s *server) imagePush(w http.ResponseWriter, r *http.Request, name string) 
 	out := newStream(w)
 	out.send(jsonstream.Message{Status: fmt.Sprintf("The push refers to repository [%s]", named.Name())})
 	for i, ref := range refs {
-		err := s.images.Push(ctx, ref.String(), imagestore.PushOptions{Auth: auth, Progress: out.progress})
+		res := pushResult{Tag: ref.Tag(), Digest: imgs[i].ManifestDigest.String()}
+		var digestLine string
+		err := s.images.Push(ctx, ref.String(), imagestore.PushOptions{Auth: auth, Progress: func(p imagestore.Progress) {
+			// The store's "<tag>: digest: <d> size: <n>" line is the
+			// result: docker sends it once, last, without an ID.
+			if strings.Contains(p.Status, ": digest: ") {
+				digestLine = p.Status
+				var tag, d string
+				if n, _ := fmt.Sscanf(p.Status, "%s digest: %s size: %d", &tag, &d, &res.Size); n >= 2 {
+					res.Digest = d
+				}
+				return
+			}
+			out.progress(p)
+		}})
 		if err != nil {
 			return out.fail(err)
 		}
-		d := imgs[i].ManifestDigest.String()
-		out.send(jsonstream.Message{Status: fmt.Sprintf("%s: digest: %s", ref.Tag(), d)})
-		aux, _ := json.Marshal(pushResult{Tag: ref.Tag(), Digest: d})
+		if digestLine == "" {
+			digestLine = fmt.Sprintf("%s: digest: %s", res.Tag, res.Digest)
+		}
+		out.send(jsonstream.Message{Status: digestLine})
+		aux, _ := json.Marshal(res)
 		raw := json.RawMessage(aux)
 		out.send(jsonstream.Message{Progress: &jsonstream.Progress{}, Aux: &raw})
 	}

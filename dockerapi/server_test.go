@@ -382,7 +382,8 @@ func TestPush(t *testing.T) {
 	msgs := readMessages(t, resp)
 	resp.Close()
 	if len(msgs) != 4 || msgs[0].Status != "The push refers to repository [127.0.0.1:5000/berth/busybox]" ||
-		msgs[1].Status != "Pushed" || msgs[2].Status != "1: digest: "+a.ManifestDigest.String() || msgs[3].Aux == nil {
+		msgs[1].Status != "Pushed" || msgs[2].Status != "1: digest: "+a.ManifestDigest.String()+" size: 527" || msgs[2].ID != "" ||
+		msgs[3].Aux == nil || string(*msgs[3].Aux) != `{"Tag":"1","Digest":"`+a.ManifestDigest.String()+`","Size":527}` {
 		t.Errorf("push messages = %+v", msgs)
 	}
 	if len(f.Pushed) != 1 || f.Pushed[0] != "127.0.0.1:5000/berth/busybox:1" {

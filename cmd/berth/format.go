@@ -116,7 +116,7 @@ func humanSize(n int64) string { return units.HumanSizeWithPrecision(float64(n),
 
 // since is docker's CREATED column ("About a minute ago").
 func since(t, now time.Time) string {
-	if t.IsZero() || t.Unix() <= 0 {
+	if t.IsZero() {
 		return "N/A"
 	}
 	return units.HumanDuration(now.Sub(t)) + " ago"

@@ -29,8 +29,12 @@ func TestSince(t *testing.T) {
 			t.Errorf("since(-%v) = %q, want %q", tc.ago, got, tc.want)
 		}
 	}
-	if got := since(time.Unix(0, 0), now); got != "N/A" {
+	// Like docker: an image built with SOURCE_DATE_EPOCH=0 is 56 years old.
+	if got := since(time.Unix(0, 0), now); got != "56 years ago" {
 		t.Errorf("since(epoch) = %q", got)
+	}
+	if got := since(time.Time{}, now); got != "N/A" {
+		t.Errorf("since(zero) = %q", got)
 	}
 }
 

@@ -99,6 +99,9 @@ func (f *Store) Pull(ctx context.Context, ref string, opts imagestore.PullOption
 	if !ok {
 		return nil, fmt.Errorf("pull %s: %w", ref, errdefs.ErrNotFound)
 	}
+	// Whole-image lines as imagestore sends them, with the tag as ID.
+	tag := ref[strings.LastIndex(ref, ":")+1:]
+	opts.Progress(imagestore.Progress{ID: tag, Status: "Pulling from " + ref})
 	for _, l := range r.Layers {
 		id := l.Digest.Encoded()[:12]
 		opts.Progress(imagestore.Progress{ID: id, Status: "Pulling fs layer"})
@@ -108,6 +111,7 @@ func (f *Store) Pull(ctx context.Context, ref string, opts imagestore.PullOption
 		}
 		opts.Progress(imagestore.Progress{ID: id, Status: "Pull complete"})
 	}
+	opts.Progress(imagestore.Progress{ID: tag, Status: "Digest: " + r.ManifestDigest.String()})
 	img := *r
 	if existing, ok := f.images[img.ID]; ok {
 		img = *existing
@@ -132,7 +136,13 @@ func (f *Store) Push(ctx context.Context, ref string, opts imagestore.PushOption
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.LastAuth = opts.Auth
+	img, err := f.getLocked(ref)
+	if err != nil {
+		return err
+	}
+	tag := ref[strings.LastIndex(ref, ":")+1:]
 	opts.Progress(imagestore.Progress{ID: "aaaaaaaaaaaa", Status: "Pushed"})
+	opts.Progress(imagestore.Progress{ID: tag, Status: fmt.Sprintf("%s: digest: %s size: 527", tag, img.ManifestDigest)})
 	f.Pushed = append(f.Pushed, ref)
 	return nil
 }
