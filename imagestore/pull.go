@@ -1,8 +1,8 @@
 package imagestore
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -373,14 +373,13 @@ func (s *Store) fetchLayerOnce(ctx context.Context, ep endpoint, img v1.Image, l
 	if err != nil {
 		return nil, classifyRemote(err)
 	}
-	// Whatever the decompressor left unread (padding) still belongs to the
-	// blob and to its digest.
+	// Whatever the decompressor left unread still belongs to the blob and
+	// to its digest. (A layer unpacked meanwhile matched its diff ID, so
+	// it stays even if the blob is refused here; GC collects it.)
 	if _, err := io.Copy(io.Discard, tee); err != nil {
-		s.layers.Remove(l.ChainID)
 		return nil, classifyRemote(err)
 	}
 	if err := w.Commit(); err != nil {
-		s.layers.Remove(l.ChainID)
 		return nil, err
 	}
 	progress(Progress{ID: id, Status: "Download complete"})

@@ -1,7 +1,10 @@
 package imagestore
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/base64"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,9 +13,9 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -123,7 +126,7 @@ func TestRegistryDiesMidPull(t *testing.T) {
 
 func TestCorruptBlobRefused(t *testing.T) {
 	reg := newRegistry(t)
-	img := randomImage(t, 64<<10, 2)
+	img := randomImage(t, 64<<10, 1)
 	ref := reg.push(t, "test/img:v1", img)
 	bad := layerDigests(t, img)[0]
 	l, err := img.LayerByDigest(v1.Hash{Algorithm: "sha256", Hex: bad.Encoded()})
@@ -161,6 +164,48 @@ func TestCorruptBlobRefused(t *testing.T) {
 		t.Fatalf("error does not name layer %s: %v", bad, err)
 	}
 	assertNothingStored(t, s, bad)
+	if n := layerCount(t, s); n != 0 {
+		t.Fatalf("%d layers committed from a corrupt blob", n)
+	}
+}
+
+// A registry serving the same tar compressed differently: the diff ID
+// matches, only the blob digest tells. The layer must not be committed.
+func TestRecompressedBlobRefused(t *testing.T) {
+	reg := newRegistry(t)
+	img := randomImage(t, 64<<10, 1)
+	ref := reg.push(t, "test/img:v1", img)
+	bad := layerDigests(t, img)[0]
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := ls[0].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var other bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&other, gzip.NoCompression)
+	if _, err := io.Copy(zw, rc); err != nil {
+		t.Fatal(err)
+	}
+	zw.Close()
+	reg.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, bad.String()) {
+			return false
+		}
+		w.Write(other.Bytes())
+		return true
+	})
+	s := openStore(t, Config{})
+	_, err = s.Pull(t.Context(), ref, PullOptions{})
+	if !errdefs.IsDataLoss(err) {
+		t.Fatalf("recompressed blob: %v", err)
+	}
+	assertNothingStored(t, s, bad)
+	if n := layerCount(t, s); n != 0 {
+		t.Fatalf("%d layers committed from a blob with the wrong digest", n)
+	}
 }
 
 func TestBasicAuth(t *testing.T) {

@@ -381,7 +381,6 @@ func TestBadNames(t *testing.T) {
 	}
 }
 
-
 func pushIndex(t testing.TB, tr *testRegistry, repoTag string, idx v1.ImageIndex) string {
 	t.Helper()
 	ref, err := name.ParseReference(tr.host + "/" + repoTag)

@@ -241,6 +241,10 @@ func classifyRemote(err error) error {
 		errdefs.IsUnauthorized(err) || errdefs.IsPermissionDenied(err) || errdefs.IsDataLoss(err) || errdefs.IsCanceled(err) || errors.Is(err, context.Canceled) {
 		return err
 	}
+	// ggcr's verify package reports a digest mismatch as a bare error.
+	if strings.Contains(err.Error(), "error verifying") {
+		return fmt.Errorf("%w: %w", errdefs.ErrDataLoss, err)
+	}
 	var te *transport.Error
 	if errors.As(err, &te) {
 		switch te.StatusCode {
