@@ -101,5 +101,5 @@ bench-pull: ## pull benchmark: berthd (and with ARGS=--vs-containerd, containerd
 
 .PHONY: clean
 clean: ## stop `make up`'s processes, remove bin/ and _output/
-	@if [ -f $(OUT)/pids ]; then bash hack/down.sh; fi
+	@if [ -d $(OUT)/pids ]; then bash hack/down.sh; fi
 	rm -rf $(BIN) $(OUT)
