@@ -60,6 +60,10 @@ func TestDockerCLI(t *testing.T) {
 		t.Errorf("docker images:\n%s", out)
 	}
 	if out := must("image", "inspect", "--format", "{{.Id}} {{.Os}}", "mybox:v1"); strings.TrimSpace(out) != img.ID.String()+" linux" {
+		t.Errorf("docker image inspect = %q", out)
+	}
+	// Without --type docker looks for a container first.
+	if out := must("inspect", "--format", "{{.Id}}", "mybox:v1"); strings.TrimSpace(out) != img.ID.String() {
 		t.Errorf("docker inspect = %q", out)
 	}
 	// The default renderings must not trip over a field Berth leaves empty.
@@ -79,8 +83,8 @@ func TestDockerCLI(t *testing.T) {
 	if out := must("rmi", "mybox:v1"); strings.TrimSpace(out) != "Untagged: mybox:v1" {
 		t.Errorf("docker rmi = %q", out)
 	}
-	out, err = docker("inspect", "--type", "image", "nosuch")
-	if err == nil || !strings.Contains(out, "nosuch") {
+	out, err = docker("inspect", "nosuch")
+	if err == nil || !strings.Contains(out, "No such object: nosuch") {
 		t.Errorf("docker inspect nosuch: %v %q", err, out)
 	}
 	out, err = docker("ps")

@@ -11,7 +11,11 @@
 package dockerapi
 
 import (
+	"fmt"
+	"strings"
+
 	"context"
+	"github.com/containerd/errdefs"
 	"io"
 	"net/http"
 
@@ -96,6 +100,14 @@ func (s *server) routes(mux *http.ServeMux) {
 	handle("POST /images/{rest...}", s.imagePostSuffix)
 	handle("DELETE /images/{rest...}", s.imageRemove)
 
+	// `docker inspect NAME` without --type asks for a container first and
+	// gives up on any answer but 404; Berth has no containers, networks or
+	// volumes yet, so "no such object" is the true answer to those lookups.
+	handle("GET /containers/{rest...}", noSuchObject("container", "/json"))
+	handle("GET /networks/{rest...}", noSuchObject("network", ""))
+	handle("GET /volumes/{rest...}", noSuchObject("volume", ""))
+	handle("GET /plugins/{rest...}", noSuchObject("plugin", "/json"))
+
 	// Endpoint families Berth will serve but does not yet: a clear 501
 	// rather than docker's "page not found".
 	for _, p := range []string{
@@ -109,4 +121,17 @@ func (s *server) routes(mux *http.ServeMux) {
 		handle(p, notImplemented)
 	}
 	mux.Handle("/", adapt(pageNotFound))
+}
+
+// noSuchObject answers GET /<kind>s/{name}<suffix> with docker's 404 and
+// anything else under that path with 501.
+func noSuchObject(kind, suffix string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		rest := r.PathValue("rest")
+		name, ok := strings.CutSuffix(rest, suffix)
+		if !ok || name == "" || strings.Contains(name, "/") || (suffix == "" && name == "json") {
+			return notImplemented(w, r)
+		}
+		return errdefs.ErrNotFound.WithMessage(fmt.Sprintf("No such %s: %s", kind, name))
+	}
 }

@@ -105,6 +105,9 @@ func TestVersionPrefixes(t *testing.T) {
 		{"/v1.45/nope", 404, "page not found"},
 		{"/v1.45/containers/json", 501, "not implemented in berth yet"},
 		{"/networks", 501, "not implemented in berth yet"},
+		{"/v1.45/containers/abc/json", 404, "No such container: abc"},
+		{"/containers/abc/logs", 501, "not implemented in berth yet"},
+		{"/volumes/data", 404, "No such volume: data"},
 	} {
 		resp, body := do(t, srv, http.MethodGet, tc.path, nil)
 		if resp.StatusCode != tc.status {
