@@ -79,19 +79,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s := &Store{cfg: cfg}
 	var err error
-	if s.content, err = content.Open(cfg.Root); err != nil {
-		return nil, fmt.Errorf("open image store %s: %w", cfg.Root, err)
-	}
-	if s.layers, err = layer.Open(cfg.Root); err != nil {
-		return nil, fmt.Errorf("open image store %s: %w", cfg.Root, err)
-	}
-	if s.snaps, err = snapshot.New(cfg.Root); err != nil {
-		return nil, fmt.Errorf("open image store %s: %w", cfg.Root, err)
-	}
-	if err := os.RemoveAll(s.tmpDir()); err != nil {
-		return nil, fmt.Errorf("open image store %s: clean temp dir: %w", cfg.Root, err)
-	}
+	// The database first: its lock keeps a second process from cleaning
+	// up the ingests and unpacks that the owner of the root has running.
 	if s.meta, err = meta.Open(filepath.Join(cfg.Root, "meta.db"), meta.Options{}); err != nil {
+		return nil, fmt.Errorf("open image store %s: %w", cfg.Root, err)
+	}
+	if err := s.openStores(); err != nil {
+		s.meta.Close()
 		return nil, fmt.Errorf("open image store %s: %w", cfg.Root, err)
 	}
 	if err := s.check(ctx); err != nil {
@@ -99,6 +93,23 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open image store %s: %w", cfg.Root, err)
 	}
 	return s, nil
+}
+
+func (s *Store) openStores() error {
+	var err error
+	if s.content, err = content.Open(s.cfg.Root); err != nil {
+		return err
+	}
+	if s.layers, err = layer.Open(s.cfg.Root); err != nil {
+		return err
+	}
+	if s.snaps, err = snapshot.New(s.cfg.Root); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(s.tmpDir()); err != nil {
+		return fmt.Errorf("clean temp dir: %w", err)
+	}
+	return nil
 }
 
 // tmpDir holds spooled archives during Load; Open empties it.
@@ -153,6 +164,28 @@ func (s *Store) checkImage(ctx context.Context, img meta.Image) error {
 // Repairs describes what Open did to make the metadata agree with the
 // disk (empty when nothing was wrong).
 func (s *Store) Repairs() []string { return slices.Clone(s.repairs) }
+
+// Pin marks an image as pinned (CRI's Image.pinned: the kubelet's image
+// GC leaves it alone).
+func (s *Store) Pin(ctx context.Context, nameOrID string) error {
+	return s.setPinned(ctx, nameOrID, true)
+}
+
+// Unpin clears the pinned mark of an image.
+func (s *Store) Unpin(ctx context.Context, nameOrID string) error {
+	return s.setPinned(ctx, nameOrID, false)
+}
+
+func (s *Store) setPinned(ctx context.Context, nameOrID string, pinned bool) error {
+	r, err := s.resolve(ctx, nameOrID)
+	if err == nil {
+		err = s.meta.SetPinned(r.ID, pinned)
+	}
+	if err != nil {
+		return fmt.Errorf("pin image %s: %w", nameOrID, err)
+	}
+	return nil
+}
 
 // Close releases the metadata database.
 func (s *Store) Close() error { return s.meta.Close() }

@@ -308,6 +308,18 @@ func TestReopenKeepsImages(t *testing.T) {
 	if len(s.Repairs()) != 0 {
 		t.Fatalf("repairs on a clean reopen: %v", s.Repairs())
 	}
+	if err := s.Pin(t.Context(), "mine:1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get(t.Context(), ref); !got.Pinned {
+		t.Fatal("pin did not stick")
+	}
+	if err := s.Unpin(t.Context(), ref); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get(t.Context(), ref); got.Pinned {
+		t.Fatal("unpin did not stick")
+	}
 }
 
 func TestOpenRepairs(t *testing.T) {
@@ -356,6 +368,16 @@ func TestOpenRepairs(t *testing.T) {
 func TestSecondOpenFailsClearly(t *testing.T) {
 	root := t.TempDir()
 	openStore(t, Config{Root: root})
+	// An ingest of the owner in progress must survive the failed open.
+	ingest := filepath.Join(root, "ingest", "inflight")
+	if err := os.WriteFile(ingest, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if _, err := os.Stat(ingest); err != nil {
+			t.Errorf("second open removed the owner's ingest: %v", err)
+		}
+	}()
 	done := make(chan error, 1)
 	go func() {
 		_, err := Open(context.Background(), Config{Root: root})
