@@ -1,0 +1,113 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/moby/moby/client"
+
+	"github.com/berth-dev/berth/internal/testimage"
+)
+
+// cliScenario runs the image verbs of a docker-like CLI (berth or docker)
+// against berthd's Docker-compatible socket, as a user would type them.
+func cliScenario(t *testing.T, bin string, env []string, reg *testRegistry, d *daemon) {
+	bb := push(t, mustImage(t, testimage.Busybox), reg.Host+"/berth/busybox:latest")
+	cli := func(args ...string) string { return run(t, env, bin, args...) }
+
+	out := cli("pull", bb.Ref)
+	if !strings.Contains(out, bb.Manifest) {
+		t.Errorf("pull output lacks the digest %s:\n%s", bb.Manifest, out)
+	}
+	out = cli("images")
+	if !strings.Contains(out, "REPOSITORY") || !strings.Contains(out, reg.Host+"/berth/busybox") || !strings.Contains(out, bb.ID[7:19]) {
+		t.Errorf("images:\n%s", out)
+	}
+	if got := strings.TrimSpace(cli("images", "-q", "--no-trunc")); got != bb.ID {
+		t.Errorf("images -q --no-trunc = %q, want %q", got, bb.ID)
+	}
+	cli("tag", bb.Ref, "mybox:v1")
+	if got := strings.TrimSpace(cli("image", "inspect", "--format", "{{.Id}} {{len .RepoTags}}", "mybox:v1")); got != bb.ID+" 2" {
+		t.Errorf("inspect --format = %q, want %q", got, bb.ID+" 2")
+	}
+	var inspected []map[string]any
+	if err := json.Unmarshal([]byte(cli("inspect", "mybox:v1")), &inspected); err != nil || len(inspected) != 1 || inspected[0]["Id"] != bb.ID {
+		t.Errorf("inspect JSON = %v, %v", inspected, err)
+	}
+
+	archive := filepath.Join(t.TempDir(), "busybox.tar")
+	cli("save", "-o", archive, "mybox:v1")
+	out = cli("rmi", "mybox:v1")
+	if !strings.Contains(out, "Untagged: mybox:v1") {
+		t.Errorf("rmi of one of two tags:\n%s", out)
+	}
+	out = cli("rmi", bb.Ref)
+	if !strings.Contains(out, "Deleted: "+bb.ID) {
+		t.Errorf("rmi of the last tag:\n%s", out)
+	}
+	if got := strings.TrimSpace(cli("images", "-q")); got != "" {
+		t.Errorf("images after rmi: %q", got)
+	}
+	out = cli("load", "-i", archive)
+	if !strings.Contains(out, "mybox:v1") {
+		t.Errorf("load output:\n%s", out)
+	}
+	if got := strings.TrimSpace(cli("images", "-q", "--no-trunc")); got != bb.ID {
+		t.Errorf("images after load = %q, want %q", got, bb.ID)
+	}
+
+	// Push to another repository of the registry and pull it back by digest.
+	cli("tag", "mybox:v1", reg.Host+"/berth/pushed:v1")
+	cli("push", reg.Host+"/berth/pushed:v1")
+	cli("rmi", "-f", bb.ID)
+	out = cli("pull", reg.Host+"/berth/pushed@"+bb.Manifest)
+	if !strings.Contains(out, bb.Manifest) {
+		t.Errorf("pull of the pushed image by digest:\n%s", out)
+	}
+
+	// Errors: one clear line, non-zero exit.
+	_, stderr, err := runErr(env, bin, "rmi", "no-such-image:v9")
+	if err == nil {
+		t.Fatal("rmi of a missing image succeeded")
+	}
+	if !strings.Contains(strings.ToLower(stderr), "no such image") {
+		t.Errorf("rmi of a missing image said %q", stderr)
+	}
+}
+
+func TestBerthCLIImages(t *testing.T) {
+	reg := newRegistry(t)
+	d := startDaemon(t, reg)
+	_, berth := binaries(t)
+	home := t.TempDir()
+	cliScenario(t, berth, []string{"BERTH_HOST=unix://" + d.DockerSock, "HOME=" + home, "DOCKER_CONFIG=" + filepath.Join(home, ".docker")}, reg, d)
+}
+
+// TestDockerCLIImages runs the stock docker client against berthd.
+func TestDockerCLIImages(t *testing.T) {
+	docker, err := exec.LookPath("docker")
+	if err != nil {
+		t.Skip("docker client not installed")
+	}
+	reg := newRegistry(t)
+	d := startDaemon(t, reg)
+	home := t.TempDir()
+	cliScenario(t, docker, []string{"DOCKER_HOST=unix://" + d.DockerSock, "HOME=" + home, "DOCKER_CONFIG=" + filepath.Join(home, ".docker")}, reg, d)
+}
+
+// TestDockerAPIPing checks the API negotiation the moby client does.
+func TestDockerAPIPing(t *testing.T) {
+	reg := newRegistry(t)
+	d := startDaemon(t, reg)
+	c := d.Docker()
+	ping, err := c.Ping(ctxT(t), client.PingOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ping.APIVersion == "" || ping.OSType != "linux" {
+		t.Errorf("ping = %+v", ping)
+	}
+}
