@@ -68,16 +68,16 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		}
 	}()
 
-	criL, err := listenUnix(cfg.CRISocket())
+	criL, closeCRI, err := listenUnix(cfg.CRISocket())
 	if err != nil {
 		return err
 	}
-	defer criL.Close()
-	dockerL, err := listenUnix(cfg.DockerSocket())
+	defer closeCRI()
+	dockerL, closeDocker, err := listenUnix(cfg.DockerSocket())
 	if err != nil {
 		return err
 	}
-	defer dockerL.Close()
+	defer closeDocker()
 
 	grpcSrv := grpc.NewServer(
 		grpc.MaxRecvMsgSize(maxMsgSize),
@@ -177,35 +177,51 @@ func lockRoot(root string) (unlock func(), _ error) {
 
 // listenUnix listens on a unix socket at path with mode 0660. A socket file
 // left by a dead daemon is removed; one that answers, or a file that is not
-// a socket, is left alone and refused.
-func listenUnix(path string) (net.Listener, error) {
+// a socket, is left alone and refused. The socket is bound under a temporary
+// name and renamed into place, so that whoever can connect to path sees it
+// with its final mode. The returned func stops listening and removes the
+// socket file.
+func listenUnix(path string) (net.Listener, func(), error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
-		return nil, fmt.Errorf("create socket directory for %s: %w", path, err)
+		return nil, nil, fmt.Errorf("create socket directory for %s: %w", path, err)
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("listen on %s: %w: a file that is not a socket is in the way", path, errdefs.ErrAlreadyExists)
+			return nil, nil, fmt.Errorf("listen on %s: %w: a file that is not a socket is in the way", path, errdefs.ErrAlreadyExists)
 		}
 		conn, err := net.DialTimeout("unix", path, time.Second)
 		if err == nil {
 			conn.Close()
-			return nil, fmt.Errorf("listen on %s: %w: another process is serving on it", path, errdefs.ErrAlreadyExists)
+			return nil, nil, fmt.Errorf("listen on %s: %w: another process is serving on it", path, errdefs.ErrAlreadyExists)
 		}
 		if !errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, fmt.Errorf("listen on %s: check for a live server: %w", path, err)
+			return nil, nil, fmt.Errorf("listen on %s: check for a live server: %w", path, err)
 		}
 		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
+			return nil, nil, fmt.Errorf("remove stale socket %s: %w", path, err)
 		}
 	}
-	l, err := net.Listen("unix", path)
+	tmp := path + ".tmp-" + strconv.Itoa(os.Getpid())
+	os.Remove(tmp) // a leftover of a crashed daemon that had our PID
+	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", path, err)
+		return nil, nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
-	// Closing the listener unlinks the socket file (net.UnixListener does).
-	if err := os.Chmod(path, 0o660); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("set mode of %s: %w", path, err)
+	// The listener would unlink its temporary name on Close; close below
+	// removes the real one instead.
+	ul.SetUnlinkOnClose(false)
+	if err := os.Chmod(tmp, 0o660); err != nil {
+		ul.Close()
+		os.Remove(tmp)
+		return nil, nil, fmt.Errorf("set mode of %s: %w", path, err)
 	}
-	return l, nil
+	if err := os.Rename(tmp, path); err != nil {
+		ul.Close()
+		os.Remove(tmp)
+		return nil, nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	return ul, func() {
+		ul.Close()
+		os.Remove(path)
+	}, nil
 }

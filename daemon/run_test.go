@@ -61,8 +61,7 @@ func start(t *testing.T, cfg Config) (stop func() error) {
 	t.Cleanup(func() { stop() })
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if c, err := net.Dial("unix", cfg.CRISocket()); err == nil {
-			c.Close()
+		if answers(cfg.CRISocket()) && answers(cfg.DockerSocket()) {
 			return stop
 		}
 		select {
@@ -75,6 +74,15 @@ func start(t *testing.T, cfg Config) (stop func() error) {
 			t.Fatal("CRI socket never answered")
 		}
 	}
+}
+
+func answers(sock string) bool {
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 func criClients(t *testing.T, sock string) (runtimeapi.RuntimeServiceClient, runtimeapi.ImageServiceClient) {
