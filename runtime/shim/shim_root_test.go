@@ -5,8 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,8 +41,8 @@ func TestMain(m *testing.M) {
 		os.Exit(helper(h))
 	}
 	if os.Geteuid() != 0 {
-		fmt.Println("skipping berth-shim root tests: they need root (namespaces, mounts, cgroups)")
-		os.Exit(0)
+		// Every test skips itself with needRoot.
+		os.Exit(m.Run())
 	}
 	dir, err := os.MkdirTemp("", "berth-shim-test-")
 	if err != nil {
@@ -63,6 +63,12 @@ func TestMain(m *testing.M) {
 	}
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+func needRoot(t testing.TB) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: runs real containers (namespaces, mounts, cgroups) through berth-shim")
+	}
 }
 
 // buildShim builds cmd/berth-shim to path. BERTH_TEST_SHIM tests a
@@ -277,6 +283,7 @@ func readLog(t *testing.T, path string) []string {
 }
 
 func TestOutputLandsInCRILogAndExitIsRecorded(t *testing.T) {
+	needRoot(t)
 	long := strings.Repeat("x", 20000)
 	c := start(t, "logs", []string{"sh", "-c", "echo hello; echo oops >&2; echo " + long + "; exit 3"}, shim.StartOptions{})
 	e := wait(t, c)
@@ -320,6 +327,7 @@ func contains(l []string, s string) bool {
 }
 
 func TestKillIsRecordedAsSignal(t *testing.T) {
+	needRoot(t)
 	c := start(t, "kill", []string{"sleep", "1000"}, shim.StartOptions{})
 	s, err := c.State(t.Context())
 	if err != nil || s.Status != wire.StatusRunning {
@@ -338,6 +346,7 @@ func TestKillIsRecordedAsSignal(t *testing.T) {
 }
 
 func TestCreateOnlyThenStart(t *testing.T) {
+	needRoot(t)
 	c := start(t, "created", []string{"sh", "-c", "echo started"}, shim.StartOptions{CreateOnly: true})
 	s, err := c.State(t.Context())
 	if err != nil || s.Status != wire.StatusCreated {
@@ -361,6 +370,7 @@ func TestCreateOnlyThenStart(t *testing.T) {
 }
 
 func TestExec(t *testing.T) {
+	needRoot(t)
 	c := start(t, "exec", []string{"sleep", "1000"}, shim.StartOptions{})
 	var out, errb bytes.Buffer
 	e, err := c.Exec(t.Context(), shim.ExecOptions{
@@ -416,6 +426,7 @@ func childrenOf(pid int) []int {
 }
 
 func TestExecTTY(t *testing.T) {
+	needRoot(t)
 	c := start(t, "exectty", []string{"sleep", "1000"}, shim.StartOptions{})
 	var out bytes.Buffer
 	e, err := c.Exec(t.Context(), shim.ExecOptions{
@@ -434,6 +445,7 @@ func TestExecTTY(t *testing.T) {
 }
 
 func TestTerminalContainerAttachAndResize(t *testing.T) {
+	needRoot(t)
 	c := start(t, "tty", []string{"sh"}, shim.StartOptions{Stdin: true}, func(s *specs.Spec) {
 		s.Process.Terminal = true
 	})
@@ -467,6 +479,7 @@ func TestTerminalContainerAttachAndResize(t *testing.T) {
 }
 
 func TestStatsAndUpdate(t *testing.T) {
+	needRoot(t)
 	c := start(t, "stats", []string{"sleep", "1000"}, shim.StartOptions{})
 	limit := int64(64 << 20)
 	pids := int64(50)
@@ -487,6 +500,7 @@ func TestStatsAndUpdate(t *testing.T) {
 }
 
 func TestOOMKilled(t *testing.T) {
+	needRoot(t)
 	c := start(t, "oom", []string{"sh", "-c", "x=a; while true; do x=$x$x; done"}, shim.StartOptions{}, func(s *specs.Spec) {
 		limit := int64(16 << 20)
 		s.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit, Swap: &limit}
@@ -498,6 +512,7 @@ func TestOOMKilled(t *testing.T) {
 }
 
 func TestReopenLog(t *testing.T) {
+	needRoot(t)
 	c := start(t, "reopen", []string{"sh", "-c", "while [ ! -e /tmp/go ]; do sleep 0.05; done; echo after"}, shim.StartOptions{})
 	rotated := c.log + ".1"
 	if err := os.Rename(c.log, rotated); err != nil {
@@ -520,6 +535,7 @@ func TestReopenLog(t *testing.T) {
 // exits at once: the container keeps running, and its exit is recorded
 // with nobody connected.
 func TestShimOutlivesItsParent(t *testing.T) {
+	needRoot(t)
 	name := "orphan"
 	b := bundle(t, name, []string{"sh", "-c", "while [ ! -e /tmp/go ]; do sleep 0.05; done; echo done; exit 7"})
 	c := ctr{bundle: b, state: filepath.Join(testRoot, "s", name), log: filepath.Join(testRoot, "logs", name+".log")}
@@ -570,6 +586,7 @@ func parentOf(pid int) int {
 // TestClientKilledDoesNotStopContainer kills -9 a process attached to and
 // waiting on the container.
 func TestClientKilledDoesNotStopContainer(t *testing.T) {
+	needRoot(t)
 	c := start(t, "client", []string{"sh", "-c", "while true; do echo tick; sleep 0.1; done"}, shim.StartOptions{Stdin: true})
 	h := exec.Command(os.Args[0])
 	h.Env = append(os.Environ(), helperEnv+"=attach", "STATE="+c.state)
@@ -600,6 +617,7 @@ func TestClientKilledDoesNotStopContainer(t *testing.T) {
 }
 
 func TestDeleteRemovesCgroups(t *testing.T) {
+	needRoot(t)
 	c := start(t, "delete", []string{"sleep", "1000"}, shim.StartOptions{})
 	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + cgroupParent + "/delete")
 	if len(dirs) < 5 {
@@ -629,6 +647,7 @@ func TestDeleteRemovesCgroups(t *testing.T) {
 }
 
 func TestBadBundleFailsClearly(t *testing.T) {
+	needRoot(t)
 	b := bundle(t, "bad", []string{"/no/such/binary"})
 	_, err := shim.Start(t.Context(), shim.StartOptions{Binary: shimBinary, ID: "bad", Bundle: b, StateDir: filepath.Join(testRoot, "s", "bad")})
 	if err == nil || !strings.Contains(err.Error(), "no/such/binary") {
@@ -648,9 +667,7 @@ func TestBadBundleFailsClearly(t *testing.T) {
 // BenchmarkRunTrue measures create+start+wait of a `true` container
 // through the shim, reporting the median as well as the mean.
 func BenchmarkRunTrue(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	needRoot(b)
 	bd := bundle(b, "bench", []string{"true"})
 	var ds []time.Duration
 	for i := 0; b.Loop(); i++ {
@@ -718,6 +735,7 @@ func helper(kind string) int {
 // whose init leaves a background child: the child is re-parented to the
 // shim (child subreaper), and a forced delete kills and reaps it.
 func TestOrphansComeToShim(t *testing.T) {
+	needRoot(t)
 	c := start(t, "orphans", []string{"sh", "-c", "sleep 1000 & echo $!"}, shim.StartOptions{}, func(s *specs.Spec) {
 		s.Linux.Namespaces = s.Linux.Namespaces[1:]
 	})
@@ -748,6 +766,7 @@ func TestOrphansComeToShim(t *testing.T) {
 // namespace, where the kernel drops signals without a handler: it must
 // stay up, then exit 0 on SIGTERM.
 func TestPauseHoldsPIDNamespace(t *testing.T) {
+	needRoot(t)
 	p := exec.Command(shimBinary, "pause")
 	p.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
 	if err := p.Start(); err != nil {

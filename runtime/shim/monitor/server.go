@@ -10,8 +10,8 @@ import (
 
 	"github.com/containerd/console"
 	"github.com/containerd/errdefs"
-	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/runc/libcontainer"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -426,4 +426,3 @@ func (m *monitor) exec(conn net.Conn, req wire.Request) {
 	code, sig := exitCode(ws)
 	_ = fc.writeExit(&wire.Exit{Pid: pid, Code: code, Signal: sig, StartedAt: started, FinishedAt: time.Now()})
 }
-
