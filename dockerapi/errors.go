@@ -60,3 +60,12 @@ func pageNotFound(w http.ResponseWriter, r *http.Request) error {
 func invalid(format string, args ...any) error {
 	return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf(format, args...))
 }
+
+// noSuchImage gives a not-found error docker's wording ("No such image: x"),
+// which scripts and users match on; other errors pass through.
+func noSuchImage(name string, err error) error {
+	if err != nil && errdefs.IsNotFound(err) {
+		return errdefs.ErrNotFound.WithMessage("No such image: " + name)
+	}
+	return err
+}

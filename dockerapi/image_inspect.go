@@ -44,7 +44,7 @@ func (s *server) imagePostSuffix(w http.ResponseWriter, r *http.Request) error {
 func (s *server) imageInspect(w http.ResponseWriter, r *http.Request, name string) error {
 	img, err := s.images.Get(r.Context(), name)
 	if err != nil {
-		return err
+		return noSuchImage(name, err)
 	}
 	writeJSON(w, http.StatusOK, inspect(img))
 	return nil

@@ -18,7 +18,7 @@ func (s *server) imageRemove(w http.ResponseWriter, r *http.Request) error {
 	}
 	removed, err := s.images.Remove(r.Context(), name, imagestore.RemoveOptions{Force: force})
 	if err != nil {
-		return err
+		return noSuchImage(name, err)
 	}
 	out := []image.DeleteResponse{}
 	for _, u := range removed.Untagged {

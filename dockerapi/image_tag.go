@@ -30,7 +30,7 @@ func (s *server) imageTag(w http.ResponseWriter, r *http.Request, name string) e
 	}
 	target := reference.TagNameOnly(named)
 	if err := s.images.Tag(r.Context(), name, target.String()); err != nil {
-		return err
+		return noSuchImage(name, err)
 	}
 	w.WriteHeader(http.StatusCreated)
 	return nil

@@ -199,6 +199,8 @@ func startDaemon(t testing.TB, reg *testRegistry, mirrored ...string) *daemon {
 		HostsDir: filepath.Join(base, "certs.d"),
 		logPath:  filepath.Join(base, "berthd.log"),
 	}
+	// An explicit (empty) config file: the defaults plus flags must do.
+	writeFile(t, filepath.Join(base, "config.toml"), "")
 	d.CRISocket = filepath.Join(d.State, "berth.sock")
 	d.DockerSock = filepath.Join(d.State, "docker.sock")
 	hosts := append([]string{reg.Host}, mirrored...)
@@ -229,7 +231,7 @@ func (d *daemon) Start() {
 	}
 	defer logf.Close()
 	d.cmd = exec.Command(d.bin, "--root", d.Root, "--state", d.State,
-		"--registry-config-dir", d.HostsDir, "--config", filepath.Join(filepath.Dir(d.Root), "none.toml"),
+		"--registry-config-dir", d.HostsDir, "--config", filepath.Join(filepath.Dir(d.Root), "config.toml"),
 		"--log-level", "debug")
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	// Its own process group, so a test's kill -9 hits only this daemon.
