@@ -26,7 +26,8 @@ func (s *ImageService) PullImage(ctx context.Context, req *runtimeapi.PullImageR
 	}
 	img, err := s.images.Pull(ctx, ref, imagestore.PullOptions{Auth: toAuth(req.GetAuth())})
 	if err != nil {
-		return nil, fmt.Errorf("pull image %q: %w", ref, err)
+		// The store's error already says "pull <ref>" and where it failed.
+		return nil, err
 	}
 	loggerFrom(ctx).InfoContext(ctx, "image pulled", "ref", ref, "id", img.ID)
 	return &runtimeapi.PullImageResponse{ImageRef: img.ID.String()}, nil
