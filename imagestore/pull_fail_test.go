@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -298,5 +299,44 @@ func TestManifestListPlatforms(t *testing.T) {
 	}
 	if _, err := s.Pull(t.Context(), ref, PullOptions{Platform: &ocispec.Platform{OS: "linux", Architecture: "s390x"}}); err == nil {
 		t.Fatal("pull of a missing platform succeeded")
+	}
+}
+
+// A failing mirror is tried first, then the pull falls back to the
+// registry itself.
+func TestFailingMirrorFallsBackToServer(t *testing.T) {
+	reg := newRegistry(t)
+	img := randomImage(t, 2048, 1)
+	ref := reg.push(t, "test/img:v1", img)
+	dead := newRegistry(t)
+	var asked atomic.Int32
+	dead.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+		asked.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return true
+	})
+	dir := t.TempDir()
+	hostDir := filepath.Join(dir, reg.host)
+	if err := os.MkdirAll(hostDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	toml := `server = "http://` + reg.host + `"
+
+[host."http://` + dead.host + `"]
+  capabilities = ["pull", "resolve"]
+`
+	if err := os.WriteFile(filepath.Join(hostDir, "hosts.toml"), []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t, Config{RegistryConfigDir: dir})
+	got, err := s.Pull(t.Context(), ref, PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != configDigest(t, img) {
+		t.Fatalf("pulled %s", got.ID)
+	}
+	if asked.Load() == 0 {
+		t.Fatal("the mirror was not tried first")
 	}
 }

@@ -193,7 +193,12 @@ func (t stallTransport) stallErr() error {
 func (t stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx, cancel := context.WithCancelCause(req.Context())
 	timer := time.AfterFunc(t.timeout, func() { cancel(errStalled) })
-	resp, err := t.next.RoundTrip(req.WithContext(ctx))
+	r := req.WithContext(ctx)
+	if req.Body != nil && req.Body != http.NoBody {
+		// An upload is progress too: bytes sent rearm the timer.
+		r.Body = &rearmBody{ReadCloser: req.Body, timer: timer, timeout: t.timeout}
+	}
+	resp, err := t.next.RoundTrip(r)
 	if err != nil {
 		timer.Stop()
 		stalled := context.Cause(ctx) == errStalled
@@ -206,6 +211,20 @@ func (t stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	timer.Reset(t.timeout)
 	resp.Body = &stallBody{rc: resp.Body, t: t, timer: timer, ctx: ctx, cancel: cancel}
 	return resp, nil
+}
+
+type rearmBody struct {
+	io.ReadCloser
+	timer   *time.Timer
+	timeout time.Duration
+}
+
+func (b *rearmBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.timer.Reset(b.timeout)
+	}
+	return n, err
 }
 
 type stallBody struct {
