@@ -92,12 +92,20 @@ func TestRealStore(t *testing.T) {
 	if err != nil || !slices.Equal(st.GetImage().GetRepoTags(), []string{host + "/berth/nonroot:b"}) {
 		t.Fatalf("after removing tag a: %v, %v; want the image with tag b only", st.GetImage(), err)
 	}
-	if _, err := c.images.RemoveImage(ctx, &runtimeapi.RemoveImageRequest{Image: spec(host + "/berth/nonroot:b")}); err != nil {
+	// By ID while tags in two repositories name it (docker would want
+	// --force): the image goes with both.
+	if err := testimage.Push(ctx, img, host+"/berth/other:c"); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := c.images.PullImage(ctx, &runtimeapi.PullImageRequest{Image: spec(host + "/berth/other:c")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.images.RemoveImage(ctx, &runtimeapi.RemoveImageRequest{Image: spec(pa.ImageRef)}); err != nil {
+		t.Fatalf("remove by ID with tags in two repositories: %v", err)
 	}
 	list, err := c.images.ListImages(ctx, &runtimeapi.ListImagesRequest{})
 	if err != nil || len(list.Images) != 0 {
-		t.Fatalf("list after removing the last tag = %v, %v; want empty", list, err)
+		t.Fatalf("list after removing by ID = %v, %v; want empty", list, err)
 	}
 	if _, err := c.images.RemoveImage(ctx, &runtimeapi.RemoveImageRequest{Image: spec(pa.ImageRef)}); err != nil {
 		t.Fatalf("removing a removed image: %v", err)
