@@ -9,8 +9,6 @@ import (
 	"github.com/berth-dev/berth/imagestore/content"
 )
 
-type digestT = digest.Digest
-
 // GC removes blobs and unpacked layers that no image references and that no
 // snapshot uses. Pinned images are images like any other here: GC never
 // removes an image, only what no image needs.

@@ -119,17 +119,10 @@ func (s *Store) pullFrom(ctx context.Context, named reference.Named, ep endpoint
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", ref, classifyRemote(err))
 	}
-	var img v1.Image
-	if desc.MediaType.IsIndex() {
-		img, err = desc.Image()
-		if err != nil {
-			return nil, fmt.Errorf("select platform %s from %s: %w", platform, ref, classifyRemote(err))
-		}
-	} else {
-		img, err = desc.Image()
-		if err != nil {
-			return nil, fmt.Errorf("read manifest of %s: %w", ref, classifyRemote(err))
-		}
+	// For an index this picks the manifest of the platform.
+	img, err := desc.Image()
+	if err != nil {
+		return nil, fmt.Errorf("read manifest of %s for %s: %w", ref, platform, classifyRemote(err))
 	}
 	mdig, err := img.Digest()
 	if err != nil {

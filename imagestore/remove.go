@@ -7,6 +7,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/distribution/reference"
+	digest "github.com/opencontainers/go-digest"
 
 	"github.com/berth-dev/berth/imagestore/meta"
 )
@@ -68,7 +69,7 @@ func (s *Store) remove(ctx context.Context, nameOrID string, opts RemoveOptions)
 	if err != nil {
 		return Removed{}, err
 	}
-	return Removed{Untagged: append(slices.Sorted(slices.Values(tags)), r.RepoDigests...), Deleted: []digestT{r.ID}}, nil
+	return Removed{Untagged: append(slices.Sorted(slices.Values(tags)), r.RepoDigests...), Deleted: []digest.Digest{r.ID}}, nil
 }
 
 // isIDLike says whether nameOrID named the image by its ID rather than by
@@ -91,7 +92,7 @@ func untagged(names []string, u meta.Untagged) Removed {
 				rm.Untagged = append(rm.Untagged, rd)
 			}
 		}
-		rm.Deleted = []digestT{u.ID}
+		rm.Deleted = []digest.Digest{u.ID}
 	}
 	return rm
 }

@@ -63,7 +63,9 @@ type Store struct {
 // Validation: a layer whose unpacked directory vanished but whose blob is
 // still stored is unpacked again; an image whose manifest, config or layer
 // blob vanished cannot be repaired here, so its record (and tags) is
-// deleted and a pull brings it back. Repairs lists what was done.
+// deleted and a pull brings it back. Repairs lists what was done. Blobs
+// and layers no image references (a pull killed before its record was
+// written) are then removed by GC.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -89,6 +91,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open image store %s: %w", cfg.Root, err)
 	}
 	if err := s.check(ctx); err != nil {
+		s.meta.Close()
+		return nil, fmt.Errorf("open image store %s: %w", cfg.Root, err)
+	}
+	// Blobs and layers of a pull that was killed before its record was
+	// written are garbage now.
+	if err := s.GC(ctx); err != nil {
 		s.meta.Close()
 		return nil, fmt.Errorf("open image store %s: %w", cfg.Root, err)
 	}

@@ -414,3 +414,44 @@ func pushIndex(t testing.TB, tr *testRegistry, repoTag string, idx v1.ImageIndex
 	}
 	return tr.host + "/" + repoTag
 }
+
+// A pull killed after some layers were committed but before the record
+// was written leaves blobs and layers no image references: the next Open
+// collects them and keeps what images use.
+func TestOpenCollectsOrphansOfAKilledPull(t *testing.T) {
+	reg := newRegistry(t)
+	ref := reg.push(t, "test/img:v1", randomImage(t, 2048, 1))
+	root := t.TempDir()
+	s, err := Open(t.Context(), Config{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pull(t.Context(), ref, PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	orphan := randomImage(t, 2048, 1)
+	ls, _ := orphan.Layers()
+	d, _ := ls[0].Digest()
+	diffID, _ := ls[0].DiffID()
+	size, _ := ls[0].Size()
+	rc, _ := ls[0].Compressed()
+	if err := s.content.Put(digest.Digest(d.String()), size, rc); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := s.content.Reader(digest.Digest(d.String()))
+	if _, err := s.layers.Unpack(t.Context(), digest.Digest(diffID.String()), digest.Digest(diffID.String()), f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if n := len(blobs(t, s)); n != 4 || layerCount(t, s) != 2 {
+		t.Fatalf("setup: %d blobs, %d layers", n, layerCount(t, s))
+	}
+	s.Close()
+	s = openStore(t, Config{Root: root})
+	if n := len(blobs(t, s)); n != 3 || layerCount(t, s) != 1 {
+		t.Fatalf("after reopen: %d blobs, %d layers; want 3 and 1", n, layerCount(t, s))
+	}
+	if _, err := s.Get(t.Context(), ref); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -41,11 +41,8 @@ func (s *Store) endpoints(named reference.Named, capability string) ([]endpoint,
 	}
 	var out []endpoint
 	for _, ep := range eps {
-		for _, c := range ep.Capabilities {
-			if c == capability {
-				out = append(out, endpoint{Endpoint: ep, upstream: domain})
-				break
-			}
+		if ep.Can(capability) {
+			out = append(out, endpoint{Endpoint: ep, upstream: domain})
 		}
 	}
 	if len(out) == 0 {
