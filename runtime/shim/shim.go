@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -79,7 +80,6 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start shim for %s: %w", o.ID, err)
 	}
-	defer r.Close()
 	args := []string{"run", "--id", o.ID, "--bundle", o.Bundle, "--state-dir", o.StateDir, "--ready-fd"}
 	if o.LogPath != "" {
 		args = append(args, "--log-path", o.LogPath)
@@ -101,6 +101,7 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 	err = cmd.Start()
 	w.Close()
 	if err != nil {
+		r.Close()
 		return nil, fmt.Errorf("start shim for %s: %w", o.ID, err)
 	}
 	// Reap the shim if it exits while berthd lives; after a berthd restart
@@ -112,7 +113,9 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 		err   error
 	}
 	ch := make(chan result, 1)
+	// The reader owns r: after a cancellation it still needs the answer.
 	go func() {
+		defer r.Close()
 		line, err := bufio.NewReader(r).ReadBytes('\n')
 		if err != nil {
 			ch <- result{err: err}
@@ -126,10 +129,21 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 	select {
 	case res = <-ch:
 	case <-ctx.Done():
-		// A shim stuck in start-up is of no use to anyone; the container it
-		// may have half created is found and removed by the caller's
-		// cleanup (Delete through a new shim is impossible, so by cgroup).
-		_ = cmd.Process.Kill()
+		// Killing the shim mid-creation would strand a half-made container
+		// and its cgroups. Let it finish, then undo it through the shim on
+		// a context the caller's cancellation cannot abort.
+		go func() {
+			res := <-ch
+			if res.err != nil || res.ready.Error != "" {
+				return
+			}
+			c := &Client{stateDir: o.StateDir}
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if c.Delete(cctx, DeleteOptions{Force: true}) == nil {
+				_ = c.Shutdown(cctx)
+			}
+		}()
 		return nil, fmt.Errorf("start shim for %s: %w", o.ID, ctx.Err())
 	}
 	if res.err != nil {

@@ -55,11 +55,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
-	if code == 0 {
-		if err := leftovers(dir); err != nil {
-			fmt.Println("leftovers after the tests:", err)
-			code = 1
-		}
+	if err := leftovers(dir); err != nil {
+		fmt.Println("leftovers after the tests:", err)
+		code = 1
 	}
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -221,6 +219,9 @@ func cleanup(t testing.TB, c ctr) {
 	}
 	// The shim removes its socket on the way out; wait for it to be gone.
 	waitFor(t, 5*time.Second, func() bool { return !alive(c.ShimPid()) })
+	if _, err := shim.Connect(ctx, c.state); !errdefs.IsUnavailable(err) {
+		t.Errorf("connect to a shim that shut down = %v, want unavailable", err)
+	}
 	os.RemoveAll(c.state)
 }
 
@@ -791,4 +792,28 @@ func TestPauseHoldsPIDNamespace(t *testing.T) {
 		p.Process.Kill()
 		t.Fatal("pause ignored SIGTERM")
 	}
+}
+
+// TestStartCanceledCleansUp cancels Start while the shim creates the
+// container: nothing may be left behind (the leftover check in TestMain
+// and the cgroup check here).
+func TestStartCanceledCleansUp(t *testing.T) {
+	needRoot(t)
+	b := bundle(t, "canceled", []string{"sleep", "1000"})
+	state := filepath.Join(testRoot, "s", "canceled")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Millisecond)
+	defer cancel()
+	_, err := shim.Start(ctx, shim.StartOptions{Binary: shimBinary, ID: "canceled", Bundle: b, StateDir: state})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("start with an expired context = %v", err)
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		pid, _ := os.ReadFile(filepath.Join(state, wire.PidName))
+		n, _ := strconv.Atoi(string(pid))
+		return n > 0 && !alive(n)
+	})
+	if cg, _ := filepath.Glob("/sys/fs/cgroup/*" + cgroupParent + "/canceled"); len(cg) > 0 {
+		t.Fatalf("cgroups left by a canceled start: %q", cg)
+	}
+	os.RemoveAll(state)
 }

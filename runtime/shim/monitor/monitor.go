@@ -250,10 +250,13 @@ func (m *monitor) start() error {
 	if m.exit != nil {
 		return fmt.Errorf("start container %s: init exited: %w", m.opts.ID, errdefs.ErrFailedPrecondition)
 	}
+	// Taken before Exec: a process that exits at once must not finish
+	// before it started.
+	started := time.Now()
 	if err := m.reaper.do(m.container.Exec); err != nil {
 		return fmt.Errorf("start container %s: %w", m.opts.ID, err)
 	}
-	m.startedAt = time.Now()
+	m.startedAt = started
 	return nil
 }
 
