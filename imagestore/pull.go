@@ -89,7 +89,8 @@ func (s *Store) pull(ctx context.Context, named reference.Named, opts PullOption
 		if errdefs.IsDataLoss(err) || errdefs.IsInvalidArgument(err) || ctx.Err() != nil {
 			return nil, err
 		}
-		errs = append(errs, fmt.Errorf("from %s: %w", ep.Host, err))
+		// Each error names its host (in the reference or the layer).
+		errs = append(errs, err)
 	}
 	if len(errs) == 1 {
 		return nil, errs[0]

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -38,6 +39,19 @@ func layerDigests(t *testing.T, img v1.Image) []digest.Digest {
 	return out
 }
 
+func layerSize(t *testing.T, img v1.Image, d digest.Digest) int64 {
+	t.Helper()
+	l, err := img.LayerByDigest(v1.Hash{Algorithm: d.Algorithm().String(), Hex: d.Encoded()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := l.Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // assertNothingStored checks that a failed pull left no image, no layer
 // and no blob of the failing layer behind.
 func assertNothingStored(t *testing.T, s *Store, bad digest.Digest) {
@@ -55,12 +69,13 @@ func TestStallTimeout(t *testing.T) {
 	img := randomImage(t, 256<<10, 2)
 	ref := reg.push(t, "test/img:v1", img)
 	bad := layerDigests(t, img)[1]
+	size := layerSize(t, img, bad)
 	release := make(chan struct{})
 	reg.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, bad.String()) {
 			return false
 		}
-		w.Header().Set("Content-Length", "262144000")
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 		w.WriteHeader(http.StatusOK)
 		w.Write(make([]byte, 1000))
 		w.(http.Flusher).Flush()
@@ -77,9 +92,10 @@ func TestStallTimeout(t *testing.T) {
 	if err == nil {
 		t.Fatal("stalled pull succeeded")
 	}
-	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), bad.String()) || !strings.Contains(err.Error(), reg.host) {
+	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "sent no data for 300ms") || !strings.Contains(err.Error(), bad.String()) || !strings.Contains(err.Error(), reg.host) {
 		t.Fatalf("stall error should be Unavailable and name layer %s and registry %s: %v", bad, reg.host, err)
 	}
+	t.Logf("stall error: %v", err)
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("stalled pull took %s", d)
 	}
@@ -95,11 +111,12 @@ func TestRegistryDiesMidPull(t *testing.T) {
 	img := randomImage(t, 512<<10, 3)
 	ref := reg.push(t, "test/img:v1", img)
 	bad := layerDigests(t, img)[2]
+	size := layerSize(t, img, bad)
 	reg.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, bad.String()) {
 			return false
 		}
-		w.Header().Set("Content-Length", "524288")
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 		w.WriteHeader(http.StatusOK)
 		w.Write(make([]byte, 4096))
 		w.(http.Flusher).Flush()
