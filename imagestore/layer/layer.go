@@ -132,7 +132,8 @@ func (s *Store) readInfo(layerDir string) (Info, error) {
 // layer already present is returned at once without reading r. Concurrent
 // calls for one chain ID share one unpack; should that one fail, a waiting
 // caller tries again with its own reader. A digest mismatch is
-// errdefs.ErrDataLoss; a hostile layer errdefs.ErrInvalidArgument.
+// errdefs.ErrDataLoss; a hostile layer errdefs.ErrInvalidArgument. Files
+// get the layer's owners when the process is root, else its own.
 func (s *Store) Unpack(ctx context.Context, chainID, diffID digest.Digest, r io.Reader) (Info, error) {
 	if err := validate("chain ID", chainID); err != nil {
 		return Info{}, err
@@ -193,7 +194,12 @@ func (s *Store) unpack(ctx context.Context, chainID, diffID digest.Digest, r io.
 		}
 	}()
 	fs := filepath.Join(tmp, fsDir)
+	// The fs dir is the container's "/" unless the layer says otherwise:
+	// 0755 whatever the umask.
 	if err := os.Mkdir(fs, 0o755); err != nil {
+		return Info{}, fmt.Errorf("unpack layer %s: %w", chainID, err)
+	}
+	if err := os.Chmod(fs, 0o755); err != nil {
 		return Info{}, fmt.Errorf("unpack layer %s: %w", chainID, err)
 	}
 

@@ -158,11 +158,7 @@ func (s *Snapshotter) create(info Info) (_ []Mount, retErr error) {
 		return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
 	}
 	if !info.ReadOnly {
-		// upper becomes the container's "/": its mode shows there.
-		if err := os.Mkdir(filepath.Join(tmp, "upper"), 0o755); err != nil {
-			return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
-		}
-		if err := os.Mkdir(filepath.Join(tmp, "work"), 0o711); err != nil {
+		if err := makeUpper(tmp, info.Lowers); err != nil {
 			return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
 		}
 	}
@@ -182,6 +178,37 @@ func (s *Snapshotter) create(info Info) (_ []Mount, retErr error) {
 		return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
 	}
 	return mounts, nil
+}
+
+// makeUpper makes the upper and work dirs in dir. overlayfs shows the upper
+// dir's owner and mode as the container's "/", so they are copied from the
+// topmost lower (as containerd does); without lowers "/" is root's 0755.
+func makeUpper(dir string, lowers []string) error {
+	upper := filepath.Join(dir, "upper")
+	mode, uid, gid := os.FileMode(0o755), 0, 0
+	if len(lowers) > 0 {
+		var st unix.Stat_t
+		if err := unix.Stat(lowers[0], &st); err != nil {
+			return fmt.Errorf("stat lower dir %s: %w", lowers[0], err)
+		}
+		mode = os.FileMode(st.Mode & 0o777)
+		if st.Mode&unix.S_ISVTX != 0 {
+			mode |= os.ModeSticky
+		}
+		uid, gid = int(st.Uid), int(st.Gid)
+	}
+	if err := os.Mkdir(upper, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(upper, mode); err != nil {
+		return err
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Lchown(upper, uid, gid); err != nil {
+			return err
+		}
+	}
+	return os.Mkdir(filepath.Join(dir, "work"), 0o700)
 }
 
 // mounts computes the mounts of the snapshot in dir.

@@ -122,6 +122,14 @@ func TestPrepareRootOverlay(t *testing.T) {
 		tarEnt{"etc/", ""}, tarEnt{"etc/.wh.passwd", ""},
 		tarEnt{"opq/", ""}, tarEnt{"opq/.wh..wh..opq", ""}, tarEnt{"opq/new", "new"})
 
+	// The merged "/" shows the upper dir's owner and mode, which must be
+	// the topmost layer's.
+	if err := os.Chown(top, 1000, 1001); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(top, 0o750); err != nil {
+		t.Fatal(err)
+	}
 	s, err := New(root)
 	if err != nil {
 		t.Fatal(err)
@@ -133,6 +141,13 @@ func TestPrepareRootOverlay(t *testing.T) {
 	target := t.TempDir()
 	unmount := mount(t, ms, target)
 
+	var st unix.Stat_t
+	if err := unix.Stat(target, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Uid != 1000 || st.Gid != 1001 || st.Mode&0o7777 != 0o750 {
+		t.Errorf("merged / is %d:%d %o, want 1000:1001 750 like the top layer", st.Uid, st.Gid, st.Mode&0o7777)
+	}
 	for p, want := range map[string]bool{
 		"etc/passwd": false, "etc/hostname": true, "opq/old": false, "opq/new": true, "data/a": true,
 	} {

@@ -264,11 +264,17 @@ func (a *applier) mkdirAll(rel string) (int, error) {
 	for _, c := range strings.Split(rel, "/") {
 		fd, err := unix.Openat2(cur, c, resolveHow(unix.O_PATH|unix.O_DIRECTORY))
 		if errors.Is(err, unix.ENOENT) {
-			if err := unix.Mkdirat(cur, c, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+			merr := unix.Mkdirat(cur, c, 0o755)
+			if merr == nil {
+				// Not left to the umask: implied parents are 0755 as in
+				// other unpackers. Safe to follow: just created.
+				merr = unix.Fchmodat(cur, c, 0o755, 0)
+			}
+			if merr != nil && !errors.Is(merr, unix.EEXIST) {
 				if cur != a.root {
 					unix.Close(cur)
 				}
-				return -1, fmt.Errorf("create parent %s: %w", rel, err)
+				return -1, fmt.Errorf("create parent %s: %w", rel, merr)
 			}
 			fd, err = unix.Openat2(cur, c, resolveHow(unix.O_PATH|unix.O_DIRECTORY))
 		}

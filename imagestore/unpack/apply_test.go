@@ -287,3 +287,31 @@ func TestDecompress(t *testing.T) {
 		t.Errorf("corrupt gzip: %v", err)
 	}
 }
+
+// TestApplyRootEntryAndUmask: a "./" entry sets the layer root's mode, and
+// implied parents are 0755 whatever the umask.
+func TestApplyRootEntryAndUmask(t *testing.T) {
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	layer := filepath.Join(t.TempDir(), "layer")
+	if err := os.Mkdir(layer, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root := dir("./")
+	root.mode = 0o750
+	if _, err := apply(t, layer, buildTar(t, root, file("a/b/c", "x"))); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]os.FileMode{".": 0o750, "a": 0o755, "a/b": 0o755, "a/b/c": 0o644} {
+		fi, err := os.Lstat(filepath.Join(layer, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s mode %o, want %o", p, fi.Mode().Perm(), want)
+		}
+	}
+	if fi, _ := os.Lstat(layer); !fi.ModTime().Equal(testTime) {
+		t.Errorf("layer root mtime %v, want %v", fi.ModTime(), testTime)
+	}
+}
