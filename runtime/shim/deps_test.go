@@ -1,0 +1,37 @@
+package shim_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestDependencies keeps berthd's side free of libcontainer and cgo, and
+// the shim binary free of the heavy libraries whose init would be paid on
+// every container start and exec.
+func TestDependencies(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("needs the go tool")
+	}
+	tests := []struct {
+		pkg       string
+		tags      string
+		forbidden []string
+	}{
+		{"github.com/berth-dev/berth/runtime/shim", "", []string{"github.com/opencontainers/runc", "github.com/opencontainers/cgroups", "github.com/containerd/console"}},
+		{"github.com/berth-dev/berth/cmd/berth-shim", "seccomp", []string{"google.golang.org/grpc", "github.com/google/go-containerregistry", "github.com/containernetworking", "k8s.io/", "go.etcd.io/bbolt", "net/http"}},
+	}
+	for _, tt := range tests {
+		out, err := exec.Command("go", "list", "-tags", tt.tags, "-deps", tt.pkg).Output()
+		if err != nil {
+			t.Fatalf("go list %s: %v", tt.pkg, err)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			for _, f := range tt.forbidden {
+				if dep == f || strings.HasPrefix(dep, strings.TrimSuffix(f, "/")+"/") || (strings.HasSuffix(f, "/") && strings.HasPrefix(dep, f)) {
+					t.Errorf("%s depends on %s", tt.pkg, dep)
+				}
+			}
+		}
+	}
+}
