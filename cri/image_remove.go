@@ -10,16 +10,24 @@ import (
 	"github.com/berth-dev/berth/imagestore"
 )
 
-// RemoveImage removes what the spec names. Named by tag, only that tag goes
-// while the image has other names; named by ID or digest, the image goes
-// with all its names (Force: CRI has no notion of refusing that). A missing
-// image is success: CRI removals are idempotent.
+// RemoveImage removes the image the spec names, with all its names, whether
+// it is named by ID, digest or one of several tags: that is the CRI
+// semantic (containerd removes every reference; critest's "removing image
+// by one tag should remove all tags" checks it). A missing image is
+// success: CRI removals are idempotent.
 func (s *ImageService) RemoveImage(ctx context.Context, req *runtimeapi.RemoveImageRequest) (*runtimeapi.RemoveImageResponse, error) {
 	name, err := imageName("remove image", req.GetImage())
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.images.Remove(ctx, name, imagestore.RemoveOptions{Force: true})
+	img, err := s.images.Get(ctx, name)
+	if errdefs.IsNotFound(err) {
+		return &runtimeapi.RemoveImageResponse{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("remove image %q: %w", name, err)
+	}
+	_, err = s.images.Remove(ctx, img.ID.String(), imagestore.RemoveOptions{Force: true})
 	if err != nil && !errdefs.IsNotFound(err) {
 		return nil, fmt.Errorf("remove image %q: %w", name, err)
 	}
