@@ -247,6 +247,7 @@ func TestBasicAuth(t *testing.T) {
 	if !errdefs.IsUnauthorized(err) || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("wrong password: %v", err)
 	}
+	t.Logf("wrong password: %v", err)
 	if _, err := s.Pull(t.Context(), ref, PullOptions{Auth: &Auth{Username: "alice", Password: "s3cret"}}); err != nil {
 		t.Fatalf("pull with credentials: %v", err)
 	}
@@ -260,6 +261,20 @@ func TestBasicAuth(t *testing.T) {
 	s2 := openStore(t, Config{DockerConfig: cfgPath})
 	if _, err := s2.Pull(t.Context(), ref, PullOptions{}); err != nil {
 		t.Fatalf("pull with docker config: %v", err)
+	}
+}
+
+func TestPullUnknownTagIsNotFound(t *testing.T) {
+	reg := newRegistry(t)
+	reg.push(t, "test/img:v1", randomImage(t, 1024, 1))
+	s := openStore(t, Config{})
+	_, err := s.Pull(t.Context(), reg.host+"/test/img:v2", PullOptions{})
+	if !errdefs.IsNotFound(err) {
+		t.Fatalf("pull of a missing tag: %v", err)
+	}
+	_, err = s.Pull(t.Context(), reg.host+"/test/none:v1", PullOptions{})
+	if !errdefs.IsNotFound(err) {
+		t.Fatalf("pull of a missing repository: %v", err)
 	}
 }
 
