@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -289,4 +290,52 @@ func TestOpenCleansAndRemove(t *testing.T) {
 		t.Errorf("List after Remove: %v %v", list, err)
 	}
 	assertEmpty(t, root)
+}
+
+func TestUnpackDifferentLayersInParallel(t *testing.T) {
+	s, _ := open(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 6)
+	for i := range errs {
+		l := makeLayer(t, "dir/", "", "dir/file", strings.Repeat("y", i*1000))
+		wg.Go(func() {
+			_, errs[i] = s.Unpack(t.Context(), chain(strconv.Itoa(i)), l.diffID, bytes.NewReader(l.gz))
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("layer %d: %v", i, err)
+		}
+	}
+	if list, err := s.List(); err != nil || len(list) != len(errs) {
+		t.Errorf("List: %d layers, %v", len(list), err)
+	}
+}
+
+// BenchmarkUnpackGzip measures a whole layer unpack: gunzip, diff ID
+// digest, apply, usage walk and commit, for 2000 files of 4 KiB.
+func BenchmarkUnpackGzip(b *testing.B) {
+	var files []string
+	for i := range 2000 {
+		if i%100 == 0 {
+			files = append(files, fmt.Sprintf("d%d/", i/100), "")
+		}
+		files = append(files, fmt.Sprintf("d%d/f%d", i/100, i), strings.Repeat(strconv.Itoa(i), 4096)[:4096])
+	}
+	l := makeLayer(b, files...)
+	s, err := Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(l.gz)))
+	for i := 0; b.Loop(); i++ {
+		c := chain(strconv.Itoa(i))
+		if _, err := s.Unpack(b.Context(), c, l.diffID, bytes.NewReader(l.gz)); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		s.Remove(c)
+		b.StartTimer()
+	}
 }
