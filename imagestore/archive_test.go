@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	digest "github.com/opencontainers/go-digest"
 )
 
 func TestSaveLoadRoundTrip(t *testing.T) {
@@ -173,3 +174,88 @@ func tarDir(t *testing.T, dir string) []byte {
 	tw.Close()
 	return buf.Bytes()
 }
+
+// docker save before 25: <id>/layer.tar plain tars, duplicates as symlinks.
+func TestLoadLegacyDockerSave(t *testing.T) {
+	var layerTar bytes.Buffer
+	tw := tar.NewWriter(&layerTar)
+	tw.WriteHeader(&tar.Header{Name: "hello", Typeflag: tar.TypeReg, Mode: 0o644, Size: 3})
+	tw.Write([]byte("hi\n"))
+	tw.Close()
+	diffID := digestOf(layerTar.Bytes())
+	cfg := []byte(`{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":["` + diffID + `","` + diffID + `"]}}`)
+	cfgName := digestOf(cfg)[len("sha256:"):] + ".json"
+	manifest := []byte(`[{"Config":"` + cfgName + `","RepoTags":["legacy:1"],"Layers":["a/layer.tar","b/layer.tar"]}]`)
+
+	var archive bytes.Buffer
+	aw := tar.NewWriter(&archive)
+	put := func(name string, b []byte) {
+		aw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(b))})
+		aw.Write(b)
+	}
+	aw.WriteHeader(&tar.Header{Name: "a/", Typeflag: tar.TypeDir, Mode: 0o755})
+	put("a/layer.tar", layerTar.Bytes())
+	aw.WriteHeader(&tar.Header{Name: "b/", Typeflag: tar.TypeDir, Mode: 0o755})
+	aw.WriteHeader(&tar.Header{Name: "b/layer.tar", Typeflag: tar.TypeSymlink, Linkname: "../a/layer.tar"})
+	put(cfgName, cfg)
+	put("manifest.json", manifest)
+	aw.Close()
+
+	s := openStore(t, Config{})
+	loaded, err := s.Load(t.Context(), &archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(loaded) != 1 || loaded[0].ID.String() != digestOf(cfg) || len(loaded[0].Layers) != 2 ||
+		loaded[0].Layers[0].MediaType != mediaTypeDockerLayer || !slices.Equal(loaded[0].RepoTags, []string{"docker.io/library/legacy:1"}) {
+		t.Fatalf("loaded %+v", loaded)
+	}
+	b, err := os.ReadFile(filepath.Join(s.layers.Dir(loaded[0].Layers[0].ChainID), "hello"))
+	if err != nil || string(b) != "hi\n" {
+		t.Fatalf("unpacked file: %q %v", b, err)
+	}
+}
+
+// What Save writes as a docker archive is read by another implementation
+// of the format (ggcr's tarball package).
+func TestSavedDockerArchiveReadsElsewhere(t *testing.T) {
+	reg := newRegistry(t)
+	img := randomImage(t, 8<<10, 2)
+	ref := reg.push(t, "test/img:v1", img)
+	s := openStore(t, Config{})
+	if _, err := s.Pull(t.Context(), ref, PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := s.Save(t.Context(), &buf, []string{ref}, DockerArchive); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := tarball.Image(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }, &tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if configDigest(t, other) != configDigest(t, img) {
+		t.Fatal("config differs")
+	}
+	ls, err := other.Layers()
+	if err != nil || len(ls) != 2 {
+		t.Fatalf("layers: %d %v", len(ls), err)
+	}
+	for _, l := range ls {
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, rc); err != nil {
+			t.Fatal(err)
+		}
+		rc.Close()
+	}
+}
+
+func digestOf(b []byte) string { return digest.FromBytes(b).String() }
