@@ -11,7 +11,7 @@
 // error naming the entry and wrapping errdefs.ErrInvalidArgument. A symlink
 // with an absolute or ".." target is ordinary content (it is resolved inside
 // the container at run time); it is only never followed while unpacking.
-// openat2 needs Linux 5.6.
+// Needs Linux 5.8 (openat2, utimensat with AT_EMPTY_PATH).
 package unpack
 
 import (
@@ -625,11 +625,14 @@ func (a *applier) finishDirs() error {
 			}
 			continue
 		}
-		parentRel, base := path.Split(rel)
-		pfd, err := a.parent(path.Clean(parentRel))
-		if err == nil {
-			err = unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW)
+		// Resolved afresh and never created: making a missing parent now
+		// would change the times of a directory already done.
+		fd, err := a.resolve(rel, unix.O_PATH|unix.O_DIRECTORY)
+		if err != nil {
+			return fmt.Errorf("set times of %s: %w", rel, err)
 		}
+		err = unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH)
+		unix.Close(fd)
 		if err != nil {
 			return fmt.Errorf("set times of %s: %w", rel, err)
 		}
