@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/containerd/console"
@@ -185,6 +186,14 @@ func (m *monitor) stats() (*wire.Stats, error) {
 		} else {
 			s.PageFaults = mem.Stats["pgfault"]
 			s.MajorPageFaults = mem.Stats["pgmajfault"]
+		}
+		for _, e := range cs.BlkioStats.IoServiceBytesRecursive {
+			switch strings.ToLower(e.Op) {
+			case "read":
+				s.IOReadBytes += e.Value
+			case "write":
+				s.IOWriteBytes += e.Value
+			}
 		}
 		s.Pids = cs.PidsStats.Current
 		s.PidsLimit = cs.PidsStats.Limit

@@ -139,8 +139,11 @@ type Stats struct {
 	MemoryLimit      uint64 `json:"memory_limit"`
 	PageFaults       uint64 `json:"page_faults"`
 	MajorPageFaults  uint64 `json:"major_page_faults"`
-	Pids             uint64 `json:"pids"`
-	PidsLimit        uint64 `json:"pids_limit"`
+	// Block I/O bytes, summed over devices.
+	IOReadBytes  uint64 `json:"io_read_bytes"`
+	IOWriteBytes uint64 `json:"io_write_bytes"`
+	Pids         uint64 `json:"pids"`
+	PidsLimit    uint64 `json:"pids_limit"`
 }
 
 // Ready is the line the shim writes on its ready pipe (fd 3) once the
