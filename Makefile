@@ -55,8 +55,8 @@ build: ## build bin/berthd and bin/berth (and bin/berth-shim once it exists)
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/berth ./cmd/berth
 	@# The shim links libcontainer: cgo, nsenter and seccomp (libseccomp-dev).
 	@if compgen -G 'cmd/berth-shim/*.go' >/dev/null; then \
-		echo "CGO_ENABLED=1 $(GO) build -tags seccomp -o $(BIN)/berth-shim ./cmd/berth-shim"; \
-		CGO_ENABLED=1 $(GO) build -tags seccomp -o $(BIN)/berth-shim ./cmd/berth-shim; \
+		echo "CGO_ENABLED=1 $(GO) build -tags seccomp -trimpath -ldflags '-s -w' -o $(BIN)/berth-shim ./cmd/berth-shim"; \
+		CGO_ENABLED=1 $(GO) build -tags seccomp -trimpath -ldflags '-s -w' -o $(BIN)/berth-shim ./cmd/berth-shim; \
 	fi
 
 .PHONY: test
