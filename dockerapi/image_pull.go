@@ -1,6 +1,7 @@
 package dockerapi
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -71,7 +72,7 @@ func (s *server) imageCreate(w http.ResponseWriter, r *http.Request) error {
 		},
 	})
 	if err != nil {
-		return out.fail(err)
+		return out.fail(pullDenied(ref, err))
 	}
 	out.send(jsonstream.Message{Status: "Digest: " + img.ManifestDigest.String()})
 	if before != "" && before == img.ManifestDigest {
@@ -125,4 +126,16 @@ func parsePlatform(s string) (*ocispec.Platform, error) {
 		p.Variant = parts[2]
 	}
 	return p, nil
+}
+
+// pullDenied words a refused pull as dockerd does, and as not-found rather
+// than unauthorized: on a 401 the docker CLI starts an interactive login
+// prompt, which dockerd never triggers for pulls either.
+func pullDenied(ref reference.Named, err error) error {
+	if !errdefs.IsUnauthorized(err) && !errdefs.IsPermissionDenied(err) {
+		return err
+	}
+	return errdefs.ErrNotFound.WithMessage(fmt.Sprintf(
+		"pull access denied for %s, repository does not exist or may require 'docker login': %v",
+		reference.FamiliarName(ref), err))
 }

@@ -81,6 +81,24 @@ func (ep endpoint) ref(named reference.Named) (name.Reference, error) {
 
 // options are the remote options for talking to this endpoint.
 func (s *Store) remoteOptions(ctx context.Context, ep endpoint, auth *Auth) ([]remote.Option, error) {
+	opts := []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithTransport(s.roundTripper(ep)),
+		// A dead registry should fail the pull in seconds, not after
+		// ggcr's default 1s/3s/9s backoff.
+		remote.WithRetryBackoff(remote.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Steps: 2}),
+		remote.WithUserAgent("berth"),
+	}
+	a, err := s.authenticator(ctx, ep, auth)
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, remote.WithAuth(a)), nil
+}
+
+// roundTripper is the HTTP transport for ep: its TLS and headers, its path
+// prefix, and the stall timeout.
+func (s *Store) roundTripper(ep endpoint) http.RoundTripper {
 	var rt http.RoundTripper = ep.Transport
 	if rt == nil {
 		rt = http.DefaultTransport
@@ -88,26 +106,18 @@ func (s *Store) remoteOptions(ctx context.Context, ep endpoint, auth *Auth) ([]r
 	if ep.PathPrefix != "" {
 		rt = prefixTransport{next: rt, prefix: ep.PathPrefix, override: ep.OverridePath}
 	}
-	rt = stallTransport{next: rt, timeout: s.cfg.StallTimeout, host: ep.Host}
-	opts := []remote.Option{
-		remote.WithContext(ctx),
-		remote.WithTransport(rt),
-		// A dead registry should fail the pull in seconds, not after
-		// ggcr's default 1s/3s/9s backoff.
-		remote.WithRetryBackoff(remote.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Steps: 2}),
-		remote.WithUserAgent("berth"),
-	}
+	return stallTransport{next: rt, timeout: s.cfg.StallTimeout, host: ep.Host}
+}
+
+// authenticator gives the request's credentials, else the docker config's.
+func (s *Store) authenticator(ctx context.Context, ep endpoint, auth *Auth) (authn.Authenticator, error) {
 	if auth != nil && *auth != (Auth{}) {
-		return append(opts, remote.WithAuth(authn.FromConfig(authn.AuthConfig{
+		return authn.FromConfig(authn.AuthConfig{
 			Username: auth.Username, Password: auth.Password, Auth: auth.Auth,
 			IdentityToken: auth.IdentityToken, RegistryToken: auth.RegistryToken,
-		}))), nil
+		}), nil
 	}
-	a, err := s.configAuth(ctx, ep)
-	if err != nil {
-		return nil, err
-	}
-	return append(opts, remote.WithAuth(a)), nil
+	return s.configAuth(ctx, ep)
 }
 
 // configAuth reads credentials for ep from the docker config file.

@@ -112,13 +112,27 @@ type testRegistry struct {
 	Host      string
 	slow      atomic.Bool
 	blobBytes atomic.Int64
+	// basicAuth, when set ("user:password"), is required of every request.
+	basicAuth string
 }
 
-func newRegistry(t testing.TB) *testRegistry {
+func newRegistry(t testing.TB) *testRegistry { return newAuthRegistry(t, "") }
+
+// newAuthRegistry is a registry that wants HTTP basic auth with
+// userPassword ("user:password"); empty means none.
+func newAuthRegistry(t testing.TB, userPassword string) *testRegistry {
 	t.Helper()
-	r := &testRegistry{}
+	r := &testRegistry{basicAuth: userPassword}
 	inner := registry.New(registry.Logger(nopLogger()))
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if r.basicAuth != "" {
+			u, p, ok := req.BasicAuth()
+			if !ok || u+":"+p != r.basicAuth {
+				w.Header().Set("WWW-Authenticate", `Basic realm="berth-e2e"`)
+				http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`, http.StatusUnauthorized)
+				return
+			}
+		}
 		if req.Method == http.MethodGet && strings.Contains(req.URL.Path, "/blobs/sha256:") {
 			w = &countingWriter{ResponseWriter: w, reg: r}
 		}
@@ -205,9 +219,7 @@ func startDaemon(t testing.TB, reg *testRegistry, mirrored ...string) *daemon {
 	d.DockerSock = filepath.Join(d.State, "docker.sock")
 	hosts := append([]string{reg.Host}, mirrored...)
 	for _, h := range hosts {
-		writeFile(t, filepath.Join(d.HostsDir, h, "hosts.toml"), fmt.Sprintf(
-			"server = \"http://%s\"\n\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\", \"push\"]\n",
-			reg.Host, reg.Host))
+		writeFile(t, filepath.Join(d.HostsDir, h, "hosts.toml"), fmt.Sprintf("server = \"http://%s\"\n", reg.Host))
 	}
 	t.Cleanup(func() {
 		d.Stop()
