@@ -8,6 +8,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/internal/atomicfile"
 )
 
 // Writer streams one blob into the store. Write the data, then Commit;
@@ -104,7 +106,7 @@ func (w *Writer) Commit() error {
 		return fmt.Errorf("commit blob %s: %w", w.want, err)
 	}
 	w.committed = true
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return fmt.Errorf("commit blob %s: %w", w.want, err)
 	}
 	return nil
@@ -119,19 +121,6 @@ func (w *Writer) Close() error {
 	w.f.Close()
 	if err := os.Remove(w.f.Name()); err != nil {
 		return fmt.Errorf("abort blob %s: %w", w.want, err)
-	}
-	return nil
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -34,6 +34,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/imagestore/unpack"
+	"github.com/berth-dev/berth/internal/atomicfile"
 )
 
 const (
@@ -225,7 +226,7 @@ func (s *Store) unpack(ctx context.Context, chainID, diffID digest.Digest, r io.
 	}
 
 	info := Info{ChainID: chainID, DiffID: diffID, Size: stats.Bytes, Inodes: stats.Inodes}
-	if err := writeInfo(filepath.Join(tmp, infoFile), info); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(tmp, infoFile), info, 0o600); err != nil {
 		return Info{}, fmt.Errorf("unpack layer %s: %w", chainID, err)
 	}
 	final := filepath.Join(s.dir, chainID.Encoded())
@@ -237,42 +238,10 @@ func (s *Store) unpack(ctx context.Context, chainID, diffID digest.Digest, r io.
 		return Info{}, fmt.Errorf("unpack layer %s: commit: %w", chainID, err)
 	}
 	renamed = true
-	if err := syncDir(s.dir); err != nil {
+	if err := atomicfile.SyncDir(s.dir); err != nil {
 		return Info{}, fmt.Errorf("unpack layer %s: %w", chainID, err)
 	}
 	return info, nil
-}
-
-func writeInfo(p string, info Info) error {
-	b, err := json.Marshal(info)
-	if err != nil {
-		return err
-	}
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("write layer info: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("write layer info: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write layer info: %w", err)
-	}
-	return f.Close()
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }
 
 // Remove removes a layer; an absent one is not an error. The layer

@@ -22,6 +22,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/atomicfile"
 )
 
 const (
@@ -162,10 +164,10 @@ func (s *Snapshotter) create(info Info) (_ []Mount, retErr error) {
 			return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
 		}
 	}
-	if err := writeRecord(filepath.Join(tmp, recordFile), info); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(tmp, recordFile), info, 0o600); err != nil {
 		return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
 	}
-	if err := syncDir(tmp); err != nil {
+	if err := atomicfile.SyncDir(tmp); err != nil {
 		return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
 	}
 	if err := os.Rename(tmp, final); err != nil {
@@ -174,7 +176,7 @@ func (s *Snapshotter) create(info Info) (_ []Mount, retErr error) {
 		}
 		return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := atomicfile.SyncDir(s.dir); err != nil {
 		return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
 	}
 	return mounts, nil
@@ -323,36 +325,4 @@ func readRecord(p, id string) (Info, error) {
 		return Info{}, fmt.Errorf("read snapshot %s: %w: %w", id, errdefs.ErrDataLoss, err)
 	}
 	return info, nil
-}
-
-func writeRecord(p string, info Info) error {
-	b, err := json.Marshal(info)
-	if err != nil {
-		return err
-	}
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("write snapshot record: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("write snapshot record: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write snapshot record: %w", err)
-	}
-	return f.Close()
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }
