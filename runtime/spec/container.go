@@ -144,7 +144,9 @@ type Mount struct {
 	Destination string
 	// Type defaults to "bind".
 	Type string
-	// Options are extra mount options, for example "nosuid".
+	// Options are extra mount options, for example "nosuid". Read-only
+	// and propagation options here are dropped: ReadOnly, RecursiveReadOnly
+	// and Propagation decide them, so the two cannot disagree.
 	Options []string
 	// Propagation applies to bind mounts.
 	Propagation Propagation

@@ -72,8 +72,8 @@ func generate(c Container) (*specs.Spec, error) {
 	}
 
 	sp := &specs.Spec{
-		Version:  specs.Version,
-		Root:     &specs.Root{Path: c.Rootfs, Readonly: c.ReadOnlyRootfs},
+		Version: specs.Version,
+		Root:    &specs.Root{Path: c.Rootfs, Readonly: c.ReadOnlyRootfs},
 		Process: &specs.Process{
 			Terminal:        c.Terminal,
 			Args:            slices.Clone(c.Args),

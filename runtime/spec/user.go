@@ -155,17 +155,18 @@ func withRootfsFile(rootfs, path string, read func(io.Reader) error) error {
 		return fmt.Errorf("open %s in rootfs %s: %w", path, rootfs, err)
 	}
 	defer handle.Close()
-	f, err := pathrs.Reopen(handle, unix.O_RDONLY|unix.O_CLOEXEC)
+	// Check the type on the O_PATH handle before opening for reading: a
+	// fifo would block the open itself, a device would read host state.
+	if fi, err := handle.Stat(); err != nil {
+		return fmt.Errorf("stat %s in rootfs %s: %w", path, rootfs, err)
+	} else if !fi.Mode().IsRegular() {
+		return fmt.Errorf("read %s in rootfs %s: not a regular file: %w", path, rootfs, errdefs.ErrInvalidArgument)
+	}
+	f, err := pathrs.Reopen(handle, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK)
 	if err != nil {
 		return fmt.Errorf("open %s in rootfs %s: %w", path, rootfs, err)
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil {
-		return fmt.Errorf("stat %s in rootfs %s: %w", path, rootfs, err)
-	} else if !fi.Mode().IsRegular() {
-		// A fifo or device here would block or read host state.
-		return fmt.Errorf("read %s in rootfs %s: not a regular file: %w", path, rootfs, errdefs.ErrInvalidArgument)
-	}
 	if err := read(io.LimitReader(f, maxEtcFileSize)); err != nil {
 		return fmt.Errorf("parse %s in rootfs %s: %w", path, rootfs, err)
 	}
