@@ -117,7 +117,7 @@ func TestGenerateGolden(t *testing.T) {
 				"net.ipv4.ip_unprivileged_port_start":       "0",
 				"fs.mqueue.msg_max":                         "100",
 				"net/ipv4/conf/eth0.100/rp_filter":          "2",
-				"kernel.hostname":                           "ignored-but-namespaced",
+				"kernel.domainname":                         "example.org",
 				"net.ipv4.conf.all.route_localnet":          "1",
 				"kernel.msgmax":                             "65536",
 				"net.ipv6.conf.all.disable_ipv6":            "1",
@@ -427,6 +427,12 @@ func TestGenerateErrors(t *testing.T) {
 			c.Namespaces.IPC = Namespace{Mode: NamespaceHost}
 			c.Sysctls = map[string]string{"kernel.shmmax": "1"}
 		}, errdefs.ErrInvalidArgument, "own ipc namespace"},
+		{"hostname sysctl", func(c *Container) { c.Sysctls = map[string]string{"kernel.hostname": "x"} }, errdefs.ErrInvalidArgument, "set the hostname instead"},
+		{"user sysctl without userns", func(c *Container) { c.Sysctls = map[string]string{"user.max_user_namespaces": "0"} }, errdefs.ErrInvalidArgument, "needs a user namespace"},
+		{"uts sysctl in host uts", func(c *Container) {
+			c.Namespaces.UTS = Namespace{Mode: NamespaceHost}
+			c.Sysctls = map[string]string{"kernel.domainname": "x"}
+		}, errdefs.ErrInvalidArgument, "own uts namespace"},
 		{"non-namespaced sysctl", func(c *Container) { c.Sysctls = map[string]string{"vm.swappiness": "1"} }, errdefs.ErrInvalidArgument, "not a namespaced sysctl"},
 		{"user not found", func(c *Container) { c.User.Spec = "alice" }, errdefs.ErrNotFound, `no user "alice" in the image's /etc/passwd`},
 		{"group not found", func(c *Container) { c.User.Spec = "default-user:wizards" }, errdefs.ErrNotFound, `no group "wizards"`},

@@ -38,8 +38,18 @@ func validateSysctls(sysctls map[string]string, ns Namespaces) error {
 			owner, mode = "ipc", ns.IPC.Mode
 		case strings.HasPrefix(key, "net."):
 			owner, mode = "network", ns.Network.Mode
-		case key == "kernel.hostname" || key == "kernel.domainname":
+		case key == "kernel.domainname":
 			owner, mode = "uts", ns.UTS.Mode
+		case key == "kernel.hostname":
+			// runc refuses it too: the hostname has its own spec field.
+			return fmt.Errorf("sysctl %q: set the hostname instead: %w", name, errdefs.ErrInvalidArgument)
+		case strings.HasPrefix(key, "user."):
+			// ucounts of the initial user namespace limit the whole
+			// host; only a container's own user namespace may set them.
+			if ns.User == nil {
+				return fmt.Errorf("sysctl %q: needs a user namespace: %w", name, errdefs.ErrInvalidArgument)
+			}
+			continue
 		default:
 			return fmt.Errorf("sysctl %q: not a namespaced sysctl: %w", name, errdefs.ErrInvalidArgument)
 		}
