@@ -1,15 +1,29 @@
 package cri
 
 import (
+	"context"
+	"io"
+	"sync"
+	"time"
+
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-dev/berth/imagestore"
+	"github.com/berth-dev/berth/runtime"
+	"github.com/berth-dev/berth/runtime/spec"
 )
 
-// RuntimeService implements the CRI RuntimeService. Only Version and Status
-// exist so far; pods and containers arrive with the runtime, and until then
-// the embedded UnimplementedRuntimeServiceServer answers Unimplemented.
+// RuntimeService implements the CRI RuntimeService: it translates CRI
+// requests into calls on the runtime manager (sandboxes, containers), the
+// pod network (CNI) and the image store (rootfs snapshots), and back.
 type RuntimeService struct {
 	runtimeapi.UnimplementedRuntimeServiceServer
 	opts RuntimeOptions
+
+	// podCIDR is the last UpdateRuntimeConfig's; nothing uses it yet (CNI
+	// configs carry their own ranges), but a verbose Status shows it.
+	mu      sync.Mutex
+	podCIDR string
 }
 
 // RuntimeOptions configure the RuntimeService.
@@ -18,6 +32,117 @@ type RuntimeOptions struct {
 	Version string
 	// Config is reported as JSON under "config" by a verbose Status.
 	Config any
+	// Runtime runs sandboxes and containers (a *runtime.Manager).
+	Runtime Runtime
+	// Network attaches pods to the network (CNI); nil serves host-network
+	// pods only and reports the network not ready.
+	Network Network
+	// Images provides images and rootfs snapshots (an *imagestore.Store).
+	Images Snapshotter
+	// Streams serves exec/attach/port-forward sessions; nil answers those
+	// RPCs with Unimplemented.
+	Streams *StreamServer
+	// AllCapabilities is what "ALL" and privileged mean: the daemon's own
+	// capabilities (spec.CurrentCapabilities); nil means every known one.
+	AllCapabilities []string
+	// Features says which optional runtime features really work here; they
+	// are advertised in Status only when true.
+	Features Features
+}
+
+// Features are optional abilities advertised in Status.
+type Features struct {
+	RecursiveReadOnlyMounts bool
+	UserNamespaces          bool
+}
+
+// sandboxRuntime is the runtime's sandbox part.
+type sandboxRuntime interface {
+	CreateSandbox(ctx context.Context, c runtime.SandboxConfig) (*runtime.Sandbox, error)
+	SetSandboxNetwork(ctx context.Context, id string, ips []string) error
+	StopSandbox(ctx context.Context, id string, timeout time.Duration) error
+	RemoveSandbox(ctx context.Context, id string) error
+	Sandbox(id string) (*runtime.Sandbox, error)
+	ListSandboxes() []*runtime.Sandbox
+}
+
+// containerRuntime is the runtime's container lifecycle part.
+type containerRuntime interface {
+	CreateContainer(ctx context.Context, c runtime.ContainerConfig) (*runtime.Container, error)
+	StartContainer(ctx context.Context, id string) error
+	StopContainer(ctx context.Context, id string, timeout time.Duration) error
+	RemoveContainer(ctx context.Context, id string) error
+	Container(id string) (*runtime.Container, error)
+	ListContainers() []*runtime.Container
+	UpdateContainerResources(ctx context.Context, id string, r spec.Resources) error
+	ReopenContainerLog(ctx context.Context, id string) error
+}
+
+// processRuntime runs processes and streams in containers and pods.
+type processRuntime interface {
+	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (stdout, stderr []byte, exitCode int32, err error)
+	Exec(ctx context.Context, id string, o runtime.ExecOptions) (int, error)
+	Attach(ctx context.Context, id string, s runtime.Streams) error
+	PortForward(ctx context.Context, sandboxID string, port int32, stream io.ReadWriteCloser) error
+}
+
+// statsRuntime reads figures and events.
+type statsRuntime interface {
+	ContainerStats(ctx context.Context, id string) (*runtime.ContainerStats, error)
+	SandboxStats(ctx context.Context, id string) (*runtime.SandboxStats, error)
+	Subscribe(ctx context.Context) <-chan runtime.Event
+	CgroupDriver() string
+}
+
+// Runtime is what the RuntimeService needs of *runtime.Manager, in the
+// parts above.
+type Runtime interface {
+	sandboxRuntime
+	containerRuntime
+	processRuntime
+	statsRuntime
+}
+
+// Snapshotter is what CreateContainer and RemoveContainer need of the image
+// store.
+type Snapshotter interface {
+	Get(ctx context.Context, nameOrID string) (*imagestore.Image, error)
+	Prepare(ctx context.Context, id, image string) ([]imagestore.Mount, error)
+	View(ctx context.Context, id, image string) ([]imagestore.Mount, error)
+	RemoveSnapshot(ctx context.Context, id string) error
+}
+
+// PortMapping is one pod port mapping as CNI's portMappings capability
+// takes it.
+type PortMapping struct {
+	HostPort      int32
+	ContainerPort int32
+	// Protocol is "tcp", "udp" or "sctp".
+	Protocol string
+	HostIP   string
+}
+
+// PodNetwork is what the network needs to attach or detach one pod.
+type PodNetwork struct {
+	// ID is the sandbox ID (CNI's container ID).
+	ID string
+	// NetNS is the pod's pinned network namespace.
+	NetNS        string
+	PodName      string
+	PodNamespace string
+	PodUID       string
+	PortMappings []PortMapping
+}
+
+// Network attaches pods to the node's network (CNI).
+type Network interface {
+	// Ready returns nil when a usable network config exists.
+	Ready() error
+	// Attach runs CNI ADD and returns the pod's IPs, primary first; on
+	// error it has undone what it did.
+	Attach(ctx context.Context, p PodNetwork) ([]string, error)
+	// Detach runs CNI DEL; detaching a pod that is not attached succeeds.
+	Detach(ctx context.Context, p PodNetwork) error
 }
 
 var _ runtimeapi.RuntimeServiceServer = (*RuntimeService)(nil)

@@ -1,0 +1,24 @@
+package cri
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/containerd/errdefs"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// StopContainer sends the container's stop signal, waits up to timeout
+// seconds and then kills it; a timeout of 0 kills at once (api.proto).
+// Stopping an exited container succeeds; an unknown one is NotFound.
+func (s *RuntimeService) StopContainer(ctx context.Context, req *runtimeapi.StopContainerRequest) (*runtimeapi.StopContainerResponse, error) {
+	if req.GetTimeout() < 0 {
+		return nil, fmt.Errorf("stop container %s: %w: negative timeout %d", req.GetContainerId(), errdefs.ErrInvalidArgument, req.GetTimeout())
+	}
+	timeout := time.Duration(req.GetTimeout()) * time.Second
+	if err := s.opts.Runtime.StopContainer(ctx, req.GetContainerId(), timeout); err != nil {
+		return nil, fmt.Errorf("stop container %s: %w", req.GetContainerId(), err)
+	}
+	return &runtimeapi.StopContainerResponse{}, nil
+}

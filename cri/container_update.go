@@ -1,0 +1,29 @@
+package cri
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/containerd/errdefs"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// UpdateContainerResources changes a container's cgroup limits.
+func (s *RuntimeService) UpdateContainerResources(ctx context.Context, req *runtimeapi.UpdateContainerResourcesRequest) (*runtimeapi.UpdateContainerResourcesResponse, error) {
+	if req.GetLinux() == nil {
+		return nil, fmt.Errorf("update container %s: %w: no linux resources given", req.GetContainerId(), errdefs.ErrInvalidArgument)
+	}
+	if err := s.opts.Runtime.UpdateContainerResources(ctx, req.GetContainerId(), resourcesFromCRI(req.GetLinux())); err != nil {
+		return nil, fmt.Errorf("update container %s: %w", req.GetContainerId(), err)
+	}
+	return &runtimeapi.UpdateContainerResourcesResponse{}, nil
+}
+
+// ReopenContainerLog makes the container's shim reopen its log file after
+// the kubelet rotated it.
+func (s *RuntimeService) ReopenContainerLog(ctx context.Context, req *runtimeapi.ReopenContainerLogRequest) (*runtimeapi.ReopenContainerLogResponse, error) {
+	if err := s.opts.Runtime.ReopenContainerLog(ctx, req.GetContainerId()); err != nil {
+		return nil, fmt.Errorf("reopen log of container %s: %w", req.GetContainerId(), err)
+	}
+	return &runtimeapi.ReopenContainerLogResponse{}, nil
+}

@@ -1,0 +1,39 @@
+package cri
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/containerd/errdefs"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// RemovePodSandbox removes the pod's containers (with their snapshots),
+// detaches the network again (a stop may have been skipped or failed) and
+// removes the sandbox with its namespaces and files. Removing an unknown
+// pod succeeds.
+func (s *RuntimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
+	sb, err := s.opts.Runtime.Sandbox(req.GetPodSandboxId())
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return &runtimeapi.RemovePodSandboxResponse{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("remove pod sandbox %s: %w", req.GetPodSandboxId(), err)
+	}
+	for _, c := range s.opts.Runtime.ListContainers() {
+		if c.SandboxID != sb.ID {
+			continue
+		}
+		if err := s.removeContainer(ctx, c.ID); err != nil {
+			return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)
+		}
+	}
+	if err := s.detach(ctx, sb); err != nil {
+		return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)
+	}
+	if err := s.opts.Runtime.RemoveSandbox(ctx, sb.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)
+	}
+	return &runtimeapi.RemovePodSandboxResponse{}, nil
+}

@@ -1,0 +1,129 @@
+package cri
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-dev/berth/runtime"
+)
+
+// RunPodSandbox creates the pod's namespaces and files (runtime), attaches
+// its network namespace (CNI ADD with the pod's port mappings) and records
+// its IPs. On any failure everything made so far is undone in reverse
+// order, so a failed call leaks no IP, netns or mount.
+func (s *RuntimeService) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (_ *runtimeapi.RunPodSandboxResponse, retErr error) {
+	cfg := req.GetConfig()
+	sc, err := sandboxConfig(cfg, req.GetRuntimeHandler())
+	if err != nil {
+		return nil, fmt.Errorf("run pod sandbox: %w", err)
+	}
+	var undo cleanups
+	defer undo.run(ctx, &retErr)
+
+	sb, err := s.opts.Runtime.CreateSandbox(ctx, sc)
+	if err != nil {
+		return nil, fmt.Errorf("run pod sandbox %s/%s: %w", sc.Namespace, sc.Name, err)
+	}
+	undo.push(func(ctx context.Context) error { return s.opts.Runtime.RemoveSandbox(ctx, sb.ID) })
+
+	if sb.NetNSPath != "" && s.opts.Network != nil {
+		pn := podNetwork(sb.ID, sb.NetNSPath, cfg)
+		ips, err := s.opts.Network.Attach(ctx, pn)
+		if err != nil {
+			return nil, fmt.Errorf("run pod sandbox %s: attach network: %w", sb.ID, err)
+		}
+		undo.push(func(ctx context.Context) error { return s.opts.Network.Detach(ctx, pn) })
+		if err := s.opts.Runtime.SetSandboxNetwork(ctx, sb.ID, ips); err != nil {
+			return nil, fmt.Errorf("run pod sandbox %s: record network: %w", sb.ID, err)
+		}
+	}
+	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: sb.ID}, nil
+}
+
+// sandboxConfig translates the CRI pod config into the runtime's.
+func sandboxConfig(cfg *runtimeapi.PodSandboxConfig, handler string) (runtime.SandboxConfig, error) {
+	md := cfg.GetMetadata()
+	if md.GetName() == "" || md.GetNamespace() == "" || md.GetUid() == "" {
+		return runtime.SandboxConfig{}, fmt.Errorf("%w: pod metadata needs a name, a namespace and a uid", errdefs.ErrInvalidArgument)
+	}
+	lnx := cfg.GetLinux()
+	nsOpts := lnx.GetSecurityContext().GetNamespaceOptions()
+	sc := runtime.SandboxConfig{
+		Name:           md.GetName(),
+		Namespace:      md.GetNamespace(),
+		UID:            md.GetUid(),
+		Attempt:        md.GetAttempt(),
+		Hostname:       cfg.GetHostname(),
+		LogDirectory:   cfg.GetLogDirectory(),
+		Labels:         cfg.GetLabels(),
+		CgroupParent:   lnx.GetCgroupParent(),
+		Sysctls:        lnx.GetSysctls(),
+		Privileged:     lnx.GetSecurityContext().GetPrivileged(),
+		RuntimeHandler: handler,
+	}
+	var err error
+	if sc.Namespaces.Network, err = namespaceMode("network", nsOpts.GetNetwork(), runtimeapi.NamespaceMode_POD, runtimeapi.NamespaceMode_NODE); err != nil {
+		return runtime.SandboxConfig{}, err
+	}
+	if sc.Namespaces.IPC, err = namespaceMode("ipc", nsOpts.GetIpc(), runtimeapi.NamespaceMode_POD, runtimeapi.NamespaceMode_NODE); err != nil {
+		return runtime.SandboxConfig{}, err
+	}
+	if sc.Namespaces.PID, err = namespaceMode("pid", nsOpts.GetPid(), runtimeapi.NamespaceMode_POD, runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_NODE); err != nil {
+		return runtime.SandboxConfig{}, err
+	}
+	if dns := cfg.GetDnsConfig(); dns != nil {
+		sc.DNS = &runtime.DNS{Servers: dns.GetServers(), Searches: dns.GetSearches(), Options: dns.GetOptions()}
+	}
+	if u := nsOpts.GetUsernsOptions(); u != nil && u.GetMode() == runtimeapi.NamespaceMode_POD {
+		sc.UserNS = &runtime.UserNamespace{UIDMappings: idMappings(u.GetUids()), GIDMappings: idMappings(u.GetGids())}
+	}
+	if sc.Annotations, err = withRecord(cfg.GetAnnotations(), annPodConfig, cfg); err != nil {
+		return runtime.SandboxConfig{}, err
+	}
+	return sc, nil
+}
+
+// namespaceMode converts a CRI namespace mode, refusing the ones a pod-level
+// namespace cannot have.
+func namespaceMode(what string, m runtimeapi.NamespaceMode, allowed ...runtimeapi.NamespaceMode) (runtime.NamespaceMode, error) {
+	ok := false
+	for _, a := range allowed {
+		ok = ok || a == m
+	}
+	if !ok {
+		return 0, fmt.Errorf("%w: %s namespace mode %v is not allowed for a pod", errdefs.ErrInvalidArgument, what, m)
+	}
+	switch m {
+	case runtimeapi.NamespaceMode_CONTAINER:
+		return runtime.NamespaceContainer, nil
+	case runtimeapi.NamespaceMode_NODE:
+		return runtime.NamespaceNode, nil
+	case runtimeapi.NamespaceMode_TARGET:
+		return runtime.NamespaceTarget, nil
+	}
+	return runtime.NamespacePod, nil
+}
+
+// podNetwork is what CNI needs of a pod.
+func podNetwork(id, netns string, cfg *runtimeapi.PodSandboxConfig) PodNetwork {
+	md := cfg.GetMetadata()
+	pn := PodNetwork{ID: id, NetNS: netns, PodName: md.GetName(), PodNamespace: md.GetNamespace(), PodUID: md.GetUid()}
+	for _, pm := range cfg.GetPortMappings() {
+		// A mapping without a host port publishes nothing (the kubelet sends
+		// containerPort-only entries for documentation).
+		if pm.GetHostPort() <= 0 {
+			continue
+		}
+		pn.PortMappings = append(pn.PortMappings, PortMapping{
+			HostPort:      pm.GetHostPort(),
+			ContainerPort: pm.GetContainerPort(),
+			Protocol:      strings.ToLower(pm.GetProtocol().String()),
+			HostIP:        pm.GetHostIp(),
+		})
+	}
+	return pn
+}

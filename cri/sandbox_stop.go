@@ -1,0 +1,58 @@
+package cri
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/containerd/errdefs"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-dev/berth/runtime"
+)
+
+// StopPodSandbox kills the pod's containers (the kubelet has already
+// stopped them with their grace periods; whatever still runs is killed, as
+// containerd does), detaches the network (CNI DEL) and stops the sandbox.
+// The netns stays until RemovePodSandbox. Stopping a stopped or unknown pod
+// succeeds, as api.proto asks.
+func (s *RuntimeService) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
+	sb, err := s.opts.Runtime.Sandbox(req.GetPodSandboxId())
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return &runtimeapi.StopPodSandboxResponse{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stop pod sandbox %s: %w", req.GetPodSandboxId(), err)
+	}
+	for _, c := range s.opts.Runtime.ListContainers() {
+		if c.SandboxID != sb.ID {
+			continue
+		}
+		if err := s.opts.Runtime.StopContainer(ctx, c.ID, 0); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return nil, fmt.Errorf("stop pod sandbox %s: %w", sb.ID, err)
+		}
+	}
+	if err := s.detach(ctx, sb); err != nil {
+		return nil, fmt.Errorf("stop pod sandbox %s: %w", sb.ID, err)
+	}
+	if err := s.opts.Runtime.StopSandbox(ctx, sb.ID, 0); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return nil, fmt.Errorf("stop pod sandbox %s: %w", sb.ID, err)
+	}
+	return &runtimeapi.StopPodSandboxResponse{}, nil
+}
+
+// detach runs CNI DEL for the pod with the port mappings it was attached
+// with; CNI DEL is idempotent, so it runs on every stop and remove.
+func (s *RuntimeService) detach(ctx context.Context, sb *runtime.Sandbox) error {
+	if sb.NetNSPath == "" || s.opts.Network == nil {
+		return nil
+	}
+	var cfg runtimeapi.PodSandboxConfig
+	if err := readRecord(sb.Config.Annotations, annPodConfig, &cfg); err != nil {
+		return err
+	}
+	if err := s.opts.Network.Detach(ctx, podNetwork(sb.ID, sb.NetNSPath, &cfg)); err != nil {
+		return fmt.Errorf("detach network: %w", err)
+	}
+	return nil
+}
