@@ -1,0 +1,179 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-dev/berth/runtime/shim"
+	"github.com/berth-dev/berth/runtime/shim/wire"
+)
+
+// running returns the client of a running container.
+func (m *Manager) running(id, what string) (*container, *shim.Client, error) {
+	c, err := m.getContainer(id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	m.mu.Lock()
+	state, cl := c.rec.State, c.client
+	m.mu.Unlock()
+	if state != ContainerRunning || cl == nil {
+		return nil, nil, fmt.Errorf("%s %s: container is %s: %w", what, c.rec.ID, state, errdefs.ErrFailedPrecondition)
+	}
+	return c, cl, nil
+}
+
+// execProcess is the container's process (env, user, capabilities, ...)
+// with another command line.
+func (m *Manager) execProcess(c *container, cmd []string, tty bool) (specs.Process, error) {
+	if len(cmd) == 0 {
+		return specs.Process{}, fmt.Errorf("exec in %s: empty command: %w", c.rec.ID, errdefs.ErrInvalidArgument)
+	}
+	var sp specs.Spec
+	b, err := os.ReadFile(filepath.Join(c.rec.Bundle, "config.json"))
+	if err != nil {
+		return specs.Process{}, fmt.Errorf("exec in %s: read bundle: %w", c.rec.ID, err)
+	}
+	if err := json.Unmarshal(b, &sp); err != nil || sp.Process == nil {
+		return specs.Process{}, fmt.Errorf("exec in %s: decode bundle: %w: %w", c.rec.ID, errdefs.ErrDataLoss, err)
+	}
+	p := *sp.Process
+	p.Args = cmd
+	p.Terminal = tty
+	p.ConsoleSize = nil
+	return p, nil
+}
+
+// ExecSync runs cmd in the running container and returns its output, each
+// stream capped at MaxExecSyncOutput. A timeout > 0 kills the process when
+// it expires and returns an error wrapping context.DeadlineExceeded.
+func (m *Manager) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (stdout, stderr []byte, exitCode int32, err error) {
+	c, cl, err := m.running(id, "exec in container")
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	p, err := m.execProcess(c, cmd, false)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	ectx := ctx
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ectx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	var out, errb cappedBuffer
+	e, err := cl.Exec(ectx, shim.ExecOptions{Process: p, Streams: shim.Streams{Stdout: &out, Stderr: &errb}})
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(ectx.Err(), context.DeadlineExceeded) {
+			return out.bytes(), errb.bytes(), 0, fmt.Errorf("exec in container %s: timeout %s exceeded: %w", c.rec.ID, timeout, context.DeadlineExceeded)
+		}
+		return nil, nil, 0, fmt.Errorf("exec in container %s: %w", c.rec.ID, err)
+	}
+	return out.bytes(), errb.bytes(), int32(e.Code), nil
+}
+
+// cappedBuffer keeps the first MaxExecSyncOutput bytes and drops the rest.
+type cappedBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if room := MaxExecSyncOutput - len(b.buf); room > 0 {
+		b.buf = append(b.buf, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+func (b *cappedBuffer) bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf
+}
+
+// shimStreams converts s; the resize relay ends with ctx.
+func shimStreams(ctx context.Context, s Streams) shim.Streams {
+	out := shim.Streams{Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr}
+	if s.Resize != nil {
+		ch := make(chan wire.Size)
+		go func() {
+			defer close(ch)
+			for {
+				select {
+				case sz, ok := <-s.Resize:
+					if !ok {
+						return
+					}
+					select {
+					case ch <- wire.Size{Width: sz.Width, Height: sz.Height}:
+					case <-ctx.Done():
+						return
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+		out.Resize = ch
+	}
+	return out
+}
+
+// Exec runs a process in the running container, streams its stdio and
+// returns its exit code. If ctx ends first the process is killed.
+func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int, error) {
+	c, cl, err := m.running(id, "exec in container")
+	if err != nil {
+		return 0, err
+	}
+	p, err := m.execProcess(c, o.Cmd, o.TTY)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	e, err := cl.Exec(ctx, shim.ExecOptions{Process: p, Streams: shimStreams(ctx, o.Streams)})
+	if err != nil {
+		return 0, fmt.Errorf("exec in container %s: %w", c.rec.ID, err)
+	}
+	return e.Code, nil
+}
+
+// Attach connects s to the running container's stdio until it exits or
+// ctx ends.
+func (m *Manager) Attach(ctx context.Context, id string, s Streams) error {
+	c, cl, err := m.running(id, "attach to container")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if _, err := cl.Attach(ctx, shimStreams(ctx, s)); err != nil {
+		return fmt.Errorf("attach to container %s: %w", c.rec.ID, err)
+	}
+	return nil
+}
+
+// ReopenContainerLog makes the shim reopen the container's log file.
+func (m *Manager) ReopenContainerLog(ctx context.Context, id string) error {
+	c, cl, err := m.running(id, "reopen log of container")
+	if err != nil {
+		return err
+	}
+	if err := cl.ReopenLog(ctx); err != nil {
+		return fmt.Errorf("reopen log of container %s: %w", c.rec.ID, err)
+	}
+	return nil
+}

@@ -1,0 +1,429 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/berth-dev/berth/runtime/shim"
+	"github.com/berth-dev/berth/runtime/spec"
+)
+
+// Manager runs sandboxes and containers. It is safe for concurrent use.
+type Manager struct {
+	cfg      Config
+	oomFloor int
+	cgroupV2 bool
+
+	// mu guards the maps and every record's fields.
+	mu         sync.Mutex
+	sandboxes  map[string]*sandbox
+	containers map[string]*container
+
+	events broker
+
+	// closed ends the exit watchers; Close waits for them.
+	closed    chan struct{}
+	closeOnce sync.Once
+	watchers  sync.WaitGroup
+}
+
+// sandboxRecord is what sandboxes/<id>/sandbox.json holds.
+type sandboxRecord struct {
+	Sandbox
+	// Pending is set while CreateSandbox runs; Open undoes a pending
+	// sandbox (berthd died before acknowledging it).
+	Pending bool `json:",omitempty"`
+	// CgroupDirs are the pod cgroup directories Berth created, deepest
+	// first; RemoveSandbox removes them.
+	CgroupDirs []string `json:",omitempty"`
+	// CgroupParent is the pod's cgroup in effect: the configured one, or
+	// one Berth made for a pod that gave none (cgroupfs driver).
+	CgroupParent string `json:",omitempty"`
+	// PauseStart is the pause holder's start time in clock ticks after
+	// boot, so a recycled PID is never taken for it.
+	PauseStart uint64 `json:",omitempty"`
+}
+
+type sandbox struct {
+	// op serialises the pod's lifecycle operations.
+	op  sync.Mutex
+	rec sandboxRecord
+	dir string
+}
+
+// containerRecord is what containers/<id>/container.json holds.
+type containerRecord struct {
+	Container
+	Pending bool `json:",omitempty"`
+	// ShimDir is the shim's state directory (short, for its socket).
+	ShimDir string
+	// RootfsMounted says the rootfs mounts are in place at Bundle/rootfs.
+	RootfsMounted bool `json:",omitempty"`
+}
+
+type container struct {
+	op     sync.Mutex
+	rec    containerRecord
+	client *shim.Client
+	// exited is closed once the exit is recorded.
+	exited chan struct{}
+	// unwatch stops the exit watcher (for Remove).
+	unwatch context.CancelFunc
+}
+
+func (m *Manager) sandboxDir(id string) string {
+	return filepath.Join(m.cfg.Root, "sandboxes", id)
+}
+
+func (m *Manager) containerDir(id string) string {
+	return filepath.Join(m.cfg.Root, "containers", id)
+}
+
+func (m *Manager) nsPath(kind, id string) string {
+	return filepath.Join(m.cfg.StateDir, "ns", kind, id)
+}
+
+// Open loads every record under cfg.Root, reconnects to the shims still
+// running, records the exits of containers that ended while no Manager ran
+// (from their exit files; code 255, reason "Unknown" when a shim vanished
+// without one) and starts watching every live container's exit. Sandboxes
+// and containers whose creation never completed are undone.
+func Open(ctx context.Context, cfg Config) (*Manager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m := &Manager{
+		cfg:        cfg,
+		sandboxes:  map[string]*sandbox{},
+		containers: map[string]*container{},
+		closed:     make(chan struct{}),
+	}
+	if cfg.OOMScoreAdjFloor != nil {
+		m.oomFloor = *cfg.OOMScoreAdjFloor
+	} else {
+		n, err := spec.CurrentOOMScoreAdj()
+		if err != nil {
+			return nil, fmt.Errorf("open runtime: %w", err)
+		}
+		m.oomFloor = n
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		m.cgroupV2 = true
+	}
+	for _, d := range []string{
+		filepath.Join(cfg.Root, "sandboxes"), filepath.Join(cfg.Root, "containers"),
+		filepath.Join(cfg.StateDir, "c"),
+		m.nsPath("net", ""), m.nsPath("ipc", ""), m.nsPath("uts", ""),
+	} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, fmt.Errorf("open runtime: %w", err)
+		}
+	}
+	if err := m.loadSandboxes(ctx); err != nil {
+		return nil, err
+	}
+	if err := m.loadContainers(ctx); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Manager) loadSandboxes(ctx context.Context) error {
+	dir := filepath.Join(m.cfg.Root, "sandboxes")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("open runtime: %w", err)
+	}
+	for _, e := range ents {
+		id := e.Name()
+		if checkID(id) != nil {
+			continue
+		}
+		s := &sandbox{dir: m.sandboxDir(id)}
+		err := readJSON(filepath.Join(s.dir, "sandbox.json"), &s.rec)
+		if errors.Is(err, os.ErrNotExist) {
+			// Died before its first record: nothing but the directory.
+			_ = os.RemoveAll(s.dir)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("open runtime: load sandbox %s: %w", id, err)
+		}
+		if s.rec.Pending {
+			if err := m.releaseSandbox(ctx, s); err != nil {
+				slog.WarnContext(ctx, "undo half-created sandbox", "id", id, "error", err)
+			}
+			continue
+		}
+		if s.rec.State == SandboxReady && s.rec.PausePid != 0 && !pauseAlive(s.rec.PausePid, s.rec.PauseStart) {
+			// The PID namespace died with its holder: the pod cannot run
+			// containers any more.
+			s.rec.State = SandboxNotReady
+			s.rec.PausePid = 0
+			if err := m.saveSandbox(s); err != nil {
+				return fmt.Errorf("open runtime: %w", err)
+			}
+		}
+		m.sandboxes[id] = s
+	}
+	return nil
+}
+
+func (m *Manager) loadContainers(ctx context.Context) error {
+	dir := filepath.Join(m.cfg.Root, "containers")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("open runtime: %w", err)
+	}
+	for _, e := range ents {
+		id := e.Name()
+		if checkID(id) != nil {
+			continue
+		}
+		c := &container{exited: make(chan struct{})}
+		err := readJSON(filepath.Join(m.containerDir(id), "container.json"), &c.rec)
+		if errors.Is(err, os.ErrNotExist) {
+			_ = os.RemoveAll(m.containerDir(id))
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("open runtime: load container %s: %w", id, err)
+		}
+		if c.rec.Pending {
+			if err := m.releaseContainer(ctx, c); err != nil {
+				slog.WarnContext(ctx, "undo half-created container", "id", id, "error", err)
+			}
+			continue
+		}
+		m.containers[id] = c
+		if c.rec.State == ContainerExited {
+			close(c.exited)
+			continue
+		}
+		cl, err := shim.Connect(ctx, c.rec.ShimDir)
+		if err != nil {
+			// The shim is gone: its exit file, if any, says how the
+			// container ended.
+			m.applyExit(c, m.exitAfterLoss(c))
+			if err := m.saveContainer(c); err != nil {
+				return fmt.Errorf("open runtime: %w", err)
+			}
+			close(c.exited)
+			continue
+		}
+		c.client = cl
+		st, err := cl.State(ctx)
+		if err == nil && st.Exit != nil {
+			m.applyExit(c, *st.Exit)
+			if err := m.saveContainer(c); err != nil {
+				return fmt.Errorf("open runtime: %w", err)
+			}
+			close(c.exited)
+			continue
+		}
+		if err == nil && st.Status == "running" && c.rec.State == ContainerCreated {
+			// Started, but berthd died before recording it.
+			c.rec.State = ContainerRunning
+			c.rec.StartedAt = st.StartedAt
+			c.rec.Pid = st.Pid
+			if err := m.saveContainer(c); err != nil {
+				return fmt.Errorf("open runtime: %w", err)
+			}
+		}
+		m.watch(c)
+	}
+	return nil
+}
+
+// Close stops watching the containers; the shims and containers keep
+// running and a later Open finds them.
+func (m *Manager) Close() error {
+	m.closeOnce.Do(func() { close(m.closed) })
+	m.watchers.Wait()
+	m.events.closeAll()
+	return nil
+}
+
+// CgroupDriver reports the driver in use ("cgroupfs" or "systemd").
+func (m *Manager) CgroupDriver() string { return m.cfg.CgroupDriver }
+
+func (m *Manager) saveSandbox(s *sandbox) error {
+	m.mu.Lock()
+	rec := s.rec
+	m.mu.Unlock()
+	return writeJSON(filepath.Join(s.dir, "sandbox.json"), rec)
+}
+
+func (m *Manager) saveContainer(c *container) error {
+	m.mu.Lock()
+	rec := c.rec
+	m.mu.Unlock()
+	return writeJSON(filepath.Join(m.containerDir(rec.ID), "container.json"), rec)
+}
+
+// lookup finds the one key of ids equal to id or starting with it.
+func lookup[T any](ids map[string]T, id, what string) (T, error) {
+	var zero T
+	if v, ok := ids[id]; ok {
+		return v, nil
+	}
+	if id == "" {
+		return zero, fmt.Errorf("%s with empty id: %w", what, errdefs.ErrNotFound)
+	}
+	var found []string
+	for k := range ids {
+		if strings.HasPrefix(k, id) {
+			found = append(found, k)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return zero, fmt.Errorf("%s %s: %w", what, id, errdefs.ErrNotFound)
+	case 1:
+		return ids[found[0]], nil
+	}
+	return zero, fmt.Errorf("%s %s: prefix matches %d: %w", what, id, len(found), errdefs.ErrInvalidArgument)
+}
+
+func (m *Manager) getSandbox(id string) (*sandbox, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return lookup(m.sandboxes, id, "sandbox")
+}
+
+func (m *Manager) getContainer(id string) (*container, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return lookup(m.containers, id, "container")
+}
+
+func copySandbox(r sandboxRecord) *Sandbox {
+	s := r.Sandbox
+	s.IPs = append([]string(nil), s.IPs...)
+	return &s
+}
+
+// Sandbox returns the sandbox whose ID is id or starts with it (a prefix
+// must match exactly one).
+func (m *Manager) Sandbox(id string) (*Sandbox, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, err := lookup(m.sandboxes, id, "sandbox")
+	if err != nil || s.rec.Pending {
+		return nil, orNotFound(err, "sandbox", id)
+	}
+	return copySandbox(s.rec), nil
+}
+
+func orNotFound(err error, what, id string) error {
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%s %s: %w", what, id, errdefs.ErrNotFound)
+}
+
+// ListSandboxes returns every sandbox, oldest first.
+func (m *Manager) ListSandboxes() []*Sandbox {
+	m.mu.Lock()
+	var out []*Sandbox
+	for _, s := range m.sandboxes {
+		if !s.rec.Pending {
+			out = append(out, copySandbox(s.rec))
+		}
+	}
+	m.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out
+}
+
+// Container returns the container whose ID is id or starts with it.
+func (m *Manager) Container(id string) (*Container, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, err := lookup(m.containers, id, "container")
+	if err != nil || c.rec.Pending {
+		return nil, orNotFound(err, "container", id)
+	}
+	v := c.rec.Container
+	return &v, nil
+}
+
+// ListContainers returns every container, oldest first.
+func (m *Manager) ListContainers() []*Container {
+	m.mu.Lock()
+	var out []*Container
+	for _, c := range m.containers {
+		if !c.rec.Pending {
+			v := c.rec.Container
+			out = append(out, &v)
+		}
+	}
+	m.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out
+}
+
+// broker fans events out to subscribers.
+type broker struct {
+	mu   sync.Mutex
+	subs map[chan Event]struct{}
+}
+
+func (b *broker) publish(e Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for ch := range b.subs {
+		select {
+		case ch <- e:
+		default:
+		}
+	}
+}
+
+func (b *broker) closeAll() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for ch := range b.subs {
+		close(ch)
+		delete(b.subs, ch)
+	}
+}
+
+// Subscribe returns the container events from now on until ctx ends or the
+// Manager closes (the channel is then closed). A subscriber that falls more
+// than 1024 events behind loses events rather than blocking the Manager.
+func (m *Manager) Subscribe(ctx context.Context) <-chan Event {
+	ch := make(chan Event, 1024)
+	m.events.mu.Lock()
+	if m.events.subs == nil {
+		m.events.subs = map[chan Event]struct{}{}
+	}
+	m.events.subs[ch] = struct{}{}
+	m.events.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		m.events.mu.Lock()
+		defer m.events.mu.Unlock()
+		if _, ok := m.events.subs[ch]; ok {
+			delete(m.events.subs, ch)
+			close(ch)
+		}
+	})
+	return ch
+}
+
+func (m *Manager) emit(c *container, t EventType) {
+	m.mu.Lock()
+	e := Event{ContainerID: c.rec.ID, SandboxID: c.rec.SandboxID, Type: t, Time: time.Now()}
+	m.mu.Unlock()
+	m.events.publish(e)
+}

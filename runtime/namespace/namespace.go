@@ -1,0 +1,193 @@
+// Package namespace creates Linux namespaces and pins them by bind mount so
+// that they outlive every process in them (as CRI-O's pinns does), and runs
+// code inside a pinned namespace from a throw-away OS thread.
+//
+// Go schedules goroutines on many threads, so a namespace change must happen
+// on a locked OS thread; these functions never unlock it, which makes the Go
+// runtime end the thread with the goroutine instead of reusing it in a
+// foreign namespace.
+package namespace
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+)
+
+// Kind is a namespace type this package can pin.
+type Kind string
+
+const (
+	Net Kind = "net"
+	IPC Kind = "ipc"
+	UTS Kind = "uts"
+)
+
+var cloneFlags = map[Kind]int{Net: unix.CLONE_NEWNET, IPC: unix.CLONE_NEWIPC, UTS: unix.CLONE_NEWUTS}
+
+// PinOptions say what to create and how to set it up. Every step runs on
+// the same new thread, inside the new namespaces.
+type PinOptions struct {
+	// Paths maps each namespace to create to the file it is pinned on; the
+	// file is created (its directory must exist).
+	Paths map[Kind]string
+	// Hostname is set in the new UTS namespace.
+	Hostname string
+	// Sysctls are written below /proc/sys from inside the new namespaces
+	// (keys with dots or slashes). The caller checks that each belongs to a
+	// namespace being created.
+	Sysctls map[string]string
+	// Then, if set, runs last on the thread, inside the new namespaces (for
+	// example to start a process that must be born in them).
+	Then func() error
+}
+
+// Pin creates the namespaces of o.Paths and bind-mounts each onto its path.
+// On error nothing stays mounted.
+func Pin(o PinOptions) error {
+	if len(o.Paths) == 0 {
+		if o.Then != nil {
+			return o.Then()
+		}
+		return nil
+	}
+	flags := 0
+	for k := range o.Paths {
+		f, ok := cloneFlags[k]
+		if !ok {
+			return fmt.Errorf("pin namespace %s: %w", k, errdefs.ErrInvalidArgument)
+		}
+		flags |= f
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread dies with this goroutine.
+		goruntime.LockOSThread()
+		errc <- pinOnThread(flags, o)
+	}()
+	return <-errc
+}
+
+func pinOnThread(flags int, o PinOptions) (retErr error) {
+	if err := unix.Unshare(flags); err != nil {
+		return fmt.Errorf("unshare namespaces: %w", err)
+	}
+	tid := unix.Gettid()
+	var mounted []string
+	defer func() {
+		if retErr != nil {
+			for _, p := range mounted {
+				_ = Unpin(p)
+			}
+		}
+	}()
+	for k, p := range o.Paths {
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+		if err != nil {
+			return fmt.Errorf("create pin file for %s namespace: %w", k, err)
+		}
+		f.Close()
+		src := fmt.Sprintf("/proc/self/task/%d/ns/%s", tid, k)
+		if err := unix.Mount(src, p, "", unix.MS_BIND, ""); err != nil {
+			os.Remove(p)
+			return fmt.Errorf("pin %s namespace on %s: %w", k, p, err)
+		}
+		mounted = append(mounted, p)
+	}
+	if _, ok := o.Paths[Net]; ok {
+		// A new network namespace has its loopback down; pods expect it up
+		// even before (or without) CNI's loopback plugin.
+		if err := loopbackUp(); err != nil {
+			return err
+		}
+	}
+	if o.Hostname != "" {
+		if err := unix.Sethostname([]byte(o.Hostname)); err != nil {
+			return fmt.Errorf("set hostname %q: %w", o.Hostname, err)
+		}
+	}
+	for k, v := range o.Sysctls {
+		// /proc/sys/net and the IPC sysctls resolve to the namespaces of the
+		// thread that opens them.
+		p := filepath.Join("/proc/sys", strings.ReplaceAll(k, ".", "/"))
+		if strings.Contains(k, "/") {
+			p = filepath.Join("/proc/sys", k)
+		}
+		if err := os.WriteFile(p, []byte(v), 0); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("set sysctl %s: %w: %w", k, errdefs.ErrInvalidArgument, err)
+			}
+			return fmt.Errorf("set sysctl %s=%s: %w", k, v, err)
+		}
+	}
+	if o.Then != nil {
+		return o.Then()
+	}
+	return nil
+}
+
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("bring up lo: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return fmt.Errorf("bring up lo: %w", err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bring up lo: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bring up lo: %w", err)
+	}
+	return nil
+}
+
+// Unpin unmounts a pinned namespace and removes its file; a path that is
+// gone or not mounted is fine.
+func Unpin(path string) error {
+	err := unix.Unmount(path, unix.MNT_DETACH)
+	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unpin namespace %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("unpin namespace %s: %w", path, err)
+	}
+	return nil
+}
+
+// Do runs fn on a new OS thread that has joined the namespace pinned at
+// path (any kind setns accepts without a single-threaded caller: net, ipc,
+// uts). Sockets fn creates belong to that namespace for good.
+func Do(path string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread()
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				errc <- fmt.Errorf("enter namespace %s: %w: %w", path, errdefs.ErrNotFound, err)
+				return
+			}
+			errc <- fmt.Errorf("enter namespace %s: %w", path, err)
+			return
+		}
+		err = unix.Setns(fd, 0)
+		unix.Close(fd)
+		if err != nil {
+			errc <- fmt.Errorf("enter namespace %s: %w", path, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
