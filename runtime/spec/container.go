@@ -261,7 +261,8 @@ type Resources struct {
 	PidsLimit  int64
 	// HugepageLimits maps a page size ("2MB", "1GB") to a limit in bytes.
 	HugepageLimits []HugepageLimit
-	// Unified are cgroup v2 files to write (CRI "unified").
+	// Unified are cgroup v2 files to write (CRI "unified"). runc refuses
+	// them on a cgroup v1 host, so pass them only on v2.
 	Unified map[string]string
 }
 

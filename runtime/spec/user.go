@@ -147,6 +147,15 @@ func withRootfsFile(rootfs, path string, read func(io.Reader) error) error {
 	if rootfs == "" {
 		return fmt.Errorf("read %s: no rootfs given: %w", path, errdefs.ErrInvalidArgument)
 	}
+	// A missing rootfs must not pass for an image without /etc/passwd.
+	if fi, err := os.Stat(rootfs); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("read %s: rootfs %s: %w: %w", path, rootfs, errdefs.ErrNotFound, err)
+		}
+		return fmt.Errorf("read %s: rootfs %s: %w", path, rootfs, err)
+	} else if !fi.IsDir() {
+		return fmt.Errorf("read %s: rootfs %s is not a directory: %w", path, rootfs, errdefs.ErrInvalidArgument)
+	}
 	handle, err := pathrs.OpenInRoot(rootfs, path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {

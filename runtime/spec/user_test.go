@@ -56,6 +56,13 @@ func TestResolveUserWithoutEtc(t *testing.T) {
 	}
 }
 
+func TestResolveUserMissingRootfs(t *testing.T) {
+	_, _, _, err := ResolveUser(filepath.Join(t.TempDir(), "not-mounted"), "0", GroupsMerge)
+	if !errors.Is(err, errdefs.ErrNotFound) || !strings.Contains(err.Error(), "rootfs") {
+		t.Fatalf("err = %v, want a not-found rootfs", err)
+	}
+}
+
 // An image may make /etc/passwd a symlink to anything; the lookup must stay
 // inside the rootfs, whatever the link says.
 func TestResolveUserSymlinkEscape(t *testing.T) {
