@@ -91,7 +91,7 @@ ct_stop_under() {
 	local p
 	for p in /proc/[0-9]*; do
 		[ "${p#/proc/}" = "$$" ] && continue
-		if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$1/"; then
+		if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "$1/"; then
 			kill -KILL "${p#/proc/}" 2>/dev/null || true
 		fi
 	done
