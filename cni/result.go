@@ -62,7 +62,7 @@ func resultFromCNI(res types.Result, ifName string) (Result, error) {
 	if res == nil {
 		return Result{}, fmt.Errorf("cni result: %w: empty", errdefs.ErrInvalidArgument)
 	}
-	r100, err := types100.NewResultFromResult(res)
+	r100, err := convertResult(res)
 	if err != nil {
 		return Result{}, fmt.Errorf("convert cni result: %w: %w", errdefs.ErrInvalidArgument, err)
 	}
@@ -117,6 +117,19 @@ func resultFromCNI(res types.Result, ifName string) (Result, error) {
 		return boolInt(!a.Address.Addr().Is4()) - boolInt(!b.Address.Addr().Is4())
 	})
 	return out, nil
+}
+
+// convertResult converts to the 1.0.0 result type. libcni's converters
+// dereference nil entries ("interfaces":[null] in a 0.3.x/0.4.0 result
+// panics, found by FuzzDecodeResult), and a plugin's output must not bring
+// berthd down.
+func convertResult(res types.Result) (_ *types100.Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("malformed result: %v", p)
+		}
+	}()
+	return types100.NewResultFromResult(res)
 }
 
 func boolInt(b bool) int {
