@@ -35,6 +35,7 @@ func (s *RuntimeService) removeContainer(ctx context.Context, id string) error {
 	if err := s.opts.Runtime.RemoveContainer(ctx, c.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return fmt.Errorf("remove container %s: %w", c.ID, err)
 	}
+	s.cpuRates.drop(c.ID)
 	var errs []error
 	errs = append(errs, s.opts.Images.RemoveSnapshot(ctx, c.ID))
 	for i, m := range cfg.GetMounts() {

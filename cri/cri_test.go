@@ -288,8 +288,9 @@ func TestVersionAndStatus(t *testing.T) {
 	if st.Info["config"] != `{"root":"/x"}` {
 		t.Errorf("verbose config = %q", st.Info["config"])
 	}
-	if _, err := c.runtime.RunPodSandbox(t.Context(), &runtimeapi.RunPodSandboxRequest{}); status.Code(err) != codes.Unimplemented {
-		t.Errorf("RunPodSandbox: %v, want Unimplemented", err)
+	// A pod without metadata is refused before the runtime is asked.
+	if _, err := c.runtime.RunPodSandbox(t.Context(), &runtimeapi.RunPodSandboxRequest{}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("RunPodSandbox without metadata: %v, want InvalidArgument", err)
 	}
 }
 

@@ -24,6 +24,8 @@ type RuntimeService struct {
 	// configs carry their own ranges), but a verbose Status shows it.
 	mu      sync.Mutex
 	podCIDR string
+
+	cpuRates cpuRates
 }
 
 // RuntimeOptions configure the RuntimeService.

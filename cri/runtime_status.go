@@ -8,27 +8,52 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// Status reports the runtime ready and the network not ready: there is no
-// CNI integration yet, and saying otherwise would make the kubelet schedule
-// pods that cannot get a network.
+// Status reports the runtime ready, and the network ready only when the
+// CNI config is usable: saying otherwise would make the kubelet schedule
+// pods that cannot get a network. Runtime handlers and features are
+// advertised only as far as they really work here.
 func (s *RuntimeService) Status(_ context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
+	network := &runtimeapi.RuntimeCondition{Type: runtimeapi.NetworkReady, Status: true}
+	switch {
+	case s.opts.Network == nil:
+		network.Status = false
+		network.Reason = "NetworkPluginNotReady"
+		network.Message = "Network plugin returns error: berth runs without CNI networking"
+	default:
+		if err := s.opts.Network.Ready(); err != nil {
+			network.Status = false
+			network.Reason = "NetworkPluginNotReady"
+			network.Message = "Network plugin returns error: " + err.Error()
+		}
+	}
 	resp := &runtimeapi.StatusResponse{
 		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{
 			{Type: runtimeapi.RuntimeReady, Status: true},
-			{
-				Type:    runtimeapi.NetworkReady,
-				Status:  false,
-				Reason:  "NetworkPluginNotReady",
-				Message: "Network plugin returns error: berth has no CNI networking yet",
+			network,
+		}},
+		// Berth has one handler, the default ("").
+		RuntimeHandlers: []*runtimeapi.RuntimeHandler{{
+			Name: "",
+			Features: &runtimeapi.RuntimeHandlerFeatures{
+				RecursiveReadOnlyMounts: s.opts.Features.RecursiveReadOnlyMounts,
+				UserNamespaces:          s.opts.Features.UserNamespaces,
 			},
 		}},
+		// runtime/spec resolves groups with the Strict policy too.
+		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},
 	}
-	if req.GetVerbose() && s.opts.Config != nil {
-		b, err := json.Marshal(s.opts.Config)
-		if err != nil {
-			return nil, fmt.Errorf("runtime status: encode config: %w", err)
+	if req.GetVerbose() {
+		resp.Info = map[string]string{}
+		if s.opts.Config != nil {
+			b, err := json.Marshal(s.opts.Config)
+			if err != nil {
+				return nil, fmt.Errorf("runtime status: encode config: %w", err)
+			}
+			resp.Info["config"] = string(b)
 		}
-		resp.Info = map[string]string{"config": string(b)}
+		if cidr := s.podCIDRValue(); cidr != "" {
+			resp.Info["podCIDR"] = cidr
+		}
 	}
 	return resp, nil
 }

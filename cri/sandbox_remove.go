@@ -35,5 +35,6 @@ func (s *RuntimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.R
 	if err := s.opts.Runtime.RemoveSandbox(ctx, sb.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)
 	}
+	s.cpuRates.drop(sb.ID)
 	return &runtimeapi.RemovePodSandboxResponse{}, nil
 }
