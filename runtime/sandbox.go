@@ -455,8 +455,10 @@ func (m *Manager) releaseSandbox(ctx context.Context, s *sandbox) error {
 	return nil
 }
 
-// removeCgroupDirs removes dirs deepest first. The kernel refuses (EBUSY)
-// for a moment after the last process died, hence the retries.
+// removeCgroupDirs removes dirs deepest first. A directory with
+// subdirectories is shared with other pods (a parent Berth happened to
+// create first) and is left to them. The kernel refuses an emptied cgroup
+// (EBUSY) for a moment after its last process died, hence the retries.
 func removeCgroupDirs(ctx context.Context, dirs []string) error {
 	for _, d := range dirs {
 		for i := 0; ; i++ {
@@ -464,7 +466,10 @@ func removeCgroupDirs(ctx context.Context, dirs []string) error {
 			if err == nil || errors.Is(err, unix.ENOENT) {
 				break
 			}
-			if !errors.Is(err, unix.EBUSY) || i == 50 {
+			if hasSubdirs(d) {
+				break
+			}
+			if !errors.Is(err, unix.EBUSY) || i == 100 {
 				return fmt.Errorf("remove cgroup %s: %w", d, err)
 			}
 			select {
@@ -475,6 +480,16 @@ func removeCgroupDirs(ctx context.Context, dirs []string) error {
 		}
 	}
 	return nil
+}
+
+func hasSubdirs(dir string) bool {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.IsDir() {
+			return true
+		}
+	}
+	return false
 }
 
 // procStart reads a process's start time (clock ticks after boot) and

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -238,16 +239,22 @@ func (m *Manager) PortForward(ctx context.Context, sandboxID string, port int32,
 	defer stop()
 	var wg sync.WaitGroup
 	var inErr error
+	var done atomic.Bool
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_, inErr = io.Copy(conn, stream)
+		_, err := io.Copy(conn, stream)
+		if !done.Load() {
+			// Not an error of ours closing the stream below.
+			inErr = err
+		}
 		// Half-close: the server sees EOF and may still answer.
 		if tc, ok := conn.(*net.TCPConn); ok {
 			_ = tc.CloseWrite()
 		}
 	}()
 	_, outErr := io.Copy(stream, conn)
+	done.Store(true)
 	stream.Close()
 	conn.Close()
 	wg.Wait()

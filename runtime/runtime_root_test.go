@@ -1,0 +1,805 @@
+package runtime_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	berthruntime "github.com/berth-dev/berth/runtime"
+	"github.com/berth-dev/berth/runtime/spec"
+)
+
+const helperEnv = "BERTH_RUNTIME_TEST_HELPER"
+
+var (
+	shimBinary string
+	testRoot   string
+	// stateRoot is short: shim sockets live below it.
+	stateRoot string
+	lowerDir  string
+	podSeq    atomic.Int32
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) != "" {
+		os.Exit(crashHelper())
+	}
+	if os.Geteuid() != 0 {
+		os.Exit(m.Run())
+	}
+	var err error
+	if testRoot, err = os.MkdirTemp("", "berth-runtime-test-"); err != nil {
+		panic(err)
+	}
+	if stateRoot, err = os.MkdirTemp("/tmp", "brt"); err != nil {
+		panic(err)
+	}
+	code := func() int {
+		shimBinary = filepath.Join(testRoot, "berth-shim")
+		if pre := os.Getenv("BERTH_TEST_SHIM"); pre != "" {
+			shimBinary = pre
+		} else {
+			out, err := exec.Command("go", "build", "-tags", "seccomp", "-o", shimBinary, "github.com/berth-dev/berth/cmd/berth-shim").CombinedOutput()
+			if err != nil {
+				fmt.Printf("build shim: %v\n%s", err, out)
+				return 1
+			}
+		}
+		lowerDir = filepath.Join(testRoot, "lower")
+		if err := makeBusyboxRootfs(lowerDir); err != nil {
+			fmt.Println(err)
+			return 1
+		}
+		code := m.Run()
+		if err := leftovers(); err != nil {
+			fmt.Println("leftovers after the tests:", err)
+			code = 1
+		}
+		return code
+	}()
+	os.RemoveAll(testRoot)
+	os.RemoveAll(stateRoot)
+	os.Exit(code)
+}
+
+func needRoot(t testing.TB) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates namespaces, mounts, cgroups and containers")
+	}
+}
+
+// makeBusyboxRootfs lays out the host's static busybox with its applets.
+func makeBusyboxRootfs(dir string) error {
+	for _, d := range []string{"bin", "etc", "proc", "sys", "dev", "tmp", "root"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(filepath.Join(dir, "tmp"), 0o1777); err != nil {
+		return err
+	}
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		return fmt.Errorf("needs the host's busybox-static: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bin/busybox"), bb, 0o755); err != nil {
+		return err
+	}
+	out, err := exec.Command("/bin/busybox", "--list").Output()
+	if err != nil {
+		return fmt.Errorf("list busybox applets: %w", err)
+	}
+	for _, a := range strings.Fields(string(out)) {
+		if a == "busybox" {
+			continue
+		}
+		if err := os.Symlink("busybox", filepath.Join(dir, "bin", a)); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "etc/group"), []byte("root:x:0:\nnobody:x:65534:\n"), 0o644)
+}
+
+// leftovers reports mounts, cgroups and processes the tests left.
+func leftovers() error {
+	var errs []error
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(mi), "\n") {
+		if strings.Contains(l, testRoot) || strings.Contains(l, stateRoot) {
+			errs = append(errs, fmt.Errorf("mount: %s", l))
+		}
+	}
+	cg, _ := filepath.Glob("/sys/fs/cgroup/*/berth-rt-*")
+	cg2, _ := filepath.Glob("/sys/fs/cgroup/berth-rt-*")
+	for _, d := range append(cg, cg2...) {
+		errs = append(errs, fmt.Errorf("cgroup %s", d))
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/exe")
+	for _, p := range procs {
+		if exe, err := os.Readlink(p); err == nil && exe == shimBinary {
+			errs = append(errs, fmt.Errorf("process %s still runs %s", filepath.Dir(p), exe))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func testConfig() berthruntime.Config {
+	return berthruntime.Config{
+		Root:       filepath.Join(testRoot, "root"),
+		StateDir:   stateRoot,
+		ShimBinary: shimBinary,
+	}
+}
+
+func openManager(t *testing.T) *berthruntime.Manager {
+	t.Helper()
+	m, err := berthruntime.Open(t.Context(), testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// cgroupParent is a fresh top-level cgroup per pod, so that pods never
+// share a parent that only one of them recorded as its own.
+func cgroupParent() string {
+	return fmt.Sprintf("/berth-rt-%d-%d", os.Getpid(), podSeq.Add(1))
+}
+
+func newPod(t *testing.T, m *berthruntime.Manager, c berthruntime.SandboxConfig) *berthruntime.Sandbox {
+	t.Helper()
+	if c.Name == "" {
+		c.Name = fmt.Sprintf("pod-%d", podSeq.Add(1))
+	}
+	c.Namespace = "test"
+	if c.CgroupParent == "" {
+		c.CgroupParent = cgroupParent()
+	}
+	sb, err := m.CreateSandbox(t.Context(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := m.RemoveSandbox(ctx, sb.ID); err != nil {
+			t.Errorf("remove sandbox: %v", err)
+		}
+	})
+	return sb
+}
+
+// overlay gives a container a fresh writable layer over the busybox rootfs.
+func overlay(t *testing.T) []berthruntime.Mount {
+	t.Helper()
+	d := t.TempDir()
+	for _, s := range []string{"upper", "work"} {
+		if err := os.Mkdir(filepath.Join(d, s), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []berthruntime.Mount{{Type: "overlay", Source: "overlay", Options: []string{
+		"lowerdir=" + lowerDir, "upperdir=" + filepath.Join(d, "upper"), "workdir=" + filepath.Join(d, "work"),
+	}}}
+}
+
+type ctrOpts struct {
+	name   string
+	args   []string
+	mem    int64
+	stop   syscall.Signal
+	log    string
+	pidMod berthruntime.NamespaceMode
+}
+
+func newContainer(t *testing.T, m *berthruntime.Manager, sb *berthruntime.Sandbox, o ctrOpts) *berthruntime.Container {
+	t.Helper()
+	sbID := ""
+	if sb != nil {
+		sbID = sb.ID
+	}
+	if o.name == "" {
+		o.name = fmt.Sprintf("c%d", podSeq.Add(1))
+	}
+	c, err := m.CreateContainer(t.Context(), berthruntime.ContainerConfig{
+		SandboxID:  sbID,
+		Name:       o.name,
+		Rootfs:     overlay(t),
+		LogPath:    o.log,
+		StopSignal: o.stop,
+		PID:        o.pidMod,
+		Spec: spec.Container{
+			Args:      o.args,
+			Resources: spec.Resources{MemoryLimit: o.mem},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := m.RemoveContainer(ctx, c.ID); err != nil {
+			t.Errorf("remove container: %v", err)
+		}
+	})
+	return c
+}
+
+func start(t *testing.T, m *berthruntime.Manager, id string) {
+	t.Helper()
+	if err := m.StartContainer(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitExit waits for the container's Stopped event and returns its record.
+func waitExit(t *testing.T, m *berthruntime.Manager, events <-chan berthruntime.Event, id string) *berthruntime.Container {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		c, err := m.Container(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.State == berthruntime.ContainerExited {
+			return c
+		}
+		select {
+		case <-events:
+		case <-timeout:
+			t.Fatalf("container %s did not exit", id)
+		}
+	}
+}
+
+func execOut(t *testing.T, m *berthruntime.Manager, id string, cmd ...string) string {
+	t.Helper()
+	out, errb, code, err := m.ExecSync(t.Context(), id, cmd, 10*time.Second)
+	if err != nil {
+		t.Fatalf("exec %v: %v", cmd, err)
+	}
+	if code != 0 {
+		t.Fatalf("exec %v: exit %d, stderr %q", cmd, code, errb)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func isMounted(path string) bool {
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(mi), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 4 && f[4] == path {
+			return true
+		}
+	}
+	return false
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i > 0 && !strings.HasPrefix(strings.TrimSpace(string(b[i+1:])), "Z")
+}
+
+func TestSandboxLifecycleLeavesNothing(t *testing.T) {
+	needRoot(t)
+	m := openManager(t)
+	parent := cgroupParent()
+	sb, err := m.CreateSandbox(t.Context(), berthruntime.SandboxConfig{
+		Name: "lifecycle", Namespace: "test", Hostname: "lifepod", CgroupParent: parent,
+		DNS:     &berthruntime.DNS{Servers: []string{"10.0.0.10"}, Searches: []string{"svc.local"}, Options: []string{"ndots:5"}},
+		Hosts:   []berthruntime.HostEntry{{IP: "10.1.2.3", Names: []string{"db", "db.local"}}},
+		Sysctls: map[string]string{"net.ipv4.ip_unprivileged_port_start": "53", "kernel.shmmni": "1000"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sb.ID) != 64 || sb.State != berthruntime.SandboxReady || sb.PausePid == 0 {
+		t.Fatalf("sandbox = %+v", sb)
+	}
+	for _, p := range []string{sb.NetNSPath, sb.IPCNSPath, sb.UTSNSPath, sb.ShmPath} {
+		if !isMounted(p) {
+			t.Errorf("%s is not a mount", p)
+		}
+	}
+	resolv, _ := os.ReadFile(sb.ResolvConfPath)
+	if string(resolv) != "search svc.local\nnameserver 10.0.0.10\noptions ndots:5\n" {
+		t.Errorf("resolv.conf = %q", resolv)
+	}
+	hosts, _ := os.ReadFile(sb.HostsPath)
+	if !strings.Contains(string(hosts), "10.1.2.3\tdb db.local\n") || !strings.Contains(string(hosts), "127.0.0.1\tlocalhost") {
+		t.Errorf("hosts = %q", hosts)
+	}
+	if h, _ := os.ReadFile(sb.HostnamePath); string(h) != "lifepod\n" {
+		t.Errorf("hostname file = %q", h)
+	}
+	if !alive(sb.PausePid) {
+		t.Fatalf("pause holder %d not running", sb.PausePid)
+	}
+	// The holder is in the pod's namespaces and cgroup.
+	for _, ns := range []string{"net", "ipc", "uts"} {
+		want, _ := os.Stat(map[string]string{"net": sb.NetNSPath, "ipc": sb.IPCNSPath, "uts": sb.UTSNSPath}[ns])
+		got, err := os.Stat(fmt.Sprintf("/proc/%d/ns/%s", sb.PausePid, ns))
+		if err != nil || !os.SameFile(want, got) {
+			t.Errorf("pause holder's %s namespace is not the pod's", ns)
+		}
+	}
+	cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", sb.PausePid))
+	if !strings.Contains(string(cg), parent+"/berth-pause") {
+		t.Errorf("pause holder cgroups:\n%s", cg)
+	}
+	// Hostname and sysctls inside the pod's namespaces, seen from a
+	// container that joins them.
+	c := newContainer(t, m, sb, ctrOpts{args: []string{"sleep", "1000"}})
+	start(t, m, c.ID)
+	if got := execOut(t, m, c.ID, "hostname"); got != "lifepod" {
+		t.Errorf("hostname = %q", got)
+	}
+	if got := execOut(t, m, c.ID, "cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start", "/proc/sys/kernel/shmmni"); got != "53\n1000" {
+		t.Errorf("sysctls = %q", got)
+	}
+	if got := execOut(t, m, c.ID, "cat", "/etc/resolv.conf"); !strings.Contains(got, "nameserver 10.0.0.10") {
+		t.Errorf("container resolv.conf = %q", got)
+	}
+	if got := execOut(t, m, c.ID, "sh", "-c", "ip link show lo | grep -c UP"); got != "1" {
+		t.Errorf("loopback not up: %q", got)
+	}
+
+	if err := m.StopSandbox(t.Context(), sb.ID, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if alive(sb.PausePid) {
+		t.Error("pause holder survives StopSandbox")
+	}
+	got, err := m.Sandbox(sb.ID[:12])
+	if err != nil || got.State != berthruntime.SandboxNotReady {
+		t.Fatalf("after stop: %+v, %v", got, err)
+	}
+	if cs, _ := m.Container(c.ID); cs.State != berthruntime.ContainerExited {
+		t.Errorf("container after StopSandbox: %v", cs.State)
+	}
+	if _, err := m.CreateContainer(t.Context(), berthruntime.ContainerConfig{SandboxID: sb.ID, Name: "late", Rootfs: overlay(t), Spec: spec.Container{Args: []string{"true"}}}); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("create in a stopped pod: %v", err)
+	}
+	if err := m.StopSandbox(t.Context(), sb.ID, time.Second); err != nil {
+		t.Errorf("second stop: %v", err)
+	}
+	if err := m.RemoveSandbox(t.Context(), sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.RemoveSandbox(t.Context(), sb.ID); err != nil {
+		t.Errorf("second remove: %v", err)
+	}
+	if _, err := m.Sandbox(sb.ID); !errdefs.IsNotFound(err) {
+		t.Errorf("removed sandbox: %v", err)
+	}
+	if _, err := m.Container(c.ID); !errdefs.IsNotFound(err) {
+		t.Errorf("container of removed sandbox: %v", err)
+	}
+	for _, p := range []string{sb.NetNSPath, sb.IPCNSPath, sb.UTSNSPath, sb.ShmPath, filepath.Dir(sb.HostsPath), c.Bundle} {
+		if isMounted(p) {
+			t.Errorf("%s still mounted", p)
+		}
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("%s still exists", p)
+		}
+	}
+	if dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + parent); len(dirs) > 0 {
+		t.Errorf("pod cgroups left: %v", dirs)
+	}
+}
+
+func TestContainerExitCodesLogsAndEvents(t *testing.T) {
+	needRoot(t)
+	m := openManager(t)
+	events := m.Subscribe(t.Context())
+	// waitExit drains events; this one is read only at the end.
+	all := m.Subscribe(t.Context())
+	sb := newPod(t, m, berthruntime.SandboxConfig{})
+	logPath := filepath.Join(t.TempDir(), "logs", "c.log")
+	c := newContainer(t, m, sb, ctrOpts{args: []string{"sh", "-c", "echo hello; echo oops >&2; exit 3"}, log: logPath})
+	if c.State != berthruntime.ContainerCreated || c.Pid == 0 {
+		t.Fatalf("created: %+v", c)
+	}
+	start(t, m, c.ID)
+	got := waitExit(t, m, events, c.ID)
+	if got.ExitCode != 3 || got.Reason != berthruntime.ReasonError || got.StartedAt.IsZero() || got.FinishedAt.Before(got.StartedAt) {
+		t.Errorf("exit: code %d reason %q started %v finished %v", got.ExitCode, got.Reason, got.StartedAt, got.FinishedAt)
+	}
+	log, _ := os.ReadFile(logPath)
+	if !strings.Contains(string(log), " stdout F hello\n") || !strings.Contains(string(log), " stderr F oops\n") {
+		t.Errorf("log = %q", log)
+	}
+	if err := m.StartContainer(t.Context(), c.ID); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("second start: %v", err)
+	}
+	if err := m.StopContainer(t.Context(), c.ID, time.Second); err != nil {
+		t.Errorf("stop of exited container: %v", err)
+	}
+
+	ok := newContainer(t, m, sb, ctrOpts{args: []string{"true"}})
+	start(t, m, ok.ID)
+	if got := waitExit(t, m, events, ok.ID); got.ExitCode != 0 || got.Reason != berthruntime.ReasonCompleted {
+		t.Errorf("true: code %d reason %q", got.ExitCode, got.Reason)
+	}
+	if err := m.RemoveContainer(t.Context(), ok.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.RemoveContainer(t.Context(), ok.ID); err != nil {
+		t.Errorf("second remove: %v", err)
+	}
+	if _, err := os.Stat(ok.Bundle); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("bundle left: %v", err)
+	}
+
+	// Events in order for the removed container.
+	var seen []berthruntime.EventType
+	deadline := time.After(5 * time.Second)
+	for len(seen) < 4 {
+		select {
+		case e := <-all:
+			if e.ContainerID == ok.ID {
+				if e.SandboxID != sb.ID {
+					t.Errorf("event sandbox %s", e.SandboxID)
+				}
+				seen = append(seen, e.Type)
+			}
+		case <-deadline:
+			t.Fatalf("events of %s: %v", ok.ID, seen)
+		}
+	}
+	want := []berthruntime.EventType{berthruntime.EventCreated, berthruntime.EventStarted, berthruntime.EventStopped, berthruntime.EventDeleted}
+	if fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Errorf("events = %v, want %v", seen, want)
+	}
+}
+
+func TestStopGraceThenKill(t *testing.T) {
+	needRoot(t)
+	m := openManager(t)
+	sb := newPod(t, m, berthruntime.SandboxConfig{})
+	// sleep is not PID 1 of the pod's PID namespace: SIGTERM kills it.
+	polite := newContainer(t, m, sb, ctrOpts{args: []string{"sleep", "1000"}})
+	// This one ignores SIGTERM and must be killed after the grace period.
+	stubborn := newContainer(t, m, sb, ctrOpts{args: []string{"sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"}})
+	// Stop signal from the config.
+	custom := newContainer(t, m, sb, ctrOpts{args: []string{"sh", "-c", "trap 'exit 42' USR1; while true; do sleep 0.1; done"}, stop: syscall.SIGUSR1})
+	for _, c := range []string{polite.ID, stubborn.ID, custom.ID} {
+		start(t, m, c)
+	}
+	time.Sleep(300 * time.Millisecond) // let the shells install their traps
+
+	t0 := time.Now()
+	if err := m.StopContainer(t.Context(), polite.ID, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("SIGTERM stop took %v", d)
+	}
+	if c, _ := m.Container(polite.ID); c.State != berthruntime.ContainerExited || c.ExitCode != 143 {
+		t.Errorf("polite: %v code %d", c.State, c.ExitCode)
+	}
+
+	t0 = time.Now()
+	if err := m.StopContainer(t.Context(), stubborn.ID, 1500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(t0); d < 1500*time.Millisecond || d > 10*time.Second {
+		t.Errorf("grace stop took %v", d)
+	}
+	if c, _ := m.Container(stubborn.ID); c.State != berthruntime.ContainerExited || c.ExitCode != 137 || c.Reason != berthruntime.ReasonError {
+		t.Errorf("stubborn: %v code %d %s", c.State, c.ExitCode, c.Reason)
+	}
+
+	if err := m.StopContainer(t.Context(), custom.ID, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := m.Container(custom.ID); c.ExitCode != 42 {
+		t.Errorf("custom stop signal: code %d", c.ExitCode)
+	}
+	if err := m.StopContainer(t.Context(), custom.ID, time.Second); err != nil {
+		t.Errorf("second stop: %v", err)
+	}
+	if err := m.StopContainer(t.Context(), strings.Repeat("0", 64), time.Second); !errdefs.IsNotFound(err) {
+		t.Errorf("stop unknown: %v", err)
+	}
+}
+
+func TestOOMKilled(t *testing.T) {
+	needRoot(t)
+	m := openManager(t)
+	events := m.Subscribe(t.Context())
+	sb := newPod(t, m, berthruntime.SandboxConfig{})
+	// dd allocates its 64 MiB block and fills it: far over 16 MiB.
+	c := newContainer(t, m, sb, ctrOpts{args: []string{"dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=4"}, mem: 16 << 20})
+	start(t, m, c.ID)
+	got := waitExit(t, m, events, c.ID)
+	if got.Reason != berthruntime.ReasonOOMKilled || got.ExitCode != 137 {
+		t.Errorf("exit code %d reason %q, want 137 OOMKilled", got.ExitCode, got.Reason)
+	}
+}
+
+func TestExec(t *testing.T) {
+	needRoot(t)
+	m := openManager(t)
+	sb := newPod(t, m, berthruntime.SandboxConfig{})
+	c := newContainer(t, m, sb, ctrOpts{args: []string{"sleep", "1000"}})
+	if _, _, _, err := m.ExecSync(t.Context(), c.ID, []string{"true"}, 0); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("exec in a created container: %v", err)
+	}
+	start(t, m, c.ID)
+
+	out, errb, code, err := m.ExecSync(t.Context(), c.ID, []string{"sh", "-c", "echo -n out; echo -n err >&2; exit 5"}, 0)
+	if err != nil || string(out) != "out" || string(errb) != "err" || code != 5 {
+		t.Errorf("exec sync: %q %q %d %v", out, errb, code, err)
+	}
+
+	t0 := time.Now()
+	_, _, _, err = m.ExecSync(t.Context(), c.ID, []string{"sleep", "30"}, 500*time.Millisecond)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("exec with timeout: %v", err)
+	}
+	if d := time.Since(t0); d > 10*time.Second {
+		t.Errorf("timed-out exec took %v", d)
+	}
+	if got := execOut(t, m, c.ID, "sh", "-c", "pidof sleep | wc -w"); got != "1" {
+		t.Errorf("the timed-out exec still runs: %s sleep processes", got)
+	}
+
+	out, _, code, err = m.ExecSync(t.Context(), c.ID, []string{"head", "-c", "20000000", "/dev/zero"}, 30*time.Second)
+	if err != nil || code != 0 || len(out) != berthruntime.MaxExecSyncOutput {
+		t.Errorf("capped exec: %d bytes, code %d, %v", len(out), code, err)
+	}
+
+	var stdout, stderr bytes.Buffer
+	n, err := m.Exec(t.Context(), c.ID, berthruntime.ExecOptions{
+		Cmd:     []string{"sh", "-c", "cat; echo e >&2; exit 2"},
+		Streams: berthruntime.Streams{Stdin: strings.NewReader("piped"), Stdout: &stdout, Stderr: &stderr},
+	})
+	if err != nil || n != 2 || stdout.String() != "piped" || stderr.String() != "e\n" {
+		t.Errorf("exec: %d %v %q %q", n, err, stdout.String(), stderr.String())
+	}
+}
+
+func TestPodSharesNamespaces(t *testing.T) {
+	needRoot(t)
+	m := openManager(t)
+	sb := newPod(t, m, berthruntime.SandboxConfig{Hostname: "sharing"})
+	server := newContainer(t, m, sb, ctrOpts{args: []string{"sh", "-c", "echo shared > /dev/shm/f; mkdir /www; echo pong > /www/index.html; exec httpd -f -p 127.0.0.1:8080 -h /www"}})
+	client := newContainer(t, m, sb, ctrOpts{args: []string{"sleep", "1000"}})
+	own := newContainer(t, m, sb, ctrOpts{args: []string{"sleep", "1000"}, pidMod: berthruntime.NamespaceContainer})
+	for _, c := range []string{server.ID, client.ID, own.ID} {
+		start(t, m, c)
+	}
+	waitFor(t, func() bool {
+		out, _, code, _ := m.ExecSync(t.Context(), client.ID, []string{"wget", "-qO-", "http://127.0.0.1:8080/index.html"}, 5*time.Second)
+		return code == 0 && string(out) == "pong\n"
+	})
+	if got := execOut(t, m, client.ID, "cat", "/dev/shm/f"); got != "shared" {
+		t.Errorf("/dev/shm not shared: %q", got)
+	}
+	for _, ns := range []string{"net", "ipc", "uts"} {
+		a := execOut(t, m, server.ID, "readlink", "/proc/self/ns/"+ns)
+		b := execOut(t, m, client.ID, "readlink", "/proc/self/ns/"+ns)
+		host, _ := os.Readlink("/proc/self/ns/" + ns)
+		if a != b || a == host {
+			t.Errorf("%s namespace: server %s client %s host %s", ns, a, b, host)
+		}
+	}
+	if got := execOut(t, m, client.ID, "hostname"); got != "sharing" {
+		t.Errorf("hostname = %q", got)
+	}
+	// One PID namespace: the client sees the server's httpd, PID 1 is the
+	// pause holder.
+	if got := execOut(t, m, client.ID, "pidof", "httpd"); got == "" {
+		t.Error("client does not see the server's processes")
+	}
+	if got := execOut(t, m, own.ID, "sh", "-c", "pidof httpd || echo none"); got != "none" {
+		t.Errorf("a container with its own PID namespace sees httpd: %q", got)
+	}
+
+	// Port forward into the pod's network namespace.
+	a, b := net.Pipe()
+	errc := make(chan error, 1)
+	go func() { errc <- m.PortForward(t.Context(), sb.ID, 8080, b) }()
+	fmt.Fprint(a, "GET /index.html HTTP/1.0\r\n\r\n")
+	resp, _ := io.ReadAll(a)
+	if !strings.HasPrefix(string(resp), "HTTP/1.") || !strings.HasSuffix(string(resp), "pong\n") {
+		t.Errorf("port forward response %q", resp)
+	}
+	a.Close()
+	if err := <-errc; err != nil {
+		t.Errorf("port forward: %v", err)
+	}
+
+	// Stats.
+	cs, err := m.ContainerStats(t.Context(), server.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.CPUUsage == 0 || cs.MemoryUsage == 0 || cs.MemoryWorkingSet == 0 || cs.Pids == 0 || cs.WritableLayerBytes == 0 || cs.WritableLayerInodes < 3 {
+		t.Errorf("container stats: %+v", cs)
+	}
+	ss, err := m.SandboxStats(t.Context(), sb.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ss.Containers) != 3 || ss.CPUUsage < cs.CPUUsage || ss.Pids < 3 {
+		t.Errorf("sandbox stats: %+v", ss)
+	}
+	if len(ss.Network) != 0 {
+		t.Errorf("a pod without CNI has interfaces: %+v", ss.Network)
+	}
+}
+
+func TestHostNamespaces(t *testing.T) {
+	needRoot(t)
+	m := openManager(t)
+	sb := newPod(t, m, berthruntime.SandboxConfig{Namespaces: berthruntime.SandboxNamespaces{
+		Network: berthruntime.NamespaceNode, IPC: berthruntime.NamespaceNode, PID: berthruntime.NamespaceNode,
+	}})
+	if sb.NetNSPath != "" || sb.IPCNSPath != "" || sb.PausePid != 0 || sb.ShmPath != "" {
+		t.Fatalf("host pod: %+v", sb)
+	}
+	c := newContainer(t, m, sb, ctrOpts{args: []string{"sleep", "1000"}})
+	start(t, m, c.ID)
+	for _, ns := range []string{"net", "ipc", "uts", "pid"} {
+		host, _ := os.Readlink("/proc/self/ns/" + ns)
+		if got := execOut(t, m, c.ID, "readlink", "/proc/self/ns/"+ns); got != host {
+			t.Errorf("%s namespace %s, host's %s", ns, got, host)
+		}
+	}
+	hn, _ := os.Hostname()
+	if got := execOut(t, m, c.ID, "hostname"); got != hn {
+		t.Errorf("hostname %q, host's %q", got, hn)
+	}
+	if _, err := m.CreateSandbox(t.Context(), berthruntime.SandboxConfig{Name: "bad", Namespaces: berthruntime.SandboxNamespaces{Network: berthruntime.NamespaceNode}, Sysctls: map[string]string{"net.ipv4.ip_forward": "1"}}); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("net sysctl with host network: %v", err)
+	}
+	if _, err := m.CreateSandbox(t.Context(), berthruntime.SandboxConfig{Name: sb.Config.Name, Namespace: "test"}); !errdefs.IsAlreadyExists(err) {
+		t.Errorf("duplicate sandbox name: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		if cond() {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("condition not met in 10s")
+}
+
+// crashHelper runs a Manager in a child process that the test kills with
+// SIGKILL: a real crash of berthd. It creates a pod with a long-running
+// container and one that exits with 7 after a while, prints the IDs, and
+// waits to be killed.
+func crashHelper() int {
+	cfg := berthruntime.Config{
+		Root: os.Getenv("BERTH_RT_ROOT"), StateDir: os.Getenv("BERTH_RT_STATE"), ShimBinary: os.Getenv("BERTH_RT_SHIM"),
+	}
+	ctx := context.Background()
+	m, err := berthruntime.Open(ctx, cfg)
+	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	sb, err := m.CreateSandbox(ctx, berthruntime.SandboxConfig{Name: "crash", Namespace: "test", CgroupParent: os.Getenv("BERTH_RT_CGROUP")})
+	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	var ids []string
+	for i, args := range [][]string{{"sleep", "1000"}, {"sh", "-c", "sleep 2; exit 7"}} {
+		var mounts []berthruntime.Mount
+		for _, s := range []string{"upper", "work"} {
+			d := filepath.Join(os.Getenv("BERTH_RT_LAYERS"), fmt.Sprint(i), s)
+			os.MkdirAll(d, 0o755)
+		}
+		d := filepath.Join(os.Getenv("BERTH_RT_LAYERS"), fmt.Sprint(i))
+		mounts = []berthruntime.Mount{{Type: "overlay", Source: "overlay", Options: []string{"lowerdir=" + os.Getenv("BERTH_RT_LOWER"), "upperdir=" + d + "/upper", "workdir=" + d + "/work"}}}
+		c, err := m.CreateContainer(ctx, berthruntime.ContainerConfig{SandboxID: sb.ID, Name: fmt.Sprint("c", i), Rootfs: mounts, Spec: spec.Container{Args: args}})
+		if err == nil {
+			err = m.StartContainer(ctx, c.ID)
+		}
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		ids = append(ids, c.ID)
+	}
+	fmt.Println("ids", sb.ID, ids[0], ids[1])
+	select {}
+}
+
+func TestOpenAfterCrash(t *testing.T) {
+	needRoot(t)
+	cfg := testConfig()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=1",
+		"BERTH_RT_ROOT="+cfg.Root, "BERTH_RT_STATE="+cfg.StateDir, "BERTH_RT_SHIM="+cfg.ShimBinary,
+		"BERTH_RT_CGROUP="+cgroupParent(), "BERTH_RT_LOWER="+lowerDir, "BERTH_RT_LAYERS="+t.TempDir())
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "ids ") {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("helper said %q: %v", line, err)
+	}
+	f := strings.Fields(line)
+	sbID, running, exiting := f[1], f[2], f[3]
+	// berthd dies; nothing else is touched.
+	cmd.Process.Kill()
+	cmd.Wait()
+	time.Sleep(3 * time.Second) // the second container exits meanwhile
+
+	m := openManager(t)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := m.RemoveSandbox(ctx, sbID); err != nil {
+			t.Errorf("remove sandbox: %v", err)
+		}
+	})
+	sb, err := m.Sandbox(sbID)
+	if err != nil || sb.State != berthruntime.SandboxReady || !alive(sb.PausePid) {
+		t.Fatalf("sandbox after restart: %+v %v", sb, err)
+	}
+	c, err := m.Container(exiting)
+	if err != nil || c.State != berthruntime.ContainerExited || c.ExitCode != 7 || c.Reason != berthruntime.ReasonError {
+		t.Errorf("exited meanwhile: %+v %v", c, err)
+	}
+	c, err = m.Container(running)
+	if err != nil || c.State != berthruntime.ContainerRunning || !alive(c.Pid) {
+		t.Fatalf("running: %+v %v", c, err)
+	}
+	// The reconnected container still serves exec and stops with its exit
+	// recorded by the new Manager's watcher.
+	if got := execOut(t, m, running, "echo", "alive"); got != "alive" {
+		t.Errorf("exec after restart: %q", got)
+	}
+	if err := m.StopContainer(t.Context(), running, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := m.Container(running); c.State != berthruntime.ContainerExited || c.ExitCode != 143 {
+		t.Errorf("stopped after restart: %v code %d", c.State, c.ExitCode)
+	}
+	// A third Manager sees the same.
+	m.Close()
+	m3 := openManager(t)
+	if c, _ := m3.Container(running); c == nil || c.ExitCode != 143 {
+		t.Errorf("reopened: %+v", c)
+	}
+	m3.Close()
+}
