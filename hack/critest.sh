@@ -2,7 +2,7 @@
 # `make critest`: the official CRI conformance suite (critest v1.37.0 from
 # cri-tools), offline, against a berthd on a temp root.
 #
-#   hack/critest.sh [--focus REGEX] [--skip REGEX]
+#   hack/critest.sh [--focus REGEX] [--skip REGEX] [--containerd]
 #
 # Builds bin/ (make build), critest/crictl (_output/tools) and the CNI plugins
 # (_output/cni/bin); starts a registry on a free 127.0.0.1 port holding
@@ -15,7 +15,10 @@
 # skip list below failed.
 #
 # --focus/--skip are ginkgo regexes over the spec names (e.g. --focus 'Image
-# Manager'); --skip adds to the built-in skip list. KEEP=1 keeps the temp dir.
+# Manager'); --skip adds to the built-in skip list. --containerd runs the same
+# suite, images and CNI against Debian's containerd instead (a reference: it
+# shows what the stand-in images and the set-up allow; the result goes to
+# _output/critest/containerd/). KEEP=1 keeps the temp dir.
 # Needs root. Stops only what it started and removes its temp dir, mounts and
 # bridge.
 set -euo pipefail
@@ -38,11 +41,12 @@ SKIPS=(
 	'public image with digest should be pulled and removed'
 )
 
-FOCUS="" USER_SKIP=""
+FOCUS="" USER_SKIP="" RT=berth
 while (($#)); do
 	case "$1" in
 	--focus) FOCUS="$2"; shift ;;
 	--skip) USER_SKIP="$2"; shift ;;
+	--containerd) RT=containerd ;;
 	-h | --help) awk 'NR > 1 && /^#/ {print; next} NR > 1 {exit}' "$0"; exit 0 ;;
 	*) echo "critest: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
@@ -56,16 +60,24 @@ ct_tools
 ct_cni_conf
 ct_registry
 
-say "starting berthd (root $T/berth)"
-ct_berthd "$T/berth"
-
 OUT="$REPO/_output/critest"
+if [ "$RT" = containerd ]; then
+	command -v containerd >/dev/null || die "containerd is not installed (apt-get install containerd)"
+	say "starting $(containerd --version | awk '{print $1, $3}') (root $T/ctd)"
+	ct_containerd "$T/ctd"
+	SOCK="$CTD_SOCK" LOG="$T/ctd/containerd.log"
+	OUT="$OUT/containerd"
+else
+	say "starting berthd (root $T/berth)"
+	ct_berthd "$T/berth"
+	SOCK="$BERTH_SOCK" LOG="$T/berth/berthd.log"
+fi
 mkdir -p "$OUT"
 rm -f "$OUT/conformance.json" "$OUT/conformance.xml"
 skip="$(IFS='|'; echo "${SKIPS[*]}")"
 [ -z "$USER_SKIP" ] || skip="$skip|$USER_SKIP"
 args=(
-	--runtime-endpoint "unix://$BERTH_SOCK" --image-endpoint "unix://$BERTH_SOCK"
+	--runtime-endpoint "unix://$SOCK" --image-endpoint "unix://$SOCK"
 	--test-images-file "$IMAGES_FILE"
 	-ginkgo.timeout=2h -ginkgo.no-color
 	-ginkgo.json-report="$OUT/conformance.json" -ginkgo.junit-report="$OUT/conformance.xml"
@@ -73,20 +85,20 @@ args=(
 )
 [ -z "$FOCUS" ] || args+=(-ginkgo.focus="$FOCUS")
 
-say "critest ${FOCUS:+--focus '$FOCUS' }(log: _output/critest/critest.log)"
+say "critest against $RT ${FOCUS:+--focus '$FOCUS' }(log: ${OUT#"$REPO/"}/critest.log)"
 t0=$(date +%s)
 set +e
 "$CRITEST" "${args[@]}" >"$OUT/critest.log" 2>&1
 rc=$?
 set -e
-cp "$T/berth/berthd.log" "$OUT/berthd.log" 2>/dev/null || true
+cp "$LOG" "$OUT/" 2>/dev/null || true
 echo "critest exited $rc after $(($(date +%s) - t0)) s"
 set +e
 ct_report "$OUT/conformance.json"
 ok=$?
 set -e
 if ((ok != 0 || rc != 0)); then
-	echo "critest: FAILED (reports in _output/critest/)" >&2
+	echo "critest: FAILED (reports in ${OUT#"$REPO/"}/)" >&2
 	exit 1
 fi
 echo "critest: all specs passed"
