@@ -138,8 +138,8 @@ type PodNetwork struct {
 
 // Network attaches pods to the node's network (CNI).
 type Network interface {
-	// Ready returns nil when a usable network config exists.
-	Ready() error
+	// Ready reports whether pods can be attached, and if not why.
+	Ready(ctx context.Context) (ok bool, reason string)
 	// Attach runs CNI ADD and returns the pod's IPs, primary first; on
 	// error it has undone what it did.
 	Attach(ctx context.Context, p PodNetwork) ([]string, error)

@@ -12,7 +12,7 @@ import (
 // CNI config is usable: saying otherwise would make the kubelet schedule
 // pods that cannot get a network. Runtime handlers and features are
 // advertised only as far as they really work here.
-func (s *RuntimeService) Status(_ context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
+func (s *RuntimeService) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
 	network := &runtimeapi.RuntimeCondition{Type: runtimeapi.NetworkReady, Status: true}
 	switch {
 	case s.opts.Network == nil:
@@ -20,10 +20,10 @@ func (s *RuntimeService) Status(_ context.Context, req *runtimeapi.StatusRequest
 		network.Reason = "NetworkPluginNotReady"
 		network.Message = "Network plugin returns error: berth runs without CNI networking"
 	default:
-		if err := s.opts.Network.Ready(); err != nil {
+		if ok, why := s.opts.Network.Ready(ctx); !ok {
 			network.Status = false
 			network.Reason = "NetworkPluginNotReady"
-			network.Message = "Network plugin returns error: " + err.Error()
+			network.Message = "Network plugin returns error: " + why
 		}
 	}
 	resp := &runtimeapi.StatusResponse{

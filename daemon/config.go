@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
 	"github.com/containerd/errdefs"
 
+	"github.com/berth-dev/berth/cni"
 	"github.com/berth-dev/berth/imagestore"
+	"github.com/berth-dev/berth/runtime"
 )
 
 // Version is berthd's version, reported by the CRI Version RPC, the Docker
@@ -36,6 +41,15 @@ type Config struct {
 	LogLevel string `toml:"log_level"`
 	// Images configures the image store.
 	Images ImagesConfig `toml:"images"`
+	// Runtime configures pods and containers.
+	Runtime RuntimeConfig `toml:"runtime"`
+	// CNI configures pod networking.
+	CNI CNIConfig `toml:"cni"`
+	// StreamAddress and StreamPort are where the CRI streaming server
+	// (exec, attach, port-forward) listens; port "0" picks a free one.
+	// The kubelet proxies its URLs, so loopback is enough.
+	StreamAddress string `toml:"stream_address"`
+	StreamPort    string `toml:"stream_port"`
 	// Logger receives the daemon's logs; nil discards them. It is not part
 	// of the file: the binary builds it from LogLevel.
 	Logger *slog.Logger `toml:"-" json:"-"`
@@ -56,6 +70,25 @@ type ImagesConfig struct {
 	MaxConcurrentDownloads int `toml:"max_concurrent_downloads"`
 }
 
+// RuntimeConfig is the [runtime] section.
+type RuntimeConfig struct {
+	// ShimBinary is the berth-shim executable; empty means the berth-shim
+	// next to the berthd executable, else the one in PATH.
+	ShimBinary string `toml:"shim_binary"`
+	// CgroupDriver is "cgroupfs" or "systemd"; empty detects it.
+	CgroupDriver string `toml:"cgroup_driver"`
+}
+
+// CNIConfig is the [cni] section.
+type CNIConfig struct {
+	// ConfDir holds the network configs; the first (by name) is used.
+	ConfDir string `toml:"conf_dir"`
+	// BinDirs are searched in order for plugin binaries.
+	BinDirs []string `toml:"bin_dirs"`
+	// CacheDir is libcni's result cache; empty means <root>/cni/cache.
+	CacheDir string `toml:"cache_dir"`
+}
+
 // DefaultConfig returns the configuration berthd runs with when nothing
 // overrides it.
 func DefaultConfig() Config {
@@ -70,6 +103,12 @@ func DefaultConfig() Config {
 			// containerd's default; more rarely helps on one link.
 			MaxConcurrentDownloads: 3,
 		},
+		CNI: CNIConfig{
+			ConfDir: cni.DefaultConfDir,
+			BinDirs: slices.Clone(cni.DefaultBinDirs),
+		},
+		StreamAddress: "127.0.0.1",
+		StreamPort:    "0",
 	}
 }
 
@@ -112,6 +151,22 @@ func (c Config) Validate() error {
 	if c.Images.StallTimeout <= 0 {
 		return invalid("images.stall_timeout %v must be positive", c.Images.StallTimeout)
 	}
+	for _, p := range append([]string{c.Runtime.ShimBinary, c.CNI.ConfDir, c.CNI.CacheDir}, c.CNI.BinDirs...) {
+		if p != "" && !filepath.IsAbs(p) {
+			return invalid("path %q in [runtime] or [cni] is not absolute", p)
+		}
+	}
+	switch c.Runtime.CgroupDriver {
+	case "", runtime.CgroupDriverCgroupfs, runtime.CgroupDriverSystemd:
+	default:
+		return invalid("runtime.cgroup_driver %q is not cgroupfs or systemd", c.Runtime.CgroupDriver)
+	}
+	if net.ParseIP(c.StreamAddress) == nil {
+		return invalid("stream_address %q is not an IP address", c.StreamAddress)
+	}
+	if p, err := strconv.ParseUint(c.StreamPort, 10, 16); err != nil || p > 65535 {
+		return invalid("stream_port %q is not a port number", c.StreamPort)
+	}
 	if c.Images.MaxConcurrentDownloads < 1 {
 		return invalid("images.max_concurrent_downloads %d must be at least 1", c.Images.MaxConcurrentDownloads)
 	}
@@ -142,6 +197,32 @@ func (c Config) imageStore() imagestore.Config {
 		DockerConfig:           c.Images.DockerConfig,
 		StallTimeout:           c.Images.StallTimeout,
 		MaxConcurrentDownloads: c.Images.MaxConcurrentDownloads,
+	}
+}
+
+// runtimeConfig returns the runtime manager's config; shim is the resolved
+// shim binary.
+func (c Config) runtimeConfig(shim string) runtime.Config {
+	return runtime.Config{
+		Root:         filepath.Join(c.Root, "runtime"),
+		StateDir:     c.State,
+		ShimBinary:   shim,
+		CgroupDriver: c.Runtime.CgroupDriver,
+	}
+}
+
+// cniConfig returns the CNI manager's config. NetNSDir must be where the
+// runtime pins network namespaces (<state>/ns/net), or CNI refuses them.
+func (c Config) cniConfig() cni.Config {
+	cache := c.CNI.CacheDir
+	if cache == "" {
+		cache = filepath.Join(c.Root, "cni", "cache")
+	}
+	return cni.Config{
+		ConfDir:  c.CNI.ConfDir,
+		BinDirs:  c.CNI.BinDirs,
+		CacheDir: cache,
+		NetNSDir: filepath.Join(c.State, "ns", "net"),
 	}
 }
 

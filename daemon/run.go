@@ -23,9 +23,12 @@ import (
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-dev/berth/cni"
 	"github.com/berth-dev/berth/cri"
 	"github.com/berth-dev/berth/dockerapi"
 	"github.com/berth-dev/berth/imagestore"
+	"github.com/berth-dev/berth/runtime"
+	"github.com/berth-dev/berth/runtime/spec"
 )
 
 const (
@@ -68,6 +71,33 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		}
 	}()
 
+	shim, found := findShim(cfg.Runtime.ShimBinary)
+	switch {
+	case !found && cfg.Runtime.ShimBinary != "":
+		return fmt.Errorf("runtime.shim_binary %s: %w", shim, errdefs.ErrNotFound)
+	case !found:
+		log.WarnContext(ctx, "no berth-shim next to berthd or in PATH; pods and containers cannot start until one is installed")
+	}
+	rt, err := runtime.Open(ctx, cfg.runtimeConfig(shim))
+	if err != nil {
+		return fmt.Errorf("open runtime in %s: %w", cfg.Root, err)
+	}
+	// Close only stops watching: containers and their shims outlive berthd.
+	defer rt.Close()
+	network, err := cni.New(cfg.cniConfig())
+	if err != nil {
+		return fmt.Errorf("open cni: %w", err)
+	}
+	allCaps, err := spec.CurrentCapabilities()
+	if err != nil {
+		return fmt.Errorf("read berthd's capabilities: %w", err)
+	}
+	streams, err := cri.NewStreamServer(cri.StreamConfig{Address: cfg.StreamAddress, Port: cfg.StreamPort}, rt)
+	if err != nil {
+		return err
+	}
+	defer streams.Close()
+
 	criL, closeCRI, err := listenUnix(cfg.CRISocket())
 	if err != nil {
 		return err
@@ -86,7 +116,19 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		grpc.StreamInterceptor(cri.StreamInterceptor(log)),
 	)
 	runtimeapi.RegisterImageServiceServer(grpcSrv, cri.NewImageService(store))
-	runtimeapi.RegisterRuntimeServiceServer(grpcSrv, cri.NewRuntimeService(cri.RuntimeOptions{Version: Version, Config: cfg}))
+	runtimeapi.RegisterRuntimeServiceServer(grpcSrv, cri.NewRuntimeService(cri.RuntimeOptions{
+		Version:         Version,
+		Config:          cfg,
+		Runtime:         rt,
+		Network:         podNetwork{network},
+		Images:          store,
+		Streams:         streams,
+		AllCapabilities: allCaps,
+		// Recursive read-only mounts and user namespaces are advertised
+		// once a test proves them on this stack; until then the kubelet
+		// must not rely on them.
+		Features: cri.Features{},
+	}))
 
 	httpSrv := &http.Server{
 		Handler: dockerapi.New(store, dockerapi.Options{Root: cfg.Root, StateDir: cfg.State, Version: Version}),
@@ -95,7 +137,12 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	go func() {
+		if err := streams.Serve(); err != nil {
+			errc <- err
+		}
+	}()
 	go func() {
 		if err := grpcSrv.Serve(criL); err != nil {
 			errc <- fmt.Errorf("serve cri on %s: %w", cfg.CRISocket(), err)
@@ -106,7 +153,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 			errc <- fmt.Errorf("serve docker api on %s: %w", cfg.DockerSocket(), err)
 		}
 	}()
-	log.InfoContext(ctx, "berthd serving", "version", Version, "root", cfg.Root, "cri", cfg.CRISocket(), "docker", cfg.DockerSocket())
+	log.InfoContext(ctx, "berthd serving", "version", Version, "root", cfg.Root, "cri", cfg.CRISocket(), "docker", cfg.DockerSocket(), "streaming", streams.Addr(), "shim", shim)
 
 	var serveErr error
 	select {
@@ -115,6 +162,8 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	}
 	log.InfoContext(ctx, "berthd shutting down")
 	shutdown(context.WithoutCancel(ctx), grpcSrv, httpSrv)
+	// Streaming sessions end with berthd; the containers do not.
+	streams.Close()
 	return serveErr
 }
 

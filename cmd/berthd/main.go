@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/berth-dev/berth/daemon"
@@ -46,6 +47,9 @@ func loadConfig(args []string, defaultFile string, stdout, stderr io.Writer) (*d
 	fl.String("docker-listen", "", "Docker API socket (default <state>/docker.sock)")
 	fl.String("registry-config-dir", "", "hosts.toml directory for registries (default /etc/berth/certs.d)")
 	fl.String("log-level", "", "debug, info, warn or error (default info)")
+	fl.String("cni-conf-dir", "", "CNI network config directory (default /etc/cni/net.d)")
+	fl.String("cni-bin-dir", "", "CNI plugin directories, colon-separated (default /opt/cni/bin:/usr/lib/cni)")
+	fl.String("shim-binary", "", "berth-shim executable (default: next to berthd, else in PATH)")
 	var (
 		configFile = fl.String("config", defaultFile, "TOML config file; flags override it")
 		logFormat  = fl.String("log-format", "text", "text or json")
@@ -83,10 +87,14 @@ func loadConfig(args []string, defaultFile string, stdout, stderr io.Writer) (*d
 	for name, dst := range map[string]*string{
 		"root": &cfg.Root, "state": &cfg.State, "listen": &cfg.Listen, "docker-listen": &cfg.DockerListen,
 		"registry-config-dir": &cfg.Images.RegistryConfigDir, "log-level": &cfg.LogLevel,
+		"cni-conf-dir": &cfg.CNI.ConfDir, "shim-binary": &cfg.Runtime.ShimBinary,
 	} {
 		if set[name] {
 			*dst = fl.Lookup(name).Value.String()
 		}
+	}
+	if set["cni-bin-dir"] {
+		cfg.CNI.BinDirs = filepath.SplitList(fl.Lookup("cni-bin-dir").Value.String())
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
