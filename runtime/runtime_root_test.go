@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -603,7 +604,7 @@ func TestPodSharesNamespaces(t *testing.T) {
 	for _, ns := range []string{"net", "ipc", "uts"} {
 		a := execOut(t, m, server.ID, "readlink", "/proc/self/ns/"+ns)
 		b := execOut(t, m, client.ID, "readlink", "/proc/self/ns/"+ns)
-		host, _ := os.Readlink("/proc/self/ns/" + ns)
+		host := hostNS(ns)
 		if a != b || a == host {
 			t.Errorf("%s namespace: server %s client %s host %s", ns, a, b, host)
 		}
@@ -666,7 +667,7 @@ func TestHostNamespaces(t *testing.T) {
 	c := newContainer(t, m, sb, ctrOpts{args: []string{"sleep", "1000"}})
 	start(t, m, c.ID)
 	for _, ns := range []string{"net", "ipc", "uts", "pid"} {
-		host, _ := os.Readlink("/proc/self/ns/" + ns)
+		host := hostNS(ns)
 		if got := execOut(t, m, c.ID, "readlink", "/proc/self/ns/"+ns); got != host {
 			t.Errorf("%s namespace %s, host's %s", ns, got, host)
 		}
@@ -681,6 +682,15 @@ func TestHostNamespaces(t *testing.T) {
 	if _, err := m.CreateSandbox(t.Context(), berthruntime.SandboxConfig{Name: sb.Config.Name, Namespace: "test"}); !errdefs.IsAlreadyExists(err) {
 		t.Errorf("duplicate sandbox name: %v", err)
 	}
+}
+
+// hostNS names this thread's namespace: /proc/self is the main thread's,
+// and any thread could have been lent to a namespace change.
+func hostNS(kind string) string {
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
+	s, _ := os.Readlink("/proc/thread-self/ns/" + kind)
+	return s
 }
 
 func waitFor(t *testing.T, cond func() bool) {

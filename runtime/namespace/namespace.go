@@ -3,9 +3,12 @@
 // code inside a pinned namespace from a throw-away OS thread.
 //
 // Go schedules goroutines on many threads, so a namespace change must happen
-// on a locked OS thread; these functions never unlock it, which makes the Go
-// runtime end the thread with the goroutine instead of reusing it in a
-// foreign namespace.
+// on a locked OS thread. When the work is done the thread returns to its
+// original namespaces and is unlocked; if that fails it stays locked, which
+// makes the Go runtime end it with the goroutine instead of reusing it in a
+// foreign namespace. Restoring matters for the main thread, which the
+// runtime cannot end and would otherwise park in a pod's namespaces, where
+// /proc/self/ns/* would then point.
 package namespace
 
 import (
@@ -67,11 +70,53 @@ func Pin(o PinOptions) error {
 	}
 	errc := make(chan error, 1)
 	go func() {
-		// Never unlocked: the thread dies with this goroutine.
 		goruntime.LockOSThread()
+		orig, err := saveNamespaces()
+		if err != nil {
+			errc <- err
+			return
+		}
 		errc <- pinOnThread(flags, o)
+		if orig.restore() {
+			goruntime.UnlockOSThread()
+		}
 	}()
 	return <-errc
+}
+
+// saved are the thread's original namespaces.
+type saved []int
+
+func saveNamespaces() (saved, error) {
+	var s saved
+	for _, k := range []Kind{Net, IPC, UTS} {
+		fd, err := unix.Open("/proc/thread-self/ns/"+string(k), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("save %s namespace: %w", k, err)
+		}
+		s = append(s, fd)
+	}
+	return s, nil
+}
+
+// restore returns the thread to the saved namespaces and closes them; false
+// means the thread is stuck in another namespace.
+func (s saved) restore() bool {
+	ok := true
+	for _, fd := range s {
+		if unix.Setns(fd, 0) != nil {
+			ok = false
+		}
+	}
+	s.close()
+	return ok
+}
+
+func (s saved) close() {
+	for _, fd := range s {
+		unix.Close(fd)
+	}
 }
 
 func pinOnThread(flags int, o PinOptions) (retErr error) {
@@ -172,6 +217,16 @@ func Do(path string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		goruntime.LockOSThread()
+		orig, err := saveNamespaces()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer func() {
+			if orig.restore() {
+				goruntime.UnlockOSThread()
+			}
+		}()
 		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			if errors.Is(err, unix.ENOENT) {
