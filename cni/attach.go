@@ -2,16 +2,19 @@ package cni
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 )
 
 // rollbackTimeout bounds the DEL that undoes a failed ADD; it runs on a
@@ -92,17 +95,19 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (_ Result, retE
 	loRT.IfName = loopbackIfName
 	loRT.CapabilityArgs = nil
 	if _, err := m.cni.AddNetwork(ctx, m.loopback, &loRT); err != nil {
-		m.rollback(ctx, nil, &loRT, rt)
+		m.rollback(ctx, nil, nil, &loRT, rt)
 		return Result{}, fmt.Errorf("attach pod %s: bring up loopback: %w", req.ID, classify(err))
 	}
-	res, err := m.cni.AddNetworkList(ctx, net.list, rt)
+	// A CNIConfig of its own for this ADD, to learn how far the chain got.
+	rec := &addRecorder{Exec: m.exec}
+	res, err := libcni.NewCNIConfigWithCacheDir(m.cfg.BinDirs, m.cfg.CacheDir, rec).AddNetworkList(ctx, net.list, rt)
 	if err != nil {
-		m.rollback(ctx, net.list, &loRT, rt)
+		m.rollback(ctx, net.list, rec.last, &loRT, rt)
 		return Result{}, fmt.Errorf("attach pod %s to network %s: %w", req.ID, net.list.Name, classify(err))
 	}
 	out, err := resultFromCNI(res, rt.IfName)
 	if err != nil {
-		m.rollback(ctx, net.list, &loRT, rt)
+		m.rollback(ctx, net.list, rec.last, &loRT, rt)
 		return Result{}, fmt.Errorf("attach pod %s to network %s: %w", req.ID, net.list.Name, err)
 	}
 	out.Network = net.list.Name
@@ -110,15 +115,50 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (_ Result, retE
 }
 
 // rollback undoes a failed Attach: DEL of the list (if it was tried) and of
-// loopback. Its errors are dropped: the caller reports the ADD failure, and
-// a later Detach (which the caller's own cleanup runs) retries the DEL.
-func (m *Manager) rollback(ctx context.Context, list *libcni.NetworkConfigList, loRT, rt *libcni.RuntimeConf) {
+// loopback. libcni caches nothing for a failed ADD, so each DEL gets as
+// prevResult the output of the last plugin whose ADD succeeded: a plugin
+// such as firewall removes only the rules for the addresses it is told.
+// Each plugin gets its DEL even when a later one's fails (DelNetworkList
+// stops at the first failure, and the plugin that broke the ADD often
+// breaks its DEL too), so the IPAM plugin always frees the address. Errors
+// are dropped: the caller reports the ADD failure, and a later Detach
+// (which the caller's own cleanup runs) retries the DEL.
+func (m *Manager) rollback(ctx context.Context, list *libcni.NetworkConfigList, lastResult []byte, loRT, rt *libcni.RuntimeConf) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 	defer cancel()
 	if list != nil {
-		_ = m.cni.DelNetworkList(ctx, list, rt)
+		inject := map[string]any{"name": list.Name, "cniVersion": list.CNIVersion}
+		var prev map[string]any
+		if json.Unmarshal(lastResult, &prev) == nil && prev != nil {
+			if _, ok := prev["cniVersion"]; !ok {
+				prev["cniVersion"] = list.CNIVersion
+			}
+			inject["prevResult"] = prev
+		}
+		for i := len(list.Plugins) - 1; i >= 0; i-- {
+			// A list's plugins inherit the list's name and version, which
+			// DelNetwork reads from the plugin's own config.
+			pc, err := libcni.InjectConf(list.Plugins[i], inject)
+			if err == nil {
+				_ = m.cni.DelNetwork(ctx, pc, rt)
+			}
+		}
 	}
 	_ = m.cni.DelNetwork(ctx, m.loopback, loRT)
+}
+
+// addRecorder keeps the output of the last successful ADD it ran.
+type addRecorder struct {
+	invoke.Exec
+	last []byte
+}
+
+func (r *addRecorder) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, environ []string) ([]byte, error) {
+	out, err := r.Exec.ExecPlugin(ctx, pluginPath, stdin, environ)
+	if err == nil && slices.Contains(environ, "CNI_COMMAND=ADD") {
+		r.last = out
+	}
+	return out, err
 }
 
 // runtimeConf builds libcni's per-call arguments for the pod's interface.

@@ -43,7 +43,11 @@ func runTests(m *testing.M) int {
 		}
 	}
 	fakeBin = dir
-	return m.Run()
+	code := m.Run()
+	if realPluginsBuilt {
+		os.RemoveAll(realPluginsDir)
+	}
+	return code
 }
 
 // invocation mirrors testdata/fakeplugin's record.
@@ -237,15 +241,31 @@ func TestAttachPassesArgsAndReturnsPodAddresses(t *testing.T) {
 
 func TestAttachFailureDeletesWhatItAdded(t *testing.T) {
 	e := newEnv(t)
-	e.writeConf(t, "10-test.conflist", strings.Replace(twoPlugins, `"type": "fakeportmap"`, `"type": "fakeportmap", "failAdd": true`, 1))
+	e.writeConf(t, "10-test.conflist", strings.Replace(twoPlugins, `"type": "fakeportmap"`, `"type": "fakeportmap", "failAdd": true, "failDel": true`, 1))
 
+	// fakeportmap fails DEL too: the bridge's DEL must run all the same.
 	_, err := e.m.Attach(t.Context(), podArgs(e.netns))
 	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "fake add failure") {
 		t.Fatalf("Attach error = %v, want Unavailable with the plugin's message", err)
 	}
-	if got, want := sequence(e.calls(t)),
+	calls := e.calls(t)
+	if got, want := sequence(calls),
 		"ADD loopback lo, ADD fakebridge eth0, ADD fakeportmap eth0, DEL fakeportmap eth0, DEL fakebridge eth0, DEL loopback lo"; got != want {
 		t.Fatalf("calls: %s\nwant %s", got, want)
+	}
+	// Nothing is cached for a failed ADD: the DELs get the bridge's output
+	// as prevResult so that plugins can find what they set up.
+	for _, c := range calls[3:5] {
+		var stdin struct {
+			Name       string `json:"name"`
+			PrevResult struct {
+				IPs []struct{ Address string } `json:"ips"`
+			} `json:"prevResult"`
+		}
+		if err := json.Unmarshal(c.Stdin, &stdin); err != nil || stdin.Name != "testnet" ||
+			len(stdin.PrevResult.IPs) != 3 || stdin.PrevResult.IPs[2].Address != "10.99.0.5/16" {
+			t.Errorf("%s stdin %s: want the testnet config with the bridge's result (%v)", c, c.Stdin, err)
+		}
 	}
 	assertCacheEmpty(t, e)
 }

@@ -27,6 +27,7 @@ const loopbackIfName = "lo"
 // for the same pod must not overlap (the caller serialises a pod's steps).
 type Manager struct {
 	cfg      Config
+	exec     invoke.Exec
 	cni      *libcni.CNIConfig
 	loopback *libcni.NetworkConfig
 
@@ -56,6 +57,7 @@ func New(cfg Config) (*Manager, error) {
 	exec := &invoke.DefaultExec{RawExec: &invoke.RawExec{}, PluginDecoder: version.PluginDecoder{}}
 	return &Manager{
 		cfg:      cfg,
+		exec:     exec,
 		cni:      libcni.NewCNIConfigWithCacheDir(cfg.BinDirs, cfg.CacheDir, exec),
 		loopback: lo,
 	}, nil
