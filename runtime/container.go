@@ -107,6 +107,9 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
+	m.mu.Lock()
+	c.rec.CgroupsPath = sc.CgroupsPath
+	m.mu.Unlock()
 	oci, err := spec.Generate(sc)
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
@@ -488,20 +491,29 @@ func (m *Manager) remove(ctx context.Context, c *container) error {
 // tolerates what is already gone.
 func (m *Manager) releaseContainer(ctx context.Context, c *container) error {
 	m.mu.Lock()
-	cl, unwatch, id, shimDir := c.client, c.unwatch, c.rec.ID, c.rec.ShimDir
+	cl, unwatch, id, shimDir, cgPath := c.client, c.unwatch, c.rec.ID, c.rec.ShimDir, c.rec.CgroupsPath
 	m.mu.Unlock()
 	if cl == nil && shimDir != "" {
 		cl, _ = shim.Connect(ctx, shimDir)
 	}
+	shimGone := cl == nil
 	if cl != nil {
 		err := cl.Delete(ctx, shim.DeleteOptions{Force: true})
 		if err != nil && !errdefs.IsUnavailable(err) {
 			return fmt.Errorf("delete container %s: %w", id, err)
 		}
+		shimGone = err != nil
 		if err == nil {
 			if err := cl.Shutdown(ctx); err != nil && !errdefs.IsUnavailable(err) {
 				return fmt.Errorf("shut down shim of %s: %w", id, err)
 			}
+		}
+	}
+	if shimGone && cgPath != "" && m.cfg.CgroupDriver == CgroupDriverCgroupfs {
+		// Without its shim nobody else kills what the container left
+		// running or removes its cgroup.
+		if err := killCgroup(ctx, cgPath); err != nil {
+			return fmt.Errorf("remove container %s: %w", id, err)
 		}
 	}
 	if unwatch != nil {

@@ -67,8 +67,9 @@ type containerRecord struct {
 	Pending bool `json:",omitempty"`
 	// ShimDir is the shim's state directory (short, for its socket).
 	ShimDir string
-	// RootfsMounted says the rootfs mounts are in place at Bundle/rootfs.
-	RootfsMounted bool `json:",omitempty"`
+	// CgroupsPath is the container's cgroup as given to the shim; Remove
+	// empties and removes it itself when the shim is gone.
+	CgroupsPath string `json:",omitempty"`
 }
 
 type container struct {

@@ -813,3 +813,40 @@ func TestOpenAfterCrash(t *testing.T) {
 	}
 	m3.Close()
 }
+
+func TestShimLost(t *testing.T) {
+	needRoot(t)
+	m := openManager(t)
+	events := m.Subscribe(t.Context())
+	sb := newPod(t, m, berthruntime.SandboxConfig{})
+	c := newContainer(t, m, sb, ctrOpts{args: []string{"sleep", "1000"}})
+	start(t, m, c.ID)
+	c, _ = m.Container(c.ID)
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The shim is the container init's parent.
+	var ppid int
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	fmt.Sscan(f[1], &ppid)
+	if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", ppid)); exe != shimBinary {
+		t.Fatalf("parent %d of the container runs %s", ppid, exe)
+	}
+	if err := syscall.Kill(ppid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	got := waitExit(t, m, events, c.ID)
+	if got.ExitCode != 255 || got.Reason != berthruntime.ReasonUnknown {
+		t.Errorf("after the shim died: code %d reason %q", got.ExitCode, got.Reason)
+	}
+	if !alive(c.Pid) {
+		t.Fatal("the container died with its shim; the test assumes it survives")
+	}
+	if err := m.RemoveContainer(t.Context(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if alive(c.Pid) {
+		t.Errorf("container process %d survives its removal", c.Pid)
+	}
+}

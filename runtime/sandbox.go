@@ -482,6 +482,41 @@ func removeCgroupDirs(ctx context.Context, dirs []string) error {
 	return nil
 }
 
+// killCgroup SIGKILLs every process of the cgroupfs cgroup rel in every
+// hierarchy, waits for them to leave and removes its directories.
+func killCgroup(ctx context.Context, rel string) error {
+	if !filepath.IsAbs(rel) || strings.Contains(rel, "..") {
+		return fmt.Errorf("kill cgroup %q: %w", rel, errdefs.ErrInvalidArgument)
+	}
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + rel)
+	if fi, err := os.Stat("/sys/fs/cgroup" + rel); err == nil && fi.IsDir() {
+		dirs = append(dirs, "/sys/fs/cgroup"+rel)
+	}
+	for _, d := range dirs {
+		for i := 0; ; i++ {
+			b, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+			if err != nil || len(bytes.TrimSpace(b)) == 0 {
+				break
+			}
+			for _, f := range strings.Fields(string(b)) {
+				if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+					_ = unix.Kill(pid, unix.SIGKILL)
+				}
+			}
+			if i == 250 {
+				return fmt.Errorf("kill cgroup %s: processes left: %w", d, errdefs.ErrUnavailable)
+			}
+			select {
+			case <-time.After(20 * time.Millisecond):
+			case <-ctx.Done():
+				return fmt.Errorf("kill cgroup %s: %w", d, ctx.Err())
+			}
+		}
+	}
+	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
+	return removeCgroupDirs(ctx, dirs)
+}
+
 func hasSubdirs(dir string) bool {
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
