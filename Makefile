@@ -45,8 +45,12 @@ deps: ## install apt packages and pinned Go tools (crictl) (hack/install-deps.sh
 	bash hack/install-deps.sh
 
 .PHONY: critest
-critest: ## build the official CRI test suite into _output/tools/critest
-	bash hack/install-deps.sh --critest
+critest: ## run the official CRI conformance suite (critest v1.37.0) offline against berthd (hack/critest.sh; ARGS="--focus 'Image Manager'")
+	bash hack/critest.sh $(ARGS)
+
+.PHONY: bench
+bench: ## critest -benchmark against berthd and Debian's containerd: medians, ratios, shim RSS (hack/bench-cri.sh $(ARGS))
+	bash hack/bench-cri.sh $(ARGS)
 
 .PHONY: build
 build: ## build bin/berthd and bin/berth (and bin/berth-shim once it exists)

@@ -36,7 +36,7 @@ say() { echo "install-deps: $*"; }
 #   busybox-static                   the test images are built from /bin/busybox
 #   iptables, iproute2               CNI bridge/portmap and network set-up
 #   git, make, ca-certificates       building from a clone
-APT_PACKAGES=(libseccomp-dev gcc libc6-dev pkg-config busybox-static iptables iproute2 git make ca-certificates)
+APT_PACKAGES=(libseccomp-dev gcc libc6-dev pkg-config busybox-static iptables iproute2 git make ca-certificates jq)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
