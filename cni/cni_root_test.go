@@ -416,6 +416,57 @@ func TestRootAttachRefusesHostNamespace(t *testing.T) {
 	}
 }
 
+func TestRootConcurrentPods(t *testing.T) {
+	e := newRootEnv(t, 5)
+	const pods = 4
+	args := make([]PodArgs, pods)
+	for i := range args {
+		name := fmt.Sprintf("%s-%d", e.nsName, i)
+		run(t, "ip", "netns", "add", name)
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+		args[i] = PodArgs{ID: fmt.Sprintf("berthcniconc%d-%d", os.Getpid(), i), NetNS: filepath.Join("/run/netns", name),
+			PodName: fmt.Sprint("p", i), PodNamespace: "default",
+			PortMappings: []PortMapping{{HostPort: freePort(t), ContainerPort: 8080}}}
+	}
+	results := make([]Result, pods)
+	errs := make([]error, pods)
+	var wg sync.WaitGroup
+	for i := range args {
+		wg.Go(func() { results[i], errs[i] = e.m.Attach(t.Context(), args[i]) })
+	}
+	wg.Wait()
+	seen := map[netip.Addr]bool{}
+	for i := range args {
+		if errs[i] != nil {
+			t.Fatalf("pod %d: %v", i, errs[i])
+		}
+		ip := results[i].Addrs()[0]
+		if seen[ip] {
+			t.Errorf("%s handed out twice", ip)
+		}
+		seen[ip] = true
+	}
+	// Each pod answers on its own host port.
+	for i := range args {
+		listenInNetNS(t, args[i].NetNS, ":8080")
+		if err := dialGreeting(net.JoinHostPort("127.0.0.1", fmt.Sprint(args[i].PortMappings[0].HostPort))); err != nil {
+			t.Errorf("pod %d: %v", i, err)
+		}
+	}
+	for i := range args {
+		wg.Go(func() { errs[i] = e.m.Detach(t.Context(), args[i]) })
+	}
+	wg.Wait()
+	for i := range args {
+		if errs[i] != nil {
+			t.Errorf("detach pod %d: %v", i, errs[i])
+		}
+		if left := e.leftovers(t, args[i].ID, results[i].Addrs()[0]); len(left) > 0 {
+			t.Errorf("pod %d left:\n%s", i, strings.Join(left, "\n"))
+		}
+	}
+}
+
 // BenchmarkRootAttachDetach measures ADD (loopback+bridge+portmap with one
 // mapping) and DEL with the real plugins; it reports their medians.
 func BenchmarkRootAttachDetach(b *testing.B) {

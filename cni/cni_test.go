@@ -434,6 +434,50 @@ func TestStatusChecksAndReturnsCachedResult(t *testing.T) {
 	}
 }
 
+// TestConcurrentAttachDetach runs pods in parallel through one Manager (run
+// it with -race): each gets its own ADD and DEL with its own arguments.
+func TestConcurrentAttachDetach(t *testing.T) {
+	e := newEnv(t)
+	e.writeConf(t, "10-test.conflist", twoPlugins)
+	const pods = 8
+	errs := make(chan error, pods)
+	for i := range pods {
+		go func() {
+			args := podArgs(e.netns)
+			args.ID = fmt.Sprintf("pod%d", i)
+			args.PodName = args.ID
+			if _, err := e.m.Attach(t.Context(), args); err != nil {
+				errs <- err
+				return
+			}
+			if _, err := e.m.Status(t.Context(), args.ID, args.NetNS); err != nil {
+				errs <- err
+				return
+			}
+			errs <- e.m.Detach(t.Context(), args)
+		}()
+	}
+	for range pods {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	perPod := map[string][]string{}
+	for _, c := range e.calls(t) {
+		if !strings.Contains(c.Args, "K8S_POD_NAME="+c.ContainerID+";") {
+			t.Errorf("%s for %s has CNI_ARGS %q", c, c.ContainerID, c.Args)
+		}
+		perPod[c.ContainerID] = append(perPod[c.ContainerID], c.Command+" "+c.Plugin)
+	}
+	want := "ADD loopback, ADD fakebridge, ADD fakeportmap, CHECK fakebridge, CHECK fakeportmap, DEL fakeportmap, DEL fakebridge, DEL loopback"
+	for i := range pods {
+		if got := strings.Join(perPod[fmt.Sprintf("pod%d", i)], ", "); got != want {
+			t.Errorf("pod%d: %s\nwant %s", i, got, want)
+		}
+	}
+	assertCacheEmpty(t, e)
+}
+
 func TestConfigSelection(t *testing.T) {
 	e := newEnv(t)
 	e.writeConf(t, "20-b.conflist", `{"cniVersion":"1.0.0","name":"b","plugins":[{"type":"fakebridge"}]}`)
@@ -531,5 +575,24 @@ func assertCacheEmpty(t *testing.T, e *env) {
 	}
 	for _, ent := range ents {
 		t.Errorf("cache entry left: %s", ent.Name())
+	}
+}
+
+// BenchmarkLoadNetwork is the cost of reading the config dir on every
+// Attach instead of watching it.
+func BenchmarkLoadNetwork(b *testing.B) {
+	dir := b.TempDir()
+	m, err := New(Config{ConfDir: dir, BinDirs: []string{fakeBin}, CacheDir: filepath.Join(dir, "cache")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := exec.Command("bash", "../hack/cni-conf.sh", dir).CombinedOutput()
+	if err != nil {
+		b.Fatalf("hack/cni-conf.sh: %v\n%s", err, out)
+	}
+	for b.Loop() {
+		if _, err := m.loadNetwork(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
