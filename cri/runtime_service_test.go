@@ -1,0 +1,388 @@
+package cri
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-dev/berth/imagestore"
+	"github.com/berth-dev/berth/runtime"
+)
+
+// fakeRuntime keeps sandboxes and containers in maps and logs the calls
+// that change them. Methods the tests do not reach are left to the nil
+// embedded interface (a call panics, failing the test).
+type fakeRuntime struct {
+	Runtime
+	sandboxes  []*runtime.Sandbox
+	containers []*runtime.Container
+	calls      []string
+	// failSetNetwork makes SetSandboxNetwork fail.
+	failSetNetwork error
+}
+
+func (f *fakeRuntime) CreateSandbox(_ context.Context, c runtime.SandboxConfig) (*runtime.Sandbox, error) {
+	id := fmt.Sprintf("%064d", len(f.sandboxes)+1)
+	sb := &runtime.Sandbox{ID: id, Config: c, NetNSPath: "/run/netns/" + id, CreatedAt: time.Unix(1, 0)}
+	f.sandboxes = append(f.sandboxes, sb)
+	f.calls = append(f.calls, "CreateSandbox")
+	return sb, nil
+}
+
+func (f *fakeRuntime) SetSandboxNetwork(_ context.Context, id string, ips []string) error {
+	f.calls = append(f.calls, "SetSandboxNetwork "+strings.Join(ips, ","))
+	if f.failSetNetwork != nil {
+		return f.failSetNetwork
+	}
+	sb, err := f.Sandbox(id)
+	if err != nil {
+		return err
+	}
+	sb.IPs = ips
+	return nil
+}
+
+func (f *fakeRuntime) StopSandbox(_ context.Context, id string, _ time.Duration) error {
+	f.calls = append(f.calls, "StopSandbox")
+	sb, err := f.Sandbox(id)
+	if err != nil {
+		return err
+	}
+	sb.State = runtime.SandboxNotReady
+	return nil
+}
+
+func (f *fakeRuntime) RemoveSandbox(ctx context.Context, id string) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	f.calls = append(f.calls, "RemoveSandbox")
+	f.sandboxes = slices.DeleteFunc(f.sandboxes, func(sb *runtime.Sandbox) bool { return sb.ID == id })
+	return nil
+}
+
+func (f *fakeRuntime) Sandbox(id string) (*runtime.Sandbox, error) {
+	for _, sb := range f.sandboxes {
+		if id != "" && strings.HasPrefix(sb.ID, id) {
+			return sb, nil
+		}
+	}
+	return nil, fmt.Errorf("sandbox %s: %w", id, errdefs.ErrNotFound)
+}
+
+func (f *fakeRuntime) ListSandboxes() []*runtime.Sandbox { return f.sandboxes }
+
+func (f *fakeRuntime) StopContainer(_ context.Context, id string, _ time.Duration) error {
+	c, err := f.Container(id)
+	if err != nil {
+		return err
+	}
+	f.calls = append(f.calls, "StopContainer "+c.ID)
+	c.State = runtime.ContainerExited
+	return nil
+}
+
+func (f *fakeRuntime) RemoveContainer(_ context.Context, id string) error {
+	f.calls = append(f.calls, "RemoveContainer "+id)
+	f.containers = slices.DeleteFunc(f.containers, func(c *runtime.Container) bool { return c.ID == id })
+	return nil
+}
+
+func (f *fakeRuntime) Container(id string) (*runtime.Container, error) {
+	for _, c := range f.containers {
+		if id != "" && strings.HasPrefix(c.ID, id) {
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound)
+}
+
+func (f *fakeRuntime) ListContainers() []*runtime.Container { return f.containers }
+
+// fakeNetwork records attaches and detaches.
+type fakeNetwork struct {
+	attachErr error
+	// cancel, when set, is called during Attach (a kubelet giving up).
+	cancel  func()
+	calls   []string
+	mapping []PortMapping
+}
+
+func (n *fakeNetwork) Ready(context.Context) (bool, string) { return true, "" }
+
+func (n *fakeNetwork) Attach(_ context.Context, p PodNetwork) ([]string, error) {
+	n.calls = append(n.calls, "Attach "+p.PodName)
+	if n.cancel != nil {
+		n.cancel()
+	}
+	if n.attachErr != nil {
+		return nil, n.attachErr
+	}
+	return []string{"10.0.0.2", "fd00::2"}, nil
+}
+
+func (n *fakeNetwork) Detach(ctx context.Context, p PodNetwork) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	n.calls = append(n.calls, "Detach "+p.PodName)
+	n.mapping = p.PortMappings
+	return nil
+}
+
+// fakeSnapshots records removed snapshots.
+type fakeSnapshots struct {
+	Snapshotter
+	removed []string
+}
+
+func (s *fakeSnapshots) Get(context.Context, string) (*imagestore.Image, error) {
+	return nil, errdefs.ErrNotFound
+}
+
+func (s *fakeSnapshots) RemoveSnapshot(_ context.Context, id string) error {
+	s.removed = append(s.removed, id)
+	return nil
+}
+
+func podRequest(name string, labels map[string]string) *runtimeapi.RunPodSandboxRequest {
+	return &runtimeapi.RunPodSandboxRequest{Config: &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "ns", Uid: "uid-" + name},
+		Labels:       labels,
+		PortMappings: []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: 8080}, {ContainerPort: 81}},
+	}}
+}
+
+func newTestService() (*RuntimeService, *fakeRuntime, *fakeNetwork, *fakeSnapshots) {
+	rt, nw, sn := &fakeRuntime{}, &fakeNetwork{}, &fakeSnapshots{}
+	return NewRuntimeService(RuntimeOptions{Runtime: rt, Network: nw, Images: sn}), rt, nw, sn
+}
+
+func TestRunPodSandbox(t *testing.T) {
+	s, rt, nw, _ := newTestService()
+	resp, err := s.RunPodSandbox(t.Context(), podRequest("web", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.PodSandboxStatus(t.Context(), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: resp.PodSandboxId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status.Network.Ip != "10.0.0.2" || len(st.Status.Network.AdditionalIps) != 1 || st.Status.Network.AdditionalIps[0].Ip != "fd00::2" {
+		t.Errorf("network status = %v", st.Status.Network)
+	}
+	if len(st.Status.Annotations) != 0 {
+		t.Errorf("reserved annotation leaked to the client: %v", st.Status.Annotations)
+	}
+	if want := []string{"CreateSandbox", "SetSandboxNetwork 10.0.0.2,fd00::2"}; !reflect.DeepEqual(rt.calls, want) {
+		t.Errorf("runtime calls = %q, want %q", rt.calls, want)
+	}
+	if want := []string{"Attach web"}; !reflect.DeepEqual(nw.calls, want) {
+		t.Errorf("network calls = %q, want %q", nw.calls, want)
+	}
+}
+
+func TestRunPodSandboxRollback(t *testing.T) {
+	t.Run("attach fails", func(t *testing.T) {
+		s, rt, nw, _ := newTestService()
+		nw.attachErr = fmt.Errorf("plugin bridge: %w", errdefs.ErrUnavailable)
+		_, err := s.RunPodSandbox(t.Context(), podRequest("web", nil))
+		if !errdefs.IsUnavailable(err) {
+			t.Fatalf("err = %v, want the attach error's class", err)
+		}
+		if want := []string{"CreateSandbox", "RemoveSandbox"}; !reflect.DeepEqual(rt.calls, want) {
+			t.Errorf("runtime calls = %q, want %q", rt.calls, want)
+		}
+		if len(rt.sandboxes) != 0 {
+			t.Errorf("sandbox left behind")
+		}
+	})
+	t.Run("record fails after attach, caller gone", func(t *testing.T) {
+		s, rt, nw, _ := newTestService()
+		ctx, cancel := context.WithCancel(t.Context())
+		nw.cancel = cancel
+		rt.failSetNetwork = fmt.Errorf("write record: %w", errdefs.ErrInternal)
+		_, err := s.RunPodSandbox(ctx, podRequest("web", nil))
+		if !errdefs.IsInternal(err) {
+			t.Fatalf("err = %v, want Internal", err)
+		}
+		// The undo runs on a context the cancellation does not reach, in
+		// reverse order: CNI DEL before the sandbox goes.
+		if want := []string{"Attach web", "Detach web"}; !reflect.DeepEqual(nw.calls, want) {
+			t.Errorf("network calls = %q, want %q", nw.calls, want)
+		}
+		if rt.calls[len(rt.calls)-1] != "RemoveSandbox" || len(rt.sandboxes) != 0 {
+			t.Errorf("runtime calls = %q, sandboxes left %d", rt.calls, len(rt.sandboxes))
+		}
+	})
+}
+
+func TestStopRemoveIdempotent(t *testing.T) {
+	s, rt, nw, sn := newTestService()
+	ctx := t.Context()
+	for _, id := range []string{"", "unknown"} {
+		if _, err := s.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+			t.Errorf("stop unknown pod %q: %v", id, err)
+		}
+		if _, err := s.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+			t.Errorf("remove unknown pod %q: %v", id, err)
+		}
+		if _, err := s.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+			t.Errorf("remove unknown container %q: %v", id, err)
+		}
+	}
+	for name, call := range map[string]func() error{
+		"PodSandboxStatus": func() error {
+			_, err := s.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: "unknown"})
+			return err
+		},
+		"ContainerStatus": func() error {
+			_, err := s.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: "unknown"})
+			return err
+		},
+		"StopContainer": func() error {
+			_, err := s.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: "unknown"})
+			return err
+		},
+		"PortForward": func() error {
+			_, err := s.PortForward(ctx, &runtimeapi.PortForwardRequest{PodSandboxId: "unknown"})
+			return err
+		},
+	} {
+		if err := call(); !errdefs.IsNotFound(err) {
+			t.Errorf("%s of an unknown ID: %v, want NotFound", name, err)
+		}
+	}
+
+	// A pod with a container: stop detaches with the recorded mappings and
+	// kills the container; stop again succeeds; remove detaches again and
+	// removes the container's snapshot.
+	resp, err := s.RunPodSandbox(ctx, podRequest("web", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.containers = append(rt.containers, &runtime.Container{ID: "c1", SandboxID: resp.PodSandboxId, State: runtime.ContainerRunning})
+	for range 2 {
+		if _, err := s.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: resp.PodSandboxId}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}}; !reflect.DeepEqual(nw.mapping, want) {
+		t.Errorf("detach mappings = %+v, want %+v (containerPort-only entries dropped)", nw.mapping, want)
+	}
+	if rt.containers[0].State != runtime.ContainerExited {
+		t.Errorf("container still running after StopPodSandbox")
+	}
+	if _, err := s.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: resp.PodSandboxId}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"Attach web", "Detach web", "Detach web", "Detach web"}; !reflect.DeepEqual(nw.calls, want) {
+		t.Errorf("network calls = %q, want %q", nw.calls, want)
+	}
+	if len(rt.sandboxes) != 0 || len(rt.containers) != 0 || !slices.Contains(sn.removed, "c1") {
+		t.Errorf("after remove: %d pods, %d containers, snapshots removed %q", len(rt.sandboxes), len(rt.containers), sn.removed)
+	}
+}
+
+func TestListFilters(t *testing.T) {
+	s, rt, _, _ := newTestService()
+	ctx := t.Context()
+	a, err := s.RunPodSandbox(ctx, podRequest("a", map[string]string{"app": "x", "tier": "web"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.RunPodSandbox(ctx, podRequest("b", map[string]string{"app": "y"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: b.PodSandboxId}); err != nil {
+		t.Fatal(err)
+	}
+	rt.containers = []*runtime.Container{
+		{ID: "c-a-run", SandboxID: a.PodSandboxId, State: runtime.ContainerRunning, Config: runtime.ContainerConfig{Labels: map[string]string{"k": "1"}}},
+		{ID: "c-a-exit", SandboxID: a.PodSandboxId, State: runtime.ContainerExited, Config: runtime.ContainerConfig{Labels: map[string]string{"k": "2"}}},
+		{ID: "c-b-created", SandboxID: b.PodSandboxId, State: runtime.ContainerCreated},
+	}
+
+	pods := func(f *runtimeapi.PodSandboxFilter) []string {
+		resp, err := s.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, p := range resp.Items {
+			names = append(names, p.Metadata.Name)
+		}
+		return names
+	}
+	for _, tc := range []struct {
+		f    *runtimeapi.PodSandboxFilter
+		want []string
+	}{
+		{nil, []string{"a", "b"}},
+		{&runtimeapi.PodSandboxFilter{Id: "0000000000"}, []string{"a", "b"}}, // a prefix of both IDs
+		{&runtimeapi.PodSandboxFilter{Id: b.PodSandboxId}, []string{"b"}},
+		{&runtimeapi.PodSandboxFilter{State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}}, []string{"a"}},
+		{&runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{"app": "x"}}, []string{"a"}},
+		{&runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{"app": "x", "tier": "db"}}, nil},
+	} {
+		if got := pods(tc.f); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("pods(%v) = %q, want %q", tc.f, got, tc.want)
+		}
+	}
+
+	ctrs := func(f *runtimeapi.ContainerFilter) []string {
+		resp, err := s.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, c := range resp.Containers {
+			ids = append(ids, c.Id)
+		}
+		return ids
+	}
+	for _, tc := range []struct {
+		f    *runtimeapi.ContainerFilter
+		want []string
+	}{
+		{nil, []string{"c-a-run", "c-a-exit", "c-b-created"}},
+		{&runtimeapi.ContainerFilter{Id: "c-a"}, []string{"c-a-run", "c-a-exit"}},
+		{&runtimeapi.ContainerFilter{PodSandboxId: b.PodSandboxId}, []string{"c-b-created"}},
+		{&runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_EXITED}}, []string{"c-a-exit"}},
+		{&runtimeapi.ContainerFilter{LabelSelector: map[string]string{"k": "1"}}, []string{"c-a-run"}},
+		{&runtimeapi.ContainerFilter{Id: "c-a", LabelSelector: map[string]string{"k": "3"}}, nil},
+	} {
+		if got := ctrs(tc.f); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("containers(%v) = %q, want %q", tc.f, got, tc.want)
+		}
+	}
+}
+
+func TestUpdateRuntimeConfig(t *testing.T) {
+	s, _, _, _ := newTestService()
+	req := func(cidr string) *runtimeapi.UpdateRuntimeConfigRequest {
+		return &runtimeapi.UpdateRuntimeConfigRequest{RuntimeConfig: &runtimeapi.RuntimeConfig{NetworkConfig: &runtimeapi.NetworkConfig{PodCidr: cidr}}}
+	}
+	if _, err := s.UpdateRuntimeConfig(t.Context(), req("10.1.0.0/16,fd00::/64")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateRuntimeConfig(t.Context(), req("nonsense")); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("bad cidr: %v", err)
+	}
+	st, err := s.Status(t.Context(), &runtimeapi.StatusRequest{Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Info["podCIDR"] != "10.1.0.0/16,fd00::/64" {
+		t.Errorf("status info = %v", st.Info)
+	}
+}
