@@ -30,7 +30,7 @@ func runTests(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "fakebridge")
-	build := exec.Command("go", "build", "-o", bin, "./testdata/fakeplugin")
+	build := exec.Command("go", "build", "-buildvcs=false", "-o", bin, "./testdata/fakeplugin")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build fake cni plugin: %v\n%s", err, out)
