@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -476,6 +477,59 @@ func TestConcurrentAttachDetach(t *testing.T) {
 		}
 	}
 	assertCacheEmpty(t, e)
+}
+
+func TestGCDetachesUnknownPods(t *testing.T) {
+	e := newEnv(t)
+	e.writeConf(t, "10-test.conflist", twoPlugins)
+	for _, id := range []string{"keep1", "stale1", "stale2"} {
+		args := podArgs(e.netns)
+		args.ID = id
+		if _, err := e.m.Attach(t.Context(), args); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.calls(t)
+	// stale3's namespace is gone by the time GC runs.
+	gone := filepath.Join(filepath.Dir(e.netns), "gone")
+	args := podArgs(gone)
+	args.ID = "stale3"
+	if err := os.WriteFile(gone, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Attach(t.Context(), args); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(gone); err != nil {
+		t.Fatal(err)
+	}
+	e.calls(t)
+
+	done, err := e.m.GC(t.Context(), []string{"keep1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(done)
+	if !slices.Equal(done, []string{"stale1", "stale2", "stale3"}) {
+		t.Errorf("GC detached %v", done)
+	}
+	for _, c := range e.calls(t) {
+		if c.Command != "DEL" || c.ContainerID == "keep1" {
+			t.Errorf("GC ran %s for %s", c, c.ContainerID)
+		}
+		if c.ContainerID == "stale3" && c.NetNS != "" {
+			t.Errorf("GC passed the gone namespace %q", c.NetNS)
+		}
+		if c.ContainerID != "stale3" && c.NetNS != e.netns {
+			t.Errorf("GC passed namespace %q, want the cached %q", c.NetNS, e.netns)
+		}
+	}
+	if _, err := e.m.Status(t.Context(), "keep1", e.netns); err != nil {
+		t.Errorf("kept pod lost its attachment: %v", err)
+	}
+	if again, err := e.m.GC(t.Context(), []string{"keep1"}); err != nil || len(again) != 0 {
+		t.Errorf("second GC = %v, %v; want nothing to do", again, err)
+	}
 }
 
 func TestConfigSelection(t *testing.T) {
