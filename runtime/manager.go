@@ -130,10 +130,12 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 			return nil, fmt.Errorf("open runtime: %w", err)
 		}
 	}
-	if err := m.loadSandboxes(ctx); err != nil {
+	// Containers first: undoing a half-created sandbox removes its
+	// containers before its cgroup.
+	if err := m.loadContainers(ctx); err != nil {
 		return nil, err
 	}
-	if err := m.loadContainers(ctx); err != nil {
+	if err := m.loadSandboxes(ctx); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -161,6 +163,11 @@ func (m *Manager) loadSandboxes(ctx context.Context) error {
 			return fmt.Errorf("open runtime: load sandbox %s: %w", id, err)
 		}
 		if s.rec.Pending {
+			for _, c := range m.podContainers(id) {
+				if err := m.remove(ctx, c); err != nil {
+					slog.WarnContext(ctx, "remove container of half-created sandbox", "id", c.rec.ID, "error", err)
+				}
+			}
 			if err := m.releaseSandbox(ctx, s); err != nil {
 				slog.WarnContext(ctx, "undo half-created sandbox", "id", id, "error", err)
 			}

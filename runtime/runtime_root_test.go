@@ -850,3 +850,108 @@ func TestShimLost(t *testing.T) {
 		t.Errorf("container process %d survives its removal", c.Pid)
 	}
 }
+
+// BenchmarkPodStart measures what critest's benchmark times for Berth's
+// part: RunPodSandbox (without CNI), CreateContainer, StartContainer, then
+// the stop and removal.
+func BenchmarkPodStart(b *testing.B) {
+	needRoot(b)
+	m, err := berthruntime.Open(b.Context(), testConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	var create, ctr, startT, stop, remove time.Duration
+	for i := 0; b.Loop(); i++ {
+		d := b.TempDir()
+		os.Mkdir(filepath.Join(d, "upper"), 0o755)
+		os.Mkdir(filepath.Join(d, "work"), 0o755)
+		mounts := []berthruntime.Mount{{Type: "overlay", Source: "overlay", Options: []string{"lowerdir=" + lowerDir, "upperdir=" + d + "/upper", "workdir=" + d + "/work"}}}
+		t0 := time.Now()
+		sb, err := m.CreateSandbox(b.Context(), berthruntime.SandboxConfig{Name: fmt.Sprint("bench-", i), Namespace: "bench", CgroupParent: cgroupParent()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		c, err := m.CreateContainer(b.Context(), berthruntime.ContainerConfig{SandboxID: sb.ID, Name: "c", Rootfs: mounts, Spec: spec.Container{Args: []string{"sleep", "1000"}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		if err := m.StartContainer(b.Context(), c.ID); err != nil {
+			b.Fatal(err)
+		}
+		t3 := time.Now()
+		if err := m.StopSandbox(b.Context(), sb.ID, 10*time.Second); err != nil {
+			b.Fatal(err)
+		}
+		t4 := time.Now()
+		if err := m.RemoveSandbox(b.Context(), sb.ID); err != nil {
+			b.Fatal(err)
+		}
+		t5 := time.Now()
+		create += t1.Sub(t0)
+		ctr += t2.Sub(t1)
+		startT += t3.Sub(t2)
+		stop += t4.Sub(t3)
+		remove += t5.Sub(t4)
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(create.Microseconds())/n/1000, "ms/sandbox")
+	b.ReportMetric(float64(ctr.Microseconds())/n/1000, "ms/create")
+	b.ReportMetric(float64(startT.Microseconds())/n/1000, "ms/start")
+	b.ReportMetric(float64(stop.Microseconds())/n/1000, "ms/stoppod")
+	b.ReportMetric(float64(remove.Microseconds())/n/1000, "ms/removepod")
+}
+
+// TestOpenUndoesPendingCreations: records still marked pending (berthd died
+// inside CreateSandbox/CreateContainer) are undone by the next Open.
+func TestOpenUndoesPendingCreations(t *testing.T) {
+	needRoot(t)
+	m, err := berthruntime.Open(t.Context(), testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := cgroupParent()
+	sb, err := m.CreateSandbox(t.Context(), berthruntime.SandboxConfig{Name: "pending", Namespace: "test", CgroupParent: parent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := m.CreateContainer(t.Context(), berthruntime.ContainerConfig{SandboxID: sb.ID, Name: "c", Rootfs: overlay(t), Spec: spec.Container{Args: []string{"sleep", "1000"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, m, c.ID)
+	m.Close()
+	for _, f := range []string{
+		filepath.Join(testConfig().Root, "sandboxes", sb.ID, "sandbox.json"),
+		filepath.Join(c.Bundle, "container.json"),
+	} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = bytes.Replace(b, []byte("{"), []byte("{\n\t\"Pending\": true,"), 1)
+		if err := os.WriteFile(f, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m2 := openManager(t)
+	if _, err := m2.Sandbox(sb.ID); !errdefs.IsNotFound(err) {
+		t.Errorf("pending sandbox after Open: %v", err)
+	}
+	if _, err := m2.Container(c.ID); !errdefs.IsNotFound(err) {
+		t.Errorf("pending container after Open: %v", err)
+	}
+	if alive(sb.PausePid) || alive(c.Pid) {
+		t.Errorf("processes survive: pause %v container %v", alive(sb.PausePid), alive(c.Pid))
+	}
+	for _, p := range []string{sb.NetNSPath, sb.ShmPath, filepath.Join(c.Bundle, "rootfs")} {
+		if isMounted(p) {
+			t.Errorf("%s still mounted", p)
+		}
+	}
+	if dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + parent); len(dirs) > 0 {
+		t.Errorf("cgroups left: %v", dirs)
+	}
+}

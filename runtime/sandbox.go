@@ -213,7 +213,14 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 			// Reaped here while berthd lives; after a restart the holder is
 			// re-parented.
 			go func() { _ = pause.Wait() }()
-			return nil
+			pid := pause.Process.Pid
+			m.mu.Lock()
+			s.rec.PausePid = pid
+			s.rec.PauseStart, _ = procStart(pid)
+			m.mu.Unlock()
+			// Recorded at once: a crash from here on must still find the
+			// holder to kill.
+			return m.saveSandbox(s)
 		}
 	}
 	if err := namespace.Pin(pin); err != nil {
@@ -221,10 +228,6 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 	}
 	if pause != nil {
 		pid := pause.Process.Pid
-		m.mu.Lock()
-		s.rec.PausePid = pid
-		s.rec.PauseStart, _ = procStart(pid)
-		m.mu.Unlock()
 		if cg != nil {
 			if err := cg.Apply(pid); err != nil {
 				return nil, fmt.Errorf("create sandbox %s: put pause holder in the pod cgroup: %w", id, err)
