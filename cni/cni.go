@@ -21,6 +21,12 @@
 //     exists, so IPAM still releases the lease. Without a cache entry (a
 //     crash during ADD, or a second Detach) it runs DEL with the current
 //     config, which plugins treat as a no-op when nothing is left.
+//   - Detach before unpinning the namespace. With the namespace gone the
+//     lease, veth, portmap and firewall rules still go, but the bridge
+//     plugin (v1.10.0) finds the pod's addresses only on its veth and leaves
+//     its ipMasq rules behind (containernetworking/plugins#810).
+//   - GC, at start-up, detaches the cached attachments of pods the caller
+//     no longer knows.
 //
 // Errors are classified with github.com/containerd/errdefs: bad input is
 // ErrInvalidArgument, no usable config or a missing plugin
