@@ -75,7 +75,7 @@ type DNS struct {
 // Attach connects the pod's network namespace to the node's network: lo up,
 // then ADD of the first config in ConfDir. On failure every ADD that ran is
 // undone with DEL before Attach returns.
-func (m *Manager) Attach(ctx context.Context, req AttachRequest) (_ Result, retErr error) {
+func (m *Manager) Attach(ctx context.Context, req AttachRequest) (Result, error) {
 	if err := m.checkNetNS(req.NetNS); err != nil {
 		return Result{}, fmt.Errorf("attach pod %s: %w", req.ID, err)
 	}
