@@ -10,8 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/containerd/errdefs"
+	securejoin "github.com/cyphar/filepath-securejoin"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-dev/berth/imagestore"
@@ -161,12 +163,14 @@ func (s *RuntimeService) containerConfig(in specInput, sb *runtime.Sandbox, img 
 }
 
 // imageVolume makes a read-only snapshot of the image a CRI mount names and
-// returns its mount: an overlay of the image's layers, mounted by the
-// container's runtime like any other filesystem.
-func (s *RuntimeService) imageVolume(ctx context.Context, id string, i int, m *runtimeapi.Mount) (spec.Mount, error) {
+// returns its mount (an overlay of the image's layers, or a bind mount of a
+// single layer), narrowed to the mount's sub-path if it has one.
+func (s *RuntimeService) imageVolume(ctx context.Context, id string, i int, m *runtimeapi.Mount) (_ spec.Mount, retErr error) {
 	dst := m.GetContainerPath()
-	if m.GetImageSubPath() != "" {
-		return spec.Mount{}, fmt.Errorf("image volume on %s: %w: image sub-paths are not supported yet", dst, errdefs.ErrNotImplemented)
+	if !m.GetReadonly() {
+		// Image volumes are read-only by definition (KEP-4639); accepting a
+		// writable one would promise what the mount does not do.
+		return spec.Mount{}, fmt.Errorf("image volume on %s: %w: image volumes must be read-only", dst, errdefs.ErrInvalidArgument)
 	}
 	img, err := s.opts.Images.Get(ctx, m.GetImage().GetImage())
 	if err != nil {
@@ -176,17 +180,75 @@ func (s *RuntimeService) imageVolume(ctx context.Context, id string, i int, m *r
 	if err != nil {
 		return spec.Mount{}, fmt.Errorf("image volume on %s: %w", dst, err)
 	}
+	defer func() {
+		if retErr != nil {
+			s.opts.Images.RemoveSnapshot(context.WithoutCancel(ctx), imageVolumeID(id, i))
+		}
+	}()
 	if len(ms) != 1 {
-		s.opts.Images.RemoveSnapshot(context.WithoutCancel(ctx), imageVolumeID(id, i))
 		return spec.Mount{}, fmt.Errorf("image volume on %s: %w: snapshot has %d mounts, want 1", dst, errdefs.ErrNotImplemented, len(ms))
 	}
+	mnt := ms[0]
+	if sub := m.GetImageSubPath(); sub != "" {
+		if mnt, err = subPathMount(mnt, sub); err != nil {
+			return spec.Mount{}, fmt.Errorf("image volume on %s: %w", dst, err)
+		}
+	}
+	// The status reports the image the volume resolved to (ImageSpec
+	// image_ref), which the kubelet compares with its pull.
+	m.Image.ImageRef = img.ID.String()
 	return spec.Mount{
-		Type:        ms[0].Type,
-		Source:      ms[0].Source,
-		Options:     append(ms[0].Options, "nosuid", "nodev"),
+		Type:        mnt.Type,
+		Source:      mnt.Source,
+		Options:     append(mnt.Options, "nosuid", "nodev"),
 		Destination: dst,
 		ReadOnly:    true,
 	}, nil
+}
+
+// subPathMount narrows a read-only snapshot mount to sub: the same overlay
+// with each layer's sub directory as a lower (layers without it drop out),
+// or a bind mount when one layer remains. Each join stays inside its layer
+// (securejoin). A whiteout of sub itself in an upper layer is not honoured:
+// the lower layers' copies still show.
+func subPathMount(m imagestore.Mount, sub string) (imagestore.Mount, error) {
+	if !filepath.IsLocal(sub) {
+		return imagestore.Mount{}, fmt.Errorf("%w: sub-path %q must be relative and stay inside the image", errdefs.ErrInvalidArgument, sub)
+	}
+	var roots, rest []string
+	switch m.Type {
+	case "bind":
+		roots = []string{m.Source}
+		rest = []string{"ro", "rbind"}
+	case "overlay":
+		for _, o := range m.Options {
+			if l, ok := strings.CutPrefix(o, "lowerdir="); ok {
+				roots = strings.Split(l, ":")
+			} else {
+				rest = append(rest, o)
+			}
+		}
+	default:
+		return imagestore.Mount{}, fmt.Errorf("%w: sub-path of a %s mount", errdefs.ErrNotImplemented, m.Type)
+	}
+	var dirs []string
+	for _, r := range roots {
+		p, err := securejoin.SecureJoin(r, sub)
+		if err != nil {
+			return imagestore.Mount{}, fmt.Errorf("resolve sub-path %q: %w", sub, err)
+		}
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			dirs = append(dirs, p)
+		}
+	}
+	switch len(dirs) {
+	case 0:
+		return imagestore.Mount{}, fmt.Errorf("%w: sub-path %q is not a directory in the image", errdefs.ErrNotFound, sub)
+	case 1:
+		// An overlay needs two lowers when it has no upper.
+		return imagestore.Mount{Type: "bind", Source: dirs[0], Options: []string{"ro", "rbind"}}, nil
+	}
+	return imagestore.Mount{Type: "overlay", Source: "overlay", Options: append(rest, "lowerdir="+strings.Join(dirs, ":"))}, nil
 }
 
 // imageVolumeID names the read-only snapshot of a container's i-th mount.

@@ -3,6 +3,7 @@ package cri
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/containerd/errdefs"
@@ -74,6 +75,15 @@ func sandboxConfig(cfg *runtimeapi.PodSandboxConfig, handler string) (runtime.Sa
 	}
 	if sc.Namespaces.PID, err = namespaceMode("pid", nsOpts.GetPid(), runtimeapi.NamespaceMode_POD, runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_NODE); err != nil {
 		return runtime.SandboxConfig{}, err
+	}
+	if sc.Hostname == "" {
+		// containerd gives a pod without a hostname the node's: the pod
+		// name may be longer than a hostname can be (64 bytes).
+		h, err := os.Hostname()
+		if err != nil {
+			return runtime.SandboxConfig{}, fmt.Errorf("read the node's hostname: %w", err)
+		}
+		sc.Hostname = h
 	}
 	if dns := cfg.GetDnsConfig(); dns != nil {
 		sc.DNS = &runtime.DNS{Servers: dns.GetServers(), Searches: dns.GetSearches(), Options: dns.GetOptions()}
