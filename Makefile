@@ -11,6 +11,7 @@ GO      ?= go
 BIN     := $(CURDIR)/bin
 OUT     := $(CURDIR)/_output
 TOOLS   := $(OUT)/tools
+CNI_BIN := $(OUT)/cni/bin
 MODULE  := github.com/berth-dev/berth
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
@@ -52,8 +53,16 @@ critest: ## run the official CRI conformance suite (critest v1.37.0) offline aga
 bench: ## critest -benchmark against berthd and Debian's containerd: medians, ratios, shim RSS (hack/bench-cri.sh $(ARGS))
 	bash hack/bench-cri.sh $(ARGS)
 
+.PHONY: cni-plugins
+cni-plugins: ## build the pinned CNI plugins (bridge, host-local, loopback, portmap, firewall) into _output/cni/bin
+	bash hack/cni-plugins.sh $(CNI_BIN)
+
+.PHONY: cni-conf
+cni-conf: ## write the default CNI conflist (bridge berth0, 10.88.0.0/16) to /etc/cni/net.d
+	bash hack/cni-conf.sh
+
 .PHONY: build
-build: ## build bin/berthd and bin/berth (and bin/berth-shim once it exists)
+build: cni-plugins ## build bin/berthd, bin/berth, bin/berth-shim and the CNI plugins
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/berthd ./cmd/berthd
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/berth ./cmd/berth
@@ -70,12 +79,12 @@ test: deps build verify test-unit test-e2e ## everything CI runs: deps, build, v
 .PHONY: test-unit
 test-unit: ## unit tests of every package but test/ (as root: also the *_root_test.go tests)
 	@if [ "$$(id -u)" != 0 ]; then echo "note: not root, the *_root_test.go tests will skip"; fi
-	$(GOTEST) $(UNIT_FLAGS) $(UNIT_PKGS)
+	BERTH_CNI_BIN=$(CNI_BIN) $(GOTEST) $(UNIT_FLAGS) $(UNIT_PKGS)
 
 .PHONY: test-root
 test-root: ## only the packages that have root tests; needs root
 	@if [ "$$(id -u)" != 0 ]; then echo "test-root needs root" >&2; exit 1; fi
-	$(GOTEST) $$(find . -name '*_root_test.go' -not -path './_output/*' -printf '%h\n' | sort -u)
+	BERTH_CNI_BIN=$(CNI_BIN) $(GOTEST) $$(find . -name '*_root_test.go' -not -path './_output/*' -printf '%h\n' | sort -u)
 
 .PHONY: test-e2e
 test-e2e: build ## end-to-end suites in test/ against a real berthd (needs root)
