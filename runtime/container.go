@@ -7,10 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
+	securejoin "github.com/cyphar/filepath-securejoin"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-dev/berth/runtime/shim"
 	"github.com/berth-dev/berth/runtime/shim/wire"
@@ -114,6 +118,11 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
+	if sc.Namespaces.User != nil {
+		if err := makeMountpoints(rootfs, oci.Mounts); err != nil {
+			return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
+		}
+	}
 	if err := writeJSON(filepath.Join(dir, "config.json"), oci); err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
@@ -141,6 +150,46 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	m.watch(c)
 	m.emit(c, EventCreated)
 	return &out, nil
+}
+
+// makeMountpoints creates the missing mount destinations in rootfs. In a
+// user namespace runc creates them as the container's root, which the image
+// files (owned by the host's root, not remapped) do not let write.
+func makeMountpoints(rootfs string, mounts []specs.Mount) error {
+	for _, mnt := range mounts {
+		if strings.HasPrefix(mnt.Destination, "/dev/") {
+			// Inside the /dev tmpfs runc mounts in the namespace.
+			continue
+		}
+		p, err := securejoin.SecureJoin(rootfs, mnt.Destination)
+		if err != nil {
+			return fmt.Errorf("mountpoint %s: %w", mnt.Destination, err)
+		}
+		if _, err := os.Lstat(p); err == nil {
+			continue
+		}
+		isFile := false
+		if mnt.Type == "bind" || slices.Contains(mnt.Options, "bind") || slices.Contains(mnt.Options, "rbind") {
+			if fi, err := os.Stat(mnt.Source); err == nil && !fi.IsDir() {
+				isFile = true
+			}
+		}
+		dirPath := p
+		if isFile {
+			dirPath = filepath.Dir(p)
+		}
+		if err := os.MkdirAll(dirPath, 0o755); err != nil {
+			return fmt.Errorf("mountpoint %s: %w", mnt.Destination, err)
+		}
+		if isFile {
+			f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o644)
+			if err != nil {
+				return fmt.Errorf("mountpoint %s: %w", mnt.Destination, err)
+			}
+			f.Close()
+		}
+	}
+	return nil
 }
 
 // pickShimDir returns the shortest free <StateDir>/c/<id prefix>. Called
@@ -192,7 +241,7 @@ func (m *Manager) containerSpec(cfg ContainerConfig, sb *sandbox, rootfs string)
 		switch cfg.PID {
 		case NamespacePod:
 			switch {
-			case rec.PausePid != 0:
+			case rec.PausePid != 0 && rec.Config.Namespaces.PID == NamespacePod:
 				ns.PID = spec.Namespace{Mode: spec.NamespaceJoin, Path: fmt.Sprintf("/proc/%d/ns/pid", rec.PausePid)}
 			case rec.Config.Namespaces.PID == NamespaceNode:
 				ns.PID = spec.Namespace{Mode: spec.NamespaceHost}
@@ -217,6 +266,15 @@ func (m *Manager) containerSpec(cfg ContainerConfig, sb *sandbox, rootfs string)
 			ns.PID = spec.Namespace{Mode: spec.NamespaceJoin, Path: fmt.Sprintf("/proc/%d/ns/pid", pid)}
 		default:
 			return sc, fmt.Errorf("pid namespace mode %d: %w", cfg.PID, errdefs.ErrInvalidArgument)
+		}
+		if rec.UserNSPath != "" && sc.Namespaces.User == nil {
+			u := rec.Config.UserNS
+			path := rec.UserNSPath
+			if rec.PausePid != 0 {
+				// runc reads the mappings of /proc/<pid>/ns/user directly.
+				path = fmt.Sprintf("/proc/%d/ns/user", rec.PausePid)
+			}
+			sc.Namespaces.User = &spec.UserNamespace{Path: path, UIDMappings: u.UIDMappings, GIDMappings: u.GIDMappings}
 		}
 		if sc.Hostname == "" {
 			sc.Hostname = rec.hostname()

@@ -124,7 +124,7 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 	for _, d := range []string{
 		filepath.Join(cfg.Root, "sandboxes"), filepath.Join(cfg.Root, "containers"),
 		filepath.Join(cfg.StateDir, "c"),
-		m.nsPath("net", ""), m.nsPath("ipc", ""), m.nsPath("uts", ""),
+		m.nsPath("net", ""), m.nsPath("ipc", ""), m.nsPath("uts", ""), m.nsPath("user", ""),
 	} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return nil, fmt.Errorf("open runtime: %w", err)

@@ -144,7 +144,9 @@ type HostEntry struct {
 	Names []string
 }
 
-// UserNamespace maps the pod's IDs; not supported yet.
+// UserNamespace maps the pod's IDs: exactly one UID and one GID range, each
+// mapping container ID 0 (as Kubernetes asks). The root filesystem is not
+// remapped: files the image owns appear as the overflow ID (nobody) inside.
 type UserNamespace struct {
 	UIDMappings []specs.LinuxIDMapping
 	GIDMappings []specs.LinuxIDMapping
@@ -179,7 +181,9 @@ type SandboxConfig struct {
 	// and fs.mqueue.* in the IPC namespace.
 	Sysctls    map[string]string
 	Privileged bool
-	// UserNS, when set, makes CreateSandbox fail with ErrNotImplemented.
+	// UserNS, when set, gives the pod a user namespace with these mappings;
+	// its network, IPC, UTS (and PID) namespaces are owned by it, and its
+	// containers run in it.
 	UserNS *UserNamespace
 	// RuntimeHandler is recorded and reported; only "" is served.
 	RuntimeHandler string
@@ -212,11 +216,14 @@ type Sandbox struct {
 	// host's are used.
 	IPCNSPath string
 	UTSNSPath string
+	// UserNSPath is the pinned user namespace, empty without one.
+	UserNSPath string
 	// IPs are the pod's addresses, set by SetSandboxNetwork; the first is
 	// the primary one.
 	IPs []string
-	// PausePid is the PID of the process holding the pod's PID namespace,
-	// 0 when there is none (PID mode other than Pod, or stopped).
+	// PausePid is the PID of the process holding the pod's PID namespace
+	// (PID mode Pod) or its user namespace; 0 when there is none, or once
+	// the pod is stopped.
 	PausePid int
 	// The pod's files, bind-mounted into each container.
 	HostsPath      string

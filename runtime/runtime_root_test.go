@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	berthruntime "github.com/berth-dev/berth/runtime"
 	"github.com/berth-dev/berth/runtime/spec"
@@ -44,6 +45,11 @@ func TestMain(m *testing.M) {
 	}
 	var err error
 	if testRoot, err = os.MkdirTemp("", "berth-runtime-test-"); err != nil {
+		panic(err)
+	}
+	// Containers in a user namespace reach their rootfs as the mapped
+	// user: the path must be traversable by others.
+	if err := os.Chmod(testRoot, 0o711); err != nil {
 		panic(err)
 	}
 	if stateRoot, err = os.MkdirTemp("/tmp", "brt"); err != nil {
@@ -953,5 +959,54 @@ func TestOpenUndoesPendingCreations(t *testing.T) {
 	}
 	if dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + parent); len(dirs) > 0 {
 		t.Errorf("cgroups left: %v", dirs)
+	}
+}
+
+func TestUserNamespacePod(t *testing.T) {
+	needRoot(t)
+	m := openManager(t)
+	mapping := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	for _, pid := range []berthruntime.NamespaceMode{berthruntime.NamespacePod, berthruntime.NamespaceContainer} {
+		t.Run(fmt.Sprint("pid-mode-", pid), func(t *testing.T) {
+			sb := newPod(t, m, berthruntime.SandboxConfig{
+				Hostname:   "userns",
+				Namespaces: berthruntime.SandboxNamespaces{PID: pid},
+				UserNS:     &berthruntime.UserNamespace{UIDMappings: mapping, GIDMappings: mapping},
+				Sysctls:    map[string]string{"net.ipv4.ip_unprivileged_port_start": "80"},
+			})
+			if !isMounted(sb.UserNSPath) {
+				t.Fatalf("user namespace not pinned at %q", sb.UserNSPath)
+			}
+			if !alive(sb.PausePid) {
+				t.Errorf("no holder process: pause pid %d", sb.PausePid)
+			}
+			c := newContainer(t, m, sb, ctrOpts{args: []string{"sleep", "1000"}})
+			start(t, m, c.ID)
+			if got := strings.Fields(execOut(t, m, c.ID, "cat", "/proc/self/uid_map")); strings.Join(got, " ") != "0 100000 65536" {
+				t.Errorf("uid_map = %v", got)
+			}
+			if got := execOut(t, m, c.ID, "id", "-u"); got != "0" {
+				t.Errorf("id -u = %q", got)
+			}
+			if got := execOut(t, m, c.ID, "hostname"); got != "userns" {
+				t.Errorf("hostname = %q", got)
+			}
+			if got := execOut(t, m, c.ID, "cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start"); got != "80" {
+				t.Errorf("sysctl = %q", got)
+			}
+			// The container's init runs as the mapped host user.
+			st, err := os.Stat(fmt.Sprintf("/proc/%d", c.Pid))
+			if err != nil || st.Sys().(*syscall.Stat_t).Uid != 100000 {
+				t.Errorf("container init's host uid: %v %v", st.Sys(), err)
+			}
+		})
+	}
+	for name, u := range map[string]*berthruntime.UserNamespace{
+		"two mappings": {UIDMappings: append(mapping, specs.LinuxIDMapping{ContainerID: 70000, HostID: 300000, Size: 10}), GIDMappings: mapping},
+		"no root":      {UIDMappings: []specs.LinuxIDMapping{{ContainerID: 1, HostID: 1000, Size: 10}}, GIDMappings: mapping},
+	} {
+		if _, err := m.CreateSandbox(t.Context(), berthruntime.SandboxConfig{Name: "bad-" + name, UserNS: u}); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }

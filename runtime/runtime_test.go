@@ -47,7 +47,7 @@ func TestValidateSandbox(t *testing.T) {
 	}{
 		{"ok", SandboxConfig{Name: "a", Namespaces: pod, Sysctls: map[string]string{"net.ipv4.ping_group_range": "0 0", "kernel.shmmax": "1", "fs.mqueue.msg_max": "3", "kernel/sem": "1 2 3 4"}}, nil},
 		{"no name", SandboxConfig{}, errdefs.IsInvalidArgument},
-		{"userns", SandboxConfig{Name: "a", UserNS: &UserNamespace{}}, errdefs.IsNotImplemented},
+		{"userns without mappings", SandboxConfig{Name: "a", UserNS: &UserNamespace{}}, errdefs.IsInvalidArgument},
 		{"handler", SandboxConfig{Name: "a", RuntimeHandler: "kata"}, errdefs.IsNotFound},
 		{"net sysctl on host net", SandboxConfig{Name: "a", Namespaces: host, Sysctls: map[string]string{"net.core.somaxconn": "1"}}, errdefs.IsInvalidArgument},
 		{"ipc sysctl on host ipc", SandboxConfig{Name: "a", Namespaces: host, Sysctls: map[string]string{"kernel.msgmax": "1"}}, errdefs.IsInvalidArgument},

@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/manager"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/runtime/namespace"
@@ -56,8 +57,6 @@ func validateSandbox(c *SandboxConfig) error {
 	switch {
 	case c.Name == "":
 		return fmt.Errorf("sandbox name is required: %w", errdefs.ErrInvalidArgument)
-	case c.UserNS != nil:
-		return fmt.Errorf("sandbox %s: user namespaces: %w", c.Name, errdefs.ErrNotImplemented)
 	case c.RuntimeHandler != "":
 		return fmt.Errorf("sandbox %s: runtime handler %q: %w", c.Name, c.RuntimeHandler, errdefs.ErrNotFound)
 	case c.Namespaces.Network != NamespacePod && c.Namespaces.Network != NamespaceNode:
@@ -66,6 +65,13 @@ func validateSandbox(c *SandboxConfig) error {
 		return fmt.Errorf("sandbox %s: ipc namespace mode %d: %w", c.Name, c.Namespaces.IPC, errdefs.ErrInvalidArgument)
 	case c.Namespaces.PID == NamespaceTarget || c.Namespaces.PID < 0 || c.Namespaces.PID > NamespaceTarget:
 		return fmt.Errorf("sandbox %s: pid namespace mode %d: %w", c.Name, c.Namespaces.PID, errdefs.ErrInvalidArgument)
+	}
+	if u := c.UserNS; u != nil {
+		for _, ms := range [][]specs.LinuxIDMapping{u.UIDMappings, u.GIDMappings} {
+			if len(ms) != 1 || ms[0].ContainerID != 0 || ms[0].Size == 0 {
+				return fmt.Errorf("sandbox %s: user namespace needs exactly one mapping, of container ID 0 and non-empty, got %+v: %w", c.Name, ms, errdefs.ErrInvalidArgument)
+			}
+		}
 	}
 	for k := range c.Sysctls {
 		switch {
@@ -131,6 +137,9 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 	if cfg.Namespaces.IPC == NamespacePod {
 		s.rec.IPCNSPath = m.nsPath("ipc", id)
 		s.rec.ShmPath = filepath.Join(s.dir, "shm")
+	}
+	if cfg.UserNS != nil {
+		s.rec.UserNSPath = m.nsPath("user", id)
 	}
 	m.sandboxes[id] = s
 	m.mu.Unlock()
@@ -200,33 +209,44 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		pin.Paths[namespace.IPC] = s.rec.IPCNSPath
 	}
 	var pause *exec.Cmd
-	if withPause {
-		pin.Then = func() error {
-			// Started from the thread that is inside the pod's namespaces,
-			// so the holder is born in them, with a PID namespace of its own.
-			pause = exec.Command(m.cfg.ShimBinary, "pause")
-			pause.Dir = "/"
-			pause.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Cloneflags: syscall.CLONE_NEWPID}
-			if err := pause.Start(); err != nil {
-				return fmt.Errorf("start pause holder: %w", err)
+	startPause := func(attr *syscall.SysProcAttr) (int, error) {
+		pause = exec.Command(m.cfg.ShimBinary, "pause")
+		pause.Dir = "/"
+		pause.SysProcAttr = attr
+		if err := pause.Start(); err != nil {
+			return 0, fmt.Errorf("start pause holder: %w", err)
+		}
+		// Reaped here while berthd lives; after a restart the holder is
+		// re-parented.
+		go func() { _ = pause.Wait() }()
+		pid := pause.Process.Pid
+		m.mu.Lock()
+		s.rec.PausePid = pid
+		s.rec.PauseStart, _ = procStart(pid)
+		m.mu.Unlock()
+		// Recorded at once: a crash from here on must still find the
+		// holder to kill.
+		return pid, m.saveSandbox(s)
+	}
+	if cfg.UserNS != nil {
+		if err := m.userNamespaces(s, pin, withPause, startPause); err != nil {
+			return nil, fmt.Errorf("create sandbox %s: %w", id, err)
+		}
+	} else {
+		if withPause {
+			pin.Then = func() error {
+				// Started from the thread that is inside the pod's
+				// namespaces, so the holder is born in them, with a PID
+				// namespace of its own.
+				_, err := startPause(&syscall.SysProcAttr{Setsid: true, Cloneflags: syscall.CLONE_NEWPID})
+				return err
 			}
-			// Reaped here while berthd lives; after a restart the holder is
-			// re-parented.
-			go func() { _ = pause.Wait() }()
-			pid := pause.Process.Pid
-			m.mu.Lock()
-			s.rec.PausePid = pid
-			s.rec.PauseStart, _ = procStart(pid)
-			m.mu.Unlock()
-			// Recorded at once: a crash from here on must still find the
-			// holder to kill.
-			return m.saveSandbox(s)
+		}
+		if err := namespace.Pin(pin); err != nil {
+			return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 		}
 	}
-	if err := namespace.Pin(pin); err != nil {
-		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
-	}
-	if pause != nil {
+	if pause != nil && s.rec.PausePid != 0 {
 		pid := pause.Process.Pid
 		if cg != nil {
 			if err := cg.Apply(pid); err != nil {
@@ -242,6 +262,52 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
 	return out, nil
+}
+
+// userNamespaces creates the pod's user namespace together with the
+// namespaces it owns by starting a process in all of them (a user namespace
+// cannot be unshared by a multi-threaded process), pins them, and applies
+// the hostname and sysctls from outside. The process stays: it holds the
+// pod's PID namespace when the pod shares one, and in any case lets runc
+// read the user namespace's mappings through /proc/<pid>/ns/user (its slow
+// path for a pinned file spawns and waits for a child, which races with the
+// shim's reaper).
+func (m *Manager) userNamespaces(s *sandbox, pin namespace.PinOptions, withPause bool, startPause func(*syscall.SysProcAttr) (int, error)) error {
+	u := s.rec.Config.UserNS
+	flags := uintptr(syscall.CLONE_NEWUSER)
+	if _, ok := pin.Paths[namespace.Net]; ok {
+		flags |= syscall.CLONE_NEWNET | syscall.CLONE_NEWUTS
+	}
+	if _, ok := pin.Paths[namespace.IPC]; ok {
+		flags |= syscall.CLONE_NEWIPC
+	}
+	if withPause {
+		flags |= syscall.CLONE_NEWPID
+	}
+	idmap := func(ms []specs.LinuxIDMapping) []syscall.SysProcIDMap {
+		var out []syscall.SysProcIDMap
+		for _, m := range ms {
+			out = append(out, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+		}
+		return out
+	}
+	pid, err := startPause(&syscall.SysProcAttr{
+		Setsid: true, Cloneflags: flags,
+		UidMappings: idmap(u.UIDMappings), GidMappings: idmap(u.GIDMappings),
+		GidMappingsEnableSetgroups: true,
+	})
+	if err != nil {
+		return err
+	}
+	paths := map[namespace.Kind]string{namespace.User: s.rec.UserNSPath}
+	for k, p := range pin.Paths {
+		paths[k] = p
+	}
+	if err := namespace.PinProcess(pid, paths); err != nil {
+		return err
+	}
+	delete(paths, namespace.User)
+	return namespace.Configure(paths, pin.Hostname, pin.Sysctls)
 }
 
 // missingCgroupDirs lists the directories of paths that do not exist yet,
@@ -436,7 +502,7 @@ func (m *Manager) releaseSandbox(ctx context.Context, s *sandbox) error {
 	if err := killPause(ctx, r.PausePid, r.PauseStart); err != nil {
 		return err
 	}
-	for _, p := range []string{m.nsPath("net", r.ID), m.nsPath("ipc", r.ID), m.nsPath("uts", r.ID)} {
+	for _, p := range []string{m.nsPath("net", r.ID), m.nsPath("ipc", r.ID), m.nsPath("uts", r.ID), m.nsPath("user", r.ID)} {
 		if err := namespace.Unpin(p); err != nil {
 			return err
 		}

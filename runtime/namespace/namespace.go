@@ -30,6 +30,9 @@ const (
 	Net Kind = "net"
 	IPC Kind = "ipc"
 	UTS Kind = "uts"
+	// User namespaces cannot be unshared by a multi-threaded process: pin
+	// them from a process born in them with PinProcess.
+	User Kind = "user"
 )
 
 var cloneFlags = map[Kind]int{Net: unix.CLONE_NEWNET, IPC: unix.CLONE_NEWIPC, UTS: unix.CLONE_NEWUTS}
@@ -133,31 +136,36 @@ func pinOnThread(flags int, o PinOptions) (retErr error) {
 		}
 	}()
 	for k, p := range o.Paths {
-		f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
-		if err != nil {
-			return fmt.Errorf("create pin file for %s namespace: %w", k, err)
-		}
-		f.Close()
-		src := fmt.Sprintf("/proc/self/task/%d/ns/%s", tid, k)
-		if err := unix.Mount(src, p, "", unix.MS_BIND, ""); err != nil {
-			os.Remove(p)
+		if err := bindNS(fmt.Sprintf("/proc/self/task/%d/ns/%s", tid, k), p); err != nil {
 			return fmt.Errorf("pin %s namespace on %s: %w", k, p, err)
 		}
 		mounted = append(mounted, p)
 	}
-	if _, ok := o.Paths[Net]; ok {
+	_, hasNet := o.Paths[Net]
+	if err := applySettings(hasNet, o.Hostname, o.Sysctls); err != nil {
+		return err
+	}
+	if o.Then != nil {
+		return o.Then()
+	}
+	return nil
+}
+
+// applySettings runs on a thread inside the pod's namespaces.
+func applySettings(hasNet bool, hostname string, sysctls map[string]string) error {
+	if hasNet {
 		// A new network namespace has its loopback down; pods expect it up
 		// even before (or without) CNI's loopback plugin.
 		if err := loopbackUp(); err != nil {
 			return err
 		}
 	}
-	if o.Hostname != "" {
-		if err := unix.Sethostname([]byte(o.Hostname)); err != nil {
-			return fmt.Errorf("set hostname %q: %w", o.Hostname, err)
+	if hostname != "" {
+		if err := unix.Sethostname([]byte(hostname)); err != nil {
+			return fmt.Errorf("set hostname %q: %w", hostname, err)
 		}
 	}
-	for k, v := range o.Sysctls {
+	for k, v := range sysctls {
 		// /proc/sys/net and the IPC sysctls resolve to the namespaces of the
 		// thread that opens them.
 		p := filepath.Join("/proc/sys", strings.ReplaceAll(k, ".", "/"))
@@ -171,10 +179,86 @@ func pinOnThread(flags int, o PinOptions) (retErr error) {
 			return fmt.Errorf("set sysctl %s=%s: %w", k, v, err)
 		}
 	}
-	if o.Then != nil {
-		return o.Then()
+	return nil
+}
+
+// PinProcess bind-mounts the namespaces of process pid onto paths (files
+// it creates), for namespaces made by starting a process in them (a user
+// namespace with its mappings, and the namespaces it owns). On error
+// nothing stays mounted.
+func PinProcess(pid int, paths map[Kind]string) (retErr error) {
+	var mounted []string
+	defer func() {
+		if retErr != nil {
+			for _, p := range mounted {
+				_ = Unpin(p)
+			}
+		}
+	}()
+	for k, p := range paths {
+		if err := bindNS(fmt.Sprintf("/proc/%d/ns/%s", pid, k), p); err != nil {
+			return fmt.Errorf("pin %s namespace of %d: %w", k, pid, err)
+		}
+		mounted = append(mounted, p)
 	}
 	return nil
+}
+
+func bindNS(src, dst string) error {
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+		os.Remove(dst)
+		return err
+	}
+	return nil
+}
+
+// Configure enters the pinned namespaces of paths (user excluded: root of
+// the host's user namespace may act in every namespace below it) and sets
+// the loopback up (with a network namespace), the hostname (with a UTS
+// namespace) and the sysctls.
+func Configure(paths map[Kind]string, hostname string, sysctls map[string]string) error {
+	errc := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread()
+		orig, err := saveNamespaces()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer func() {
+			if orig.restore() {
+				goruntime.UnlockOSThread()
+			}
+		}()
+		for _, k := range []Kind{Net, IPC, UTS} {
+			p, ok := paths[k]
+			if !ok {
+				continue
+			}
+			fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				errc <- fmt.Errorf("enter %s namespace %s: %w", k, p, err)
+				return
+			}
+			err = unix.Setns(fd, 0)
+			unix.Close(fd)
+			if err != nil {
+				errc <- fmt.Errorf("enter %s namespace %s: %w", k, p, err)
+				return
+			}
+		}
+		_, hasNet := paths[Net]
+		if _, ok := paths[UTS]; !ok {
+			hostname = ""
+		}
+		errc <- applySettings(hasNet, hostname, sysctls)
+	}()
+	return <-errc
 }
 
 func loopbackUp() error {
