@@ -1010,3 +1010,43 @@ func TestUserNamespacePod(t *testing.T) {
 		}
 	}
 }
+
+func TestCreatedContainerStopAndRemove(t *testing.T) {
+	needRoot(t)
+	m := openManager(t)
+	sb := newPod(t, m, berthruntime.SandboxConfig{})
+	c := newContainer(t, m, sb, ctrOpts{args: []string{"sleep", "1000"}})
+	if !alive(c.Pid) {
+		t.Fatalf("created container's init %d not waiting", c.Pid)
+	}
+	if err := m.StopContainer(t.Context(), c.ID, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := m.Container(c.ID)
+	if got.State != berthruntime.ContainerExited || alive(c.Pid) {
+		t.Errorf("stopped created container: %v, init alive %v", got.State, alive(c.Pid))
+	}
+	if err := m.StartContainer(t.Context(), c.ID); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("start after stop: %v", err)
+	}
+	if err := m.RemoveContainer(t.Context(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	_, err := m.CreateContainer(t.Context(), berthruntime.ContainerConfig{SandboxID: sb.ID, Name: "missing", Rootfs: overlay(t), Spec: spec.Container{Args: []string{"/no/such/binary"}}})
+	if err == nil {
+		t.Fatal("a container with a missing binary was created")
+	}
+	t.Logf("missing binary: %v", err)
+	if len(m.ListContainers()) != 0 {
+		t.Errorf("containers after a failed create: %d", len(m.ListContainers()))
+	}
+	// The name is free again after the failure.
+	c2 := newContainer(t, m, sb, ctrOpts{name: "missing", args: []string{"true"}})
+	if c2.Config.Name != "missing" {
+		t.Errorf("name %q", c2.Config.Name)
+	}
+	if _, err := m.CreateContainer(t.Context(), berthruntime.ContainerConfig{SandboxID: sb.ID, Name: "missing", Rootfs: overlay(t), Spec: spec.Container{Args: []string{"true"}}}); !errdefs.IsAlreadyExists(err) {
+		t.Errorf("duplicate name: %v", err)
+	}
+}
