@@ -2,6 +2,7 @@ package cri
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,13 +12,14 @@ import (
 
 // StopContainer sends the container's stop signal, waits up to timeout
 // seconds and then kills it; a timeout of 0 kills at once (api.proto).
-// Stopping an exited container succeeds; an unknown one is NotFound.
+// Stopping an exited or unknown container succeeds: critest's idempotence
+// specs require it of both, and the kubelet treats either as stopped.
 func (s *RuntimeService) StopContainer(ctx context.Context, req *runtimeapi.StopContainerRequest) (*runtimeapi.StopContainerResponse, error) {
 	if req.GetTimeout() < 0 {
 		return nil, fmt.Errorf("stop container %s: %w: negative timeout %d", req.GetContainerId(), errdefs.ErrInvalidArgument, req.GetTimeout())
 	}
 	timeout := time.Duration(req.GetTimeout()) * time.Second
-	if err := s.opts.Runtime.StopContainer(ctx, req.GetContainerId(), timeout); err != nil {
+	if err := s.opts.Runtime.StopContainer(ctx, req.GetContainerId(), timeout); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return nil, fmt.Errorf("stop container %s: %w", req.GetContainerId(), err)
 	}
 	return &runtimeapi.StopContainerResponse{}, nil

@@ -2,23 +2,31 @@ package cri
 
 import (
 	"context"
+	"fmt"
 
+	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// ListMetricDescriptors returns no descriptors: Berth exports no
-// cAdvisor-style metrics over CRI yet, and says so with an empty list
-// rather than Unimplemented (the kubelet then keeps using its own).
+// The CRI metrics RPCs serve cAdvisor's container_* metrics (about fifty:
+// CFS throttling, memory detail, threads, sockets, file descriptors,
+// network packets, ...), most of which the runtime does not read yet. An
+// empty list would claim there are none, and reporting made-up values for
+// the rest would be worse, so they answer Unimplemented and the kubelet
+// keeps using cAdvisor (its default).
+const metricsMissing = "berth does not serve CRI metrics yet (the kubelet's cAdvisor provides them)"
+
+// ListMetricDescriptors is Unimplemented; see metricsMissing.
 func (s *RuntimeService) ListMetricDescriptors(context.Context, *runtimeapi.ListMetricDescriptorsRequest) (*runtimeapi.ListMetricDescriptorsResponse, error) {
-	return &runtimeapi.ListMetricDescriptorsResponse{}, nil
+	return nil, fmt.Errorf("list metric descriptors: %w: %s", errdefs.ErrNotImplemented, metricsMissing)
 }
 
-// ListPodSandboxMetrics returns no metrics, matching ListMetricDescriptors.
+// ListPodSandboxMetrics is Unimplemented; see metricsMissing.
 func (s *RuntimeService) ListPodSandboxMetrics(context.Context, *runtimeapi.ListPodSandboxMetricsRequest) (*runtimeapi.ListPodSandboxMetricsResponse, error) {
-	return &runtimeapi.ListPodSandboxMetricsResponse{}, nil
+	return nil, fmt.Errorf("list pod sandbox metrics: %w: %s", errdefs.ErrNotImplemented, metricsMissing)
 }
 
-// StreamPodSandboxMetrics sends nothing, matching ListPodSandboxMetrics.
+// StreamPodSandboxMetrics is Unimplemented; see metricsMissing.
 func (s *RuntimeService) StreamPodSandboxMetrics(*runtimeapi.StreamPodSandboxMetricsRequest, runtimeapi.RuntimeService_StreamPodSandboxMetricsServer) error {
-	return nil
+	return fmt.Errorf("stream pod sandbox metrics: %w: %s", errdefs.ErrNotImplemented, metricsMissing)
 }
