@@ -17,6 +17,16 @@
 // is gone without an exit file as Exited with exit code 255 and reason
 // "Unknown" (nothing can tell how it ended).
 //
+// Limits worth knowing:
+//   - With the systemd cgroup driver the pod's cgroup is left to the caller
+//     (the kubelet makes its slice) and the pause holder stays in berthd's.
+//   - A pod user namespace does not remap the rootfs: the image's files
+//     appear as the overflow ID inside, and Config.Root with its parents must
+//     be traversable by others (0711) for the container's root to reach its
+//     rootfs.
+//   - ContainerConfig.StdinOnce is recorded only: the shim keeps stdin open
+//     after the first attach detaches.
+//
 // Errors are classified with github.com/containerd/errdefs: an unknown ID is
 // ErrNotFound, a duplicate name or ID ErrAlreadyExists, a bad input
 // ErrInvalidArgument, an operation the current state forbids (start of a

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -1049,4 +1050,91 @@ func TestCreatedContainerStopAndRemove(t *testing.T) {
 	if _, err := m.CreateContainer(t.Context(), berthruntime.ContainerConfig{SandboxID: sb.ID, Name: "missing", Rootfs: overlay(t), Spec: spec.Container{Args: []string{"true"}}}); !errdefs.IsAlreadyExists(err) {
 		t.Errorf("duplicate name: %v", err)
 	}
+}
+
+func TestUpdateReopenAttach(t *testing.T) {
+	needRoot(t)
+	m := openManager(t)
+	sb := newPod(t, m, berthruntime.SandboxConfig{})
+	logPath := filepath.Join(t.TempDir(), "c.log")
+	c, err := m.CreateContainer(t.Context(), berthruntime.ContainerConfig{
+		SandboxID: sb.ID, Name: "cat", Rootfs: overlay(t), LogPath: logPath, Stdin: true,
+		Spec: spec.Container{Args: []string{"cat"}, Resources: spec.Resources{MemoryLimit: 64 << 20}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.RemoveContainer(context.Background(), c.ID) })
+	start(t, m, c.ID)
+
+	// Resources: the cgroup's limit follows.
+	if err := m.UpdateContainerResources(t.Context(), c.ID, spec.Resources{MemoryLimit: 100 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", c.Pid))
+	var memPath string
+	for _, l := range strings.Split(string(cg), "\n") {
+		if f := strings.SplitN(l, ":", 3); len(f) == 3 && (f[1] == "memory" || (f[1] == "" && f[0] == "0")) {
+			memPath = f[2]
+			if f[1] == "memory" {
+				break
+			}
+		}
+	}
+	limit, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", memPath, "memory.limit_in_bytes"))
+	if err != nil {
+		limit, err = os.ReadFile(filepath.Join("/sys/fs/cgroup", memPath, "memory.max"))
+	}
+	if err != nil || strings.TrimSpace(string(limit)) != fmt.Sprint(100<<20) {
+		t.Errorf("memory limit after update: %q %v", limit, err)
+	}
+	if got, _ := m.Container(c.ID); got.Config.Spec.Resources.MemoryLimit != 100<<20 {
+		t.Errorf("recorded limit %d", got.Config.Spec.Resources.MemoryLimit)
+	}
+
+	// Attach: stdin reaches cat, its echo comes back and goes to the log.
+	pr, pw := io.Pipe()
+	var out safeBuffer
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- m.Attach(ctx, c.ID, berthruntime.Streams{Stdin: pr, Stdout: &out}) }()
+	fmt.Fprintln(pw, "first")
+	waitFor(t, func() bool { return strings.Contains(out.String(), "first") })
+
+	// Log rotation: rename, reopen, later lines go to the new file.
+	if err := os.Rename(logPath, logPath+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.ReopenContainerLog(t.Context(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(pw, "second")
+	waitFor(t, func() bool {
+		b, _ := os.ReadFile(logPath)
+		return strings.Contains(string(b), "stdout F second")
+	})
+	old, _ := os.ReadFile(logPath + ".1")
+	if !strings.Contains(string(old), "stdout F first") || strings.Contains(string(old), "second") {
+		t.Errorf("rotated log = %q", old)
+	}
+	cancel()
+	pw.Close()
+	<-done
+}
+
+type safeBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *safeBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *safeBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
