@@ -480,7 +480,9 @@ func (m *Manager) stop(ctx context.Context, c *container, timeout time.Duration)
 		sig = syscall.SIGTERM
 	}
 	if state == ContainerRunning && timeout > 0 && sig != syscall.SIGKILL {
-		if err := cl.Signal(ctx, sig); err != nil && !errdefs.IsNotFound(err) {
+		// NotFound: exiting already; Unavailable: the shim is gone, and
+		// the watcher records the exit. Either way the exit is awaited.
+		if err := cl.Signal(ctx, sig); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsUnavailable(err) {
 			return fmt.Errorf("stop container %s: %w", c.rec.ID, err)
 		}
 		t := time.NewTimer(timeout)
@@ -493,7 +495,7 @@ func (m *Manager) stop(ctx context.Context, c *container, timeout time.Duration)
 			return fmt.Errorf("stop container %s: %w", c.rec.ID, ctx.Err())
 		}
 	}
-	if err := cl.Signal(ctx, syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) {
+	if err := cl.Signal(ctx, syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsUnavailable(err) {
 		return fmt.Errorf("stop container %s: %w", c.rec.ID, err)
 	}
 	select {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/berth-dev/berth/runtime/namespace"
 	"github.com/berth-dev/berth/runtime/shim"
 	"github.com/berth-dev/berth/runtime/spec"
 )
@@ -173,9 +174,14 @@ func (m *Manager) loadSandboxes(ctx context.Context) error {
 			}
 			continue
 		}
-		if s.rec.State == SandboxReady && s.rec.PausePid != 0 && !pauseAlive(s.rec.PausePid, s.rec.PauseStart) {
-			// The PID namespace died with its holder: the pod cannot run
-			// containers any more.
+		lost := s.rec.PausePid != 0 && !pauseAlive(s.rec.PausePid, s.rec.PauseStart)
+		for _, p := range []string{s.rec.NetNSPath, s.rec.IPCNSPath, s.rec.UTSNSPath} {
+			// After a reboot the pins under the state dir are gone.
+			lost = lost || (p != "" && !namespace.Pinned(p))
+		}
+		if s.rec.State == SandboxReady && lost {
+			// The pod's namespaces died (with their holder, or a reboot):
+			// it cannot run containers any more.
 			s.rec.State = SandboxNotReady
 			s.rec.PausePid = 0
 			if err := m.saveSandbox(s); err != nil {

@@ -1138,3 +1138,56 @@ func (s *safeBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestOpenAfterReboot: after a reboot the shims and containers are gone,
+// and so is everything under the state dir (tmpfs /run): pins, exit files;
+// the records still say Ready/Running. Open reports the pod NotReady and
+// the container exited with 255/Unknown, and removal still cleans up.
+func TestOpenAfterReboot(t *testing.T) {
+	needRoot(t)
+	m, err := berthruntime.Open(t.Context(), testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := m.CreateSandbox(t.Context(), berthruntime.SandboxConfig{Name: "reboot", Namespace: "test", CgroupParent: cgroupParent(), Namespaces: berthruntime.SandboxNamespaces{PID: berthruntime.NamespaceContainer}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := m.CreateContainer(t.Context(), berthruntime.ContainerConfig{SandboxID: sb.ID, Name: "c", Rootfs: overlay(t), Spec: spec.Container{Args: []string{"sleep", "1000"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, m, c.ID)
+	c, _ = m.Container(c.ID)
+	m.Close()
+	// The "reboot": the shim dies first (no exit file), then the container.
+	stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Pid))
+	var ppid int
+	fmt.Sscan(strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))[1], &ppid)
+	if err := syscall.Kill(ppid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return !alive(ppid) })
+	if err := syscall.Kill(c.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return !alive(c.Pid) })
+	for _, p := range []string{sb.NetNSPath, sb.IPCNSPath, sb.UTSNSPath} {
+		if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	m2 := openManager(t)
+	got, err := m2.Sandbox(sb.ID)
+	if err != nil || got.State != berthruntime.SandboxNotReady {
+		t.Errorf("sandbox after reboot: %+v %v", got, err)
+	}
+	gc, err := m2.Container(c.ID)
+	if err != nil || gc.State != berthruntime.ContainerExited || gc.ExitCode != 255 || gc.Reason != berthruntime.ReasonUnknown {
+		t.Errorf("container after reboot: state %v code %d reason %q %v", gc.State, gc.ExitCode, gc.Reason, err)
+	}
+	if err := m2.RemoveSandbox(t.Context(), sb.ID); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -330,3 +330,9 @@ func Do(path string, fn func() error) error {
 	}()
 	return <-errc
 }
+
+// Pinned says whether path is a namespace file (a pin that survived).
+func Pinned(path string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
+}

@@ -71,9 +71,12 @@ func TestPinDoUnpin(t *testing.T) {
 		}
 	}()
 	for k, p := range paths {
-		if !mounted(p) {
+		if !mounted(p) || !namespace.Pinned(p) {
 			t.Errorf("%s namespace not pinned on %s", k, p)
 		}
+	}
+	if namespace.Pinned(dir) {
+		t.Errorf("a plain directory counts as pinned")
 	}
 	if inside == hostNet || inside == "" {
 		t.Errorf("Then ran in namespace %q, host's is %q", inside, hostNet)
