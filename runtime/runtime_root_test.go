@@ -1191,3 +1191,25 @@ func TestOpenAfterReboot(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestExecTTY(t *testing.T) {
+	needRoot(t)
+	m := openManager(t)
+	sb := newPod(t, m, berthruntime.SandboxConfig{})
+	c := newContainer(t, m, sb, ctrOpts{args: []string{"sleep", "1000"}})
+	start(t, m, c.ID)
+	resize := make(chan berthruntime.Size, 1)
+	resize <- berthruntime.Size{Width: 100, Height: 40}
+	var out safeBuffer
+	code, err := m.Exec(t.Context(), c.ID, berthruntime.ExecOptions{
+		Cmd: []string{"sh", "-c", "sleep 0.3; tty; stty size; exit 4"}, TTY: true,
+		Streams: berthruntime.Streams{Stdout: &out, Resize: resize},
+	})
+	if err != nil || code != 4 {
+		t.Fatalf("exec: %d %v", code, err)
+	}
+	got := strings.ReplaceAll(out.String(), "\r\n", "\n")
+	if !strings.Contains(got, "/dev/pts/") || !strings.Contains(got, "40 100\n") {
+		t.Errorf("tty exec output %q", got)
+	}
+}
