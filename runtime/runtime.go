@@ -173,7 +173,7 @@ type SandboxConfig struct {
 	UID       string
 	Attempt   uint32
 	// Hostname is set in the pod's UTS namespace and /etc/hostname; empty
-	// means the sandbox name, or the host's with NamespaceNode networking.
+	// means the node's hostname, as in containerd. At most 64 bytes.
 	Hostname string
 	// LogDirectory is where the containers' log files go (the caller joins
 	// it with each container's relative log path).

@@ -175,7 +175,8 @@ func cgroupParent() string {
 func newPod(t *testing.T, m *berthruntime.Manager, c berthruntime.SandboxConfig) *berthruntime.Sandbox {
 	t.Helper()
 	if c.Name == "" {
-		c.Name = fmt.Sprintf("pod-%d", podSeq.Add(1))
+		// Longer than a hostname may be: the default hostname is not it.
+		c.Name = fmt.Sprintf("pod-%d-%s", podSeq.Add(1), strings.Repeat("x", 70))
 	}
 	c.Namespace = "test"
 	if c.CgroupParent == "" {
@@ -1211,5 +1212,20 @@ func TestExecTTY(t *testing.T) {
 	got := strings.ReplaceAll(out.String(), "\r\n", "\n")
 	if !strings.Contains(got, "/dev/pts/") || !strings.Contains(got, "40 100\n") {
 		t.Errorf("tty exec output %q", got)
+	}
+}
+
+func TestDefaultHostnameIsTheNodes(t *testing.T) {
+	needRoot(t)
+	m := openManager(t)
+	sb := newPod(t, m, berthruntime.SandboxConfig{})
+	c := newContainer(t, m, sb, ctrOpts{args: []string{"sleep", "1000"}})
+	start(t, m, c.ID)
+	hn, _ := os.Hostname()
+	if got := execOut(t, m, c.ID, "hostname"); got != hn {
+		t.Errorf("hostname %q, node's %q", got, hn)
+	}
+	if got := execOut(t, m, c.ID, "readlink", "/proc/self/ns/uts"); got == hostNS("uts") {
+		t.Error("the pod shares the host's UTS namespace")
 	}
 }

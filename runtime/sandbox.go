@@ -36,11 +36,10 @@ func (r *sandboxRecord) hostname() string {
 	if r.Config.Hostname != "" {
 		return r.Config.Hostname
 	}
-	if r.Config.Namespaces.Network == NamespaceNode {
-		h, _ := os.Hostname()
-		return h
-	}
-	return r.Config.Name
+	// The node's, as containerd does; a pod name can exceed the 64 bytes
+	// of a hostname.
+	h, _ := os.Hostname()
+	return h
 }
 
 // ipcSysctl says whether a sysctl belongs to the IPC namespace.
@@ -57,6 +56,8 @@ func validateSandbox(c *SandboxConfig) error {
 	switch {
 	case c.Name == "":
 		return fmt.Errorf("sandbox name is required: %w", errdefs.ErrInvalidArgument)
+	case len(c.Hostname) > 64:
+		return fmt.Errorf("sandbox %s: hostname %q is longer than 64 bytes: %w", c.Name, c.Hostname, errdefs.ErrInvalidArgument)
 	case c.RuntimeHandler != "":
 		return fmt.Errorf("sandbox %s: runtime handler %q: %w", c.Name, c.RuntimeHandler, errdefs.ErrNotFound)
 	case c.Namespaces.Network != NamespacePod && c.Namespaces.Network != NamespaceNode:
