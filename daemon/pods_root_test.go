@@ -196,13 +196,30 @@ func TestPodLifecycleRoot(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(www, "index.html"), []byte("hello from pod\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A tmpfs under a directory mounted recursively read-only: writes to
+	// the submount must fail too. Status advertises rro only if this works.
+	rroDir := filepath.Join(dir, "rro")
+	if err := os.MkdirAll(filepath.Join(rroDir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command("mount", "-t", "tmpfs", "rrotest", filepath.Join(rroDir, "sub")).Run(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { exec.Command("umount", filepath.Join(rroDir, "sub")).Run() })
+	var rroAdvertised bool
+	for _, h := range st.RuntimeHandlers {
+		rroAdvertised = rroAdvertised || h.GetFeatures().GetRecursiveReadOnlyMounts()
+	}
 	ctrCfg := &runtimeapi.ContainerConfig{
 		Metadata: &runtimeapi.ContainerMetadata{Name: "httpd"},
 		Image:    &runtimeapi.ImageSpec{Image: image},
 		Command:  []string{"sh", "-c", "echo started as $(id -u) on $(hostname) with $GREETING; exec httpd -f -p 8080 -h /www"},
 		Envs:     []*runtimeapi.KeyValue{{Key: "GREETING", Value: []byte("hi")}},
-		Mounts:   []*runtimeapi.Mount{{ContainerPath: "/www", HostPath: www, Readonly: true}},
-		LogPath:  "httpd.log",
+		Mounts: []*runtimeapi.Mount{
+			{ContainerPath: "/www", HostPath: www, Readonly: true},
+			{ContainerPath: "/rro", HostPath: rroDir, Readonly: true, RecursiveReadOnly: rroAdvertised},
+		},
+		LogPath: "httpd.log",
 		Linux: &runtimeapi.LinuxContainerConfig{
 			Resources:       &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20},
 			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{Seccomp: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}},
@@ -229,7 +246,7 @@ func TestPodLifecycleRoot(t *testing.T) {
 	}
 	s := cs.Status
 	if s.State != runtimeapi.ContainerState_CONTAINER_RUNNING || s.LogPath != logPath || s.ImageId == "" || s.StartedAt == 0 ||
-		s.User.GetLinux().GetUid() != 0 || s.Resources.GetLinux().GetMemoryLimitInBytes() != 64<<20 || len(s.Mounts) != 1 {
+		s.User.GetLinux().GetUid() != 0 || s.Resources.GetLinux().GetMemoryLimitInBytes() != 64<<20 || len(s.Mounts) != 2 {
 		t.Errorf("container status = %v", s)
 	}
 
@@ -239,6 +256,15 @@ func TestPodLifecycleRoot(t *testing.T) {
 	}
 	if _, err := rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: ctr.ContainerId, Cmd: []string{"sleep", "30"}, Timeout: 1}); status.Code(err) != codes.DeadlineExceeded {
 		t.Errorf("ExecSync past its timeout: %v, want DeadlineExceeded", err)
+	}
+
+	if rroAdvertised {
+		out, err := rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: ctr.ContainerId, Cmd: []string{"touch", "/rro/sub/x"}, Timeout: 10})
+		if err != nil || out.ExitCode == 0 || !strings.Contains(string(out.Stderr), "Read-only file system") {
+			t.Errorf("write into a submount of a recursive read-only mount: %v, %v; want Read-only file system", out, err)
+		}
+	} else {
+		t.Log("recursive read-only mounts not advertised on this kernel")
 	}
 
 	for _, url := range []string{"http://" + net.JoinHostPort(podIP, "8080") + "/", fmt.Sprintf("http://127.0.0.1:%d/", hostPort)} {
@@ -295,6 +321,10 @@ func TestPodLifecycleRoot(t *testing.T) {
 		t.Errorf("container status after pod removal: %v, want NotFound", err)
 	}
 
+	// The test's own tmpfs goes first: it is not berthd's to remove.
+	if out, err := exec.Command("umount", filepath.Join(rroDir, "sub")).CombinedOutput(); err != nil {
+		t.Errorf("umount test tmpfs: %v %s", err, out)
+	}
 	// Nothing left: mounts under the daemon's dirs, pinned namespaces, IP
 	// leases, veths on the bridge, the container's cgroup.
 	mounts, err := os.ReadFile("/proc/self/mountinfo")

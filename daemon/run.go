@@ -124,10 +124,8 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		Images:          store,
 		Streams:         streams,
 		AllCapabilities: allCaps,
-		// Recursive read-only mounts and user namespaces are advertised
-		// once a test proves them on this stack; until then the kubelet
-		// must not rely on them.
-		Features: cri.Features{},
+		// User namespaces are not advertised: the runtime refuses them.
+		Features: cri.Features{RecursiveReadOnlyMounts: recursiveReadOnlySupported()},
 	}))
 
 	httpSrv := &http.Server{
