@@ -46,6 +46,30 @@ func TestLoadConfig(t *testing.T) {
 		}
 	}
 
+	// The pod flags override the file's [runtime] and [cni] sections.
+	withCNI := filepath.Join(dir, "cni.toml")
+	if err := os.WriteFile(withCNI, []byte("stream_port = \"10010\"\n[cni]\nconf_dir = \"/etc/from-file\"\nbin_dirs = [\"/from-file\"]\n[runtime]\nshim_binary = \"/usr/bin/from-file\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = loadConfig([]string{"--cni-bin-dir", "/a:/b", "--shim-binary", "/opt/berth-shim"}, withCNI, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.CNI.ConfDir != "/etc/from-file" || strings.Join(cfg.CNI.BinDirs, ":") != "/a:/b" || cfg.Runtime.ShimBinary != "/opt/berth-shim" || cfg.StreamPort != "10010" {
+		t.Errorf("pod flags over file = cni %+v runtime %+v port %q", cfg.CNI, cfg.Runtime, cfg.StreamPort)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--cni-conf-dir", "rel"}, `"rel"`},
+		{[]string{"--shim-binary", "berth-shim"}, `"berth-shim"`},
+	} {
+		if _, err := loadConfig(tc.args, missing, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("loadConfig(%q) = %v, want an error with %q", tc.args, err, tc.want)
+		}
+	}
+
 	var out bytes.Buffer
 	cfg, err = loadConfig([]string{"--version"}, missing, &out, io.Discard)
 	if cfg != nil || err != nil || !strings.HasPrefix(out.String(), "berthd 0.1.0") {

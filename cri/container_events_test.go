@@ -1,0 +1,71 @@
+package cri
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-dev/berth/runtime"
+)
+
+// eventsRuntime serves a fixed list of events.
+type eventsRuntime struct {
+	*fakeRuntime
+	events []runtime.Event
+}
+
+func (r eventsRuntime) Subscribe(ctx context.Context) <-chan runtime.Event {
+	ch := make(chan runtime.Event, len(r.events))
+	for _, e := range r.events {
+		ch <- e
+	}
+	close(ch)
+	return ch
+}
+
+// eventStream collects what GetContainerEvents sends.
+type eventStream struct {
+	grpc.ServerStream
+	ctx  context.Context
+	sent []*runtimeapi.ContainerEventResponse
+}
+
+func (s *eventStream) Context() context.Context { return s.ctx }
+func (s *eventStream) Send(r *runtimeapi.ContainerEventResponse) error {
+	s.sent = append(s.sent, r)
+	return nil
+}
+
+func TestGetContainerEvents(t *testing.T) {
+	s, rt, _, _ := newTestService()
+	pod, err := s.RunPodSandbox(t.Context(), podRequest("web", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.containers = []*runtime.Container{{ID: "c1", SandboxID: pod.PodSandboxId, State: runtime.ContainerRunning, Config: runtime.ContainerConfig{Name: "app"}}}
+	at := time.Unix(100, 5)
+	s.opts.Runtime = eventsRuntime{fakeRuntime: rt, events: []runtime.Event{
+		{ContainerID: "c1", SandboxID: pod.PodSandboxId, Type: runtime.EventStarted, Time: at},
+		{ContainerID: "gone", SandboxID: "no-such-pod", Type: runtime.EventDeleted, Time: at},
+	}}
+	stream := &eventStream{ctx: t.Context()}
+	if err := s.GetContainerEvents(&runtimeapi.GetEventsRequest{}, stream); err != nil {
+		t.Fatal(err)
+	}
+	if len(stream.sent) != 2 {
+		t.Fatalf("sent %d events, want 2", len(stream.sent))
+	}
+	e := stream.sent[0]
+	if e.ContainerId != "c1" || e.ContainerEventType != runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT || e.CreatedAt != at.UnixNano() ||
+		e.PodSandboxStatus.GetId() != pod.PodSandboxId || len(e.ContainersStatuses) != 1 || e.ContainersStatuses[0].GetMetadata().GetName() != "app" ||
+		e.ContainersStatuses[0].GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("started event = %v", e)
+	}
+	// A container whose pod is gone is still reported, without statuses.
+	if e := stream.sent[1]; e.ContainerEventType != runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT || e.PodSandboxStatus != nil {
+		t.Errorf("deleted event = %v", e)
+	}
+}
