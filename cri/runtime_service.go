@@ -26,6 +26,7 @@ type RuntimeService struct {
 	podCIDR string
 
 	cpuRates cpuRates
+	pods     podLocks
 }
 
 // RuntimeOptions configure the RuntimeService.

@@ -385,3 +385,26 @@ func TestUpdateRuntimeConfig(t *testing.T) {
 		t.Errorf("status info = %v", st.Info)
 	}
 }
+
+func TestPodLocks(t *testing.T) {
+	var p podLocks
+	unlockA := p.lock("a")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		unlock := p.lock("a")
+		unlock()
+	}()
+	// Another pod is not held up by a.
+	p.lock("b")()
+	select {
+	case <-done:
+		t.Fatal("second lock of the same pod did not wait")
+	case <-time.After(20 * time.Millisecond):
+	}
+	unlockA()
+	<-done
+	if len(p.locks) != 0 {
+		t.Errorf("locks left: %v", p.locks)
+	}
+}

@@ -21,6 +21,8 @@ func (s *RuntimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.R
 	if err != nil {
 		return nil, fmt.Errorf("remove pod sandbox %s: %w", req.GetPodSandboxId(), err)
 	}
+	unlock := s.pods.lock(sb.ID)
+	defer unlock()
 	for _, c := range s.opts.Runtime.ListContainers() {
 		if c.SandboxID != sb.ID {
 			continue

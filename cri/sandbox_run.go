@@ -22,13 +22,18 @@ func (s *RuntimeService) RunPodSandbox(ctx context.Context, req *runtimeapi.RunP
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox: %w", err)
 	}
-	var undo cleanups
-	defer undo.run(ctx, &retErr)
-
 	sb, err := s.opts.Runtime.CreateSandbox(ctx, sc)
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox %s/%s: %w", sc.Namespace, sc.Name, err)
 	}
+	// The pod's lock is held until any undo has run: a stop or remove of
+	// this pod (a kubelet giving up) waits instead of racing the CNI ADD.
+	unlock := s.pods.lock(sb.ID)
+	var undo cleanups
+	defer func() {
+		undo.run(ctx, &retErr)
+		unlock()
+	}()
 	undo.push(func(ctx context.Context) error { return s.opts.Runtime.RemoveSandbox(ctx, sb.ID) })
 
 	if sb.NetNSPath != "" && s.opts.Network != nil {

@@ -24,6 +24,8 @@ func (s *RuntimeService) StopPodSandbox(ctx context.Context, req *runtimeapi.Sto
 	if err != nil {
 		return nil, fmt.Errorf("stop pod sandbox %s: %w", req.GetPodSandboxId(), err)
 	}
+	unlock := s.pods.lock(sb.ID)
+	defer unlock()
 	for _, c := range s.opts.Runtime.ListContainers() {
 		if c.SandboxID != sb.ID {
 			continue
