@@ -34,8 +34,17 @@ var (
 	shimErr  error
 )
 
+// TestMain removes the shim buildShim built, if a test asked for one.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shimPath != "" {
+		os.RemoveAll(filepath.Dir(shimPath))
+	}
+	os.Exit(code)
+}
+
 // buildShim builds berth-shim once per test binary, as `make build` does
-// (cgo, seccomp).
+// (cgo, seccomp); only the root tests that run containers pay for it.
 func buildShim(t *testing.T) string {
 	t.Helper()
 	shimOnce.Do(func() {
