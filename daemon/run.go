@@ -88,6 +88,19 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	if err != nil {
 		return fmt.Errorf("open cni: %w", err)
 	}
+	// Pods whose records are gone (lost in a crash, removed by hand) still
+	// hold IP leases, veths and portmap rules; release them before serving,
+	// while no Attach can be in flight. A failure is not fatal: those pods
+	// stay cached and the next start-up tries again.
+	var known []string
+	for _, s := range rt.ListSandboxes() {
+		known = append(known, s.ID)
+	}
+	if gone, err := network.GC(ctx, known); err != nil {
+		log.WarnContext(ctx, "release the networks of unknown pods", "released", gone, "error", err)
+	} else if len(gone) > 0 {
+		log.InfoContext(ctx, "released the networks of unknown pods", "pods", gone)
+	}
 	allCaps, err := spec.CurrentCapabilities()
 	if err != nil {
 		return fmt.Errorf("read berthd's capabilities: %w", err)
