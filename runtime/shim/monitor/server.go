@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/containerd/console"
@@ -161,42 +160,16 @@ func (m *monitor) stats() (*wire.Stats, error) {
 	}
 	s := &wire.Stats{Timestamp: time.Now()}
 	if cs := st.CgroupStats; cs != nil {
-		s.CPUUsage = cs.CpuStats.CpuUsage.TotalUsage
-		s.CPUUser = cs.CpuStats.CpuUsage.UsageInUsermode
-		s.CPUSystem = cs.CpuStats.CpuUsage.UsageInKernelmode
-		mem := cs.MemoryStats
-		s.MemoryUsage = mem.Usage.Usage
-		s.MemoryLimit = mem.Usage.Limit
-		// v1 reports hierarchical totals with a total_ prefix, v2 without.
-		inactive, ok := mem.Stats["total_inactive_file"]
-		if !ok {
-			inactive = mem.Stats["inactive_file"]
-		}
-		if s.MemoryUsage > inactive {
-			s.MemoryWorkingSet = s.MemoryUsage - inactive
-		}
-		if v, ok := mem.Stats["total_rss"]; ok {
-			s.MemoryRSS = v
-		} else {
-			s.MemoryRSS = mem.Stats["anon"]
-		}
-		if v, ok := mem.Stats["total_pgfault"]; ok {
-			s.PageFaults = v
-			s.MajorPageFaults = mem.Stats["total_pgmajfault"]
-		} else {
-			s.PageFaults = mem.Stats["pgfault"]
-			s.MajorPageFaults = mem.Stats["pgmajfault"]
-		}
-		for _, e := range cs.BlkioStats.IoServiceBytesRecursive {
-			switch strings.ToLower(e.Op) {
-			case "read":
-				s.IOReadBytes += e.Value
-			case "write":
-				s.IOWriteBytes += e.Value
-			}
-		}
-		s.Pids = cs.PidsStats.Current
-		s.PidsLimit = cs.PidsStats.Limit
+		fillStats(s, cs)
+	}
+	if cst, err := m.container.State(); err == nil {
+		s.OOMKills = oomKills(cst.CgroupPaths)
+		s.CPUShares, s.CPUPeriod = cpuSettings(cst.CgroupPaths)
+	}
+	// The PIDs let berthd count threads, file descriptors and sockets
+	// under /proc without the shim walking it on every call.
+	if pids, err := m.container.Processes(); err == nil {
+		s.Processes = pids
 	}
 	return s, nil
 }

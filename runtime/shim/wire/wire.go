@@ -144,6 +144,51 @@ type Stats struct {
 	IOWriteBytes uint64 `json:"io_write_bytes"`
 	Pids         uint64 `json:"pids"`
 	PidsLimit    uint64 `json:"pids_limit"`
+
+	// The figures below feed the CRI metrics (cAdvisor's container_*).
+
+	// CFS bandwidth: elapsed and throttled periods, throttled time in ns.
+	CPUPeriods          uint64 `json:"cpu_periods,omitempty"`
+	CPUThrottledPeriods uint64 `json:"cpu_throttled_periods,omitempty"`
+	CPUThrottledTime    uint64 `json:"cpu_throttled_time,omitempty"`
+	// CPUShares and CPUPeriod are the cgroup's settings as read back (v2
+	// weight converted to shares), 0 when unreadable.
+	CPUShares uint64 `json:"cpu_shares,omitempty"`
+	CPUPeriod uint64 `json:"cpu_period,omitempty"`
+	// Memory detail in bytes.
+	MemoryCache      uint64 `json:"memory_cache,omitempty"`
+	MemoryMappedFile uint64 `json:"memory_mapped_file,omitempty"`
+	MemoryKernel     uint64 `json:"memory_kernel,omitempty"`
+	MemorySwap       uint64 `json:"memory_swap,omitempty"`
+	MemoryMaxUsage   uint64 `json:"memory_max_usage,omitempty"`
+	MemoryFailcnt    uint64 `json:"memory_failcnt,omitempty"`
+	// MemorySwapLimit is the memory+swap limit (v1 memsw).
+	MemorySwapLimit uint64 `json:"memory_swap_limit,omitempty"`
+	// PageFaults above are hierarchical; these count the cgroup alone.
+	OwnPageFaults      uint64 `json:"own_page_faults,omitempty"`
+	OwnMajorPageFaults uint64 `json:"own_major_page_faults,omitempty"`
+	OOMKills           uint64 `json:"oom_kills,omitempty"`
+	// Per-device block I/O: bytes and operations by op (Read, Write, ...).
+	IOServiceBytes []BlkioEntry `json:"io_service_bytes,omitempty"`
+	IOServiced     []BlkioEntry `json:"io_serviced,omitempty"`
+	// Hugetlb usage by page size ("2MB", "1GB").
+	Hugetlb map[string]Hugetlb `json:"hugetlb,omitempty"`
+	// Processes are the host PIDs in the container's cgroup.
+	Processes []int `json:"processes,omitempty"`
+}
+
+// BlkioEntry is one device's counter for one operation.
+type BlkioEntry struct {
+	Major uint64 `json:"major"`
+	Minor uint64 `json:"minor"`
+	Op    string `json:"op"`
+	Value uint64 `json:"value"`
+}
+
+// Hugetlb is one page size's usage in bytes.
+type Hugetlb struct {
+	Usage    uint64 `json:"usage"`
+	MaxUsage uint64 `json:"max_usage"`
 }
 
 // Ready is the line the shim writes on its ready pipe (fd 3) once the
