@@ -20,10 +20,12 @@
 // Limits worth knowing:
 //   - With the systemd cgroup driver the pod's cgroup is left to the caller
 //     (the kubelet makes its slice) and the pause holder stays in berthd's.
-//   - A pod user namespace does not remap the rootfs: the image's files
-//     appear as the overflow ID inside, and Config.Root with its parents must
-//     be traversable by others (0711) for the container's root to reach its
-//     rootfs.
+//   - In a pod with a user namespace the rootfs is idmapped (each overlay
+//     lower dir, or a bind rootfs, through mount_setattr(MOUNT_ATTR_IDMAP);
+//     the upper dir's root is chowned to the pod's root), which needs a
+//     kernel and filesystem with idmapped mounts (UserNamespacesSupported).
+//     Config.Root and its parents must be traversable by others (0711): the
+//     container's runc reaches the rootfs as the mapped user.
 //   - ContainerConfig.StdinOnce is recorded only: the shim keeps stdin open
 //     after the first attach detaches.
 //
@@ -396,11 +398,15 @@ type ContainerStats struct {
 
 // InterfaceStats are one network interface's counters.
 type InterfaceStats struct {
-	Name     string
-	RxBytes  uint64
-	RxErrors uint64
-	TxBytes  uint64
-	TxErrors uint64
+	Name      string
+	RxBytes   uint64
+	RxErrors  uint64
+	TxBytes   uint64
+	TxErrors  uint64
+	RxPackets uint64
+	RxDropped uint64
+	TxPackets uint64
+	TxDropped uint64
 }
 
 // SandboxStats are a pod's figures: the sum of its containers' plus its

@@ -106,10 +106,10 @@ func TestParseNetDev(t *testing.T) {
 	in := `Inter-|   Receive                                                |  Transmit
  face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
     lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0
-  eth0:    5000      40    2    0    0     0          0         0     7000      50    3    0    0     0       0          0
+  eth0:    5000      40    2    4    0     0          0         0     7000      50    3    6    0     0       0          0
 `
 	got := parseNetDev([]byte(in))
-	want := []InterfaceStats{{Name: "eth0", RxBytes: 5000, RxErrors: 2, TxBytes: 7000, TxErrors: 3}}
+	want := []InterfaceStats{{Name: "eth0", RxBytes: 5000, RxPackets: 40, RxErrors: 2, RxDropped: 4, TxBytes: 7000, TxPackets: 50, TxErrors: 3, TxDropped: 6}}
 	if len(got) != 1 || got[0] != want[0] {
 		t.Errorf("got %+v", got)
 	}
