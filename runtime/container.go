@@ -7,14 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
-	securejoin "github.com/cyphar/filepath-securejoin"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-dev/berth/runtime/shim"
 	"github.com/berth-dev/berth/runtime/shim/wire"
@@ -104,8 +100,24 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	if err := m.saveContainer(c); err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
-	if err := mountAll(cfg.Rootfs, rootfs); err != nil {
-		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
+	var im *idmap
+	if sb != nil {
+		m.mu.Lock()
+		if p := sb.rec.UserNSPath; p != "" {
+			u := sb.rec.Config.UserNS
+			im = &idmap{userNS: p, uids: u.UIDMappings, gids: u.GIDMappings}
+		}
+		m.mu.Unlock()
+	}
+	var err error
+	if im != nil {
+		// Image files keep their owners inside the pod's user namespace.
+		err = mountIDMapped(cfg.Rootfs, rootfs, *im)
+	} else {
+		err = mountAll(cfg.Rootfs, rootfs)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: mount rootfs: %w", cfg.ID, err)
 	}
 	sc, err := m.containerSpec(cfg, sb, rootfs)
 	if err != nil {
@@ -117,11 +129,6 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	oci, err := spec.Generate(sc)
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
-	}
-	if sc.Namespaces.User != nil {
-		if err := makeMountpoints(rootfs, oci.Mounts); err != nil {
-			return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
-		}
 	}
 	if err := writeJSON(filepath.Join(dir, "config.json"), oci); err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
@@ -150,46 +157,6 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	m.watch(c)
 	m.emit(c, EventCreated)
 	return &out, nil
-}
-
-// makeMountpoints creates the missing mount destinations in rootfs. In a
-// user namespace runc creates them as the container's root, which the image
-// files (owned by the host's root, not remapped) do not let write.
-func makeMountpoints(rootfs string, mounts []specs.Mount) error {
-	for _, mnt := range mounts {
-		if strings.HasPrefix(mnt.Destination, "/dev/") {
-			// Inside the /dev tmpfs runc mounts in the namespace.
-			continue
-		}
-		p, err := securejoin.SecureJoin(rootfs, mnt.Destination)
-		if err != nil {
-			return fmt.Errorf("mountpoint %s: %w", mnt.Destination, err)
-		}
-		if _, err := os.Lstat(p); err == nil {
-			continue
-		}
-		isFile := false
-		if mnt.Type == "bind" || slices.Contains(mnt.Options, "bind") || slices.Contains(mnt.Options, "rbind") {
-			if fi, err := os.Stat(mnt.Source); err == nil && !fi.IsDir() {
-				isFile = true
-			}
-		}
-		dirPath := p
-		if isFile {
-			dirPath = filepath.Dir(p)
-		}
-		if err := os.MkdirAll(dirPath, 0o755); err != nil {
-			return fmt.Errorf("mountpoint %s: %w", mnt.Destination, err)
-		}
-		if isFile {
-			f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o644)
-			if err != nil {
-				return fmt.Errorf("mountpoint %s: %w", mnt.Destination, err)
-			}
-			f.Close()
-		}
-	}
-	return nil
 }
 
 // pickShimDir returns the shortest free <StateDir>/c/<id prefix>. Called

@@ -996,6 +996,28 @@ func TestUserNamespacePod(t *testing.T) {
 			if got := execOut(t, m, c.ID, "cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start"); got != "80" {
 				t.Errorf("sysctl = %q", got)
 			}
+			// The rootfs is idmapped: image files and "/" belong to the
+			// pod's root, and what it writes is its own on the host.
+			if got := execOut(t, m, c.ID, "stat", "-c", "%u:%g", "/", "/bin/busybox", "/etc/passwd"); got != "0:0\n0:0\n0:0" {
+				t.Errorf("owners inside = %q, want 0:0 each", got)
+			}
+			if got := execOut(t, m, c.ID, "sh", "-c", "echo x >/etc/new && chown 1000:1000 /etc/new && stat -c %u:%g /etc/new && touch /etc/passwd && echo ok"); got != "1000:1000\nok" {
+				t.Errorf("write in the rootfs: %q", got)
+			}
+			for path, want := range map[string]uint32{"": 100000, "etc": 100000, "etc/new": 101000, "etc/passwd": 100000} {
+				st, err := os.Lstat(filepath.Join(c.UpperDir, path))
+				if err != nil {
+					t.Errorf("upper dir: %v", err)
+					continue
+				}
+				if got := st.Sys().(*syscall.Stat_t); got.Uid != want || got.Gid != want {
+					t.Errorf("upper %q owned by %d:%d on the host, want %d", path, got.Uid, got.Gid, want)
+				}
+			}
+			// The lower layer is untouched.
+			if st, err := os.Stat(filepath.Join(lowerDir, "etc")); err != nil || st.Sys().(*syscall.Stat_t).Uid != 0 {
+				t.Errorf("lower etc: %v %v", st, err)
+			}
 			// The container's init runs as the mapped host user.
 			st, err := os.Stat(fmt.Sprintf("/proc/%d", c.Pid))
 			if err != nil || st.Sys().(*syscall.Stat_t).Uid != 100000 {
@@ -1010,6 +1032,18 @@ func TestUserNamespacePod(t *testing.T) {
 		if _, err := m.CreateSandbox(t.Context(), berthruntime.SandboxConfig{Name: "bad-" + name, UserNS: u}); !errdefs.IsInvalidArgument(err) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+func TestUserNamespacesSupported(t *testing.T) {
+	needRoot(t)
+	m := openManager(t)
+	// Linux 6.18 here: overlayfs takes idmapped lower layers.
+	if err := m.UserNamespacesSupported(); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := filepath.Glob(filepath.Join(testConfig().Root, "idmap-probe-*")); len(ents) > 0 {
+		t.Errorf("probe left %v", ents)
 	}
 }
 
