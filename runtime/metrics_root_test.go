@@ -1,0 +1,85 @@
+package runtime_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	berthruntime "github.com/berth-dev/berth/runtime"
+)
+
+// TestContainerMetricsOfBusyContainer runs a pod whose container spins on
+// a CPU and checks that the metrics are read, not made up: CPU time grows
+// between two calls, memory and processes are seen, the file the
+// container wrote counts in its writable layer.
+func TestContainerMetricsOfBusyContainer(t *testing.T) {
+	needRoot(t)
+	m := openManager(t)
+	sb := newPod(t, m, berthruntime.SandboxConfig{})
+	c := newContainer(t, m, sb, ctrOpts{args: []string{"sh", "-c", "dd if=/dev/zero of=/big bs=64k count=16 2>/dev/null; while :; do :; done"}})
+	idle := newContainer(t, m, sb, ctrOpts{args: []string{"sleep", "60"}})
+	start(t, m, c.ID)
+
+	// A created container has no cgroup figures yet.
+	if _, err := m.ContainerMetrics(t.Context(), idle.ID); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Errorf("metrics of a created container: %v, want FailedPrecondition", err)
+	}
+
+	var first *berthruntime.ContainerMetrics
+	waitFor(t, func() bool {
+		var err error
+		first, err = m.ContainerMetrics(t.Context(), c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return first.Filesystem.UsedBytes >= 1<<20
+	})
+	time.Sleep(300 * time.Millisecond)
+	second, err := m.ContainerMetrics(t.Context(), c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.CPU.Usage <= first.CPU.Usage || second.CPU.User <= first.CPU.User {
+		t.Errorf("cpu usage did not grow: %+v then %+v", first.CPU, second.CPU)
+	}
+	// 300 ms of a spinning loop is well over 100 ms of CPU time.
+	if d := second.CPU.Usage - first.CPU.Usage; d < uint64(100*time.Millisecond) {
+		t.Errorf("cpu usage grew by %v in 300ms of a busy loop", time.Duration(d))
+	}
+	if !second.Timestamp.After(first.Timestamp) {
+		t.Errorf("timestamps %v then %v", first.Timestamp, second.Timestamp)
+	}
+	t.Logf("metrics: cpu %+v memory %+v processes %+v filesystem %+v", second.CPU, second.Memory, second.Processes, second.Filesystem)
+	mem := second.Memory
+	if mem.Usage == 0 || mem.WorkingSet == 0 || mem.RSS == 0 || mem.MaxUsage < mem.Usage || mem.Limit == 0 {
+		t.Errorf("memory: %+v", mem)
+	}
+	if second.CPU.Shares == 0 || second.CPU.Period == 0 {
+		t.Errorf("cpu settings not read back: %+v", second.CPU)
+	}
+	// sh, stdio from the shim.
+	p := second.Processes
+	if p.Processes != 1 || p.Threads != 1 || p.FileDescriptors < 3 {
+		t.Errorf("processes: %+v", p)
+	}
+	fs := second.Filesystem
+	if fs.UsedInodes < 2 || fs.CapacityBytes == 0 || fs.Inodes == 0 || fs.Device == "" {
+		t.Errorf("filesystem: %+v", fs)
+	}
+	if second.StartedAt.IsZero() {
+		t.Error("no start time")
+	}
+
+	sm, err := m.SandboxMetrics(t.Context(), sb.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sm.Containers) != 1 || sm.Containers[0].ID != c.ID {
+		t.Fatalf("pod metrics hold %d containers, want only the running %s", len(sm.Containers), c.ID)
+	}
+	if sm.Containers[0].CPU.Usage < second.CPU.Usage {
+		t.Errorf("pod metrics read CPU %d after %d", sm.Containers[0].CPU.Usage, second.CPU.Usage)
+	}
+}
