@@ -18,7 +18,7 @@ import (
 // order, so a failed call leaks no IP, netns or mount.
 func (s *RuntimeService) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (_ *runtimeapi.RunPodSandboxResponse, retErr error) {
 	cfg := req.GetConfig()
-	sc, err := sandboxConfig(cfg, req.GetRuntimeHandler())
+	sc, err := sandboxConfig(cfg, req.GetRuntimeHandler(), s.opts.Features)
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox: %w", err)
 	}
@@ -51,7 +51,7 @@ func (s *RuntimeService) RunPodSandbox(ctx context.Context, req *runtimeapi.RunP
 }
 
 // sandboxConfig translates the CRI pod config into the runtime's.
-func sandboxConfig(cfg *runtimeapi.PodSandboxConfig, handler string) (runtime.SandboxConfig, error) {
+func sandboxConfig(cfg *runtimeapi.PodSandboxConfig, handler string, features Features) (runtime.SandboxConfig, error) {
 	md := cfg.GetMetadata()
 	if md.GetName() == "" || md.GetNamespace() == "" || md.GetUid() == "" {
 		return runtime.SandboxConfig{}, fmt.Errorf("%w: pod metadata needs a name, a namespace and a uid", errdefs.ErrInvalidArgument)
@@ -93,8 +93,8 @@ func sandboxConfig(cfg *runtimeapi.PodSandboxConfig, handler string) (runtime.Sa
 	if dns := cfg.GetDnsConfig(); dns != nil {
 		sc.DNS = &runtime.DNS{Servers: dns.GetServers(), Searches: dns.GetSearches(), Options: dns.GetOptions()}
 	}
-	if u := nsOpts.GetUsernsOptions(); u != nil && u.GetMode() == runtimeapi.NamespaceMode_POD {
-		sc.UserNS = &runtime.UserNamespace{UIDMappings: idMappings(u.GetUids()), GIDMappings: idMappings(u.GetGids())}
+	if sc.UserNS, err = podUserNamespace(nsOpts.GetUsernsOptions(), features.UserNamespaces); err != nil {
+		return runtime.SandboxConfig{}, err
 	}
 	if sc.Annotations, err = withRecord(cfg.GetAnnotations(), annPodConfig, cfg); err != nil {
 		return runtime.SandboxConfig{}, err

@@ -49,7 +49,9 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := makeDir(cfg.Root, 0o700); err != nil {
+	// 0711, as containerd's root: a container in a user namespace reaches
+	// its rootfs below it as the mapped user. Nothing below is listable.
+	if err := makeDir(cfg.Root, 0o711); err != nil {
 		return err
 	}
 	if err := makeDir(cfg.State, 0o711); err != nil {
@@ -105,6 +107,12 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	if err != nil {
 		return fmt.Errorf("read berthd's capabilities: %w", err)
 	}
+	// Pod user namespaces need idmapped rootfs layers: probed once.
+	userNS := true
+	if err := rt.UserNamespacesSupported(); err != nil {
+		userNS = false
+		log.InfoContext(ctx, "pod user namespaces are not supported", "error", err)
+	}
 	streams, err := cri.NewStreamServer(cri.StreamConfig{Address: cfg.StreamAddress, Port: cfg.StreamPort}, rt)
 	if err != nil {
 		return err
@@ -137,8 +145,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		Images:          store,
 		Streams:         streams,
 		AllCapabilities: allCaps,
-		// User namespaces are not advertised: the runtime refuses them.
-		Features: cri.Features{RecursiveReadOnlyMounts: recursiveReadOnlySupported()},
+		Features:        cri.Features{RecursiveReadOnlyMounts: recursiveReadOnlySupported(), UserNamespaces: userNS},
 	}))
 
 	httpSrv := &http.Server{

@@ -136,7 +136,7 @@ func TestRunServesCRIAndDockerAPI(t *testing.T) {
 	stop := start(t, cfg)
 	rt, images := criClients(t, cfg.CRISocket())
 
-	for path, want := range map[string]os.FileMode{cfg.Root: 0o700, cfg.State: 0o711, cfg.CRISocket(): 0o660, cfg.DockerSocket(): 0o660} {
+	for path, want := range map[string]os.FileMode{cfg.Root: 0o711, cfg.State: 0o711, cfg.CRISocket(): 0o660, cfg.DockerSocket(): 0o660} {
 		fi, err := os.Stat(path)
 		if err != nil {
 			t.Fatal(err)

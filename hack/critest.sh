@@ -27,6 +27,13 @@ REPO="$PWD"
 NAME=critest
 # shellcheck source=critest-images/lib.sh
 . hack/critest-images/lib.sh
+# CRITEST_NET=N (1-40) gives this run bridge critestN, subnet
+# 10.244.(213+N).0/24 and reports in _output/critest-N, so that runs in
+# parallel on one host share no bridge, IP range or report.
+if [ -n "${CRITEST_NET:-}" ]; then
+	[[ "$CRITEST_NET" =~ ^[0-9]+$ ]] && ((CRITEST_NET >= 1 && CRITEST_NET <= 40)) || die "CRITEST_NET must be 1-40"
+	CT_BRIDGE="critest$CRITEST_NET" CT_SUBNET="10.244.$((213 + CRITEST_NET)).0/24"
+fi
 
 # Specs that cannot pass here, each with its reason. critest also skips the
 # AppArmor specs itself when the kernel has none; listing them keeps the
@@ -56,11 +63,14 @@ done
 command -v jq >/dev/null || die "jq is needed for the summary (apt-get install jq)"
 
 ct_init
+# mktemp makes T 0700; a container in a user namespace reaches its rootfs
+# under T as the mapped user, so T must be traversable (containerd: 0711).
+chmod 0711 "$T"
 ct_tools
 ct_cni_conf
 ct_registry
 
-OUT="$REPO/_output/critest"
+OUT="$REPO/_output/critest${CRITEST_NET:+-$CRITEST_NET}"
 if [ "$RT" = containerd ]; then
 	command -v containerd >/dev/null || die "containerd is not installed (apt-get install containerd)"
 	say "starting $(containerd --version | awk '{print $1, $3}') (root $T/ctd)"
