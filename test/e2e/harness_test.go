@@ -192,14 +192,33 @@ type daemon struct {
 	logPath    string
 	cmd        *exec.Cmd
 	exited     chan struct{}
+	// extraArgs are appended to berthd's command line at every start.
+	extraArgs []string
 }
 
 // startDaemon starts berthd with a hosts directory that maps the given
 // upstream names (e.g. "docker.io") to the test registry.
 func startDaemon(t testing.TB, reg *testRegistry, mirrored ...string) *daemon {
 	t.Helper()
+	return startDaemonWith(t, reg, daemonOptions{Mirrored: mirrored})
+}
+
+// daemonOptions are the optional parts of a test daemon.
+type daemonOptions struct {
+	// Mirrored upstream registry names map to the test registry.
+	Mirrored []string
+	// Network, when set, gives berthd a CNI config and plugins (pods).
+	Network *testNetwork
+	// Shim is the berth-shim binary; empty lets berthd find its own (next
+	// to berthd, which is how BERTH_BIN_DIR=bin works).
+	Shim string
+}
+
+func startDaemonWith(t testing.TB, reg *testRegistry, opts daemonOptions) *daemon {
+	t.Helper()
 	requireRoot(t)
 	berthd, _ := binaries(t)
+	mirrored := opts.Mirrored
 	// Short paths: unix socket paths are limited to 108 bytes.
 	base, err := os.MkdirTemp("", "be2e-")
 	if err != nil {
@@ -212,6 +231,12 @@ func startDaemon(t testing.TB, reg *testRegistry, mirrored ...string) *daemon {
 		State:    filepath.Join(base, "run"),
 		HostsDir: filepath.Join(base, "certs.d"),
 		logPath:  filepath.Join(base, "berthd.log"),
+	}
+	if n := opts.Network; n != nil {
+		d.extraArgs = append(d.extraArgs, "--cni-conf-dir", n.ConfDir, "--cni-bin-dir", n.BinDir)
+	}
+	if opts.Shim != "" {
+		d.extraArgs = append(d.extraArgs, "--shim-binary", opts.Shim)
 	}
 	// An explicit (empty) config file: the defaults plus flags must do.
 	writeFile(t, filepath.Join(base, "config.toml"), "")
@@ -245,6 +270,7 @@ func (d *daemon) Start() {
 	d.cmd = exec.Command(d.bin, "--root", d.Root, "--state", d.State,
 		"--registry-config-dir", d.HostsDir, "--config", filepath.Join(filepath.Dir(d.Root), "config.toml"),
 		"--log-level", "debug")
+	d.cmd.Args = append(d.cmd.Args, d.extraArgs...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	// Its own process group, so a test's kill -9 hits only this daemon.
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
