@@ -371,7 +371,9 @@ func (e *podEnv) leftovers(podIDs, ctrIDs, ips []string) []string {
 	if out, err := exec.Command("iptables-save").Output(); err == nil {
 		for _, l := range strings.Split(string(out), "\n") {
 			hit := slices.ContainsFunc(ids, func(id string) bool { return strings.Contains(l, id) }) ||
-				slices.ContainsFunc(ips, func(ip string) bool { return strings.Contains(l, ip+"/") || strings.Contains(l, ip+" ") || strings.Contains(l, ip+":") })
+				slices.ContainsFunc(ips, func(ip string) bool {
+					return strings.Contains(l, ip+"/") || strings.Contains(l, ip+" ") || strings.Contains(l, ip+":")
+				})
 			if hit {
 				left = append(left, "iptables rule "+l)
 			}
