@@ -1035,6 +1035,52 @@ func TestUserNamespacePod(t *testing.T) {
 	}
 }
 
+// TestUserNamespaceIDMappedVolume: a volume with the pod's mappings (as CRI
+// Mount.uid_mappings) shows host root's files as the pod's root's, and what
+// the pod's root writes is host root's.
+func TestUserNamespaceIDMappedVolume(t *testing.T) {
+	needRoot(t)
+	m := openManager(t)
+	mapping := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 200000, Size: 65536}}
+	sb := newPod(t, m, berthruntime.SandboxConfig{
+		UserNS: &berthruntime.UserNamespace{UIDMappings: mapping, GIDMappings: mapping},
+	})
+	vol := t.TempDir()
+	if err := os.WriteFile(filepath.Join(vol, "host"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(vol, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c, err := m.CreateContainer(t.Context(), berthruntime.ContainerConfig{
+		SandboxID: sb.ID, Name: "vol", Rootfs: overlay(t),
+		Spec: spec.Container{
+			Args:   []string{"sh", "-c", "stat -c %u:%g /vol/host && touch /vol/new"},
+			Mounts: []spec.Mount{{Source: vol, Destination: "/vol", UIDMappings: mapping, GIDMappings: mapping}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.RemoveContainer(context.Background(), c.ID); err != nil {
+			t.Errorf("remove container: %v", err)
+		}
+	})
+	events := m.Subscribe(t.Context())
+	start(t, m, c.ID)
+	if got := waitExit(t, m, events, c.ID); got.ExitCode != 0 {
+		t.Fatalf("exit code %d", got.ExitCode)
+	}
+	st, err := os.Stat(filepath.Join(vol, "new"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := st.Sys().(*syscall.Stat_t); s.Uid != 0 || s.Gid != 0 {
+		t.Errorf("file written through the idmapped volume is %d:%d on the host, want 0:0", s.Uid, s.Gid)
+	}
+}
+
 func TestUserNamespacesSupported(t *testing.T) {
 	needRoot(t)
 	m := openManager(t)
