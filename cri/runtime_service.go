@@ -93,6 +93,7 @@ type processRuntime interface {
 type statsRuntime interface {
 	ContainerStats(ctx context.Context, id string) (*runtime.ContainerStats, error)
 	SandboxStats(ctx context.Context, id string) (*runtime.SandboxStats, error)
+	SandboxMetrics(ctx context.Context, id string) (*runtime.SandboxMetrics, error)
 	Subscribe(ctx context.Context) <-chan runtime.Event
 	CgroupDriver() string
 }
