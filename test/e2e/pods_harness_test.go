@@ -103,8 +103,87 @@ func newTestNetwork(t testing.TB) *testNetwork {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("hack/cni-conf.sh: %v\n%s", err, out)
 	}
-	t.Cleanup(func() { exec.Command("ip", "link", "del", n.Bridge).Run() })
+	t.Cleanup(func() {
+		exec.Command("ip", "link", "del", n.Bridge).Run()
+		n.dropRules(t)
+	})
 	return n
+}
+
+// dropRules deletes the iptables rules a failed test left on this network
+// (a pod it could not remove never got its CNI DEL): NAT rules whose
+// comment names the network, the chains they jump to, and filter rules
+// naming one of its addresses. Only this test's unique network matches.
+func (n *testNetwork) dropRules(t testing.TB) {
+	for _, table := range []string{"nat", "filter"} {
+		out, err := exec.Command("iptables-save", "-t", table).Output()
+		if err != nil {
+			return
+		}
+		var chains []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if !strings.HasPrefix(l, "-A ") {
+				continue
+			}
+			args := splitQuoted(l)
+			ours := strings.Contains(l, `name: \"`+n.Name+`\"`)
+			for _, a := range args {
+				if ip, _, err := net.ParseCIDR(a); err == nil && n.Subnet.Contains(ip) && strings.HasSuffix(a, "/32") {
+					ours = true
+				}
+			}
+			if !ours {
+				continue
+			}
+			args[0] = "-D"
+			if out, err := exec.Command("iptables", append([]string{"-t", table}, args...)...).CombinedOutput(); err != nil {
+				t.Logf("drop leftover rule %s: %v %s", l, err, out)
+				continue
+			}
+			t.Logf("dropped leftover iptables rule: %s", l)
+			if i := slices.Index(args, "-j"); i > 0 && i+1 < len(args) && strings.HasPrefix(args[i+1], "CNI-") && len(args[i+1]) == 28 {
+				chains = append(chains, args[i+1])
+			}
+		}
+		for _, c := range chains {
+			exec.Command("iptables", "-t", table, "-F", c).Run()
+			exec.Command("iptables", "-t", table, "-X", c).Run()
+		}
+	}
+}
+
+// splitQuoted splits an iptables-save line into arguments, honouring the
+// double quotes (with backslash escapes) around comments.
+func splitQuoted(l string) []string {
+	var (
+		args []string
+		cur  strings.Builder
+		inQ  bool
+		have bool
+	)
+	for i := 0; i < len(l); i++ {
+		ch := l[i]
+		switch {
+		case inQ && ch == '\\' && i+1 < len(l):
+			i++
+			cur.WriteByte(l[i])
+		case ch == '"':
+			inQ, have = !inQ, true
+		case ch == ' ' && !inQ:
+			if have {
+				args = append(args, cur.String())
+				cur.Reset()
+				have = false
+			}
+		default:
+			cur.WriteByte(ch)
+			have = true
+		}
+	}
+	if have {
+		args = append(args, cur.String())
+	}
+	return args
 }
 
 // Leases returns the IPs host-local has leased on this network.

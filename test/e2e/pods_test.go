@@ -331,6 +331,13 @@ func TestCNIGCAtStartup(t *testing.T) {
 	if pods, err := e.rt.ListPodSandbox(ctxT(t), &runtimeapi.ListPodSandboxRequest{}); err != nil || len(pods.Items) != 0 {
 		t.Errorf("pods after the record was lost: %v, %v", pods, err)
 	}
+	// Its pinned namespaces and /dev/shm stay: they were the record's to
+	// find. The network's parts must all be gone.
+	for _, l := range e.leftovers([]string{podID}, nil, []string{ip}) {
+		if strings.HasPrefix(l, "iptables") || strings.HasPrefix(l, "veth") || strings.HasPrefix(l, "IPAM") {
+			t.Errorf("left after the start-up GC: %s", l)
+		}
+	}
 	b, _ := os.ReadFile(e.d.logPath)
 	if !strings.Contains(string(b), "released the networks of unknown pods") {
 		t.Errorf("berthd did not log the GC:\n%s", tail(b, 20))
