@@ -88,7 +88,7 @@ test-root: ## only the packages that have root tests; needs root
 
 .PHONY: test-e2e
 test-e2e: build ## end-to-end suites in test/ against a real berthd (needs root)
-	BERTH_BIN_DIR=$(BIN) PATH="$(TOOLS):$$PATH" $(GOTEST) -timeout $(E2E_TIMEOUT) ./test/...
+	BERTH_BIN_DIR=$(BIN) BERTH_CNI_BIN=$(CNI_BIN) PATH="$(TOOLS):$$PATH" $(GOTEST) -timeout $(E2E_TIMEOUT) ./test/...
 
 .PHONY: verify
 verify: ## gofmt, go vet and the import-boundary check

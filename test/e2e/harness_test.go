@@ -51,7 +51,18 @@ var (
 	buildOnce sync.Once
 	binDir    string
 	buildErr  error
+	// builtBinDir is set when binDir is a temp dir of this run, removed
+	// by TestMain.
+	builtBinDir bool
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtBinDir {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
 
 // binaries builds berthd and berth from this tree once per test run, or
 // uses BERTH_BIN_DIR when the Makefile already built them.
@@ -66,6 +77,7 @@ func binaries(t testing.TB) (berthd, berth string) {
 		if buildErr != nil {
 			return
 		}
+		builtBinDir = true
 		cmd := exec.Command("go", "build", "-o", binDir+"/", "./cmd/berthd", "./cmd/berth")
 		cmd.Dir = repoRoot(t)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

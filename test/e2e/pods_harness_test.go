@@ -49,6 +49,10 @@ func cniPlugins(t testing.TB) string {
 	t.Helper()
 	cniBinOnce.Do(func() {
 		if d := os.Getenv("BERTH_CNI_BIN"); d != "" {
+			// berthd runs elsewhere: a relative dir means the repo's.
+			if !filepath.IsAbs(d) {
+				d = filepath.Join(repoRoot(t), d)
+			}
 			cniBin = d
 			return
 		}
