@@ -38,6 +38,10 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	case cfg.LogPath != "" && !filepath.IsAbs(cfg.LogPath):
 		return nil, fmt.Errorf("create container %s: log path %q is not absolute: %w", cfg.Name, cfg.LogPath, errdefs.ErrInvalidArgument)
 	}
+	st := startSteps(ctx, "create container")
+	// The shim's runc moves the container's init into its cgroup in a few
+	// ms.
+	m.warmer.warm()
 	var sb *sandbox
 	if cfg.SandboxID != "" {
 		var err error
@@ -97,9 +101,11 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	if err := os.MkdirAll(rootfs, 0o711); err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
+	st.done("mkdir")
 	if err := m.saveContainer(c); err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
+	st.done("save-pending")
 	var im *idmap
 	if sb != nil {
 		m.mu.Lock()
@@ -119,6 +125,7 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: mount rootfs: %w", cfg.ID, err)
 	}
+	st.done("mount")
 	sc, err := m.containerSpec(cfg, sb, rootfs)
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
@@ -130,6 +137,7 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
+	st.done("spec")
 	if err := writeJSON(filepath.Join(dir, "config.json"), oci); err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
@@ -138,6 +146,7 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 			return nil, fmt.Errorf("create container %s: log directory: %w", cfg.ID, err)
 		}
 	}
+	st.done("bundle")
 	cl, err := shim.Start(ctx, shim.StartOptions{
 		Binary: m.cfg.ShimBinary, ID: cfg.ID, Bundle: dir, StateDir: c.rec.ShimDir,
 		LogPath: cfg.LogPath, Stdin: cfg.Stdin, CreateOnly: true,
@@ -145,6 +154,7 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
+	st.done("shim-create")
 	m.mu.Lock()
 	c.client = cl
 	c.rec.Pid = cl.Pid()
@@ -154,6 +164,8 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	if err := m.saveContainer(c); err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
+	st.done("save")
+	st.log(cfg.ID)
 	m.watch(c)
 	m.emit(c, EventCreated)
 	return &out, nil

@@ -24,6 +24,7 @@ type Manager struct {
 	cfg      Config
 	oomFloor int
 	cgroupV2 bool
+	warmer   *migrationWarmer
 
 	// mu guards the maps and every record's fields.
 	mu         sync.Mutex
@@ -109,6 +110,7 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 		sandboxes:  map[string]*sandbox{},
 		containers: map[string]*container{},
 		closed:     make(chan struct{}),
+		warmer:     newMigrationWarmer(),
 	}
 	if cfg.OOMScoreAdjFloor != nil {
 		m.oomFloor = *cfg.OOMScoreAdjFloor

@@ -106,6 +106,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		return nil, fmt.Errorf("create sandbox: %w", err)
 	}
 	id := cfg.ID
+	st := startSteps(ctx, "create sandbox")
 	s := &sandbox{dir: m.sandboxDir(id)}
 	s.op.Lock()
 	defer s.op.Unlock()
@@ -162,6 +163,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 	if err := os.MkdirAll(s.dir, 0o711); err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
+	st.done("mkdir")
 	withPause := cfg.Namespaces.PID == NamespacePod
 	var cg cgroups.Manager
 	if m.cfg.CgroupDriver == CgroupDriverCgroupfs {
@@ -181,17 +183,27 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		// finds them to remove.
 		s.rec.CgroupDirs = missingCgroupDirs(cg.GetPaths())
 	}
+	st.done("cgroup-manager")
 	if err := m.saveSandbox(s); err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
+	st.done("save-pending")
 	if cg != nil {
 		if err := cg.Apply(-1); err != nil {
 			return nil, fmt.Errorf("create sandbox %s: create pod cgroup: %w", id, err)
 		}
+		if withPause {
+			// The pause holder moves into the pod cgroup in a few ms. Not
+			// before the cgroup exists: creating one waits for a running
+			// migration.
+			m.warmer.warm()
+		}
 	}
+	st.done("cgroup-apply")
 	if err := m.writePodFiles(&s.rec); err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
+	st.done("pod-files")
 	if s.rec.ShmPath != "" {
 		if err := os.MkdirAll(s.rec.ShmPath, 0o755); err != nil {
 			return nil, fmt.Errorf("create sandbox %s: %w", id, err)
@@ -200,6 +212,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 			return nil, fmt.Errorf("create sandbox %s: mount /dev/shm: %w", id, err)
 		}
 	}
+	st.done("shm")
 	pin := namespace.PinOptions{Paths: map[namespace.Kind]string{}, Sysctls: cfg.Sysctls}
 	if s.rec.NetNSPath != "" {
 		pin.Paths[namespace.Net] = s.rec.NetNSPath
@@ -247,6 +260,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 			return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 		}
 	}
+	st.done("pin+pause")
 	if pause != nil && s.rec.PausePid != 0 {
 		pid := pause.Process.Pid
 		if cg != nil {
@@ -255,6 +269,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 			}
 		}
 	}
+	st.done("pause-cgroup")
 	m.mu.Lock()
 	s.rec.Pending = false
 	out := copySandbox(s.rec)
@@ -262,6 +277,8 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 	if err := m.saveSandbox(s); err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
+	st.done("save")
+	st.log(id)
 	return out, nil
 }
 

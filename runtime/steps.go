@@ -1,0 +1,44 @@
+package runtime
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// steps times the steps of one pod or container operation and logs them in
+// one debug line (berthd --log-level debug), to show which step of a start
+// costs what. Disabled, it costs a level check.
+type steps struct {
+	ctx   context.Context
+	op    string
+	t0    time.Time
+	last  time.Time
+	attrs []any
+}
+
+func startSteps(ctx context.Context, op string) *steps {
+	if !slog.Default().Enabled(ctx, slog.LevelDebug) {
+		return nil
+	}
+	now := time.Now()
+	return &steps{ctx: ctx, op: op, t0: now, last: now}
+}
+
+// done records the time since the previous step under name.
+func (s *steps) done(name string) {
+	if s == nil {
+		return
+	}
+	now := time.Now()
+	s.attrs = append(s.attrs, slog.Duration(name, now.Sub(s.last)))
+	s.last = now
+}
+
+// log writes the line with the total; id names the pod or container.
+func (s *steps) log(id string) {
+	if s == nil {
+		return
+	}
+	slog.DebugContext(s.ctx, s.op+" timings", append([]any{"id", id, "total", time.Since(s.t0)}, s.attrs...)...)
+}
