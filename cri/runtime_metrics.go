@@ -205,11 +205,35 @@ var containerMetrics = []containerMetric{
 	{"container_spec_memory_swap_limit_bytes", "Memory swap limit for the container.", gauge, nil,
 		func(m *runtime.ContainerMetrics) []sample { return one(m.Memory.SwapLimit) }},
 
+	// Pressure stall information (cgroup v2).
+	pressureMetric("container_pressure_cpu_waiting_seconds_total", "Total time duration tasks in the container have waited due to CPU congestion.",
+		func(p *runtime.Pressure) time.Duration { return p.CPUSome }),
+	pressureMetric("container_pressure_cpu_stalled_seconds_total", "Total time duration no tasks in the container could make progress due to CPU congestion.",
+		func(p *runtime.Pressure) time.Duration { return p.CPUFull }),
+	pressureMetric("container_pressure_memory_waiting_seconds_total", "Total time duration tasks in the container have waited due to memory congestion.",
+		func(p *runtime.Pressure) time.Duration { return p.MemorySome }),
+	pressureMetric("container_pressure_memory_stalled_seconds_total", "Total time duration no tasks in the container could make progress due to memory congestion.",
+		func(p *runtime.Pressure) time.Duration { return p.MemoryFull }),
+	pressureMetric("container_pressure_io_waiting_seconds_total", "Total time duration tasks in the container have waited due to IO congestion.",
+		func(p *runtime.Pressure) time.Duration { return p.IOSome }),
+	pressureMetric("container_pressure_io_stalled_seconds_total", "Total time duration no tasks in the container could make progress due to IO congestion.",
+		func(p *runtime.Pressure) time.Duration { return p.IOFull }),
+
 	// Times.
 	{"container_start_time_seconds", "Start time of the container since unix epoch in seconds.", gauge, nil,
 		func(m *runtime.ContainerMetrics) []sample { return unixSeconds(m.StartedAt) }},
 	{"container_last_seen", "Last time a container was seen by the exporter.", gauge, nil,
 		func(m *runtime.ContainerMetrics) []sample { return unixSeconds(m.Timestamp) }},
+}
+
+// pressureMetric serves one pressure total where the kernel keeps them.
+func pressureMetric(name, help string, v func(p *runtime.Pressure) time.Duration) containerMetric {
+	return containerMetric{name, help, counter, nil, func(m *runtime.ContainerMetrics) []sample {
+		if m.Pressure == nil {
+			return nil
+		}
+		return one(seconds(uint64(v(m.Pressure))))
+	}}
 }
 
 func fsSample(m *runtime.ContainerMetrics, v uint64) []sample {

@@ -43,6 +43,10 @@ func busyContainerMetrics(id string) runtime.ContainerMetrics {
 		Hugetlb:    []runtime.Hugetlb{{PageSize: "2MB", Usage: 2 << 20, MaxUsage: 4 << 20}},
 		Processes:  runtime.ProcessMetrics{Processes: 2, Threads: 5, ThreadsMax: 1024, FileDescriptors: 9, Sockets: 1},
 		Filesystem: runtime.FilesystemMetrics{Device: "/dev/vda", UsedBytes: 40960, UsedInodes: 12, CapacityBytes: 1 << 30, AvailableBytes: 1 << 29, Inodes: 1000, InodesFree: 900},
+		Pressure: &runtime.Pressure{
+			CPUSome: 5 * time.Second, CPUFull: 1500 * time.Millisecond, MemorySome: 7 * time.Second,
+			MemoryFull: 6 * time.Second, IOSome: 9 * time.Second, IOFull: 8 * time.Second,
+		},
 	}
 }
 
@@ -142,6 +146,12 @@ func TestListPodSandboxMetrics(t *testing.T) {
 		{"container_spec_cpu_shares{" + c + "}", 1024, gauge},
 		{"container_spec_memory_limit_bytes{" + c + "}", 64 << 20, gauge},
 		{"container_spec_memory_swap_limit_bytes{" + c + "}", 64 << 20, gauge},
+		{"container_pressure_cpu_waiting_seconds_total{" + c + "}", 5, counter},
+		{"container_pressure_cpu_stalled_seconds_total{" + c + "}", 1, counter},
+		{"container_pressure_memory_waiting_seconds_total{" + c + "}", 7, counter},
+		{"container_pressure_memory_stalled_seconds_total{" + c + "}", 6, counter},
+		{"container_pressure_io_waiting_seconds_total{" + c + "}", 9, counter},
+		{"container_pressure_io_stalled_seconds_total{" + c + "}", 8, counter},
 		{"container_start_time_seconds{" + c + "}", 1699999000, gauge},
 		{"container_last_seen{" + c + "}", 1700000000, gauge},
 		{"container_network_receive_bytes_total{" + p + ",eth0}", 1000, counter},
@@ -214,7 +224,7 @@ func TestMetricDescriptorsMatchMetrics(t *testing.T) {
 func TestContainerMetricsLeaveOutWhatWasNotRead(t *testing.T) {
 	s, rt := newMetricsService()
 	cm := rt.metrics["pod1"].Containers[0]
-	cm.Filesystem, cm.BlockIO, cm.Hugetlb, cm.StartedAt = runtime.FilesystemMetrics{}, nil, nil, time.Time{}
+	cm.Filesystem, cm.BlockIO, cm.Hugetlb, cm.StartedAt, cm.Pressure = runtime.FilesystemMetrics{}, nil, nil, time.Time{}, nil
 	rt.metrics["pod1"].Containers = []runtime.ContainerMetrics{cm}
 	rt.metrics["pod1"].Network = nil // host network
 	resp, err := s.ListPodSandboxMetrics(t.Context(), &runtimeapi.ListPodSandboxMetricsRequest{})
@@ -227,7 +237,8 @@ func TestContainerMetricsLeaveOutWhatWasNotRead(t *testing.T) {
 	}
 	for _, m := range pm.ContainerMetrics[0].Metrics {
 		if strings.HasPrefix(m.Name, "container_fs_") || strings.HasPrefix(m.Name, "container_blkio") ||
-			strings.HasPrefix(m.Name, "container_hugetlb") || m.Name == "container_start_time_seconds" {
+			strings.HasPrefix(m.Name, "container_hugetlb") || strings.HasPrefix(m.Name, "container_pressure") ||
+			m.Name == "container_start_time_seconds" {
 			t.Errorf("unread figure served: %s", key(m))
 		}
 	}

@@ -33,6 +33,17 @@ type ContainerMetrics struct {
 	Hugetlb    []Hugetlb
 	Processes  ProcessMetrics
 	Filesystem FilesystemMetrics
+	// Pressure is nil where the kernel keeps no per-cgroup pressure stall
+	// information (cgroup v1).
+	Pressure *Pressure
+}
+
+// Pressure are total stall times: Some while at least one task waited for
+// the resource, Full while all were stalled.
+type Pressure struct {
+	CPUSome, CPUFull       time.Duration
+	MemorySome, MemoryFull time.Duration
+	IOSome, IOFull         time.Duration
 }
 
 // CPUMetrics: times in nanoseconds; Shares and Period are the cgroup's
@@ -199,6 +210,14 @@ func metricsFromStats(s *wire.Stats, dn deviceNamer) *ContainerMetrics {
 			OwnPageFaults: s.OwnPageFaults, OwnMajorPageFaults: s.OwnMajorPageFaults,
 			OOMKills: s.OOMKills,
 		},
+	}
+	if p := s.Pressure; p != nil {
+		us := func(v uint64) time.Duration { return time.Duration(v) * time.Microsecond }
+		out.Pressure = &Pressure{
+			CPUSome: us(p.CPUSome), CPUFull: us(p.CPUFull),
+			MemorySome: us(p.MemorySome), MemoryFull: us(p.MemoryFull),
+			IOSome: us(p.IOSome), IOFull: us(p.IOFull),
+		}
 	}
 	type key struct {
 		major, minor uint64

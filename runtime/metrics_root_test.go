@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"errors"
+	"os"
 	"testing"
 	"time"
 
@@ -67,6 +68,9 @@ func TestContainerMetricsOfBusyContainer(t *testing.T) {
 	fs := second.Filesystem
 	if fs.UsedInodes < 2 || fs.CapacityBytes == 0 || fs.Inodes == 0 || fs.Device == "" {
 		t.Errorf("filesystem: %+v", fs)
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil && second.Pressure != nil {
+		t.Errorf("pressure figures on cgroup v1: %+v", second.Pressure)
 	}
 	if second.StartedAt.IsZero() {
 		t.Error("no start time")

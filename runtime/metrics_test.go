@@ -45,6 +45,7 @@ func TestMetricsFromStats(t *testing.T) {
 				},
 				IOServiced: []wire.BlkioEntry{{Major: 8, Minor: 0, Op: "Read", Value: 3}, {Major: 9, Minor: 9, Op: "Sync", Value: 1}},
 				Hugetlb:    map[string]wire.Hugetlb{"2MB": {Usage: 2 << 20, MaxUsage: 4 << 20}, "1GB": {}},
+				Pressure:   &wire.Pressure{CPUSome: 1500, CPUFull: 2, MemorySome: 3, MemoryFull: 4, IOSome: 5, IOFull: 6},
 			},
 			want: ContainerMetrics{
 				Timestamp: at,
@@ -60,6 +61,11 @@ func TestMetricsFromStats(t *testing.T) {
 					{Device: "/dev/dm-1", Major: 253, Minor: 1, Op: "Write", Bytes: 8192},
 				},
 				Hugetlb: []Hugetlb{{PageSize: "1GB"}, {PageSize: "2MB", Usage: 2 << 20, MaxUsage: 4 << 20}},
+				Pressure: &Pressure{
+					CPUSome: 1500 * time.Microsecond, CPUFull: 2 * time.Microsecond,
+					MemorySome: 3 * time.Microsecond, MemoryFull: 4 * time.Microsecond,
+					IOSome: 5 * time.Microsecond, IOFull: 6 * time.Microsecond,
+				},
 			},
 		},
 	} {

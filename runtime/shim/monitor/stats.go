@@ -81,6 +81,20 @@ func fillStats(s *wire.Stats, cs *cgroups.Stats) {
 	}
 	s.Pids = cs.PidsStats.Current
 	s.PidsLimit = cs.PidsStats.Limit
+	// libcontainer reads PSI on cgroup v2 only, one file per resource.
+	if cpu.PSI != nil || mem.PSI != nil || cs.BlkioStats.PSI != nil {
+		p := &wire.Pressure{}
+		if v := cpu.PSI; v != nil {
+			p.CPUSome, p.CPUFull = v.Some.Total, v.Full.Total
+		}
+		if v := mem.PSI; v != nil {
+			p.MemorySome, p.MemoryFull = v.Some.Total, v.Full.Total
+		}
+		if v := cs.BlkioStats.PSI; v != nil {
+			p.IOSome, p.IOFull = v.Some.Total, v.Full.Total
+		}
+		s.Pressure = p
+	}
 }
 
 // cpuSettings reads the CPU shares and CFS period in effect from the

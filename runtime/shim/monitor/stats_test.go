@@ -32,6 +32,9 @@ func TestFillStats(t *testing.T) {
 	}
 	v2 := base()
 	v2.MemoryStats.SwapOnlyUsage.Usage = 2 << 10
+	v2.CpuStats.PSI = &cgroups.PSIStats{Some: cgroups.PSIData{Total: 11}, Full: cgroups.PSIData{Total: 12}}
+	v2.MemoryStats.PSI = &cgroups.PSIStats{Some: cgroups.PSIData{Total: 21}, Full: cgroups.PSIData{Total: 22}}
+	v2.BlkioStats.PSI = &cgroups.PSIStats{Some: cgroups.PSIData{Avg10: 1.5, Total: 31}, Full: cgroups.PSIData{Total: 32}}
 	v2.MemoryStats.Stats = map[string]uint64{
 		"inactive_file": 2 << 20, "anon": 6 << 20, "file_mapped": 3 << 20, "kernel": 400 << 10,
 		"pgfault": 700, "pgmajfault": 7,
@@ -60,6 +63,7 @@ func TestFillStats(t *testing.T) {
 	wantV2.MemorySwap = 2 << 10
 	wantV2.PageFaults, wantV2.MajorPageFaults = 700, 7
 	wantV2.OwnPageFaults, wantV2.OwnMajorPageFaults = 700, 7
+	wantV2.Pressure = &wire.Pressure{CPUSome: 11, CPUFull: 12, MemorySome: 21, MemoryFull: 22, IOSome: 31, IOFull: 32}
 
 	for _, tc := range []struct {
 		name string

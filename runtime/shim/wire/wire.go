@@ -175,6 +175,21 @@ type Stats struct {
 	Hugetlb map[string]Hugetlb `json:"hugetlb,omitempty"`
 	// Processes are the host PIDs in the container's cgroup.
 	Processes []int `json:"processes,omitempty"`
+	// Pressure is the cgroup's pressure stall information (cgroup v2
+	// only; nil on v1).
+	Pressure *Pressure `json:"pressure,omitempty"`
+}
+
+// Pressure holds the total stall times, in microseconds, of the "some"
+// (at least one task waiting) and "full" (all tasks stalled) lines of
+// cpu.pressure, memory.pressure and io.pressure.
+type Pressure struct {
+	CPUSome    uint64 `json:"cpu_some"`
+	CPUFull    uint64 `json:"cpu_full"`
+	MemorySome uint64 `json:"memory_some"`
+	MemoryFull uint64 `json:"memory_full"`
+	IOSome     uint64 `json:"io_some"`
+	IOFull     uint64 `json:"io_full"`
 }
 
 // BlkioEntry is one device's counter for one operation.
