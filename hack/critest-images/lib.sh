@@ -204,13 +204,8 @@ ct_berthd() {
 	local d="$1"
 	mkdir -p "$d"
 	: >"$d/berthd.toml"
-	local args=(--root "$d/root" --state "$d/run" --config "$d/berthd.toml" --registry-config-dir "$HOSTS_DIR")
-	# The CNI flags are being added to berthd; pass them once it knows them.
-	if "$BIN/berthd" --help 2>&1 | grep -q -- '-cni-conf-dir'; then
-		args+=(--cni-conf-dir "$CNI_CONF" --cni-bin-dir "$CNI_BIN")
-	else
-		echo "$NAME: note: berthd has no --cni-conf-dir yet; pods get no network" >&2
-	fi
+	local args=(--root "$d/root" --state "$d/run" --config "$d/berthd.toml" --registry-config-dir "$HOSTS_DIR"
+		--cni-conf-dir "$CNI_CONF" --cni-bin-dir "$CNI_BIN")
 	ct_start "$d/berthd.log" "$BIN/berthd" "${args[@]}"
 	BERTHD_PID=$LAST_PID
 	BERTH_SOCK="$d/run/berth.sock"
