@@ -198,6 +198,23 @@ var containerMetrics = []containerMetric{
 	// Settings read back from the cgroup.
 	{"container_spec_cpu_period", "CPU period of the container.", gauge, nil,
 		func(m *runtime.ContainerMetrics) []sample { return one(m.CPU.Period) }},
+	{"container_spec_cpu_quota", "CPU quota of the container.", gauge, nil,
+		func(m *runtime.ContainerMetrics) []sample {
+			if m.CPU.Quota == 0 {
+				return nil // unlimited: no series, as in cAdvisor
+			}
+			return one(m.CPU.Quota)
+		}},
+	{"container_spec_memory_reservation_limit_bytes", "Memory reservation limit for the container.", gauge, nil,
+		func(m *runtime.ContainerMetrics) []sample { return one(m.Memory.Reservation) }},
+	{"container_ulimits_soft", "Soft ulimit values for the container root process. Unlimited if -1, except priority and nice", gauge, []string{"ulimit"},
+		func(m *runtime.ContainerMetrics) []sample {
+			var out []sample
+			for _, u := range m.Ulimits {
+				out = append(out, sample{u.Soft, []string{u.Name}})
+			}
+			return out
+		}},
 	{"container_spec_cpu_shares", "CPU share of the container.", gauge, nil,
 		func(m *runtime.ContainerMetrics) []sample { return one(m.CPU.Shares) }},
 	{"container_spec_memory_limit_bytes", "Memory limit for the container.", gauge, nil,

@@ -33,14 +33,15 @@ var metricsAt = time.Unix(1700000000, 0)
 func busyContainerMetrics(id string) runtime.ContainerMetrics {
 	return runtime.ContainerMetrics{
 		ID: id, Timestamp: metricsAt, StartedAt: time.Unix(1699999000, 0),
-		CPU:    runtime.CPUMetrics{Usage: 2_700_000_000, User: 1_999_999_999, System: 700_000_000, Periods: 30, ThrottledPeriods: 12, ThrottledTime: 3_100_000_000, Shares: 1024, Period: 100000},
-		Memory: runtime.MemoryMetrics{Usage: 100, WorkingSet: 90, RSS: 60, Cache: 40, MappedFile: 5, Kernel: 8, Swap: 3, MaxUsage: 120, Failcnt: 2, Limit: 64 << 20, SwapLimit: 64 << 20, PageFaults: 50, MajorPageFaults: 5, OwnPageFaults: 40, OwnMajorPageFaults: 4, OOMKills: 1},
+		CPU:    runtime.CPUMetrics{Usage: 2_700_000_000, User: 1_999_999_999, System: 700_000_000, Periods: 30, ThrottledPeriods: 12, ThrottledTime: 3_100_000_000, Shares: 1024, Period: 100000, Quota: 50000},
+		Memory: runtime.MemoryMetrics{Usage: 100, WorkingSet: 90, RSS: 60, Cache: 40, MappedFile: 5, Kernel: 8, Swap: 3, MaxUsage: 120, Failcnt: 2, Limit: 64 << 20, SwapLimit: 64 << 20, PageFaults: 50, MajorPageFaults: 5, OwnPageFaults: 40, OwnMajorPageFaults: 4, OOMKills: 1, Reservation: 1 << 25},
 		BlockIO: []runtime.BlockIO{
 			{Device: "/dev/vda", Major: 254, Minor: 0, Op: "Read", Bytes: 4096, Ops: 1},
 			{Device: "/dev/vda", Major: 254, Minor: 0, Op: "Write", Bytes: 8192, Ops: 2},
 			{Device: "/dev/vdb", Major: 254, Minor: 16, Op: "Write", Bytes: 512, Ops: 1},
 		},
 		Hugetlb:    []runtime.Hugetlb{{PageSize: "2MB", Usage: 2 << 20, MaxUsage: 4 << 20}},
+		Ulimits:    []runtime.Ulimit{{Name: "max_open_files", Soft: 1024}, {Name: "max_processes", Soft: 100}},
 		Processes:  runtime.ProcessMetrics{Processes: 2, Threads: 5, ThreadsMax: 1024, FileDescriptors: 9, Sockets: 1},
 		Filesystem: runtime.FilesystemMetrics{Device: "/dev/vda", UsedBytes: 40960, UsedInodes: 12, CapacityBytes: 1 << 30, AvailableBytes: 1 << 29, Inodes: 1000, InodesFree: 900},
 		Pressure: &runtime.Pressure{
@@ -144,6 +145,10 @@ func TestListPodSandboxMetrics(t *testing.T) {
 		{"container_sockets{" + c + "}", 1, gauge},
 		{"container_spec_cpu_period{" + c + "}", 100000, gauge},
 		{"container_spec_cpu_shares{" + c + "}", 1024, gauge},
+		{"container_spec_cpu_quota{" + c + "}", 50000, gauge},
+		{"container_spec_memory_reservation_limit_bytes{" + c + "}", 1 << 25, gauge},
+		{"container_ulimits_soft{" + c + ",max_open_files}", 1024, gauge},
+		{"container_ulimits_soft{" + c + ",max_processes}", 100, gauge},
 		{"container_spec_memory_limit_bytes{" + c + "}", 64 << 20, gauge},
 		{"container_spec_memory_swap_limit_bytes{" + c + "}", 64 << 20, gauge},
 		{"container_pressure_cpu_waiting_seconds_total{" + c + "}", 5, counter},
@@ -225,6 +230,7 @@ func TestContainerMetricsLeaveOutWhatWasNotRead(t *testing.T) {
 	s, rt := newMetricsService()
 	cm := rt.metrics["pod1"].Containers[0]
 	cm.Filesystem, cm.BlockIO, cm.Hugetlb, cm.StartedAt, cm.Pressure = runtime.FilesystemMetrics{}, nil, nil, time.Time{}, nil
+	cm.CPU.Quota, cm.Ulimits = 0, nil
 	rt.metrics["pod1"].Containers = []runtime.ContainerMetrics{cm}
 	rt.metrics["pod1"].Network = nil // host network
 	resp, err := s.ListPodSandboxMetrics(t.Context(), &runtimeapi.ListPodSandboxMetricsRequest{})
@@ -238,7 +244,7 @@ func TestContainerMetricsLeaveOutWhatWasNotRead(t *testing.T) {
 	for _, m := range pm.ContainerMetrics[0].Metrics {
 		if strings.HasPrefix(m.Name, "container_fs_") || strings.HasPrefix(m.Name, "container_blkio") ||
 			strings.HasPrefix(m.Name, "container_hugetlb") || strings.HasPrefix(m.Name, "container_pressure") ||
-			m.Name == "container_start_time_seconds" {
+			m.Name == "container_start_time_seconds" || m.Name == "container_spec_cpu_quota" || m.Name == "container_ulimits_soft" {
 			t.Errorf("unread figure served: %s", key(m))
 		}
 	}

@@ -29,9 +29,11 @@ type ContainerMetrics struct {
 	Memory    MemoryMetrics
 	// BlockIO has one entry per device and operation (Read, Write, Sync,
 	// Async, Discard, Total as the kernel names them).
-	BlockIO    []BlockIO
-	Hugetlb    []Hugetlb
-	Processes  ProcessMetrics
+	BlockIO   []BlockIO
+	Hugetlb   []Hugetlb
+	Processes ProcessMetrics
+	// Ulimits are the init process's finite soft limits.
+	Ulimits    []Ulimit
 	Filesystem FilesystemMetrics
 	// Pressure is nil where the kernel keeps no per-cgroup pressure stall
 	// information (cgroup v1).
@@ -53,6 +55,8 @@ type CPUMetrics struct {
 	Periods, ThrottledPeriods uint64
 	ThrottledTime             uint64
 	Shares, Period            uint64
+	// Quota is the CFS quota in microseconds per Period, 0 if unlimited.
+	Quota uint64
 }
 
 // MemoryMetrics in bytes, except the counters. PageFaults are
@@ -63,6 +67,8 @@ type MemoryMetrics struct {
 	PageFaults, MajorPageFaults                             uint64
 	OwnPageFaults, OwnMajorPageFaults                       uint64
 	OOMKills                                                uint64
+	// Reservation is the soft limit (v1) or memory.low (v2).
+	Reservation uint64
 }
 
 // BlockIO is one device's counters for one operation.
@@ -79,6 +85,13 @@ type BlockIO struct {
 type Hugetlb struct {
 	PageSize        string
 	Usage, MaxUsage uint64
+}
+
+// Ulimit is a soft resource limit, named as cAdvisor does
+// ("max_open_files").
+type Ulimit struct {
+	Name string
+	Soft uint64
 }
 
 // ProcessMetrics count what the container's processes hold. ThreadsMax is
@@ -114,7 +127,7 @@ func (m *Manager) ContainerMetrics(ctx context.Context, id string) (*ContainerMe
 		return nil, fmt.Errorf("metrics of container: %w", err)
 	}
 	m.mu.Lock()
-	state, cl, upper, started := c.rec.State, c.client, c.rec.UpperDir, c.rec.StartedAt
+	state, cl, upper, started, pid := c.rec.State, c.client, c.rec.UpperDir, c.rec.StartedAt, c.rec.Pid
 	m.mu.Unlock()
 	if state != ContainerRunning || cl == nil {
 		return nil, fmt.Errorf("metrics of container %s: it is %s: %w", c.rec.ID, state, errdefs.ErrFailedPrecondition)
@@ -131,6 +144,9 @@ func (m *Manager) ContainerMetrics(ctx context.Context, id string) (*ContainerMe
 	out.ID, out.StartedAt = c.rec.ID, started
 	out.Processes = countProcesses("/proc", s.Processes)
 	out.Processes.ThreadsMax = s.PidsLimit
+	if pid > 0 {
+		out.Ulimits = readUlimits("/proc", pid)
+	}
 	if upper != "" {
 		out.Filesystem = filesystemMetrics(upper, devNamer{})
 	}
@@ -200,7 +216,7 @@ func metricsFromStats(s *wire.Stats, dn deviceNamer) *ContainerMetrics {
 		CPU: CPUMetrics{
 			Usage: s.CPUUsage, User: s.CPUUser, System: s.CPUSystem,
 			Periods: s.CPUPeriods, ThrottledPeriods: s.CPUThrottledPeriods, ThrottledTime: s.CPUThrottledTime,
-			Shares: s.CPUShares, Period: s.CPUPeriod,
+			Shares: s.CPUShares, Period: s.CPUPeriod, Quota: s.CPUQuota,
 		},
 		Memory: MemoryMetrics{
 			Usage: s.MemoryUsage, WorkingSet: s.MemoryWorkingSet, RSS: s.MemoryRSS, Cache: s.MemoryCache,
@@ -208,7 +224,7 @@ func metricsFromStats(s *wire.Stats, dn deviceNamer) *ContainerMetrics {
 			MaxUsage: s.MemoryMaxUsage, Failcnt: s.MemoryFailcnt, Limit: s.MemoryLimit, SwapLimit: s.MemorySwapLimit,
 			PageFaults: s.PageFaults, MajorPageFaults: s.MajorPageFaults,
 			OwnPageFaults: s.OwnPageFaults, OwnMajorPageFaults: s.OwnMajorPageFaults,
-			OOMKills: s.OOMKills,
+			OOMKills: s.OOMKills, Reservation: s.MemoryReservation,
 		},
 	}
 	if p := s.Pressure; p != nil {
@@ -301,4 +317,31 @@ func filesystemMetrics(dir string, dn deviceNamer) FilesystemMetrics {
 		fm.Device = dn.name(uint64(unix.Major(s.Dev)), uint64(unix.Minor(s.Dev)))
 	}
 	return fm
+}
+
+// readUlimits parses /proc/<pid>/limits ("Max open files  1024  4096
+// files"), keeping the numeric soft limits.
+func readUlimits(procRoot string, pid int) []Ulimit {
+	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "limits"))
+	if err != nil {
+		return nil
+	}
+	var out []Ulimit
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		// The name column is 26 wide and holds spaces.
+		if len(line) < 26 {
+			continue
+		}
+		f := strings.Fields(line[26:])
+		if len(f) < 2 {
+			continue
+		}
+		soft, err := strconv.ParseUint(f[0], 10, 64)
+		if err != nil {
+			continue // unlimited
+		}
+		name := strings.ReplaceAll(strings.ToLower(strings.TrimSpace(line[:26])), " ", "_")
+		out = append(out, Ulimit{Name: name, Soft: soft})
+	}
+	return out
 }

@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"errors"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -71,6 +72,9 @@ func TestContainerMetricsOfBusyContainer(t *testing.T) {
 	}
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil && second.Pressure != nil {
 		t.Errorf("pressure figures on cgroup v1: %+v", second.Pressure)
+	}
+	if !slices.ContainsFunc(second.Ulimits, func(u berthruntime.Ulimit) bool { return u.Name == "max_open_files" && u.Soft > 0 }) {
+		t.Errorf("no open files limit in %+v", second.Ulimits)
 	}
 	if second.StartedAt.IsZero() {
 		t.Error("no start time")

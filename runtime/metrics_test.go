@@ -45,15 +45,16 @@ func TestMetricsFromStats(t *testing.T) {
 				},
 				IOServiced: []wire.BlkioEntry{{Major: 8, Minor: 0, Op: "Read", Value: 3}, {Major: 9, Minor: 9, Op: "Sync", Value: 1}},
 				Hugetlb:    map[string]wire.Hugetlb{"2MB": {Usage: 2 << 20, MaxUsage: 4 << 20}, "1GB": {}},
-				Pressure:   &wire.Pressure{CPUSome: 1500, CPUFull: 2, MemorySome: 3, MemoryFull: 4, IOSome: 5, IOFull: 6},
+				CPUQuota:   50000, MemoryReservation: 1 << 25,
+				Pressure: &wire.Pressure{CPUSome: 1500, CPUFull: 2, MemorySome: 3, MemoryFull: 4, IOSome: 5, IOFull: 6},
 			},
 			want: ContainerMetrics{
 				Timestamp: at,
-				CPU:       CPUMetrics{Usage: 3e9, User: 2e9, System: 1e9, Periods: 10, ThrottledPeriods: 4, ThrottledTime: 7e8, Shares: 1024, Period: 100000},
+				CPU:       CPUMetrics{Usage: 3e9, User: 2e9, System: 1e9, Periods: 10, ThrottledPeriods: 4, ThrottledTime: 7e8, Shares: 1024, Period: 100000, Quota: 50000},
 				Memory: MemoryMetrics{
 					Usage: 100, WorkingSet: 90, RSS: 60, Cache: 40, MappedFile: 5, Kernel: 8, Swap: 3,
 					MaxUsage: 120, Failcnt: 2, Limit: 1 << 26, SwapLimit: 1 << 27,
-					PageFaults: 50, MajorPageFaults: 5, OwnPageFaults: 40, OwnMajorPageFaults: 4, OOMKills: 1,
+					PageFaults: 50, MajorPageFaults: 5, OwnPageFaults: 40, OwnMajorPageFaults: 4, OOMKills: 1, Reservation: 1 << 25,
 				},
 				BlockIO: []BlockIO{
 					{Device: "/dev/sda", Major: 8, Minor: 0, Op: "Read", Bytes: 8192, Ops: 3},
@@ -124,5 +125,30 @@ func TestFilesystemMetrics(t *testing.T) {
 	}
 	if got.CapacityBytes == 0 || got.AvailableBytes > got.CapacityBytes || got.InodesFree > got.Inodes || got.Device == "" {
 		t.Errorf("filesystem: %+v", got)
+	}
+}
+
+func TestReadUlimits(t *testing.T) {
+	proc := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(proc, "7"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	limits := `Limit                     Soft Limit           Hard Limit           Units     
+Max cpu time              unlimited            unlimited            seconds   
+Max stack size            8388608              unlimited            bytes     
+Max processes             96365                96365                processes 
+Max open files            1024                 4096                 files     
+Max realtime timeout      unlimited            unlimited            us        
+`
+	if err := os.WriteFile(filepath.Join(proc, "7", "limits"), []byte(limits), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := readUlimits(proc, 7)
+	want := []Ulimit{{"max_stack_size", 8388608}, {"max_processes", 96365}, {"max_open_files", 1024}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v want %+v", got, want)
+	}
+	if got := readUlimits(proc, 8); got != nil {
+		t.Errorf("exited process: %+v", got)
 	}
 }

@@ -164,7 +164,8 @@ func (m *monitor) stats() (*wire.Stats, error) {
 	}
 	if cst, err := m.container.State(); err == nil {
 		s.OOMKills = oomKills(cst.CgroupPaths)
-		s.CPUShares, s.CPUPeriod = cpuSettings(cst.CgroupPaths)
+		s.CPUShares, s.CPUPeriod, s.CPUQuota = cpuSettings(cst.CgroupPaths)
+		s.MemoryReservation = memoryReservation(cst.CgroupPaths)
 	}
 	// The PIDs let berthd count threads, file descriptors and sockets
 	// under /proc without the shim walking it on every call.

@@ -97,15 +97,17 @@ func fillStats(s *wire.Stats, cs *cgroups.Stats) {
 	}
 }
 
-// cpuSettings reads the CPU shares and CFS period in effect from the
-// cgroup, where the kernel's defaults show when the container set none.
-func cpuSettings(paths map[string]string) (shares, period uint64) {
+// cpuSettings reads the CPU shares, CFS period and quota in effect from
+// the cgroup, where the kernel's defaults show when the container set
+// none. An unlimited quota (v1 -1, v2 "max") reads as 0.
+func cpuSettings(paths map[string]string) (shares, period, quota uint64) {
 	if p, ok := paths["cpu"]; ok {
-		return readUint(filepath.Join(p, "cpu.shares")), readUint(filepath.Join(p, "cpu.cfs_period_us"))
+		return readUint(filepath.Join(p, "cpu.shares")), readUint(filepath.Join(p, "cpu.cfs_period_us")),
+			readUint(filepath.Join(p, "cpu.cfs_quota_us"))
 	}
 	p, ok := paths[""]
 	if !ok {
-		return 0, 0
+		return 0, 0, 0
 	}
 	if w := readUint(filepath.Join(p, "cpu.weight")); w > 0 {
 		shares = weightToShares(w)
@@ -113,10 +115,23 @@ func cpuSettings(paths map[string]string) (shares, period uint64) {
 	// cpu.max is "<quota|max> <period>".
 	if b, err := os.ReadFile(filepath.Join(p, "cpu.max")); err == nil {
 		if f := strings.Fields(string(b)); len(f) == 2 {
+			quota, _ = strconv.ParseUint(f[0], 10, 64)
 			period, _ = strconv.ParseUint(f[1], 10, 64)
 		}
 	}
-	return shares, period
+	return shares, period, quota
+}
+
+// memoryReservation reads the memory soft limit: v1's soft limit, or v2's
+// memory.low (the protection the kubelet's reservation maps to).
+func memoryReservation(paths map[string]string) uint64 {
+	if p, ok := paths["memory"]; ok {
+		return readUint(filepath.Join(p, "memory.soft_limit_in_bytes"))
+	}
+	if p, ok := paths[""]; ok {
+		return readUint(filepath.Join(p, "memory.low"))
+	}
+	return 0
 }
 
 func readUint(path string) uint64 {

@@ -111,15 +111,28 @@ func TestCPUSettings(t *testing.T) {
 	}
 	write(filepath.Join(v1, "cpu.shares"), "512\n")
 	write(filepath.Join(v1, "cpu.cfs_period_us"), "100000\n")
+	write(filepath.Join(v1, "cpu.cfs_quota_us"), "-1\n")
+	write(filepath.Join(v1, "memory.soft_limit_in_bytes"), "9223372036854771712\n")
 	write(filepath.Join(v2, "cpu.weight"), "100\n")
 	write(filepath.Join(v2, "cpu.max"), "20000 50000\n")
-	if s, p := cpuSettings(map[string]string{"cpu": v1}); s != 512 || p != 100000 {
-		t.Errorf("v1: shares %d period %d", s, p)
+	write(filepath.Join(v2, "memory.low"), "1048576\n")
+	if s, p, q := cpuSettings(map[string]string{"cpu": v1}); s != 512 || p != 100000 || q != 0 {
+		t.Errorf("v1: shares %d period %d quota %d", s, p, q)
 	}
-	if s, p := cpuSettings(map[string]string{"": v2}); s < 1000 || s > 1050 || p != 50000 {
-		t.Errorf("v2: shares %d period %d", s, p)
+	if s, p, q := cpuSettings(map[string]string{"": v2}); s < 1000 || s > 1050 || p != 50000 || q != 20000 {
+		t.Errorf("v2: shares %d period %d quota %d", s, p, q)
 	}
-	if s, p := cpuSettings(map[string]string{}); s != 0 || p != 0 {
-		t.Errorf("no cgroup: shares %d period %d", s, p)
+	if s, p, q := cpuSettings(map[string]string{}); s != 0 || p != 0 || q != 0 {
+		t.Errorf("no cgroup: shares %d period %d quota %d", s, p, q)
+	}
+	write(filepath.Join(v2, "cpu.max"), "max 100000\n")
+	if _, p, q := cpuSettings(map[string]string{"": v2}); p != 100000 || q != 0 {
+		t.Errorf("v2 unlimited: period %d quota %d", p, q)
+	}
+	if r := memoryReservation(map[string]string{"memory": v1}); r != 9223372036854771712 {
+		t.Errorf("v1 reservation %d", r)
+	}
+	if r := memoryReservation(map[string]string{"": v2}); r != 1<<20 {
+		t.Errorf("v2 reservation %d", r)
 	}
 }

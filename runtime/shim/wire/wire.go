@@ -155,6 +155,11 @@ type Stats struct {
 	// weight converted to shares), 0 when unreadable.
 	CPUShares uint64 `json:"cpu_shares,omitempty"`
 	CPUPeriod uint64 `json:"cpu_period,omitempty"`
+	// CPUQuota is the CFS quota in microseconds, 0 when unlimited.
+	CPUQuota uint64 `json:"cpu_quota,omitempty"`
+	// MemoryReservation is the soft limit (v1 memory.soft_limit_in_bytes,
+	// v2 memory.low), 0 when unreadable.
+	MemoryReservation uint64 `json:"memory_reservation,omitempty"`
 	// Memory detail in bytes.
 	MemoryCache      uint64 `json:"memory_cache,omitempty"`
 	MemoryMappedFile uint64 `json:"memory_mapped_file,omitempty"`
