@@ -40,7 +40,7 @@ func TestCrictlDebugSession(t *testing.T) {
   "hostname": "debughost",
   "log_directory": %q,
   "linux": {"cgroup_parent": %q, "security_context": {"namespace_options": {"pid": 1}}}
-}`, filepath.Join(e.LogDir, "debug"), e.CgParent))
+}`, filepath.Join(e.LogDir, "debug"), e.CgParent+"-debug"))
 	webJSON := filepath.Join(dir, "web.json")
 	writeFile(t, webJSON, fmt.Sprintf(`{
   "metadata": {"name": "web"},

@@ -215,11 +215,13 @@ func (n *testNetwork) Veths() []string {
 // podEnv is a berthd able to run pods: a registry with busybox, a CNI
 // network, a cgroup parent and a log directory of the test's own.
 type podEnv struct {
-	t        testing.TB
-	d        *daemon
-	rt       runtimeapi.RuntimeServiceClient
-	net      *testNetwork
-	Image    string
+	t     testing.TB
+	d     *daemon
+	rt    runtimeapi.RuntimeServiceClient
+	net   *testNetwork
+	Image string
+	// CgParent prefixes the cgroup parent of each pod of the test
+	// (<CgParent>-<pod name>).
 	CgParent string
 	LogDir   string
 }
@@ -306,9 +308,20 @@ func (e *podEnv) cleanup() {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	// Leftover cgroups (empty now), deepest first.
+	// Leftover cgroups (empty now), deepest first: the test's parent and
+	// everything under it.
 	for _, dir := range e.cgroups(strings.TrimPrefix(e.CgParent, "/")) {
-		os.Remove(dir)
+		var tree []string
+		filepath.WalkDir(dir, func(p string, de os.DirEntry, err error) error {
+			if err == nil && de.IsDir() {
+				tree = append(tree, p)
+			}
+			return nil
+		})
+		// Walked parents first; removed children first.
+		for i := len(tree) - 1; i >= 0; i-- {
+			os.Remove(tree[i])
+		}
 	}
 }
 
@@ -332,7 +345,7 @@ func (e *podEnv) ownProcesses() []int {
 		}
 		cmdline, _ := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
 		cg, _ := os.ReadFile(filepath.Join("/proc", ent.Name(), "cgroup"))
-		if strings.Contains(string(cmdline), base+"/") || strings.Contains(string(cg), e.CgParent+"/") {
+		if strings.Contains(string(cmdline), base+"/") || strings.Contains(string(cg), e.CgParent) {
 			pids = append(pids, pid)
 		}
 	}
@@ -378,7 +391,8 @@ func (e *podEnv) RunPod(name string, o podOptions) (string, *runtimeapi.PodSandb
 		LogDirectory: filepath.Join(e.LogDir, name),
 		PortMappings: o.Ports,
 		Linux: &runtimeapi.LinuxPodSandboxConfig{
-			CgroupParent:    e.CgParent,
+			// One parent per pod, as the kubelet's /kubepods/pod<uid>.
+			CgroupParent:    e.CgParent + "-" + name,
 			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: ns},
 		},
 	}
@@ -448,7 +462,9 @@ func (e *podEnv) leftovers(podIDs, ctrIDs, ips []string) []string {
 	for _, ip := range e.net.Leases() {
 		left = append(left, "IPAM lease "+ip)
 	}
-	for _, cg := range e.cgroups(ids...) {
+	// The pod cgroups: named by the parents the "kubelet" gave (as
+	// /kubepods/pod<uid>), which berthd created and so must remove.
+	for _, cg := range e.cgroups(append(slices.Clone(ids), strings.TrimPrefix(e.CgParent, "/"))...) {
 		left = append(left, "cgroup "+cg)
 	}
 	if out, err := exec.Command("iptables-save").Output(); err == nil {
