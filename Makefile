@@ -73,7 +73,7 @@ build: cni-plugins ## build bin/berthd, bin/berth, bin/berth-shim and the CNI pl
 	fi
 
 .PHONY: test
-test: deps build verify test-unit test-e2e ## everything CI runs: deps, build, verify, unit + root tests, e2e
+test: deps build verify test-unit test-e2e critest ## everything CI runs: deps, build, verify, unit + root tests, e2e, critest
 	@echo "make test: all passed"
 
 .PHONY: test-unit
