@@ -14,7 +14,17 @@ alive() {
 	[ -n "$s" ] && [ "$s" != Z ]
 }
 
-# berthd first, so that it does not see its registry vanish mid-pull.
+# The first pod goes before berthd: its containers would outlive berthd
+# (that is their design), so make down removes them through the CRI.
+if [ -f _output/first/pod.id ] && [ -S _output/run/berth.sock ] && [ -x _output/tools/crictl ] && [ -f _output/crictl.yaml ]; then
+	pod="$(cat _output/first/pod.id)"
+	echo "==> removing the first pod ($pod)"
+	_output/tools/crictl --config _output/crictl.yaml stopp "$pod" >/dev/null || true
+	_output/tools/crictl --config _output/crictl.yaml rmp "$pod" >/dev/null || true
+	rm -f _output/first/pod.id
+fi
+
+# berthd next, so that it does not see its registry vanish mid-pull.
 for name in berthd registry; do
 	f="$PIDS/$name.pid"
 	[ -f "$f" ] || continue

@@ -3,9 +3,12 @@
 #
 # As root on Debian 12: installs dependencies, builds, starts a registry on
 # 127.0.0.1:5000 (blobs under _output/registry) with the test images, writes
-# a hosts.toml for it, starts bin/berthd on _output/root and _output/run,
-# pulls berth/busybox through it and lists the images. Everything it starts
-# is recorded in _output/pids and stopped by `make down` (hack/down.sh).
+# a hosts.toml for it and a CNI conflist (bridge berthup0, 10.89.0.0/24),
+# starts bin/berthd on _output/root and _output/run, pulls berth/busybox
+# through it, lists the images, and runs a first pod with a busybox httpd
+# container through the CRI (crictl), then fetches its page. Everything it
+# starts is recorded in _output/pids and stopped by `make down`
+# (hack/down.sh), which removes the pod first.
 #
 # Environment: BERTH_REGISTRY (default 127.0.0.1:5000), BIG_MB (64),
 # BIG_LAYERS (8).
@@ -101,10 +104,15 @@ TOML
 # berthd configuration for `make up`; berthd's flags override it.
 TOML
 
+say "writing the CNI conflist (bridge berthup0, 10.89.0.0/24) to _output/cni/net.d"
+BERTH_CNI_BRIDGE=berthup0 BERTH_CNI_NAME=berth-up BERTH_CNI_DATA_DIR="$OUT/cni/networks" \
+	bash hack/cni-conf.sh "$OUT/cni/net.d" 10.89.0.0/24
+
 say "starting berthd (log: _output/berthd.log)"
 start berthd "$OUT/berthd.log" "$REPO/bin/berthd" \
 	--root "$OUT/root" --state "$OUT/run" --config "$OUT/berthd.toml" \
-	--registry-config-dir "$OUT/certs.d"
+	--registry-config-dir "$OUT/certs.d" \
+	--cni-conf-dir "$OUT/cni/net.d" --cni-bin-dir "$OUT/cni/bin"
 wait_for "berthd's sockets" berthd test -S "$OUT/run/docker.sock" -a -S "$OUT/run/berth.sock"
 
 export BERTH_HOST="unix://$OUT/run/docker.sock"
@@ -113,10 +121,50 @@ say "berth pull $REG/berth/busybox:latest"
 say "berth images"
 "$REPO/bin/berth" images
 
-# ---------------------------------------------------------------------------
-# FIRST CONTAINER: once containers exist (next issue), run one here, e.g.
-#   "$REPO/bin/berth" run --rm "$REG/berth/busybox:latest" echo hello from berth
-# ---------------------------------------------------------------------------
+# The first container: a pod with busybox httpd, through the CRI as the
+# kubelet would run it.
+cat >"$OUT/crictl.yaml" <<YAML
+runtime-endpoint: unix://$OUT/run/berth.sock
+image-endpoint: unix://$OUT/run/berth.sock
+timeout: 60
+YAML
+CRICTL=("$OUT/tools/crictl" --config "$OUT/crictl.yaml")
+mkdir -p "$OUT/first"
+cat >"$OUT/first/pod.json" <<JSON
+{"metadata": {"name": "first", "namespace": "default", "uid": "berth-up-first"},
+ "hostname": "first", "log_directory": "$OUT/first/logs",
+ "port_mappings": [{"container_port": 8080, "host_port": 18080, "host_ip": "127.0.0.1"}]}
+JSON
+cat >"$OUT/first/container.json" <<JSON
+{"metadata": {"name": "web"}, "image": {"image": "$REG/berth/busybox:latest"},
+ "command": ["sh", "-c", "mkdir -p /www && echo 'hello from berth' >/www/index.html && echo serving on :8080 && exec httpd -f -v -p 8080 -h /www"],
+ "log_path": "web.log"}
+JSON
+say "crictl runp / create / start: the first pod and container"
+POD="$("${CRICTL[@]}" runp "$OUT/first/pod.json")"
+CTR="$("${CRICTL[@]}" create "$POD" "$OUT/first/container.json" "$OUT/first/pod.json")"
+"${CRICTL[@]}" start "$CTR" >/dev/null
+echo "$POD" >"$OUT/first/pod.id"
+"${CRICTL[@]}" ps
+POD_IP="$("${CRICTL[@]}" inspectp -o go-template --template '{{.status.network.ip}}' "$POD")"
+# http_get PORT: the body of GET / on 127.0.0.1:PORT, with bash alone (the
+# static busybox's wget crashes in glibc's static resolver).
+http_get() {
+	local reply
+	exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+	printf 'GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+	reply="$(timeout 5 cat <&3)"
+	exec 3>&-
+	[[ $reply == "HTTP/1."?" 200"* ]] || return 1
+	printf '%s' "${reply#*$'\r\n\r\n'}"
+}
+PAGE=""
+for _ in $(seq 50); do
+	if PAGE="$(http_get 18080 2>/dev/null)"; then break; fi
+	sleep 0.1
+done
+say "GET http://127.0.0.1:18080/ (host port -> pod $POD_IP:8080): ${PAGE:-no answer}"
+[ -n "${PAGE:-}" ] || die "the first container did not answer on 127.0.0.1:18080 (log: $OUT/first/logs/web.log)"
 
 cat <<MSG
 
@@ -124,13 +172,19 @@ Berth is up.
   berthd         pid $(cat "$PIDS/berthd.pid"), log _output/berthd.log, root _output/root
   registry       http://$REG (pid $(cat "$PIDS/registry.pid")): berth/{busybox,whiteouts,nonroot,big}:latest
 
+  first pod      $POD (ip $POD_IP), container web: http://127.0.0.1:18080/
+
 Use it:
+  _output/tools/crictl --config _output/crictl.yaml ps
+  _output/tools/crictl --config _output/crictl.yaml logs $CTR
+  _output/tools/crictl --config _output/crictl.yaml exec -it $CTR sh
+
   export BERTH_HOST=unix://$OUT/run/docker.sock
   bin/berth images
   bin/berth pull $REG/berth/nonroot:latest
 
-  _output/tools/crictl --runtime-endpoint unix://$OUT/run/berth.sock images
-  _output/tools/crictl --runtime-endpoint unix://$OUT/run/berth.sock pull $REG/berth/whiteouts:latest
+  _output/tools/crictl --config _output/crictl.yaml images
+  _output/tools/crictl --config _output/crictl.yaml pull $REG/berth/whiteouts:latest
 
   DOCKER_HOST=unix://$OUT/run/docker.sock docker images
 
