@@ -1,8 +1,10 @@
 package runtime_test
 
 import (
+	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	berthruntime "github.com/berth-dev/berth/runtime"
+	"github.com/berth-dev/berth/runtime/spec"
 )
 
 // TestContainerMetricsOfBusyContainer runs a pod whose container spins on
@@ -90,4 +93,57 @@ func TestContainerMetricsOfBusyContainer(t *testing.T) {
 	if sm.Containers[0].CPU.Usage < second.CPU.Usage {
 		t.Errorf("pod metrics read CPU %d after %d", sm.Containers[0].CPU.Usage, second.CPU.Usage)
 	}
+}
+
+// BenchmarkContainerMetrics measures one container's read as
+// ListPodSandboxMetrics does it: the shim's cgroup read, /proc and the
+// writable layer.
+func BenchmarkContainerMetrics(b *testing.B) {
+	needRoot(b)
+	m, err := berthruntime.Open(b.Context(), testConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	sb, err := m.CreateSandbox(b.Context(), berthruntime.SandboxConfig{Name: "bench-metrics", Namespace: "test", CgroupParent: cgroupParent()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.RemoveSandbox(context.WithoutCancel(b.Context()), sb.ID)
+	dir := b.TempDir()
+	for _, s := range []string{"upper", "work"} {
+		if err := os.Mkdir(filepath.Join(dir, s), 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c, err := m.CreateContainer(b.Context(), berthruntime.ContainerConfig{
+		SandboxID: sb.ID, Name: "sleeper",
+		Rootfs: []berthruntime.Mount{{Type: "overlay", Source: "overlay", Options: []string{
+			"lowerdir=" + lowerDir, "upperdir=" + filepath.Join(dir, "upper"), "workdir=" + filepath.Join(dir, "work"),
+		}}},
+		Spec: spec.Container{Args: []string{"sleep", "600"}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.RemoveContainer(context.WithoutCancel(b.Context()), c.ID)
+	if err := m.StartContainer(b.Context(), c.ID); err != nil {
+		b.Fatal(err)
+	}
+	defer m.StopContainer(context.WithoutCancel(b.Context()), c.ID, 0)
+	b.Run("metrics", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := m.ContainerMetrics(b.Context(), c.ID); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// The stats read (ContainerStats) for comparison.
+	b.Run("stats", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := m.ContainerStats(b.Context(), c.ID); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
