@@ -17,7 +17,7 @@
 # RemoveContainer, PullImage, ImageStatus, RemoveImage, ListImages; then runs
 # --rss-pods pods (default 10) with one `sleep` container each and sums the
 # VmRSS of the runtime's shims (berth-shim vs containerd-shim-runc-v2) and of
-# the daemon. A runtime that fails an operation shows "n/a" there.
+# the daemon, and the shims' PSS and private memory per pod (smaps_rollup). A runtime that fails an operation shows "n/a" there.
 # Raw data: _output/bench-cri/<runtime>/. KEEP=1 keeps the temp dir.
 # Needs root. Stops only what it started, removes its temp dir and bridge.
 set -euo pipefail
@@ -26,6 +26,10 @@ REPO="$PWD"
 NAME=bench-cri
 # shellcheck source=critest-images/lib.sh
 . hack/critest-images/lib.sh
+# Its own bridge and subnet (not critest0): a critest or another bench run
+# may be going on at the same time on this machine.
+CT_BRIDGE="${BENCH_BRIDGE:-bench$$}"
+CT_SUBNET="${BENCH_SUBNET:-10.245.$(($$ % 250 + 1)).0/24}"
 
 PODS=50 CONTAINERS=50 IMAGES=20 RSS_PODS=10 RUNTIMES=(berth containerd)
 while (($#)); do
@@ -97,9 +101,13 @@ medians() {
 }
 
 # rss RUNTIME: runs RSS_PODS pods with a sleep container each, prints
-# "shims N<TAB>total kB<TAB>per-pod kB<TAB>daemon kB", removes the pods.
+# "shims N<TAB>RSS total kB<TAB>RSS per pod kB<TAB>daemon RSS kB<TAB>PSS
+# per pod kB<TAB>private per pod kB", removes the pods. RSS counts the
+# binary's pages every shim shares; PSS splits shared pages among their
+# users; private (Private_Clean + Private_Dirty of smaps_rollup) is what
+# one more pod really adds.
 rss() {
-	local rt="$1" shim i total=0 n=0 pid kb
+	local rt="$1" shim i total=0 n=0 pid kb pss=0 priv=0
 	case "$rt" in
 	berth) shim=berth-shim ;;
 	containerd) shim=containerd-shim-runc-v2 ;;
@@ -124,9 +132,11 @@ JSON
 		tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$T/" || continue
 		kb="$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null)" || continue
 		total=$((total + kb)) n=$((n + 1))
+		pss=$((pss + $(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)))
+		priv=$((priv + $(awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s + 0}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)))
 	done
 	kb="$(awk '/^VmRSS:/ {print $2}' "/proc/$DAEMON_PID/status")"
-	printf '%s\t%s\t%s\t%s\n' "$n" "$total" "$((total / RSS_PODS))" "$kb"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$total" "$((total / RSS_PODS))" "$kb" "$((pss / RSS_PODS))" "$((priv / RSS_PODS))"
 	crictl rmp -fa >/dev/null || true
 }
 
@@ -164,7 +174,9 @@ for rt in "${RUNTIMES[@]}"; do
 done
 
 # The table: medians in ms, and the ratio berth/containerd.
-get() { awk -F'\t' -v op="$2" '$1 == op {print $2}' "$OUT/$1/medians.tsv" 2>/dev/null; }
+# A runtime that did not run (--berth-only) has no files: n/a, not an exit
+# under set -e.
+get() { [ ! -f "$OUT/$1/medians.tsv" ] || awk -F'\t' -v op="$2" '$1 == op {print $2}' "$OUT/$1/medians.tsv"; }
 echo
 printf '%-20s %14s %14s %10s\n' "median (ms)" berth containerd ratio
 for op in RunPodSandbox PodSandboxStatus StopPodSandbox RemovePodSandbox CreateContainer StartContainer \
@@ -186,8 +198,8 @@ printf '%-20s %14s %14s %10s  (target <= 0.50)\n' "pod+container start" "${b:-n/
 
 echo
 printf '%-28s %14s %14s %10s\n' "memory with $RSS_PODS pods (kB)" berth containerd ratio
-field() { awk -F'\t' -v f="$2" '{print $f}' "$OUT/$1/rss.tsv" 2>/dev/null; }
-for row in "shim processes:1" "shim RSS total:2" "shim RSS per pod:3" "daemon RSS:4"; do
+field() { [ ! -f "$OUT/$1/rss.tsv" ] || awk -F'\t' -v f="$2" '{print $f}' "$OUT/$1/rss.tsv"; }
+for row in "shim processes:1" "shim RSS total:2" "shim RSS per pod:3" "shim PSS per pod:5" "shim private per pod:6" "daemon RSS:4"; do
 	b="$(field berth "${row##*:}")" c="$(field containerd "${row##*:}")"
 	r=n/a
 	if [[ $b =~ ^[0-9]+$ && $c =~ ^[0-9]+$ && $c != 0 ]]; then r="$(awk -v b="$b" -v c="$c" 'BEGIN {printf "%.2f", b / c}')"; fi
