@@ -14,29 +14,38 @@ import (
 
 // RunPodSandbox creates the pod's namespaces and files (runtime), attaches
 // its network namespace (CNI ADD with the pod's port mappings) and records
-// its IPs. On any failure everything made so far is undone in reverse
-// order, so a failed call leaks no IP, netns or mount.
+// its IPs. The runtime runs the CNI ADD as soon as the namespace is pinned,
+// while it makes the rest of the pod: the ADD is most of a pod's start. On
+// any failure everything made so far is undone in reverse order, so a
+// failed call leaks no IP, netns or mount.
 func (s *RuntimeService) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (_ *runtimeapi.RunPodSandboxResponse, retErr error) {
 	cfg := req.GetConfig()
 	sc, err := sandboxConfig(cfg, req.GetRuntimeHandler(), s.opts.Features)
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox: %w", err)
 	}
-	sb, err := s.opts.Runtime.CreateSandbox(ctx, sc)
-	if err != nil {
-		return nil, fmt.Errorf("run pod sandbox %s/%s: %w", sc.Namespace, sc.Name, err)
-	}
+	sc.ID = newID()
 	// The pod's lock is held until any undo has run: a stop or remove of
 	// this pod (a kubelet giving up) waits instead of racing the CNI ADD.
-	unlock := s.pods.lock(sb.ID)
+	unlock := s.pods.lock(sc.ID)
 	var undo cleanups
 	defer func() {
 		undo.run(ctx, &retErr)
 		unlock()
 	}()
+	var att *podAttacher
+	if s.opts.Network != nil && sc.Namespaces.Network == runtime.NamespacePod {
+		att = &podAttacher{net: s.opts.Network, id: sc.ID, cfg: cfg}
+		sc.Network = att
+	}
+	sb, err := s.opts.Runtime.CreateSandbox(ctx, sc)
+	if err != nil {
+		return nil, fmt.Errorf("run pod sandbox %s/%s: %w", sc.Namespace, sc.Name, err)
+	}
 	undo.push(func(ctx context.Context) error { return s.opts.Runtime.RemoveSandbox(ctx, sb.ID) })
 
-	if sb.NetNSPath != "" && s.opts.Network != nil {
+	if sb.NetNSPath != "" && s.opts.Network != nil && (att == nil || !att.called) {
+		// A runtime that did not attach the pod itself.
 		pn := podNetwork(sb.ID, sb.NetNSPath, cfg)
 		ips, err := s.opts.Network.Attach(ctx, pn)
 		if err != nil {
@@ -48,6 +57,25 @@ func (s *RuntimeService) RunPodSandbox(ctx context.Context, req *runtimeapi.RunP
 		}
 	}
 	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: sb.ID}, nil
+}
+
+// podAttacher is the runtime's hook to the pod's CNI ADD and DEL
+// (runtime.SandboxNetwork).
+type podAttacher struct {
+	net Network
+	id  string
+	cfg *runtimeapi.PodSandboxConfig
+	// called is set by Attach; read after CreateSandbox returned.
+	called bool
+}
+
+func (a *podAttacher) Attach(ctx context.Context, netns string) ([]string, error) {
+	a.called = true
+	return a.net.Attach(ctx, podNetwork(a.id, netns, a.cfg))
+}
+
+func (a *podAttacher) Detach(ctx context.Context, netns string) error {
+	return a.net.Detach(ctx, podNetwork(a.id, netns, a.cfg))
 }
 
 // sandboxConfig translates the CRI pod config into the runtime's.

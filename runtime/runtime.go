@@ -199,6 +199,10 @@ type SandboxConfig struct {
 	UserNS *UserNamespace
 	// RuntimeHandler is recorded and reported; only "" is served.
 	RuntimeHandler string
+	// Network, if set, attaches a pod with its own network namespace
+	// during the creation (see SandboxNetwork); the IPs it returns are the
+	// sandbox's. It is not recorded.
+	Network SandboxNetwork `json:"-"`
 }
 
 // SandboxState is a pod's state.

@@ -132,6 +132,8 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		Pending:      true,
 		CgroupParent: cfg.CgroupParent,
 	}
+	// The caller's network hooks serve this call only.
+	s.rec.Config.Network = nil
 	if cfg.Namespaces.Network == NamespacePod {
 		s.rec.NetNSPath = m.nsPath("net", id)
 		s.rec.UTSNSPath = m.nsPath("uts", id)
@@ -158,6 +160,19 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		m.mu.Lock()
 		delete(m.sandboxes, id)
 		m.mu.Unlock()
+	}()
+
+	var att *podAttach
+	if cfg.Network != nil && s.rec.NetNSPath != "" {
+		att = &podAttach{net: cfg.Network, netns: s.rec.NetNSPath, done: make(chan struct{})}
+	}
+	defer func() {
+		// Before the release above: detach, then unpin.
+		if retErr != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			defer cancel()
+			att.undo(cctx)
+		}
 	}()
 
 	if err := os.MkdirAll(s.dir, 0o711); err != nil {
@@ -200,19 +215,6 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		}
 	}
 	st.done("cgroup-apply")
-	if err := m.writePodFiles(&s.rec); err != nil {
-		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
-	}
-	st.done("pod-files")
-	if s.rec.ShmPath != "" {
-		if err := os.MkdirAll(s.rec.ShmPath, 0o755); err != nil {
-			return nil, fmt.Errorf("create sandbox %s: %w", id, err)
-		}
-		if err := unix.Mount("shm", s.rec.ShmPath, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size="+strconv.Itoa(shmSize)); err != nil {
-			return nil, fmt.Errorf("create sandbox %s: mount /dev/shm: %w", id, err)
-		}
-	}
-	st.done("shm")
 	pin := namespace.PinOptions{Paths: map[namespace.Kind]string{}, Sysctls: cfg.Sysctls}
 	if s.rec.NetNSPath != "" {
 		pin.Paths[namespace.Net] = s.rec.NetNSPath
@@ -246,21 +248,45 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		if err := m.userNamespaces(s, pin, withPause, startPause); err != nil {
 			return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 		}
+		att.start(ctx)
 	} else {
-		if withPause {
-			pin.Then = func() error {
-				// Started from the thread that is inside the pod's
-				// namespaces, so the holder is born in them, with a PID
-				// namespace of its own.
-				_, err := startPause(&syscall.SysProcAttr{Setsid: true, Cloneflags: syscall.CLONE_NEWPID})
-				return err
+		pin.Then = func() error {
+			// The network namespace is pinned and its loopback up: CNI
+			// can attach it while the rest is made.
+			att.start(ctx)
+			if !withPause {
+				return nil
 			}
+			// Started from the thread that is inside the pod's
+			// namespaces, so the holder is born in them, with a PID
+			// namespace of its own.
+			_, err := startPause(&syscall.SysProcAttr{Setsid: true, Cloneflags: syscall.CLONE_NEWPID})
+			if err != nil {
+				// Pin unpins the namespaces when this fails: detach first.
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+				defer cancel()
+				att.undo(cctx)
+			}
+			return err
 		}
 		if err := namespace.Pin(pin); err != nil {
 			return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 		}
 	}
 	st.done("pin+pause")
+	if err := m.writePodFiles(&s.rec); err != nil {
+		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
+	}
+	st.done("pod-files")
+	if s.rec.ShmPath != "" {
+		if err := os.MkdirAll(s.rec.ShmPath, 0o755); err != nil {
+			return nil, fmt.Errorf("create sandbox %s: %w", id, err)
+		}
+		if err := unix.Mount("shm", s.rec.ShmPath, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size="+strconv.Itoa(shmSize)); err != nil {
+			return nil, fmt.Errorf("create sandbox %s: mount /dev/shm: %w", id, err)
+		}
+	}
+	st.done("shm")
 	if pause != nil && s.rec.PausePid != 0 {
 		pid := pause.Process.Pid
 		if cg != nil {
@@ -270,7 +296,15 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		}
 	}
 	st.done("pause-cgroup")
+	ips, err := att.wait()
+	if err != nil {
+		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
+	}
+	st.done("network-wait")
 	m.mu.Lock()
+	if att != nil {
+		s.rec.IPs = ips
+	}
 	s.rec.Pending = false
 	out := copySandbox(s.rec)
 	m.mu.Unlock()
