@@ -10,6 +10,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	goruntime "runtime"
+	"runtime/debug"
 
 	_ "github.com/opencontainers/cgroups/devices"
 	"github.com/opencontainers/runc/libcontainer"
@@ -33,6 +35,7 @@ func main() {
 	}
 	switch os.Args[1] {
 	case "run":
+		lean()
 		os.Exit(run(os.Args[2:]))
 	case "pause":
 		monitor.Pause()
@@ -63,4 +66,17 @@ func run(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// lean tunes the Go runtime for a monitor that idles for its container's
+// whole life: the shim's private memory is what every running container
+// costs. One P: the shim's work is a few pipes and requests, and each P
+// keeps caches and a thread (-300 kB). GC at 25 % growth instead of 100 %:
+// with the default, the execs and stats requests of a long-lived
+// container let the heap grow to the 4 MB minimum before the first
+// collection (measured: 6.9 MB private after 30 exec+stats, 4.1 MB with
+// 25 %); the heap stays under 1 MB, so collections are cheap.
+func lean() {
+	goruntime.GOMAXPROCS(1)
+	debug.SetGCPercent(25)
 }
