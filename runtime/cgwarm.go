@@ -12,7 +12,7 @@ import (
 // migrationWarmer takes the cost of a cgroup migration off the start path.
 //
 // Moving a process into a cgroup (a write to cgroup.procs, as runc does for
-// a container's init and CreateSandbox for the pause holder) takes the
+// a container's init) takes the
 // kernel's global cgroup_threadgroup_rwsem for writing. When no migration
 // happened for a while, that first waits for an RCU grace period: 5-6 ms
 // (up to 15) on this kind of 2-core VM, a fifth of a container's creation.
@@ -21,7 +21,8 @@ import (
 // later, warm starts a migration of berthd into the cgroup it is already
 // in (a no-op that still takes the lock) in the background: the grace
 // period elapses while berthd mounts the rootfs and the shim starts, and the
-// real migration finds the lock fast.
+// real migration finds the lock fast. (CreateSandbox moves the pause holder
+// while the CNI ADD runs, where the wait costs nothing.)
 //
 // Kernels with the cgroup "favordynmods" mount option in effect keep the
 // lock in that state at all times; the warmer is then off.

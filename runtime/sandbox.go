@@ -203,18 +203,8 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
 	st.done("save-pending")
-	if cg != nil {
-		if err := cg.Apply(-1); err != nil {
-			return nil, fmt.Errorf("create sandbox %s: create pod cgroup: %w", id, err)
-		}
-		if withPause {
-			// The pause holder moves into the pod cgroup in a few ms. Not
-			// before the cgroup exists: creating one waits for a running
-			// migration.
-			m.warmer.warm()
-		}
-	}
-	st.done("cgroup-apply")
+	// The namespaces first: the CNI ADD starts as soon as they are pinned,
+	// and what follows runs while it does.
 	pin := namespace.PinOptions{Paths: map[namespace.Kind]string{}, Sysctls: cfg.Sysctls}
 	if s.rec.NetNSPath != "" {
 		pin.Paths[namespace.Net] = s.rec.NetNSPath
@@ -287,15 +277,17 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		}
 	}
 	st.done("shm")
-	if pause != nil && s.rec.PausePid != 0 {
-		pid := pause.Process.Pid
-		if cg != nil {
-			if err := cg.Apply(pid); err != nil {
-				return nil, fmt.Errorf("create sandbox %s: put pause holder in the pod cgroup: %w", id, err)
-			}
+	if cg != nil {
+		// Creates the pod cgroup and, with a pause holder, moves it in.
+		pid := -1
+		if pause != nil && s.rec.PausePid != 0 {
+			pid = pause.Process.Pid
+		}
+		if err := cg.Apply(pid); err != nil {
+			return nil, fmt.Errorf("create sandbox %s: create pod cgroup: %w", id, err)
 		}
 	}
-	st.done("pause-cgroup")
+	st.done("cgroup")
 	ips, err := att.wait()
 	if err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
