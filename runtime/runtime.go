@@ -39,7 +39,6 @@ package runtime
 import (
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -66,8 +65,8 @@ type Config struct {
 	StateDir string
 	// ShimBinary is the berth-shim executable. Required.
 	ShimBinary string
-	// CgroupDriver is "cgroupfs" or "systemd"; empty detects it (systemd
-	// only if /run/systemd/system exists, see DetectCgroupDriver).
+	// CgroupDriver is "cgroupfs" (the default). "systemd" is recognised but
+	// not implemented yet: Validate refuses it with ErrNotImplemented.
 	CgroupDriver string
 	// OOMScoreAdjFloor is the lowest oom_score_adj a container gets; nil
 	// means berthd's own (lowering it needs CAP_SYS_RESOURCE, which some
@@ -78,15 +77,6 @@ type Config struct {
 // DefaultConfig returns the defaults; ShimBinary still has to be set.
 func DefaultConfig() Config {
 	return Config{Root: "/var/lib/berth/runtime", StateDir: "/run/berth"}
-}
-
-// DetectCgroupDriver returns "systemd" when systemd runs as the init
-// system, "cgroupfs" otherwise.
-func DetectCgroupDriver() string {
-	if fi, err := os.Stat("/run/systemd/system"); err == nil && fi.IsDir() {
-		return CgroupDriverSystemd
-	}
-	return CgroupDriverCgroupfs
 }
 
 // maxStateDir keeps <StateDir>/c/<12 hex>/shim.sock below the 108-byte
@@ -103,7 +93,9 @@ func (c *Config) Validate() error {
 		c.StateDir = d.StateDir
 	}
 	if c.CgroupDriver == "" {
-		c.CgroupDriver = DetectCgroupDriver()
+		// cgroupfs also on systemd hosts, as containerd defaults to; the
+		// kubelet learns the driver from the RuntimeConfig RPC.
+		c.CgroupDriver = CgroupDriverCgroupfs
 	}
 	switch {
 	case c.ShimBinary == "":
@@ -112,7 +104,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("runtime config: root %q and state dir %q must be absolute: %w", c.Root, c.StateDir, errdefs.ErrInvalidArgument)
 	case len(filepath.Clean(c.StateDir)) > maxStateDir:
 		return fmt.Errorf("runtime config: state dir %q longer than %d bytes leaves no room for shim sockets: %w", c.StateDir, maxStateDir, errdefs.ErrInvalidArgument)
-	case c.CgroupDriver != CgroupDriverCgroupfs && c.CgroupDriver != CgroupDriverSystemd:
+	case c.CgroupDriver == CgroupDriverSystemd:
+		// The shim creates cgroups through libcontainer's cgroupfs manager
+		// only; a systemd slice path given to it would be taken as a
+		// directory name. Refuse rather than misplace containers.
+		return fmt.Errorf("runtime config: the systemd cgroup driver is not implemented yet; use cgroup_driver = %q: %w", CgroupDriverCgroupfs, errdefs.ErrNotImplemented)
+	case c.CgroupDriver != CgroupDriverCgroupfs:
 		return fmt.Errorf("runtime config: unknown cgroup driver %q: %w", c.CgroupDriver, errdefs.ErrInvalidArgument)
 	}
 	return nil
