@@ -235,7 +235,10 @@ func (m *Manager) checkNetNS(path string) error {
 		}
 		return fmt.Errorf("network namespace %s: %w", path, err)
 	}
-	if syscall.Stat("/proc/self/ns/net", &host) == nil && st.Dev == host.Dev && st.Ino == host.Ino {
+	// thread-self, not self: /proc/self/ns is the main thread's, and the
+	// runtime may have that thread inside a pod's namespaces for a moment
+	// while it pins them; this goroutine's thread is never locked there.
+	if syscall.Stat("/proc/thread-self/ns/net", &host) == nil && st.Dev == host.Dev && st.Ino == host.Ino {
 		return fmt.Errorf("%w: %s is the host's network namespace", errdefs.ErrInvalidArgument, path)
 	}
 	return nil
