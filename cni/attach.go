@@ -94,9 +94,11 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (Result, error)
 	loRT := *rt
 	loRT.IfName = loopbackIfName
 	loRT.CapabilityArgs = nil
-	if _, err := m.cni.AddNetwork(ctx, m.loopback, &loRT); err != nil {
-		m.rollback(ctx, nil, nil, &loRT, rt)
-		return Result{}, fmt.Errorf("attach pod %s: bring up loopback: %w", req.ID, classify(err))
+	if !m.cfg.LoopbackUp {
+		if _, err := m.cni.AddNetwork(ctx, m.loopback, &loRT); err != nil {
+			m.rollback(ctx, nil, nil, &loRT, rt)
+			return Result{}, fmt.Errorf("attach pod %s: bring up loopback: %w", req.ID, classify(err))
+		}
 	}
 	// A CNIConfig of its own for this ADD, to learn how far the chain got.
 	rec := &addRecorder{Exec: m.exec}

@@ -72,6 +72,11 @@ type Config struct {
 	NetNSDir string
 	// IfName is the interface created in the pod (default eth0).
 	IfName string
+	// LoopbackUp says the caller brings lo up itself when it creates the
+	// network namespace (berthd's runtime does, when it pins it), so
+	// Attach need not exec the loopback plugin: one process less on every
+	// pod start.
+	LoopbackUp bool
 }
 
 // DefaultConfig returns the defaults.

@@ -650,3 +650,22 @@ func BenchmarkLoadNetwork(b *testing.B) {
 		}
 	}
 }
+
+// With LoopbackUp the caller has brought lo up: Attach runs only the
+// network's own plugins.
+func TestAttachSkipsLoopbackWhenUp(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.m.Config()
+	cfg.LoopbackUp = true
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.writeConf(t, "10-test.conflist", twoPlugins)
+	if _, err := m.Attach(t.Context(), podArgs(e.netns)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sequence(e.calls(t)), "ADD fakebridge eth0, ADD fakeportmap eth0"; got != want {
+		t.Fatalf("calls: %s, want %s", got, want)
+	}
+}

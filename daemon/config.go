@@ -223,6 +223,8 @@ func (c Config) cniConfig() cni.Config {
 		BinDirs:  c.CNI.BinDirs,
 		CacheDir: cache,
 		NetNSDir: filepath.Join(c.State, "ns", "net"),
+		// The runtime brings lo up when it pins a pod's netns.
+		LoopbackUp: true,
 	}
 }
 
