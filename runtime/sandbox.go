@@ -22,6 +22,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-dev/berth/internal/atomicfile"
 	"github.com/berth-dev/berth/runtime/namespace"
 )
 
@@ -421,7 +422,7 @@ func (m *Manager) writePodFiles(r *sandboxRecord) error {
 		{r.ResolvConfPath, resolv},
 		{r.HostnamePath, []byte(r.hostname() + "\n")},
 	} {
-		if err := writeFileAtomic(f.path, f.data, 0o644); err != nil {
+		if err := atomicfile.Replace(f.path, f.data, 0o644); err != nil {
 			return err
 		}
 	}

@@ -12,6 +12,12 @@ func TestWriteFileReplaces(t *testing.T) {
 	if err := WriteFile(p, []byte("old"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := Replace(p, []byte("middle"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "middle" {
+		t.Fatalf("after Replace: %q", b)
+	}
 	if err := WriteJSON(p, map[string]int{"a": 1}, 0o644); err != nil {
 		t.Fatal(err)
 	}
