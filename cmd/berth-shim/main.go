@@ -1,8 +1,9 @@
-// Command berth-shim is the per-container monitor berthd starts (see
-// runtime/shim/monitor) and, re-executed by libcontainer, the container's
-// init. Build it with cgo and -tags seccomp.
+// Command berth-shim is the small per-container monitor berthd starts (see
+// runtime/shim/monitor) and the pod's pause process. It links no
+// libcontainer: build it with CGO_ENABLED=0. For the operations that need
+// libcontainer it runs berth-runc, found next to it unless --runc says.
 //
-//	berth-shim run --id ID --bundle DIR --state-dir DIR [--log-path FILE] [--stdin] [--create-only]
+//	berth-shim run --id ID --bundle DIR --state-dir DIR [--log-path FILE] [--stdin] [--create-only] [--runc FILE]
 //	berth-shim pause
 package main
 
@@ -10,23 +11,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	goruntime "runtime"
 	"runtime/debug"
 
-	_ "github.com/opencontainers/cgroups/devices"
-	"github.com/opencontainers/runc/libcontainer"
-	_ "github.com/opencontainers/runc/libcontainer/nsenter"
-
 	"github.com/berth-dev/berth/runtime/shim/monitor"
 )
-
-// init, not main: libcontainer's init must run before anything else in
-// the re-executed binary (nsenter's C constructor has already run).
-func init() {
-	if len(os.Args) > 1 && os.Args[1] == "init" {
-		libcontainer.Init()
-	}
-}
 
 func main() {
 	if len(os.Args) < 2 {
@@ -45,6 +35,10 @@ func main() {
 	}
 }
 
+// runcBinary is the libcontainer helper's name; make build and packages
+// install it next to berth-shim.
+const runcBinary = "berth-runc"
+
 func run(args []string) int {
 	var o monitor.Options
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
@@ -54,9 +48,16 @@ func run(args []string) int {
 	fs.StringVar(&o.LogPath, "log-path", "", "CRI log file")
 	fs.BoolVar(&o.Stdin, "stdin", false, "keep the container's stdin open for attach")
 	fs.BoolVar(&o.CreateOnly, "create-only", false, "wait for a start request before running the process")
+	fs.StringVar(&o.Runc, "runc", "", "berth-runc executable (default: next to berth-shim)")
 	ready := fs.Bool("ready-fd", false, "report readiness on fd 3")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if o.Runc == "" {
+		o.Runc = runcBinary
+		if self, err := os.Executable(); err == nil {
+			o.Runc = filepath.Join(filepath.Dir(self), runcBinary)
+		}
 	}
 	if *ready {
 		o.Ready = os.NewFile(3, "ready")

@@ -1,8 +1,15 @@
-// Package monitor is berth-shim's engine: it creates one container with
-// libcontainer, stays its parent (child subreaper), holds its stdio, writes
-// the CRI log, records the exit status in the state directory and serves
-// the runtime/shim/wire protocol on a unix socket there. It must only be
-// linked into the cgo shim binary, never into berthd.
+// Package monitor is berth-shim's engine: the small, long-lived monitor of
+// one container. It stays the parent of the container's processes (child
+// subreaper), holds their stdio, writes the CRI log, records the init's
+// exit status in the state directory and serves the runtime/shim/wire
+// protocol on a unix socket there.
+//
+// It does not link libcontainer (its binary is built with CGO_ENABLED=0):
+// create, start, exec, SIGKILL of a shared-PID-namespace container, update,
+// stats and delete run berth-runc (cmd/berth-runc, runtime/shim/libct), a
+// short-lived helper that loads the container from libcontainer's state
+// under the state directory, as containerd's shim runs the runc binary. The
+// processes berth-runc starts are re-parented here when it exits.
 package monitor
 
 import (
@@ -14,14 +21,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/containerd/console"
 	"github.com/containerd/errdefs"
-	"github.com/opencontainers/runc/libcontainer"
-	"github.com/opencontainers/runc/libcontainer/specconv"
-	"github.com/opencontainers/runc/libcontainer/utils"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -34,6 +37,8 @@ type Options struct {
 	Bundle   string
 	StateDir string
 	LogPath  string
+	// Runc is the berth-runc executable.
+	Runc string
 	// Stdin keeps a pipe to the init's stdin open for attach; without it
 	// the init reads /dev/null.
 	Stdin bool
@@ -49,26 +54,32 @@ type Options struct {
 const drainTimeout = 2 * time.Second
 
 type monitor struct {
-	opts      Options
-	reaper    *reaper
-	container *libcontainer.Container
-	log       *criLog
-	out       *fanout
-	terminal  bool
-	console   console.Console
-	stdin     io.WriteCloser
-	cgroupDir []string
-	oom       atomic.Bool
-	drained   sync.WaitGroup
-	createdAt time.Time
+	opts     Options
+	reaper   *reaper
+	runc     *runc
+	log      *criLog
+	out      *fanout
+	terminal bool
+	// privatePID: the container has its own PID namespace, so a SIGKILL
+	// of the init, sent directly, ends all its processes.
+	privatePID  bool
+	console     console.Console
+	stdin       io.WriteCloser
+	cgroupPaths map[string]string
+	drained     sync.WaitGroup
+	created     bool
+	createdAt   time.Time
 
 	mu        sync.Mutex
 	pid       int
 	startedAt time.Time
-	exit      *wire.Exit
-	deleted   bool
-	exited    chan struct{}
-	shutdown  chan struct{}
+	// reaped is set as soon as the init's status is collected: from then
+	// on its PID may be reused and must not be signalled.
+	reaped   bool
+	exit     *wire.Exit
+	deleted  bool
+	exited   chan struct{}
+	shutdown chan struct{}
 }
 
 // Run creates the container and serves until a shutdown request. It
@@ -90,12 +101,13 @@ func writeReady(w io.WriteCloser, r wire.Ready) {
 
 func (m *monitor) run() error {
 	o := m.opts
-	if o.ID == "" || o.Bundle == "" || o.StateDir == "" {
-		return fmt.Errorf("shim needs an id, a bundle and a state dir: %w", errdefs.ErrInvalidArgument)
+	if o.ID == "" || o.Bundle == "" || o.StateDir == "" || o.Runc == "" {
+		return fmt.Errorf("shim needs an id, a bundle, a state dir and berth-runc: %w", errdefs.ErrInvalidArgument)
 	}
 	// Orphaned container processes (the init's re-parented children, the
-	// init itself after nsenter's intermediate stages exit) must come to
-	// the shim, not to PID 1, or their exit status is lost.
+	// init and exec'd processes after berth-runc and nsenter's intermediate
+	// stages exit) must come to the shim, not to PID 1, or their exit
+	// status is lost.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("become child subreaper: %w", err)
 	}
@@ -106,6 +118,7 @@ func (m *monitor) run() error {
 		return fmt.Errorf("write shim pid: %w", err)
 	}
 	m.reaper = newReaper()
+	m.runc = &runc{binary: o.Runc, root: filepath.Join(o.StateDir, "libcontainer"), id: o.ID, reaper: m.reaper}
 	if err := m.create(); err != nil {
 		return err
 	}
@@ -118,12 +131,6 @@ func (m *monitor) run() error {
 	}
 	defer os.Remove(sock)
 	defer l.Close()
-	if !o.CreateOnly {
-		if err := m.start(); err != nil {
-			m.destroy()
-			return err
-		}
-	}
 	if o.Ready != nil {
 		writeReady(o.Ready, wire.Ready{Pid: m.pid})
 	}
@@ -132,6 +139,8 @@ func (m *monitor) run() error {
 	return nil
 }
 
+// create has berth-runc create the container (and start it unless
+// CreateOnly: one helper run instead of two).
 func (m *monitor) create() (retErr error) {
 	o := m.opts
 	b, err := os.ReadFile(filepath.Join(o.Bundle, "config.json"))
@@ -145,71 +154,49 @@ func (m *monitor) create() (retErr error) {
 	if spec.Process == nil {
 		return fmt.Errorf("bundle config has no process: %w", errdefs.ErrInvalidArgument)
 	}
-	// specconv resolves a relative root path against the working directory,
-	// as runc does from inside the bundle.
-	if err := os.Chdir(o.Bundle); err != nil {
-		return fmt.Errorf("enter bundle: %w", err)
-	}
-	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: o.ID, Spec: &spec})
-	if err != nil {
-		return fmt.Errorf("convert bundle config: %w: %w", errdefs.ErrInvalidArgument, err)
-	}
-	if m.cgroupDir, err = missingCgroupDirs(cfg.Cgroups); err != nil {
-		return err
-	}
-	proc, err := newProcess(spec.Process)
-	if err != nil {
-		return err
-	}
-	proc.Init = true
 	m.terminal = spec.Process.Terminal
+	m.privatePID = privatePIDNamespace(&spec)
 	if m.log, err = openLog(o.LogPath); err != nil {
 		return err
 	}
-	c, err := libcontainer.Create(filepath.Join(o.StateDir, "libcontainer"), o.ID, cfg)
+	pio, err := newProcIO(ioOptions{terminal: m.terminal, stdin: o.Stdin})
 	if err != nil {
+		return err
+	}
+	args := append([]string{"--bundle", o.Bundle}, pio.args...)
+	if !o.CreateOnly {
+		args = append(args, "--start")
+	}
+	// Taken before the process runs: one that exits at once must not
+	// finish before it started.
+	started := time.Now()
+	res, err := m.runc.call(runcCall{op: "create", args: args, files: pio.childEnds, started: func(pid int) {
+		m.mu.Lock()
+		m.pid = pid
+		if !o.CreateOnly {
+			m.startedAt = started
+		}
+		m.mu.Unlock()
+		m.reaper.watch(pid, m.onInitExit)
+	}})
+	pio.closeChildEnds()
+	if err != nil {
+		pio.close()
 		return fmt.Errorf("create container %s: %w", o.ID, err)
 	}
-	m.container = c
+	m.created = true
+	m.cgroupPaths = res.CgroupPaths
+	m.createdAt = time.Now()
 	defer func() {
 		if retErr != nil {
 			m.destroy()
 		}
 	}()
-	pio, err := newProcIO(proc, ioOptions{terminal: m.terminal, stdin: o.Stdin})
-	if err != nil {
-		return err
-	}
-	err = m.reaper.do(func() error {
-		if err := c.Start(proc); err != nil {
-			return err
-		}
-		pid, err := proc.Pid()
-		if err != nil {
-			return err
-		}
-		m.pid = pid
-		m.reaper.watch(pid, m.onInitExit)
-		return nil
-	})
-	pio.closeChildEnds()
-	if err != nil {
-		pio.close()
-		return fmt.Errorf("start container %s init: %w", o.ID, err)
-	}
-	m.createdAt = time.Now()
 	if err := pio.receiveConsole(); err != nil {
 		return err
 	}
 	m.console, m.stdin = pio.console, pio.stdin
 	m.pumpInit(pio)
-	if ch, err := c.NotifyOOM(); err == nil {
-		go func() {
-			for range ch {
-				m.oom.Store(true)
-			}
-		}()
-	}
 	return nil
 }
 
@@ -247,13 +234,11 @@ func (m *monitor) start() error {
 	if !m.startedAt.IsZero() {
 		return fmt.Errorf("start container %s: already started: %w", m.opts.ID, errdefs.ErrFailedPrecondition)
 	}
-	if m.exit != nil {
+	if m.exit != nil || m.reaped {
 		return fmt.Errorf("start container %s: init exited: %w", m.opts.ID, errdefs.ErrFailedPrecondition)
 	}
-	// Taken before Exec: a process that exits at once must not finish
-	// before it started.
 	started := time.Now()
-	if err := m.reaper.do(m.container.Exec); err != nil {
+	if _, err := m.runc.call(runcCall{op: "start"}); err != nil {
 		return fmt.Errorf("start container %s: %w", m.opts.ID, err)
 	}
 	m.startedAt = started
@@ -262,12 +247,14 @@ func (m *monitor) start() error {
 
 func (m *monitor) onInitExit(ws unix.WaitStatus) {
 	finished := time.Now()
+	m.mu.Lock()
+	m.reaped = true
+	m.mu.Unlock()
 	code, sig := exitCode(ws)
 	waitTimeout(&m.drained, drainTimeout)
-	oom := m.oom.Load()
-	if st, err := m.container.State(); err == nil && oomKills(st.CgroupPaths) > 0 {
-		oom = true
-	}
+	// The kernel's counter, read after the exit, is exact where an OOM
+	// event notification could arrive after the exit was seen.
+	oom := oomKills(m.cgroupPaths) > 0
 	m.mu.Lock()
 	e := &wire.Exit{Pid: m.pid, Code: code, Signal: sig, OOMKilled: oom, StartedAt: m.startedAt, FinishedAt: finished}
 	m.exit = e
@@ -325,24 +312,26 @@ func writeExit(dir string, e *wire.Exit) error {
 	return d.Sync()
 }
 
-// destroy kills what is left of the container and removes its state and
-// cgroups. It is used on failed creation and by OpDelete.
+// destroy kills what is left of the container and has berth-runc remove
+// its state and cgroups. It is used on failed creation and by OpDelete.
 func (m *monitor) destroy() error {
-	if m.container == nil {
+	if !m.created {
 		return nil
 	}
-	if st, err := m.container.Status(); err == nil && st != libcontainer.Stopped {
-		_ = m.reaper.do(func() error { return m.container.Signal(unix.SIGKILL) })
+	m.mu.Lock()
+	running := m.exit == nil && !m.reaped
+	m.mu.Unlock()
+	if running {
+		_ = m.signal(unix.SIGKILL)
 		select {
 		case <-m.exited:
 		case <-time.After(10 * time.Second):
 		}
 	}
-	err := m.reaper.do(m.container.Destroy)
-	if err != nil {
+	if _, err := m.runc.call(runcCall{op: "delete"}); err != nil {
 		return fmt.Errorf("destroy container %s: %w", m.opts.ID, err)
 	}
-	return removeCgroupDirs(m.cgroupDir)
+	return nil
 }
 
 func (m *monitor) state() wire.State {
@@ -353,20 +342,14 @@ func (m *monitor) state() wire.State {
 		CreatedAt: m.createdAt, StartedAt: m.startedAt, Exit: m.exit,
 		Status: wire.StatusStopped,
 	}
-	if m.deleted || m.exit != nil {
-		return s
-	}
-	st, err := m.container.Status()
-	if err != nil {
-		return s
-	}
-	switch st {
-	case libcontainer.Created:
+	switch {
+	case m.deleted || m.exit != nil || m.reaped:
+	case m.startedAt.IsZero():
 		s.Status = wire.StatusCreated
-	case libcontainer.Running:
+	default:
+		// Berth never pauses a container, so a started one whose init
+		// lives is running.
 		s.Status = wire.StatusRunning
-	case libcontainer.Paused:
-		s.Status = wire.StatusPaused
 	}
 	return s
 }
@@ -378,6 +361,8 @@ type procIO struct {
 	console        console.Console
 	childEnds      []*os.File
 	consoleSock    *os.File
+	// args pass childEnds to berth-runc.
+	args []string
 }
 
 type ioOptions struct {
@@ -385,26 +370,31 @@ type ioOptions struct {
 	stdin    bool
 }
 
-func newProcIO(p *libcontainer.Process, o ioOptions) (*procIO, error) {
+// newProcIO makes the pipes, or the console socket, for a new process.
+// childEnds are the ends the process gets, passed to berth-runc as its
+// descriptors 3, 4, ... as args say.
+func newProcIO(o ioOptions) (*procIO, error) {
 	pio := &procIO{}
 	if o.terminal {
-		parent, child, err := utils.NewSockPair("console")
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return nil, fmt.Errorf("create console socket: %w", err)
 		}
-		p.ConsoleSocket = child
-		pio.consoleSock = parent
-		pio.childEnds = append(pio.childEnds, child)
+		pio.consoleSock = os.NewFile(uintptr(fds[0]), "console-parent")
+		pio.childEnds = []*os.File{os.NewFile(uintptr(fds[1]), "console-child")}
+		pio.args = stdioArgs([]string{"--console-fd"})
 		return pio, nil
 	}
+	flags := []string{"--stdin-fd", "--stdout-fd", "--stderr-fd"}
 	if o.stdin {
 		r, w, err := os.Pipe()
 		if err != nil {
 			return nil, fmt.Errorf("create stdin pipe: %w", err)
 		}
-		p.Stdin = r
 		pio.stdin = w
 		pio.childEnds = append(pio.childEnds, r)
+	} else {
+		flags = flags[1:]
 	}
 	for _, out := range []**os.File{&pio.stdout, &pio.stderr} {
 		r, w, err := os.Pipe()
@@ -416,10 +406,7 @@ func newProcIO(p *libcontainer.Process, o ioOptions) (*procIO, error) {
 		*out = r
 		pio.childEnds = append(pio.childEnds, w)
 	}
-	// Passing *os.File makes os/exec hand the fds over as they are, with no
-	// copying goroutine that would need a Wait the reaper cannot allow.
-	p.Stdout = pio.childEnds[len(pio.childEnds)-2]
-	p.Stderr = pio.childEnds[len(pio.childEnds)-1]
+	pio.args = stdioArgs(flags)
 	return pio, nil
 }
 
@@ -428,7 +415,7 @@ func (pio *procIO) receiveConsole() error {
 		return nil
 	}
 	defer pio.consoleSock.Close()
-	f, err := utils.RecvFile(pio.consoleSock)
+	f, err := recvFile(pio.consoleSock)
 	if err != nil {
 		return fmt.Errorf("receive console: %w", err)
 	}

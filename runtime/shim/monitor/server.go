@@ -2,16 +2,14 @@ package monitor
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/containerd/console"
 	"github.com/containerd/errdefs"
-	"github.com/opencontainers/cgroups"
-	"github.com/opencontainers/runc/libcontainer"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -121,16 +119,27 @@ func readLine(r io.Reader, limit int) ([]byte, error) {
 
 func (m *monitor) signal(sig unix.Signal) error {
 	m.mu.Lock()
-	gone := m.deleted || m.exit != nil
+	gone := m.deleted || m.exit != nil || m.reaped
+	pid := m.pid
 	m.mu.Unlock()
 	if gone {
 		return fmt.Errorf("signal container %s: %w", m.opts.ID, errdefs.ErrNotFound)
 	}
-	err := m.reaper.do(func() error { return m.container.Signal(sig) })
-	if errors.Is(err, libcontainer.ErrNotRunning) {
-		return fmt.Errorf("signal container %s: %w: %w", m.opts.ID, errdefs.ErrNotFound, err)
+	if sig == unix.SIGKILL && !m.privatePID {
+		// Without its own PID namespace the container's other processes
+		// survive their init: berth-runc kills the whole cgroup.
+		if _, err := m.runc.call(runcCall{op: "kill", args: []string{"--signal", strconv.Itoa(int(sig))}}); err != nil {
+			return fmt.Errorf("signal container %s: %w", m.opts.ID, err)
+		}
+		return nil
 	}
-	if err != nil {
+	// The init is this process's child until reaped (checked above under
+	// the same rule as onInitExit), so its PID cannot have been reused:
+	// no helper needed.
+	if err := unix.Kill(pid, sig); err != nil {
+		if err == unix.ESRCH {
+			return fmt.Errorf("signal container %s: %w: %w", m.opts.ID, errdefs.ErrNotFound, err)
+		}
 		return fmt.Errorf("signal container %s: %w", m.opts.ID, err)
 	}
 	return nil
@@ -154,76 +163,21 @@ func (m *monitor) wait(conn net.Conn) {
 }
 
 func (m *monitor) stats() (*wire.Stats, error) {
-	st, err := m.container.Stats()
+	res, err := m.runc.call(runcCall{op: "stats"})
 	if err != nil {
 		return nil, fmt.Errorf("stats of container %s: %w", m.opts.ID, err)
 	}
-	s := &wire.Stats{Timestamp: time.Now()}
-	if cs := st.CgroupStats; cs != nil {
-		fillStats(s, cs)
+	if res.Stats == nil {
+		return nil, fmt.Errorf("stats of container %s: berth-runc returned none: %w", m.opts.ID, errdefs.ErrUnknown)
 	}
-	if cst, err := m.container.State(); err == nil {
-		s.OOMKills = oomKills(cst.CgroupPaths)
-		s.CPUShares, s.CPUPeriod, s.CPUQuota = cpuSettings(cst.CgroupPaths)
-		s.MemoryReservation = memoryReservation(cst.CgroupPaths)
-	}
-	// The PIDs let berthd count threads, file descriptors and sockets
-	// under /proc without the shim walking it on every call.
-	if pids, err := m.container.Processes(); err == nil {
-		s.Processes = pids
-	}
-	return s, nil
+	return res.Stats, nil
 }
 
 func (m *monitor) update(r *specs.LinuxResources) error {
 	if r == nil {
 		return fmt.Errorf("update without resources: %w", errdefs.ErrInvalidArgument)
 	}
-	cfg := m.container.Config()
-	res := cfg.Cgroups.Resources
-	if c := r.CPU; c != nil {
-		if c.Shares != nil {
-			res.CpuShares = *c.Shares
-		}
-		if c.Quota != nil {
-			res.CpuQuota = *c.Quota
-		}
-		if c.Period != nil {
-			res.CpuPeriod = *c.Period
-		}
-		if c.Cpus != "" {
-			res.CpusetCpus = c.Cpus
-		}
-		if c.Mems != "" {
-			res.CpusetMems = c.Mems
-		}
-	}
-	if mem := r.Memory; mem != nil {
-		if mem.Limit != nil {
-			res.Memory = *mem.Limit
-		}
-		if mem.Reservation != nil {
-			res.MemoryReservation = *mem.Reservation
-		}
-		if mem.Swap != nil {
-			res.MemorySwap = *mem.Swap
-		}
-	}
-	if p := r.Pids; p != nil {
-		res.PidsLimit = p.Limit
-	}
-	for _, h := range r.HugepageLimits {
-		res.HugetlbLimit = append(res.HugetlbLimit, &cgroups.HugepageLimit{Pagesize: h.Pagesize, Limit: h.Limit})
-	}
-	if len(r.Unified) > 0 {
-		if res.Unified == nil {
-			res.Unified = map[string]string{}
-		}
-		for k, v := range r.Unified {
-			res.Unified[k] = v
-		}
-	}
-	if err := m.container.Set(cfg); err != nil {
+	if _, err := m.runc.call(runcCall{op: "update", input: r}); err != nil {
 		return fmt.Errorf("update resources of container %s: %w", m.opts.ID, err)
 	}
 	return nil
@@ -301,38 +255,28 @@ func (m *monitor) exec(conn net.Conn, req wire.Request) {
 		reply(conn, wire.Response{}, fmt.Errorf("exec in container %s: container is %s: %w", m.opts.ID, s.Status, errdefs.ErrFailedPrecondition))
 		return
 	}
-	proc, err := newProcess(&req.Exec.Process)
-	if err != nil {
-		reply(conn, wire.Response{}, fmt.Errorf("exec in container %s: %w", m.opts.ID, err))
-		return
-	}
-	pio, err := newProcIO(proc, ioOptions{terminal: req.Exec.Process.Terminal, stdin: req.Exec.Stdin})
+	pio, err := newProcIO(ioOptions{terminal: req.Exec.Process.Terminal, stdin: req.Exec.Stdin})
 	if err != nil {
 		reply(conn, wire.Response{}, err)
 		return
 	}
 	exited := make(chan unix.WaitStatus, 1)
-	var pid int
-	err = m.reaper.do(func() error {
-		if err := m.container.Start(proc); err != nil {
-			return err
-		}
-		pid, err = proc.Pid()
-		if err != nil {
-			return err
-		}
+	res, err := m.runc.call(runcCall{op: "exec", args: pio.args, input: &req.Exec.Process, files: pio.childEnds, started: func(pid int) {
 		m.reaper.watch(pid, func(ws unix.WaitStatus) { exited <- ws })
-		return nil
-	})
+	}})
 	pio.closeChildEnds()
 	if err != nil {
 		pio.close()
 		reply(conn, wire.Response{}, fmt.Errorf("exec in container %s: %w", m.opts.ID, err))
 		return
 	}
+	pid := res.Pid
+	// The process is this shim's child now (berth-runc exited) and is
+	// reaped only through exited, so its PID stays valid for kill.
+	kill := func() { _ = unix.Kill(pid, unix.SIGKILL) }
 	started := time.Now()
 	if err := pio.receiveConsole(); err != nil {
-		_ = proc.Signal(unix.SIGKILL)
+		kill()
 		reply(conn, wire.Response{}, err)
 		return
 	}
@@ -396,7 +340,7 @@ func (m *monitor) exec(conn net.Conn, req wire.Request) {
 	select {
 	case ws = <-exited:
 	case <-clientGone:
-		_ = proc.Signal(unix.SIGKILL)
+		kill()
 		ws = <-exited
 	}
 	deadline := time.After(drainTimeout)

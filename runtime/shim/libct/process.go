@@ -1,4 +1,4 @@
-package monitor
+package libct
 
 import (
 	"fmt"
