@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-dev/berth/internal/shimbuild"
 	"github.com/berth-dev/berth/internal/testimage"
 )
 
@@ -53,11 +54,8 @@ func buildShim(t *testing.T) string {
 			shimErr = err
 			return
 		}
-		shimPath = filepath.Join(dir, "berth-shim")
-		cmd := exec.Command("go", "build", "-tags", "seccomp", "-o", shimPath, "../cmd/berth-shim")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			shimErr = fmt.Errorf("build berth-shim: %v\n%s", err, out)
+		if shimPath, err = shimbuild.Build(dir); err != nil {
+			shimErr = fmt.Errorf("build berth-shim: %w", err)
 		}
 	})
 	if shimErr != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berth-dev/berth/internal/shimbuild"
 	berthruntime "github.com/berth-dev/berth/runtime"
 	"github.com/berth-dev/berth/runtime/spec"
 )
@@ -57,15 +58,10 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	code := func() int {
-		shimBinary = filepath.Join(testRoot, "berth-shim")
-		if pre := os.Getenv("BERTH_TEST_SHIM"); pre != "" {
-			shimBinary = pre
-		} else {
-			out, err := exec.Command("go", "build", "-tags", "seccomp", "-o", shimBinary, "github.com/berth-dev/berth/cmd/berth-shim").CombinedOutput()
-			if err != nil {
-				fmt.Printf("build shim: %v\n%s", err, out)
-				return 1
-			}
+		var err error
+		if shimBinary, err = shimbuild.Build(testRoot); err != nil {
+			fmt.Printf("build shim: %v\n", err)
+			return 1
 		}
 		lowerDir = filepath.Join(testRoot, "lower")
 		if err := makeBusyboxRootfs(lowerDir); err != nil {

@@ -16,7 +16,9 @@ const module = "github.com/berth-dev/berth"
 
 // rules are the boundaries of DESIGN.md: runtime, cni and imagestore never
 // import each other or cri; only imagestore talks to registries (ggcr's
-// remote); only runtime (and the shim binary) links libcontainer; only cni
+// remote); only runtime (and berth-runc, the shim's libcontainer helper)
+// links libcontainer, and the long-lived berth-shim monitor never does,
+// not even through another package; only cni
 // imports libcni.
 func rules() []Rule {
 	var rs []Rule
@@ -44,9 +46,19 @@ func rules() []Rule {
 		Rule{
 			From:   module,
 			Forbid: "github.com/opencontainers/runc/libcontainer",
-			Except: []string{module + "/runtime", module + "/cmd/berth-shim"},
+			Except: []string{module + "/runtime", module + "/cmd/berth-runc"},
 			Direct: true,
-			Why:    "only runtime and the shim link libcontainer",
+			Why:    "only runtime and berth-runc link libcontainer",
+		},
+		Rule{
+			From:   module + "/cmd/berth-shim",
+			Forbid: "github.com/opencontainers/runc",
+			Why:    "the long-lived monitor stays small: libcontainer runs in the short-lived berth-runc",
+		},
+		Rule{
+			From:   module + "/runtime/shim/monitor",
+			Forbid: "github.com/opencontainers/runc",
+			Why:    "the long-lived monitor stays small: libcontainer runs in the short-lived berth-runc",
 		},
 		Rule{
 			From:   module,
@@ -114,7 +126,9 @@ func TestViolations(t *testing.T) {
 		{"cni may import itself", Package{ImportPath: module + "/cni/portmap", Imports: []string{module + "/cni"}, Deps: []string{module + "/cni"}}, 0},
 		{"prefix is not a path prefix", Package{ImportPath: module + "/runtimex", Deps: []string{module + "/cri"}}, 0},
 		{"libcni only in cni", Package{ImportPath: module + "/daemon", Imports: []string{"github.com/containernetworking/cni/libcni"}}, 1},
-		{"libcontainer in the shim", Package{ImportPath: module + "/cmd/berth-shim", Imports: []string{"github.com/opencontainers/runc/libcontainer"}}, 0},
+		{"libcontainer in berth-runc", Package{ImportPath: module + "/cmd/berth-runc", Imports: []string{"github.com/opencontainers/runc/libcontainer"}}, 0},
+		{"libcontainer in the monitor binary", Package{ImportPath: module + "/cmd/berth-shim", Imports: []string{"github.com/opencontainers/runc/libcontainer"}, Deps: []string{"github.com/opencontainers/runc/libcontainer"}}, 2},
+		{"libcontainer under the monitor", Package{ImportPath: module + "/runtime/shim/monitor", Deps: []string{"github.com/opencontainers/runc/libcontainer/utils"}}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berth-dev/berth/internal/shimbuild"
 	"github.com/berth-dev/berth/runtime/shim"
 	"github.com/berth-dev/berth/runtime/shim/wire"
 )
@@ -49,8 +50,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	testRoot = dir
-	shimBinary = filepath.Join(dir, "berth-shim")
-	if err := buildShim(shimBinary); err != nil {
+	if shimBinary, err = shimbuild.Build(dir); err != nil {
 		fmt.Println(err)
 		os.Exit(1)
 	}
@@ -67,20 +67,6 @@ func needRoot(t testing.TB) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: runs real containers (namespaces, mounts, cgroups) through berth-shim")
 	}
-}
-
-// buildShim builds cmd/berth-shim to path. BERTH_TEST_SHIM tests a
-// prebuilt binary instead (stripped, instrumented); it is copied so that the
-// leftover check still finds its processes.
-func buildShim(path string) error {
-	cmd := exec.Command("go", "build", "-tags", "seccomp", "-o", path, "github.com/berth-dev/berth/cmd/berth-shim")
-	if pre := os.Getenv("BERTH_TEST_SHIM"); pre != "" {
-		cmd = exec.Command("cp", pre, path)
-	}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%s: %v: %s", cmd, err, out)
-	}
-	return nil
 }
 
 // leftovers finds mounts, processes and cgroups the tests left behind.

@@ -21,6 +21,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-dev/berth/internal/shimbuild"
 	"github.com/berth-dev/berth/internal/testimage"
 )
 
@@ -261,14 +262,12 @@ func shimBinary(t testing.TB) string {
 	berthd, _ := binaries(t)
 	p := filepath.Join(filepath.Dir(berthd), "berth-shim")
 	shimOnce.Do(func() {
-		if fileExists(p) {
+		if fileExists(p) && fileExists(filepath.Join(filepath.Dir(p), shimbuild.Runc)) {
 			return
 		}
-		cmd := exec.Command("go", "build", "-tags", "seccomp", "-o", p, "./cmd/berth-shim")
-		cmd.Dir = repoRoot(t)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			shimErr = fmt.Errorf("build berth-shim: %v\n%s", err, out)
+		// berth-shim runs the berth-runc next to it.
+		if _, err := shimbuild.Build(filepath.Dir(p)); err != nil {
+			shimErr = fmt.Errorf("build berth-shim: %w", err)
 		}
 	})
 	if shimErr != nil {
