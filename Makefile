@@ -62,15 +62,15 @@ cni-conf: ## write the default CNI conflist (bridge berth0, 10.88.0.0/16) to /et
 	bash hack/cni-conf.sh
 
 .PHONY: build
-build: cni-plugins ## build bin/berthd, bin/berth, bin/berth-shim and the CNI plugins
+build: cni-plugins ## build bin/berthd, bin/berth, bin/berth-shim, bin/berth-runc and the CNI plugins
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/berthd ./cmd/berthd
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/berth ./cmd/berth
-	@# The shim links libcontainer: cgo, nsenter and seccomp (libseccomp-dev).
-	@if compgen -G 'cmd/berth-shim/*.go' >/dev/null; then \
-		echo "CGO_ENABLED=1 $(GO) build -tags seccomp -trimpath -ldflags '-s -w' -o $(BIN)/berth-shim ./cmd/berth-shim"; \
-		CGO_ENABLED=1 $(GO) build -tags seccomp -trimpath -ldflags '-s -w' -o $(BIN)/berth-shim ./cmd/berth-shim; \
-	fi
+	@# The long-lived per-container monitor is pure Go and small; it runs
+	@# berth-runc, next to it, for every libcontainer operation.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/berth-shim ./cmd/berth-shim
+	@# berth-runc links libcontainer: cgo, nsenter and seccomp (libseccomp-dev).
+	CGO_ENABLED=1 $(GO) build -tags seccomp -trimpath -ldflags '-s -w' -o $(BIN)/berth-runc ./cmd/berth-runc
 
 .PHONY: test
 test: deps build verify test-unit test-e2e critest ## everything CI runs: deps, build, verify, unit + root tests, e2e, critest

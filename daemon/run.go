@@ -79,6 +79,8 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		return fmt.Errorf("runtime.shim_binary %s: %w", shim, errdefs.ErrNotFound)
 	case !found:
 		log.WarnContext(ctx, "no berth-shim next to berthd or in PATH; pods and containers cannot start until one is installed")
+	case !runcNextTo(shim):
+		log.WarnContext(ctx, "no berth-runc next to berth-shim; pods and containers cannot start until it is installed there", "shim", shim)
 	}
 	rt, err := runtime.Open(ctx, cfg.runtimeConfig(shim))
 	if err != nil {

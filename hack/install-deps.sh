@@ -32,7 +32,7 @@ done
 say() { echo "install-deps: $*"; }
 
 # Why each package:
-#   libseccomp-dev, gcc, pkg-config  berth-shim: cgo libcontainer with -tags seccomp
+#   libseccomp-dev, gcc, pkg-config  berth-runc: cgo libcontainer with -tags seccomp
 #   busybox-static                   the test images are built from /bin/busybox
 #   iptables, iproute2               CNI bridge/portmap and network set-up
 #   git, make, ca-certificates       building from a clone

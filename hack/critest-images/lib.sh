@@ -129,10 +129,12 @@ ct_tools() {
 		say "using prebuilt binaries in $BIN (BERTH_BIN_DIR)"
 	else
 		BIN="$REPO/bin"
-		say "building bin/berthd, bin/berth, bin/berth-shim (make build)"
+		say "building bin/berthd, bin/berth, bin/berth-shim, bin/berth-runc (make build)"
 		make --no-print-directory -C "$REPO" build >/dev/null
 	fi
 	[ -x "$BIN/berthd" ] || die "no berthd in $BIN"
+	# berth-shim runs the berth-runc next to it.
+	[ ! -x "$BIN/berth-shim" ] || [ -x "$BIN/berth-runc" ] || die "no berth-runc next to berth-shim in $BIN (make build)"
 	say "installing critest and crictl (hack/install-deps.sh --critest)"
 	bash "$REPO/hack/install-deps.sh" --critest >/dev/null
 	CRITEST="$REPO/_output/tools/critest"
