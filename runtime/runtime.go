@@ -63,7 +63,8 @@ type Config struct {
 	// pinned namespaces (default /run/berth). Keep it short: a shim socket
 	// is <StateDir>/c/<id[:12]>/shim.sock and must stay under 108 bytes.
 	StateDir string
-	// ShimBinary is the berth-shim executable. Required.
+	// ShimBinary is the berth-shim executable. Required. berth-shim runs
+	// berth-runc, its libcontainer helper, from the same directory.
 	ShimBinary string
 	// CgroupDriver is "cgroupfs" (the default). "systemd" is recognised but
 	// not implemented yet: Validate refuses it with ErrNotImplemented.

@@ -4,7 +4,9 @@
 // runtime/shim/wire protocol over the shim's unix socket. ReadExit reads
 // the exit status the shim recorded, which outlives both processes.
 //
-// The package is pure Go: libcontainer lives only in the shim binary.
+// The package is pure Go, and so is berth-shim: libcontainer lives only in
+// berth-runc, the short-lived helper the shim runs (from its own directory)
+// for create, start, exec, update, stats and delete.
 package shim
 
 import (
@@ -31,7 +33,7 @@ import (
 
 // StartOptions describe one container's shim.
 type StartOptions struct {
-	// Binary is the berth-shim executable.
+	// Binary is the berth-shim executable; berth-runc must be next to it.
 	Binary string
 	ID     string
 	// Bundle holds config.json; a relative root.path is resolved in it.
