@@ -356,6 +356,55 @@ func TestCreateOnlyThenStart(t *testing.T) {
 	}
 }
 
+// TestStartedContainerIsRunningForLibcontainer checks that the shim's own
+// start (it opens libcontainer's exec fifo instead of running berth-runc)
+// leaves the container as libcontainer's Exec would: fifo gone, so that
+// berth-runc's later runs see it running and can exec, read stats and kill.
+func TestStartedContainerIsRunningForLibcontainer(t *testing.T) {
+	needRoot(t)
+	c := start(t, "fifo", []string{"sleep", "100"}, shim.StartOptions{CreateOnly: true})
+	fifo := filepath.Join(c.state, "libcontainer", "fifo", "exec.fifo")
+	if _, err := os.Stat(fifo); err != nil {
+		t.Fatalf("created container has no exec fifo: %v", err)
+	}
+	if err := c.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(fifo); !os.IsNotExist(err) {
+		t.Fatalf("exec fifo after start: %v, want gone", err)
+	}
+	var out bytes.Buffer
+	e, err := c.Exec(t.Context(), shim.ExecOptions{Process: specs.Process{Args: []string{"echo", "in"}, Cwd: "/", Env: []string{"PATH=/bin"}}, Streams: shim.Streams{Stdout: &out}})
+	if err != nil || e.Code != 0 || out.String() != "in\n" {
+		t.Fatalf("exec after start = %+v, %q, %v", e, out.String(), err)
+	}
+	if st, err := c.Stats(t.Context()); err != nil || st.Pids == 0 {
+		t.Fatalf("stats after start = %+v, %v", st, err)
+	}
+	if err := c.Signal(t.Context(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if e := wait(t, c); e.Signal != int(syscall.SIGKILL) || e.StartedAt.IsZero() {
+		t.Fatalf("exit = %+v, want SIGKILL after a start", e)
+	}
+}
+
+// TestStartAfterInitDied: a created container whose init was killed cannot
+// be started, and saying so does not hang.
+func TestStartAfterInitDied(t *testing.T) {
+	needRoot(t)
+	c := start(t, "dead", []string{"true"}, shim.StartOptions{CreateOnly: true})
+	if err := c.Signal(t.Context(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, c)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("start after the init died = %v, want failed precondition", err)
+	}
+}
+
 func TestExec(t *testing.T) {
 	needRoot(t)
 	c := start(t, "exec", []string{"sleep", "1000"}, shim.StartOptions{})
