@@ -12,22 +12,20 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/grpc"
+
+	"github.com/berth-dev/berth/internal/logctx"
 )
 
-type loggerKey struct{}
-
-// withLogger returns ctx carrying log for the handlers below the interceptor.
+// withLogger returns ctx carrying log for the handlers below the
+// interceptor and for the runtime and image store they call (logctx).
 func withLogger(ctx context.Context, log *slog.Logger) context.Context {
-	return context.WithValue(ctx, loggerKey{}, log)
+	return logctx.With(ctx, log)
 }
 
 // loggerFrom returns the logger the interceptor put in ctx, or one that
 // discards everything.
 func loggerFrom(ctx context.Context) *slog.Logger {
-	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
-		return l
-	}
-	return slog.New(slog.DiscardHandler)
+	return logctx.From(ctx)
 }
 
 // UnaryInterceptor is the one place where CRI unary calls get their logger

@@ -27,6 +27,7 @@ import (
 	"github.com/berth-dev/berth/cri"
 	"github.com/berth-dev/berth/dockerapi"
 	"github.com/berth-dev/berth/imagestore"
+	"github.com/berth-dev/berth/internal/logctx"
 	"github.com/berth-dev/berth/runtime"
 	"github.com/berth-dev/berth/runtime/spec"
 )
@@ -49,6 +50,8 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// Start-up and reconciliation log through the context like the RPCs.
+	ctx = logctx.With(ctx, log)
 	// 0711, as containerd's root: a container in a user namespace reaches
 	// its rootfs below it as the mapped user. Nothing below is listable.
 	if err := makeDir(cfg.Root, 0o711); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/berth-dev/berth/internal/logctx"
 	"github.com/berth-dev/berth/runtime/shim"
 	"github.com/berth-dev/berth/runtime/shim/wire"
 	"github.com/berth-dev/berth/runtime/spec"
@@ -90,7 +91,7 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
 		if err := m.releaseContainer(cctx, c); err != nil {
-			slog.WarnContext(ctx, "undo container creation", "id", cfg.ID, "error", err)
+			logctx.From(ctx).WarnContext(ctx, "undo container creation", "id", cfg.ID, "error", err)
 		}
 		m.mu.Lock()
 		delete(m.containers, cfg.ID)

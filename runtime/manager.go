@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/berth-dev/berth/internal/logctx"
 	"github.com/berth-dev/berth/runtime/namespace"
 	"github.com/berth-dev/berth/runtime/shim"
 	"github.com/berth-dev/berth/runtime/spec"
@@ -168,11 +168,11 @@ func (m *Manager) loadSandboxes(ctx context.Context) error {
 		if s.rec.Pending {
 			for _, c := range m.podContainers(id) {
 				if err := m.remove(ctx, c); err != nil {
-					slog.WarnContext(ctx, "remove container of half-created sandbox", "id", c.rec.ID, "error", err)
+					logctx.From(ctx).WarnContext(ctx, "remove container of half-created sandbox", "id", c.rec.ID, "error", err)
 				}
 			}
 			if err := m.releaseSandbox(ctx, s); err != nil {
-				slog.WarnContext(ctx, "undo half-created sandbox", "id", id, "error", err)
+				logctx.From(ctx).WarnContext(ctx, "undo half-created sandbox", "id", id, "error", err)
 			}
 			continue
 		}
@@ -217,7 +217,7 @@ func (m *Manager) loadContainers(ctx context.Context) error {
 		}
 		if c.rec.Pending {
 			if err := m.releaseContainer(ctx, c); err != nil {
-				slog.WarnContext(ctx, "undo half-created container", "id", id, "error", err)
+				logctx.From(ctx).WarnContext(ctx, "undo half-created container", "id", id, "error", err)
 			}
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -22,6 +23,7 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berth-dev/berth/internal/logctx"
 	"github.com/berth-dev/berth/internal/shimbuild"
 	berthruntime "github.com/berth-dev/berth/runtime"
 	"github.com/berth-dev/berth/runtime/spec"
@@ -858,9 +860,16 @@ func TestShimLost(t *testing.T) {
 // BenchmarkPodStart measures what critest's benchmark times for Berth's
 // part: RunPodSandbox (without CNI), CreateContainer, StartContainer, then
 // the stop and removal.
+//
+// BERTH_TEST_DEBUG=1 logs the step timings of CreateSandbox,
+// CreateContainer and StartContainer (go test -bench BenchmarkPodStart -v).
 func BenchmarkPodStart(b *testing.B) {
 	needRoot(b)
-	m, err := berthruntime.Open(b.Context(), testConfig())
+	ctx := b.Context()
+	if os.Getenv("BERTH_TEST_DEBUG") != "" {
+		ctx = logctx.With(ctx, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	}
+	m, err := berthruntime.Open(ctx, testConfig())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -872,25 +881,25 @@ func BenchmarkPodStart(b *testing.B) {
 		os.Mkdir(filepath.Join(d, "work"), 0o755)
 		mounts := []berthruntime.Mount{{Type: "overlay", Source: "overlay", Options: []string{"lowerdir=" + lowerDir, "upperdir=" + d + "/upper", "workdir=" + d + "/work"}}}
 		t0 := time.Now()
-		sb, err := m.CreateSandbox(b.Context(), berthruntime.SandboxConfig{Name: fmt.Sprint("bench-", i), Namespace: "bench", CgroupParent: cgroupParent()})
+		sb, err := m.CreateSandbox(ctx, berthruntime.SandboxConfig{Name: fmt.Sprint("bench-", i), Namespace: "bench", CgroupParent: cgroupParent()})
 		if err != nil {
 			b.Fatal(err)
 		}
 		t1 := time.Now()
-		c, err := m.CreateContainer(b.Context(), berthruntime.ContainerConfig{SandboxID: sb.ID, Name: "c", Rootfs: mounts, Spec: spec.Container{Args: []string{"sleep", "1000"}}})
+		c, err := m.CreateContainer(ctx, berthruntime.ContainerConfig{SandboxID: sb.ID, Name: "c", Rootfs: mounts, Spec: spec.Container{Args: []string{"sleep", "1000"}}})
 		if err != nil {
 			b.Fatal(err)
 		}
 		t2 := time.Now()
-		if err := m.StartContainer(b.Context(), c.ID); err != nil {
+		if err := m.StartContainer(ctx, c.ID); err != nil {
 			b.Fatal(err)
 		}
 		t3 := time.Now()
-		if err := m.StopSandbox(b.Context(), sb.ID, 10*time.Second); err != nil {
+		if err := m.StopSandbox(ctx, sb.ID, 10*time.Second); err != nil {
 			b.Fatal(err)
 		}
 		t4 := time.Now()
-		if err := m.RemoveSandbox(b.Context(), sb.ID); err != nil {
+		if err := m.RemoveSandbox(ctx, sb.ID); err != nil {
 			b.Fatal(err)
 		}
 		t5 := time.Now()

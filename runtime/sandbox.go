@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/atomicfile"
+	"github.com/berth-dev/berth/internal/logctx"
 	"github.com/berth-dev/berth/runtime/namespace"
 )
 
@@ -156,7 +156,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
 		if err := m.releaseSandbox(cctx, s); err != nil {
-			slog.WarnContext(ctx, "undo sandbox creation", "id", id, "error", err)
+			logctx.From(ctx).WarnContext(ctx, "undo sandbox creation", "id", id, "error", err)
 		}
 		m.mu.Lock()
 		delete(m.sandboxes, id)

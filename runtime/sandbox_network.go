@@ -3,7 +3,8 @@ package runtime
 import (
 	"context"
 	"fmt"
-	"log/slog"
+
+	"github.com/berth-dev/berth/internal/logctx"
 )
 
 // SandboxNetwork connects a pod's network namespace to the node's network:
@@ -69,6 +70,6 @@ func (a *podAttach) undo(ctx context.Context) {
 		return
 	}
 	if err := a.net.Detach(ctx, a.netns); err != nil {
-		slog.WarnContext(ctx, "undo sandbox network", "netns", a.netns, "error", err)
+		logctx.From(ctx).WarnContext(ctx, "undo sandbox network", "netns", a.netns, "error", err)
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/berth-dev/berth/internal/logctx"
 )
 
 // steps times the steps of one pod or container operation and logs them in
-// one debug line (berthd --log-level debug), to show which step of a start
+// one debug line on the context's logger (berthd --log-level debug), to show which step of a start
 // costs what. Disabled, it costs a level check.
 type steps struct {
 	ctx   context.Context
@@ -18,7 +20,7 @@ type steps struct {
 }
 
 func startSteps(ctx context.Context, op string) *steps {
-	if !slog.Default().Enabled(ctx, slog.LevelDebug) {
+	if !logctx.From(ctx).Enabled(ctx, slog.LevelDebug) {
 		return nil
 	}
 	now := time.Now()
@@ -40,5 +42,5 @@ func (s *steps) log(id string) {
 	if s == nil {
 		return
 	}
-	slog.DebugContext(s.ctx, s.op+" timings", append([]any{"id", id, "total", time.Since(s.t0)}, s.attrs...)...)
+	logctx.From(s.ctx).DebugContext(s.ctx, s.op+" timings", append([]any{"id", id, "total", time.Since(s.t0)}, s.attrs...)...)
 }
