@@ -25,7 +25,6 @@ import (
 
 	"github.com/containerd/console"
 	"github.com/containerd/errdefs"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/runtime/shim/wire"
@@ -150,15 +149,12 @@ func (m *monitor) create() (retErr error) {
 	if err != nil {
 		return fmt.Errorf("read bundle config: %w: %w", errdefs.ErrInvalidArgument, err)
 	}
-	var spec specs.Spec
-	if err := json.Unmarshal(b, &spec); err != nil {
-		return fmt.Errorf("parse bundle config: %w: %w", errdefs.ErrInvalidArgument, err)
-	}
-	if spec.Process == nil {
-		return fmt.Errorf("bundle config has no process: %w", errdefs.ErrInvalidArgument)
+	spec, err := parseBundleConfig(b)
+	if err != nil {
+		return err
 	}
 	m.terminal = spec.Process.Terminal
-	m.privatePID = privatePIDNamespace(&spec)
+	m.privatePID = spec.privatePIDNamespace()
 	if m.log, err = openLog(o.LogPath); err != nil {
 		return err
 	}
