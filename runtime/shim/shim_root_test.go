@@ -893,3 +893,58 @@ func BenchmarkShimRSS(b *testing.B) {
 	b.ReportMetric(float64(kb[len(kb)/2]), "KiB-shim-rss")
 	b.ReportMetric(float64(anon[len(anon)/2]), "KiB-shim-anon")
 }
+
+// TestPrepareRunsWhileTheShimBoots checks StartOptions.Prepare: the shim
+// reads the bundle only after Prepare returned (here Prepare writes it),
+// and a Prepare error stops the shim before it made anything.
+func TestPrepareRunsWhileTheShimBoots(t *testing.T) {
+	needRoot(t)
+	b := bundle(t, "prepare", []string{"sh", "-c", "echo prepared"})
+	cfg := filepath.Join(b, "config.json")
+	js, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(cfg)
+	state := filepath.Join(testRoot, "s", "prepare")
+	log := filepath.Join(testRoot, "logs", "prepare.log")
+	o := shim.StartOptions{Binary: shimBinary, ID: "prepare", Bundle: b, StateDir: state, LogPath: log, CreateOnly: true}
+
+	o.Prepare = func() error { return fmt.Errorf("mount rootfs: %w", errdefs.ErrUnavailable) }
+	if _, err := shim.Start(t.Context(), o); !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "mount rootfs") {
+		t.Fatalf("start with a failing prepare = %v, want prepare's error", err)
+	}
+	// The shim is gone and never reached berth-runc: no libcontainer state.
+	if pid, err := os.ReadFile(filepath.Join(state, wire.PidName)); err == nil {
+		n, _ := strconv.Atoi(string(pid))
+		waitFor(t, 5*time.Second, func() bool { return !alive(n) })
+	}
+	if _, err := os.Stat(filepath.Join(state, "libcontainer")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("libcontainer state after an aborted start: %v", err)
+	}
+	os.RemoveAll(state)
+
+	prepared := false
+	o.Prepare = func() error {
+		prepared = true
+		return os.WriteFile(cfg, js, 0o644)
+	}
+	cl, err := shim.Start(t.Context(), o)
+	if err != nil {
+		t.Fatalf("start with the bundle written by prepare: %v", err)
+	}
+	c := ctr{Client: cl, bundle: b, state: state, log: log}
+	t.Cleanup(func() { cleanup(t, c) })
+	if !prepared {
+		t.Fatal("prepare did not run")
+	}
+	if err := c.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if e := wait(t, c); e.Code != 0 {
+		t.Fatalf("exit = %+v", e)
+	}
+	if l := readLog(t, c.log); !contains(l, "stdout F prepared") {
+		t.Fatalf("log = %q", l)
+	}
+}
