@@ -164,10 +164,8 @@ func (s *Snapshotter) create(info Info) (_ []Mount, retErr error) {
 			return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
 		}
 	}
+	// WriteJSON also syncs tmp, which makes upper/ and work/ durable too.
 	if err := atomicfile.WriteJSON(filepath.Join(tmp, recordFile), info, 0o600); err != nil {
-		return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
-	}
-	if err := atomicfile.SyncDir(tmp); err != nil {
 		return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
 	}
 	if err := os.Rename(tmp, final); err != nil {
