@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -173,7 +172,7 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	}
 	st.done("save")
 	st.log(cfg.ID)
-	m.watch(c)
+	m.watch(ctx, c)
 	m.emit(c, EventCreated)
 	return &out, nil
 }
@@ -305,9 +304,10 @@ func (m *Manager) cgroupsPath(parent, id string) string {
 	return filepath.Join(parent, "berth-"+id)
 }
 
-// watch learns the container's exit from its shim and records it.
-func (m *Manager) watch(c *container) {
-	ctx, cancel := context.WithCancel(context.Background())
+// watch learns the container's exit from its shim and records it. The
+// watcher outlives ctx; it keeps only its values (the logger).
+func (m *Manager) watch(ctx context.Context, c *container) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.mu.Lock()
 	c.unwatch = cancel
 	cl := c.client
@@ -329,15 +329,15 @@ func (m *Manager) watch(c *container) {
 				return
 			}
 			if err == nil {
-				m.recordExit(c, e)
+				m.recordExit(ctx, c, e)
 				return
 			}
 			if e, err := shim.ReadExit(c.rec.ShimDir); err == nil {
-				m.recordExit(c, e)
+				m.recordExit(ctx, c, e)
 				return
 			}
 			if _, err := shim.Connect(ctx, c.rec.ShimDir); err != nil {
-				m.recordExit(c, m.exitAfterLoss(c))
+				m.recordExit(ctx, c, m.exitAfterLoss(c))
 				return
 			}
 			// The shim lives: a broken connection, not an exit.
@@ -388,7 +388,7 @@ func (m *Manager) applyExit(c *container, e wire.Exit) {
 
 // recordExit stores the exit durably, then wakes StopContainer and emits
 // Stopped. Only the first exit counts.
-func (m *Manager) recordExit(c *container, e wire.Exit) {
+func (m *Manager) recordExit(ctx context.Context, c *container, e wire.Exit) {
 	m.mu.Lock()
 	if c.rec.State == ContainerExited {
 		m.mu.Unlock()
@@ -397,7 +397,7 @@ func (m *Manager) recordExit(c *container, e wire.Exit) {
 	m.applyExit(c, e)
 	m.mu.Unlock()
 	if err := m.saveContainer(c); err != nil {
-		slog.Error("record container exit", "id", c.rec.ID, "error", err)
+		logctx.From(ctx).ErrorContext(ctx, "record container exit", "id", c.rec.ID, "error", err)
 	}
 	close(c.exited)
 	m.emit(c, EventStopped)

@@ -256,7 +256,7 @@ func (m *Manager) loadContainers(ctx context.Context) error {
 				return fmt.Errorf("open runtime: %w", err)
 			}
 		}
-		m.watch(c)
+		m.watch(ctx, c)
 	}
 	return nil
 }
