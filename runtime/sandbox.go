@@ -580,8 +580,10 @@ func removeCgroupDirs(ctx context.Context, dirs []string) error {
 			if err == nil || errors.Is(err, unix.ENOENT) {
 				break
 			}
-			if hasSubdirs(d) {
-				break
+			if foreign, busy := removeBerthChildren(d); foreign {
+				break // another owner's cgroup lives below: not ours to remove
+			} else if busy {
+				err = unix.EBUSY // our child is still emptying: wait as below
 			}
 			if !errors.Is(err, unix.EBUSY) || i == 100 {
 				return fmt.Errorf("remove cgroup %s: %w", d, err)
@@ -631,14 +633,23 @@ func killCgroup(ctx context.Context, rel string) error {
 	return removeCgroupDirs(ctx, dirs)
 }
 
-func hasSubdirs(dir string) bool {
+// removeBerthChildren removes the cgroups Berth made below dir (its
+// containers' "berth-<id>" and the pause holder's) once they are empty: one
+// whose process was still exiting when its container was deleted lingers a
+// moment. The kernel refuses to remove a cgroup that has processes (busy);
+// any other child is another owner's (foreign) and never touched.
+func removeBerthChildren(dir string) (foreign, busy bool) {
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
-		if e.IsDir() {
-			return true
+		switch {
+		case !e.IsDir():
+		case !strings.HasPrefix(e.Name(), "berth-"):
+			foreign = true
+		case unix.Rmdir(filepath.Join(dir, e.Name())) != nil:
+			busy = true
 		}
 	}
-	return false
+	return foreign, busy
 }
 
 // procStart reads a process's start time (clock ticks after boot) and
