@@ -569,10 +569,11 @@ func (m *Manager) releaseSandbox(ctx context.Context, s *sandbox) error {
 	return nil
 }
 
-// removeCgroupDirs removes dirs deepest first. A directory with
-// subdirectories is shared with other pods (a parent Berth happened to
-// create first) and is left to them. The kernel refuses an emptied cgroup
-// (EBUSY) for a moment after its last process died, hence the retries.
+// removeCgroupDirs removes dirs deepest first, with Berth's own empty
+// children (see removeBerthChildren). A directory holding another owner's
+// cgroups is shared with other pods (a parent Berth happened to create
+// first) and is left to them. The kernel refuses an emptied cgroup (EBUSY)
+// for a moment after its last process died, hence the retries.
 func removeCgroupDirs(ctx context.Context, dirs []string) error {
 	for _, d := range dirs {
 		for i := 0; ; i++ {
