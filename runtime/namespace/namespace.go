@@ -71,18 +71,28 @@ func Pin(o PinOptions) error {
 		}
 		flags |= f
 	}
+	return onLockedThread(func() error { return pinOnThread(flags, o) })
+}
+
+// onLockedThread runs work on a locked OS thread and returns its error only
+// once the thread is back in its original namespaces: the thread may be
+// the main one, whose /proc/self/ns/* other code reads, and a caller must
+// not go on while it is still inside a pod's namespaces.
+func onLockedThread(work func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		goruntime.LockOSThread()
 		orig, err := saveNamespaces()
 		if err != nil {
+			goruntime.UnlockOSThread() // nothing changed yet
 			errc <- err
 			return
 		}
-		errc <- pinOnThread(flags, o)
+		err = work()
 		if orig.restore() {
 			goruntime.UnlockOSThread()
 		}
+		errc <- err
 	}()
 	return <-errc
 }
@@ -222,19 +232,7 @@ func bindNS(src, dst string) error {
 // the loopback up (with a network namespace), the hostname (with a UTS
 // namespace) and the sysctls.
 func Configure(paths map[Kind]string, hostname string, sysctls map[string]string) error {
-	errc := make(chan error, 1)
-	go func() {
-		goruntime.LockOSThread()
-		orig, err := saveNamespaces()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer func() {
-			if orig.restore() {
-				goruntime.UnlockOSThread()
-			}
-		}()
+	return onLockedThread(func() error {
 		for _, k := range []Kind{Net, IPC, UTS} {
 			p, ok := paths[k]
 			if !ok {
@@ -242,23 +240,20 @@ func Configure(paths map[Kind]string, hostname string, sysctls map[string]string
 			}
 			fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 			if err != nil {
-				errc <- fmt.Errorf("enter %s namespace %s: %w", k, p, err)
-				return
+				return fmt.Errorf("enter %s namespace %s: %w", k, p, err)
 			}
 			err = unix.Setns(fd, 0)
 			unix.Close(fd)
 			if err != nil {
-				errc <- fmt.Errorf("enter %s namespace %s: %w", k, p, err)
-				return
+				return fmt.Errorf("enter %s namespace %s: %w", k, p, err)
 			}
 		}
 		_, hasNet := paths[Net]
 		if _, ok := paths[UTS]; !ok {
 			hostname = ""
 		}
-		errc <- applySettings(hasNet, hostname, sysctls)
-	}()
-	return <-errc
+		return applySettings(hasNet, hostname, sysctls)
+	})
 }
 
 func loopbackUp() error {
@@ -298,37 +293,21 @@ func Unpin(path string) error {
 // path (any kind setns accepts without a single-threaded caller: net, ipc,
 // uts). Sockets fn creates belong to that namespace for good.
 func Do(path string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		goruntime.LockOSThread()
-		orig, err := saveNamespaces()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer func() {
-			if orig.restore() {
-				goruntime.UnlockOSThread()
-			}
-		}()
+	return onLockedThread(func() error {
 		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			if errors.Is(err, unix.ENOENT) {
-				errc <- fmt.Errorf("enter namespace %s: %w: %w", path, errdefs.ErrNotFound, err)
-				return
+				return fmt.Errorf("enter namespace %s: %w: %w", path, errdefs.ErrNotFound, err)
 			}
-			errc <- fmt.Errorf("enter namespace %s: %w", path, err)
-			return
+			return fmt.Errorf("enter namespace %s: %w", path, err)
 		}
 		err = unix.Setns(fd, 0)
 		unix.Close(fd)
 		if err != nil {
-			errc <- fmt.Errorf("enter namespace %s: %w", path, err)
-			return
+			return fmt.Errorf("enter namespace %s: %w", path, err)
 		}
-		errc <- fn()
-	}()
-	return <-errc
+		return fn()
+	})
 }
 
 // Pinned says whether path is a namespace file (a pin that survived).
