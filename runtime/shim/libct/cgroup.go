@@ -56,37 +56,3 @@ func removeCgroupDirs(dirs []string) error {
 	}
 	return errors.Join(errs...)
 }
-
-// oomKills reads the kernel's oom_kill counter of the container's memory
-// cgroup (v1 memory.oom_control, v2 memory.events). It is exact where the
-// eventfd notification may arrive after the init's exit was seen.
-func oomKills(paths map[string]string) uint64 {
-	if p, ok := paths["memory"]; ok {
-		if n, ok := readKeyed(filepath.Join(p, "memory.oom_control"), "oom_kill"); ok {
-			return n
-		}
-	}
-	if p, ok := paths[""]; ok {
-		if n, ok := readKeyed(filepath.Join(p, "memory.events"), "oom_kill"); ok {
-			return n
-		}
-	}
-	return 0
-}
-
-func readKeyed(path, key string) (uint64, bool) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, " ")
-		if ok && k == key {
-			var n uint64
-			if _, err := fmt.Sscan(v, &n); err == nil {
-				return n, true
-			}
-		}
-	}
-	return 0, false
-}

@@ -26,6 +26,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-dev/berth/runtime/shim/oom"
 	"github.com/berth-dev/berth/runtime/shim/wire"
 )
 
@@ -327,7 +328,7 @@ func Stats(root, id string) (*wire.Stats, error) {
 		fillStats(s, cs)
 	}
 	if cst, err := c.State(); err == nil {
-		s.OOMKills = oomKills(cst.CgroupPaths)
+		s.OOMKills = oom.Kills(cst.CgroupPaths)
 		s.CPUShares, s.CPUPeriod, s.CPUQuota = cpuSettings(cst.CgroupPaths)
 		s.MemoryReservation = memoryReservation(cst.CgroupPaths)
 	}

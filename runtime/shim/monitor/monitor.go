@@ -27,6 +27,7 @@ import (
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-dev/berth/runtime/shim/oom"
 	"github.com/berth-dev/berth/runtime/shim/wire"
 )
 
@@ -334,9 +335,9 @@ func (m *monitor) onInitExit(ws unix.WaitStatus) {
 	waitTimeout(&m.drained, drainTimeout)
 	// The kernel's counter, read after the exit, is exact where an OOM
 	// event notification could arrive after the exit was seen.
-	oom := oomKills(m.cgroupPaths) > 0
+	oomKilled := oom.Kills(m.cgroupPaths) > 0
 	m.mu.Lock()
-	e := &wire.Exit{Pid: m.pid, Code: code, Signal: sig, OOMKilled: oom, StartedAt: m.startedAt, FinishedAt: finished}
+	e := &wire.Exit{Pid: m.pid, Code: code, Signal: sig, OOMKilled: oomKilled, StartedAt: m.startedAt, FinishedAt: finished}
 	m.exit = e
 	m.mu.Unlock()
 	if err := writeExit(m.opts.StateDir, e); err != nil {

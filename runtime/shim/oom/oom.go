@@ -1,4 +1,7 @@
-package monitor
+// Package oom reads how often the kernel's OOM killer hit a cgroup, from
+// plain files (no cgroup library), so both the small shim monitor and the
+// libcontainer helper can use it.
+package oom
 
 import (
 	"os"
@@ -7,10 +10,11 @@ import (
 	"strings"
 )
 
-// oomKills reads the kernel's oom_kill counter of the container's memory
-// cgroup (v1 memory.oom_control, v2 memory.events) from plain files, so
-// the monitor needs no cgroup library. berth-runc's stats read the same.
-func oomKills(paths map[string]string) uint64 {
+// Kills reads the oom_kill counter of a container's memory cgroup: cgroup
+// v1 memory.oom_control under paths["memory"], or v2 memory.events under
+// paths[""]. It is exact, where an eventfd notification may arrive after
+// the init's exit was seen. Unreadable counters count as 0.
+func Kills(paths map[string]string) uint64 {
 	if p, ok := paths["memory"]; ok {
 		if n, ok := readKeyed(filepath.Join(p, "memory.oom_control"), "oom_kill"); ok {
 			return n
@@ -24,6 +28,7 @@ func oomKills(paths map[string]string) uint64 {
 	return 0
 }
 
+// readKeyed reads the value of key from a "key value" per line file.
 func readKeyed(path, key string) (uint64, bool) {
 	b, err := os.ReadFile(path)
 	if err != nil {
