@@ -13,7 +13,6 @@ import (
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
-	"github.com/berth-dev/berth/runtime/namespace"
 	"github.com/berth-dev/berth/runtime/shim/wire"
 )
 
@@ -174,19 +173,8 @@ func (m *Manager) SandboxMetrics(ctx context.Context, id string) (*SandboxMetric
 		}
 		out.Containers = append(out.Containers, *cm)
 	}
-	if netns != "" {
-		err := namespace.Do(netns, func() error {
-			// thread-self: /proc/self/net is the thread group leader's.
-			b, err := os.ReadFile("/proc/thread-self/net/dev")
-			if err != nil {
-				return err
-			}
-			out.Network = parseNetDev(b)
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("metrics of sandbox %s: network: %w", s.rec.ID, err)
-		}
+	if out.Network, err = podNetwork(netns); err != nil {
+		return nil, fmt.Errorf("metrics of sandbox %s: %w", s.rec.ID, err)
 	}
 	return out, nil
 }

@@ -110,21 +110,32 @@ func (m *Manager) SandboxStats(ctx context.Context, id string) (*SandboxStats, e
 		out.MajorPageFaults += cs.MajorPageFaults
 		out.Pids += cs.Pids
 	}
-	if netns != "" {
-		err := namespace.Do(netns, func() error {
-			// thread-self: /proc/self/net is the thread group leader's.
-			b, err := os.ReadFile("/proc/thread-self/net/dev")
-			if err != nil {
-				return err
-			}
-			out.Network = parseNetDev(b)
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("stats of sandbox %s: network: %w", s.rec.ID, err)
-		}
+	if out.Network, err = podNetwork(netns); err != nil {
+		return nil, fmt.Errorf("stats of sandbox %s: %w", s.rec.ID, err)
 	}
 	return out, nil
+}
+
+// podNetwork reads the interface counters of a pod's network namespace;
+// none without one (host network).
+func podNetwork(netns string) ([]InterfaceStats, error) {
+	if netns == "" {
+		return nil, nil
+	}
+	var ifs []InterfaceStats
+	err := namespace.Do(netns, func() error {
+		// thread-self: /proc/self/net is the thread group leader's.
+		b, err := os.ReadFile("/proc/thread-self/net/dev")
+		if err != nil {
+			return err
+		}
+		ifs = parseNetDev(b)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	return ifs, nil
 }
 
 // parseNetDev parses /proc/net/dev, leaving out lo.
