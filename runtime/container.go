@@ -115,47 +115,41 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 		}
 		m.mu.Unlock()
 	}
-	// The rootfs, spec and bundle are made while the shim process boots:
-	// it reads the bundle only once prepare returned.
-	prepare := func() error {
-		st.done("shim-exec")
-		var err error
-		if im != nil {
-			// Image files keep their owners inside the pod's user namespace.
-			err = mountIDMapped(cfg.Rootfs, rootfs, *im)
-		} else {
-			err = mountAll(cfg.Rootfs, rootfs)
-		}
-		if err != nil {
-			return fmt.Errorf("mount rootfs: %w", err)
-		}
-		st.done("mount")
-		sc, err := m.containerSpec(cfg, sb, rootfs)
-		if err != nil {
-			return err
-		}
-		m.mu.Lock()
-		c.rec.CgroupsPath = sc.CgroupsPath
-		m.mu.Unlock()
-		oci, err := spec.Generate(sc)
-		if err != nil {
-			return err
-		}
-		st.done("spec")
-		if err := writeJSON(filepath.Join(dir, "config.json"), oci); err != nil {
-			return err
-		}
-		if cfg.LogPath != "" {
-			if err := os.MkdirAll(filepath.Dir(cfg.LogPath), 0o755); err != nil {
-				return fmt.Errorf("log directory: %w", err)
-			}
-		}
-		st.done("bundle")
-		return nil
+	var err error
+	if im != nil {
+		// Image files keep their owners inside the pod's user namespace.
+		err = mountIDMapped(cfg.Rootfs, rootfs, *im)
+	} else {
+		err = mountAll(cfg.Rootfs, rootfs)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: mount rootfs: %w", cfg.ID, err)
+	}
+	st.done("mount")
+	sc, err := m.containerSpec(cfg, sb, rootfs)
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
+	}
+	m.mu.Lock()
+	c.rec.CgroupsPath = sc.CgroupsPath
+	m.mu.Unlock()
+	oci, err := spec.Generate(sc)
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
+	}
+	st.done("spec")
+	if err := writeJSON(filepath.Join(dir, "config.json"), oci); err != nil {
+		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
+	}
+	if cfg.LogPath != "" {
+		if err := os.MkdirAll(filepath.Dir(cfg.LogPath), 0o755); err != nil {
+			return nil, fmt.Errorf("create container %s: log directory: %w", cfg.ID, err)
+		}
+	}
+	st.done("bundle")
 	cl, err := shim.Start(ctx, shim.StartOptions{
 		Binary: m.cfg.ShimBinary, ID: cfg.ID, Bundle: dir, StateDir: c.rec.ShimDir,
-		LogPath: cfg.LogPath, Stdin: cfg.Stdin, CreateOnly: true, Prepare: prepare,
+		LogPath: cfg.LogPath, Stdin: cfg.Stdin, CreateOnly: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)

@@ -3,7 +3,7 @@
 // libcontainer: build it with CGO_ENABLED=0. For the operations that need
 // libcontainer it runs berth-runc, found next to it unless --runc says.
 //
-//	berth-shim run --id ID --bundle DIR --state-dir DIR [--log-path FILE] [--stdin] [--create-only] [--ready-fd] [--go-fd] [--runc FILE]
+//	berth-shim run --id ID --bundle DIR --state-dir DIR [--log-path FILE] [--stdin] [--create-only] [--runc FILE]
 //	berth-shim pause
 package main
 
@@ -50,7 +50,6 @@ func run(args []string) int {
 	fs.BoolVar(&o.CreateOnly, "create-only", false, "wait for a start request before running the process")
 	fs.StringVar(&o.Runc, "runc", "", "berth-runc executable (default: next to berth-shim)")
 	ready := fs.Bool("ready-fd", false, "report readiness on fd 3")
-	goFD := fs.Bool("go-fd", false, "wait for one byte on fd 4 before reading the bundle (EOF: give up)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -62,9 +61,6 @@ func run(args []string) int {
 	}
 	if *ready {
 		o.Ready = os.NewFile(3, "ready")
-	}
-	if *goFD {
-		o.Go = os.NewFile(4, "go")
 	}
 	if err := monitor.Run(o); err != nil {
 		fmt.Fprintf(os.Stderr, "berth-shim: %v\n", err)

@@ -49,12 +49,6 @@ type StartOptions struct {
 	// CreateOnly leaves the process created but not started until
 	// Client.Start, as CRI CreateContainer does.
 	CreateOnly bool
-	// Prepare, when set, runs once the shim process has started and
-	// before the shim reads the bundle, so that the caller writes the
-	// bundle while the shim's runtime boots (about 1 ms of CreateContainer
-	// on a 2-core VM). Its error stops the shim before it made anything
-	// and is returned.
-	Prepare func() error
 }
 
 // Client talks to one shim. It holds no connection: every call dials, so a
@@ -106,23 +100,8 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 	// Its own session: no signal aimed at berthd's process group or
 	// terminal reaches the shim.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	var goR, goW *os.File
-	if o.Prepare != nil {
-		// The shim waits for one byte on fd 4; EOF tells it to give up.
-		if goR, goW, err = os.Pipe(); err != nil {
-			r.Close()
-			w.Close()
-			return nil, fmt.Errorf("start shim for %s: %w", o.ID, err)
-		}
-		defer goW.Close()
-		cmd.ExtraFiles = append(cmd.ExtraFiles, goR)
-		cmd.Args = append(cmd.Args, "--go-fd")
-	}
 	err = cmd.Start()
 	w.Close()
-	if goR != nil {
-		goR.Close()
-	}
 	if err != nil {
 		r.Close()
 		return nil, fmt.Errorf("start shim for %s: %w", o.ID, err)
@@ -148,20 +127,6 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 		err = json.Unmarshal(line, &rd)
 		ch <- result{ready: rd, err: err}
 	}()
-	if o.Prepare != nil {
-		if err := o.Prepare(); err != nil {
-			// Closing the go pipe ends the shim before it read the
-			// bundle; waiting for its answer keeps it from writing in
-			// its state directory while the caller removes it.
-			goW.Close()
-			<-ch
-			return nil, err
-		}
-		// A shim that died meanwhile fails the write; its ready pipe
-		// tells why.
-		_, _ = goW.Write([]byte{1})
-		goW.Close()
-	}
 	var res result
 	select {
 	case res = <-ch:

@@ -47,10 +47,6 @@ type Options struct {
 	CreateOnly bool
 	// Ready receives one wire.Ready line once the shim serves or failed.
 	Ready io.WriteCloser
-	// Go, when set, is read for one byte before the bundle is read: berthd
-	// writes the bundle while the shim starts. EOF instead means berthd
-	// gave up, and the shim exits having made nothing.
-	Go io.ReadCloser
 }
 
 // drainTimeout bounds how long an exit waits for the last output: a
@@ -150,14 +146,6 @@ func (m *monitor) run() error {
 // CreateOnly: one helper run instead of two).
 func (m *monitor) create() (retErr error) {
 	o := m.opts
-	if o.Go != nil {
-		var b [1]byte
-		_, err := io.ReadFull(o.Go, b[:])
-		o.Go.Close()
-		if err != nil {
-			return fmt.Errorf("wait for the bundle: berthd gave up: %w: %w", errdefs.ErrAborted, err)
-		}
-	}
 	b, err := os.ReadFile(filepath.Join(o.Bundle, "config.json"))
 	if err != nil {
 		return fmt.Errorf("read bundle config: %w: %w", errdefs.ErrInvalidArgument, err)
