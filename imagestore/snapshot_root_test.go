@@ -59,3 +59,58 @@ func TestPrepareMountsOverlay(t *testing.T) {
 		}
 	}
 }
+
+// A running container's rootfs is an overlay of the store's own layers,
+// mounted below the root: Usage must not count it (nor a tmpfs there).
+func TestUsageSkipsMountsBelowRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting overlayfs needs root")
+	}
+	reg := newRegistry(t)
+	ref := reg.push(t, "test/two:v1", twoLayerImage(t))
+	s := openStore(t, Config{})
+	ctx := t.Context()
+	if _, err := s.Pull(ctx, ref, PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := s.Usage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := s.Prepare(ctx, "c-usage", ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootfs := filepath.Join(s.cfg.Root, "runtime", "c-usage", "rootfs")
+	shm := filepath.Join(s.cfg.Root, "runtime", "c-usage", "shm")
+	for _, d := range []string{rootfs, shm} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := ms[0]
+	if err := unix.Mount(m.Source, rootfs, m.Type, 0, strings.Join(m.Options, ",")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(rootfs, unix.MNT_DETACH) })
+	if err := unix.Mount("shm", shm, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(shm, unix.MNT_DETACH) })
+	if err := os.WriteFile(filepath.Join(shm, "big"), make([]byte, 512<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	after, err := s.Usage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The snapshot dirs and the two mount points are new; the merged view
+	// (every file of the image again) and the tmpfs file are not counted.
+	if after.Inodes-before.Inodes > 12 || after.Bytes-before.Bytes > 64<<10 {
+		t.Errorf("usage grew from %+v to %+v with a rootfs mounted below the root", before, after)
+	}
+	if du := duRoot(t, s.cfg.Root); du.Inodes != after.Inodes || du.Bytes != after.Bytes {
+		t.Errorf("usage %+v, du -x says %+v", after, du)
+	}
+}

@@ -13,11 +13,18 @@ import (
 )
 
 // Usage reports the bytes and inodes the store occupies, counted as
-// `du -sb` and `du --inodes` count them: apparent sizes of every file,
-// directory and symlink, hard links once.
+// `du -sxb` and `du -sx --inodes` count them: apparent sizes of every file,
+// directory and symlink, hard links once, on the root's filesystem only.
+// The root also holds the mount points of running containers' rootfs
+// (overlays of these same layers) and pods' /dev/shm: counting them would
+// count the layers again, once per running container.
 func (s *Store) Usage(ctx context.Context) (Usage, error) {
 	root, err := filepath.EvalSymlinks(s.cfg.Root)
 	if err != nil {
+		return Usage{}, fmt.Errorf("image store usage: %w", err)
+	}
+	var rootSt syscall.Stat_t
+	if err := syscall.Stat(root, &rootSt); err != nil {
 		return Usage{}, fmt.Errorf("image store usage: %w", err)
 	}
 	u := Usage{}
@@ -44,6 +51,12 @@ func (s *Store) Usage(ctx context.Context) (Usage, error) {
 		st, ok := fi.Sys().(*syscall.Stat_t)
 		if !ok {
 			return fmt.Errorf("stat %s: no unix stat", path)
+		}
+		if st.Dev != rootSt.Dev {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
 		}
 		if st.Nlink > 1 && !fi.IsDir() {
 			k := inode{uint64(st.Dev), st.Ino}

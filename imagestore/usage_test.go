@@ -7,7 +7,8 @@ import (
 	"testing"
 )
 
-// duRoot runs du(1) on root: the figures Usage must agree with.
+// duRoot runs du(1) on root, staying on its filesystem (-x): the figures
+// Usage must agree with.
 func duRoot(t *testing.T, root string) Usage {
 	t.Helper()
 	field := func(args ...string) uint64 {
@@ -21,5 +22,5 @@ func duRoot(t *testing.T, root string) Usage {
 		}
 		return n
 	}
-	return Usage{Bytes: field("-sb"), Inodes: field("-s", "--inodes")}
+	return Usage{Bytes: field("-sxb"), Inodes: field("-sx", "--inodes")}
 }
