@@ -222,9 +222,11 @@ func TestCRIImageService(t *testing.T) {
 	if err != nil || len(list.Images) != 0 {
 		t.Fatalf("ListImages after removing all = %v, %v", list.GetImages(), err)
 	}
-	// Nothing of the images is left on disk: no layers, no blobs.
-	if n := countFiles(t, filepath.Join(d.Root)); n > 20 {
-		t.Errorf("%d files left under the root after removing every image", n)
+	// Nothing of the images is left on disk: no blob, no unpacked layer.
+	for _, dir := range []string{"blobs", "layers"} {
+		if n := countFiles(t, filepath.Join(d.Root, dir)); n != 0 {
+			t.Errorf("%d files left in %s after removing every image", n, dir)
+		}
 	}
 }
 
