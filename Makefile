@@ -9,6 +9,10 @@ SHELL := /usr/bin/env bash
 
 GO      ?= go
 BIN     := $(CURDIR)/bin
+# berth-runc: libseccomp and glibc linked in, no NSS (pure-Go user and DNS
+# lookups), so nothing is loaded at start.
+RUNC_TAGS    := seccomp netgo osusergo
+RUNC_LDFLAGS := -extldflags -static
 OUT     := $(CURDIR)/_output
 TOOLS   := $(OUT)/tools
 CNI_BIN := $(OUT)/cni/bin
@@ -69,8 +73,10 @@ build: cni-plugins ## build bin/berthd, bin/berth, bin/berth-shim, bin/berth-run
 	@# The long-lived per-container monitor is pure Go and small; it runs
 	@# berth-runc, next to it, for every libcontainer operation.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/berth-shim ./cmd/berth-shim
-	@# berth-runc links libcontainer: cgo, nsenter and seccomp (libseccomp-dev).
-	CGO_ENABLED=1 $(GO) build -tags seccomp -trimpath -ldflags '-s -w' -o $(BIN)/berth-runc ./cmd/berth-runc
+	@# berth-runc links libcontainer: cgo, nsenter and seccomp (libseccomp-dev),
+	@# statically (it starts twice per container; keep in sync with
+	@# internal/shimbuild).
+	CGO_ENABLED=1 $(GO) build -tags '$(RUNC_TAGS)' -trimpath -ldflags "-s -w $(RUNC_LDFLAGS)" -o $(BIN)/berth-runc ./cmd/berth-runc
 
 .PHONY: test
 test: deps build verify test-unit test-e2e critest ## everything CI runs: deps, build, verify, unit + root tests, e2e, critest

@@ -5,6 +5,12 @@
 //
 //	berth-shim run --id ID --bundle DIR --state-dir DIR [--log-path FILE] [--stdin] [--create-only] [--runc FILE]
 //	berth-shim pause
+//
+// containermaxprocs=0: lean sets GOMAXPROCS itself, so the runtime's
+// start-up probe of the cgroup CPU limit (which parses
+// /proc/self/mountinfo) is wasted work on every container's start path.
+
+//go:debug containermaxprocs=0
 package main
 
 import (

@@ -201,13 +201,16 @@ TOML
 }
 
 # ct_berthd DIR: starts berthd on DIR/root and DIR/run with the mirrors and
-# CNI; its CRI socket is BERTH_SOCK.
+# CNI; its CRI socket is BERTH_SOCK. BERTHD_ARGS adds flags (for example
+# "--log-level debug" for the per-step timings of pod and container creation).
 ct_berthd() {
 	local d="$1"
 	mkdir -p "$d"
 	: >"$d/berthd.toml"
 	local args=(--root "$d/root" --state "$d/run" --config "$d/berthd.toml" --registry-config-dir "$HOSTS_DIR"
 		--cni-conf-dir "$CNI_CONF" --cni-bin-dir "$CNI_BIN")
+	# shellcheck disable=SC2206 # word splitting of the extra flags is wanted
+	args+=(${BERTHD_ARGS:-})
 	ct_start "$d/berthd.log" "$BIN/berthd" "${args[@]}"
 	BERTHD_PID=$LAST_PID
 	BERTH_SOCK="$d/run/berth.sock"

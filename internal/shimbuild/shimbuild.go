@@ -34,7 +34,8 @@ func Build(dir string) (string, error) {
 	} else {
 		s := exec.Command("go", "build", "-o", shim, "github.com/berth-dev/berth/cmd/berth-shim")
 		s.Env = append(os.Environ(), "CGO_ENABLED=0")
-		r := exec.Command("go", "build", "-tags", "seccomp", "-o", runc, "github.com/berth-dev/berth/cmd/berth-runc")
+		// As the Makefile builds it: static, see cmd/berth-runc.
+		r := exec.Command("go", "build", "-tags", "seccomp netgo osusergo", "-ldflags", "-extldflags -static", "-o", runc, "github.com/berth-dev/berth/cmd/berth-runc")
 		r.Env = append(os.Environ(), "CGO_ENABLED=1")
 		cmds = append(cmds, s, r)
 	}
