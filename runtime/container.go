@@ -147,8 +147,8 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 		}
 	}
 	st.done("bundle")
-	cl, err := shim.Start(ctx, shim.StartOptions{
-		Binary: m.cfg.ShimBinary, ID: cfg.ID, Bundle: dir, StateDir: c.rec.ShimDir,
+	cl, err := m.launcher.Start(ctx, shim.StartOptions{
+		ID: cfg.ID, Bundle: dir, StateDir: c.rec.ShimDir,
 		LogPath: cfg.LogPath, Stdin: cfg.Stdin, CreateOnly: true,
 	})
 	if err != nil {

@@ -25,6 +25,8 @@ type Manager struct {
 	oomFloor int
 	cgroupV2 bool
 	warmer   *migrationWarmer
+	// launcher starts the containers' shims, with one kept on standby.
+	launcher *shim.Launcher
 
 	// mu guards the maps and every record's fields.
 	mu         sync.Mutex
@@ -111,6 +113,7 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 		containers: map[string]*container{},
 		closed:     make(chan struct{}),
 		warmer:     newMigrationWarmer(),
+		launcher:   shim.NewLauncher(cfg.ShimBinary),
 	}
 	if cfg.OOMScoreAdjFloor != nil {
 		m.oomFloor = *cfg.OOMScoreAdjFloor
@@ -265,6 +268,7 @@ func (m *Manager) loadContainers(ctx context.Context) error {
 // running and a later Open finds them.
 func (m *Manager) Close() error {
 	m.closeOnce.Do(func() { close(m.closed) })
+	m.launcher.Close()
 	m.watchers.Wait()
 	m.events.closeAll()
 	return nil

@@ -4,6 +4,7 @@
 // libcontainer it runs berth-runc, found next to it unless --runc says.
 //
 //	berth-shim run --id ID --bundle DIR --state-dir DIR [--log-path FILE] [--stdin] [--create-only] [--runc FILE]
+//	berth-shim run --standby [--runc FILE]   (the rest as a wire.Job line on fd 4)
 //	berth-shim pause
 //
 // containermaxprocs=0: lean sets GOMAXPROCS itself, so the runtime's
@@ -14,14 +15,19 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
 	"runtime/debug"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/berth-dev/berth/runtime/shim/monitor"
+	"github.com/berth-dev/berth/runtime/shim/wire"
 )
 
 func main() {
@@ -56,8 +62,20 @@ func run(args []string) int {
 	fs.BoolVar(&o.CreateOnly, "create-only", false, "wait for a start request before running the process")
 	fs.StringVar(&o.Runc, "runc", "", "berth-runc executable (default: next to berth-shim)")
 	ready := fs.Bool("ready-fd", false, "report readiness on fd 3")
+	standby := fs.Bool("standby", false, "wait for the container's options as a JSON line on fd 4 (implies --ready-fd)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *standby {
+		ok, err := awaitJob(&o)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "berth-shim: %v\n", err)
+			return 1
+		}
+		if !ok {
+			return 0
+		}
+		*ready = true
 	}
 	if o.Runc == "" {
 		o.Runc = runcBinary
@@ -73,6 +91,40 @@ func run(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// awaitJob reads the job of a standby shim from fd 4 into o and sends the
+// shim's output to the state directory's log, as a cold start's would go.
+// EOF (berthd closed the spare or died) is no job: false, nil.
+func awaitJob(o *monitor.Options) (bool, error) {
+	f := os.NewFile(4, "job")
+	b, err := io.ReadAll(f)
+	f.Close()
+	if err != nil {
+		return false, fmt.Errorf("read job: %w", err)
+	}
+	if len(b) == 0 {
+		return false, nil
+	}
+	var j wire.Job
+	if err := json.Unmarshal(b, &j); err != nil {
+		return false, fmt.Errorf("decode job: %w", err)
+	}
+	o.ID, o.Bundle, o.StateDir, o.LogPath, o.Stdin, o.CreateOnly = j.ID, j.Bundle, j.StateDir, j.LogPath, j.Stdin, j.CreateOnly
+	if o.StateDir == "" {
+		return false, fmt.Errorf("job without a state dir")
+	}
+	logf, err := os.OpenFile(filepath.Join(o.StateDir, wire.LogName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return false, fmt.Errorf("open shim log: %w", err)
+	}
+	defer logf.Close()
+	for _, fd := range []int{1, 2} {
+		if err := unix.Dup3(int(logf.Fd()), fd, 0); err != nil {
+			return false, fmt.Errorf("redirect output to the shim log: %w", err)
+		}
+	}
+	return true, nil
 }
 
 // lean tunes the Go runtime for a monitor that idles for its container's

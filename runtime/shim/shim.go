@@ -59,66 +59,126 @@ type Client struct {
 	shimPid  int
 }
 
-// Start launches the shim, which creates the container (and starts it
+// Start launches a new shim, which creates the container (and starts it
 // unless CreateOnly), and returns once the shim's socket serves. The shim
-// runs in its own session and keeps running when berthd exits.
+// runs in its own session and keeps running when berthd exits. A
+// Launcher does the same with a shim started ahead of need.
 func Start(ctx context.Context, o StartOptions) (*Client, error) {
+	if err := o.prepare(); err != nil {
+		return nil, err
+	}
+	p, err := spawn(o.Binary, &o)
+	if err != nil {
+		return nil, fmt.Errorf("start shim for %s: %w", o.ID, err)
+	}
+	return p.await(ctx, o)
+}
+
+// prepare checks o and makes the state directory.
+func (o *StartOptions) prepare() error {
 	if o.Binary == "" || o.ID == "" || o.Bundle == "" || o.StateDir == "" {
-		return nil, fmt.Errorf("start shim: binary, id, bundle and state dir are required: %w", errdefs.ErrInvalidArgument)
+		return fmt.Errorf("start shim: binary, id, bundle and state dir are required: %w", errdefs.ErrInvalidArgument)
 	}
 	if len(filepath.Join(o.StateDir, wire.SocketName)) > 107 {
-		return nil, fmt.Errorf("start shim for %s: state dir %s too long for a unix socket: %w", o.ID, o.StateDir, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("start shim for %s: state dir %s too long for a unix socket: %w", o.ID, o.StateDir, errdefs.ErrInvalidArgument)
 	}
 	if err := os.MkdirAll(o.StateDir, 0o711); err != nil {
-		return nil, fmt.Errorf("start shim for %s: %w", o.ID, err)
+		return fmt.Errorf("start shim for %s: %w", o.ID, err)
 	}
-	logPath := filepath.Join(o.StateDir, wire.LogName)
-	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("start shim for %s: open shim log: %w", o.ID, err)
-	}
-	defer logf.Close()
+	return nil
+}
+
+// proc is a started berth-shim: its ready pipe and, for a standby one,
+// the pipe it reads its job from.
+type proc struct {
+	cmd   *exec.Cmd
+	ready *os.File
+	job   *os.File
+	// exited is closed once the process is reaped.
+	exited chan struct{}
+}
+
+// spawn starts berth-shim in its own session: for o's container, or with
+// o nil on standby (reading a wire.Job on fd 4, output discarded until it
+// opens the shim log of its job).
+func spawn(binary string, o *StartOptions) (*proc, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
-		return nil, fmt.Errorf("start shim for %s: %w", o.ID, err)
+		return nil, err
 	}
-	args := []string{"run", "--id", o.ID, "--bundle", o.Bundle, "--state-dir", o.StateDir, "--ready-fd"}
-	if o.LogPath != "" {
-		args = append(args, "--log-path", o.LogPath)
+	defer w.Close()
+	p := &proc{ready: r, exited: make(chan struct{})}
+	var cmd *exec.Cmd
+	if o == nil {
+		jr, jw, err := os.Pipe()
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		defer jr.Close()
+		p.job = jw
+		cmd = exec.Command(binary, "run", "--standby", "--ready-fd")
+		cmd.ExtraFiles = []*os.File{w, jr}
+	} else {
+		logf, err := os.OpenFile(filepath.Join(o.StateDir, wire.LogName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		if err != nil {
+			r.Close()
+			return nil, fmt.Errorf("open shim log: %w", err)
+		}
+		defer logf.Close()
+		args := []string{"run", "--id", o.ID, "--bundle", o.Bundle, "--state-dir", o.StateDir, "--ready-fd"}
+		if o.LogPath != "" {
+			args = append(args, "--log-path", o.LogPath)
+		}
+		if o.Stdin {
+			args = append(args, "--stdin")
+		}
+		if o.CreateOnly {
+			args = append(args, "--create-only")
+		}
+		cmd = exec.Command(binary, args...)
+		cmd.Stdout = logf
+		cmd.Stderr = logf
+		cmd.ExtraFiles = []*os.File{w}
 	}
-	if o.Stdin {
-		args = append(args, "--stdin")
-	}
-	if o.CreateOnly {
-		args = append(args, "--create-only")
-	}
-	cmd := exec.Command(o.Binary, args...)
 	cmd.Dir = "/"
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	cmd.ExtraFiles = []*os.File{w}
 	// Its own session: no signal aimed at berthd's process group or
 	// terminal reaches the shim.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
-	w.Close()
-	if err != nil {
-		r.Close()
-		return nil, fmt.Errorf("start shim for %s: %w", o.ID, err)
+	if err := cmd.Start(); err != nil {
+		p.close()
+		return nil, err
 	}
+	p.cmd = cmd
 	// Reap the shim if it exits while berthd lives; after a berthd restart
 	// it is re-parented and someone else reaps it.
-	go func() { _ = cmd.Wait() }()
+	go func() {
+		_ = cmd.Wait()
+		close(p.exited)
+	}()
+	return p, nil
+}
 
+// close drops berthd's ends of the pipes; a standby shim then exits.
+func (p *proc) close() {
+	p.ready.Close()
+	if p.job != nil {
+		p.job.Close()
+	}
+}
+
+// await reads the shim's ready line and returns its Client.
+func (p *proc) await(ctx context.Context, o StartOptions) (*Client, error) {
 	type result struct {
 		ready wire.Ready
 		err   error
 	}
 	ch := make(chan result, 1)
-	// The reader owns r: after a cancellation it still needs the answer.
+	// The reader owns the pipe: after a cancellation it still needs the
+	// answer.
 	go func() {
-		defer r.Close()
-		line, err := bufio.NewReader(r).ReadBytes('\n')
+		defer p.close()
+		line, err := bufio.NewReader(p.ready).ReadBytes('\n')
 		if err != nil {
 			ch <- result{err: err}
 			return
@@ -149,12 +209,12 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 		return nil, fmt.Errorf("start shim for %s: %w", o.ID, ctx.Err())
 	}
 	if res.err != nil {
-		return nil, fmt.Errorf("start shim for %s: shim exited before it was ready: %w: %s", o.ID, errdefs.ErrUnavailable, tail(logPath))
+		return nil, fmt.Errorf("start shim for %s: shim exited before it was ready: %w: %s", o.ID, errdefs.ErrUnavailable, tail(filepath.Join(o.StateDir, wire.LogName)))
 	}
 	if res.ready.Error != "" {
 		return nil, fmt.Errorf("start shim for %s: %w", o.ID, wire.Error(res.ready.Error, res.ready.Class))
 	}
-	return &Client{stateDir: o.StateDir, pid: res.ready.Pid, shimPid: cmd.Process.Pid}, nil
+	return &Client{stateDir: o.StateDir, pid: res.ready.Pid, shimPid: p.cmd.Process.Pid}, nil
 }
 
 // tail returns the last line of the shim's log, where it reports errors

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -180,12 +181,24 @@ type ctr struct {
 
 func start(t *testing.T, name string, args []string, o shim.StartOptions, mutate ...func(*specs.Spec)) ctr {
 	t.Helper()
+	return startWith(t, nil, name, args, o, mutate...)
+}
+
+// startWith is start through l, or the cold way when l is nil.
+func startWith(t *testing.T, l *shim.Launcher, name string, args []string, o shim.StartOptions, mutate ...func(*specs.Spec)) ctr {
+	t.Helper()
 	c := ctr{bundle: bundle(t, name, args, mutate...), state: filepath.Join(testRoot, "s", name), log: filepath.Join(testRoot, "logs", name+".log")}
 	if err := os.MkdirAll(filepath.Dir(c.log), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	o.Binary, o.ID, o.Bundle, o.StateDir, o.LogPath = shimBinary, name, c.bundle, c.state, c.log
-	cl, err := shim.Start(t.Context(), o)
+	var cl *shim.Client
+	var err error
+	if l != nil {
+		cl, err = l.Start(t.Context(), o)
+	} else {
+		cl, err = shim.Start(t.Context(), o)
+	}
 	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -892,4 +905,88 @@ func BenchmarkShimRSS(b *testing.B) {
 	sort.Ints(anon)
 	b.ReportMetric(float64(kb[len(kb)/2]), "KiB-shim-rss")
 	b.ReportMetric(float64(anon[len(anon)/2]), "KiB-shim-anon")
+}
+
+// spares lists this process's berth-shim children on standby: started
+// with --standby and not yet given a job (which sends their output to the
+// state directory's log instead of /dev/null).
+func spares(t *testing.T) []int {
+	t.Helper()
+	var pids []int
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		pid, _ := strconv.Atoi(filepath.Base(p))
+		cmd, _ := os.ReadFile(p + "/cmdline")
+		stat, _ := os.ReadFile(p + "/stat")
+		if len(stat) == 0 || !alive(pid) {
+			continue
+		}
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		out, _ := os.Readlink(p + "/fd/1")
+		if len(f) > 1 && f[1] == strconv.Itoa(os.Getpid()) && strings.Contains(string(cmd), "--standby") && out == os.DevNull {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// TestLauncherUsesSpareShim: after a first (cold) start the Launcher keeps
+// one shim on standby; the next container is created by that process, runs
+// and logs as a cold one does; a spare killed on standby is replaced by a
+// cold start; Close ends the spare and leaves the containers' shims alone.
+func TestLauncherUsesSpareShim(t *testing.T) {
+	needRoot(t)
+	l := shim.NewLauncher(shimBinary)
+	defer l.Close()
+	if got := spares(t); len(got) != 0 {
+		t.Fatalf("spares before any start: %v", got)
+	}
+	first := startWith(t, l, "cold", []string{"sleep", "1000"}, shim.StartOptions{})
+	var spare []int
+	waitFor(t, 5*time.Second, func() bool { spare = spares(t); return len(spare) == 1 })
+	if spare[0] == first.ShimPid() {
+		t.Fatalf("the first container's shim %d is on standby", spare[0])
+	}
+
+	c := startWith(t, l, "warm", []string{"sh", "-c", "echo from-spare; exit 7"}, shim.StartOptions{CreateOnly: true})
+	if c.ShimPid() != spare[0] {
+		t.Fatalf("container's shim is %d, want the spare %d", c.ShimPid(), spare[0])
+	}
+	if err := c.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if e := wait(t, c); e.Code != 7 {
+		t.Fatalf("exit = %+v, want code 7", e)
+	}
+	if got := readLog(t, c.log); !slices.Equal(got, []string{"stdout F from-spare"}) {
+		t.Fatalf("log = %q", got)
+	}
+	if fi, err := os.Stat(filepath.Join(c.state, wire.LogName)); err != nil || !fi.Mode().IsRegular() {
+		t.Fatalf("the spare's shim log in its state dir: %v", err)
+	}
+
+	// A spare that died on standby: the next start goes cold.
+	waitFor(t, 5*time.Second, func() bool { spare = spares(t); return len(spare) == 1 })
+	if err := syscall.Kill(spare[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return !alive(spare[0]) })
+	c3 := startWith(t, l, "after-kill", []string{"sleep", "1000"}, shim.StartOptions{})
+	if c3.ShimPid() == spare[0] {
+		t.Fatal("started on the killed spare")
+	}
+	if st, err := c3.State(t.Context()); err != nil || st.Status != "running" {
+		t.Fatalf("state after a dead spare = %+v, %v", st, err)
+	}
+
+	waitFor(t, 5*time.Second, func() bool { spare = spares(t); return len(spare) == 1 })
+	l.Close()
+	if alive(spare[0]) {
+		t.Fatalf("spare %d survives Close", spare[0])
+	}
+	for _, x := range []ctr{first, c3} {
+		if !alive(x.ShimPid()) {
+			t.Fatalf("Close ended container shim %d", x.ShimPid())
+		}
+	}
 }

@@ -220,6 +220,18 @@ type Ready struct {
 	Class string `json:"class,omitempty"`
 }
 
+// Job is the one line a standby shim (berth-shim run --standby) reads on
+// fd 4: the container it is to create, as a cold start's flags say. EOF
+// instead of a job makes it exit: berthd closed it or died.
+type Job struct {
+	ID         string `json:"id"`
+	Bundle     string `json:"bundle"`
+	StateDir   string `json:"state_dir"`
+	LogPath    string `json:"log_path,omitempty"`
+	Stdin      bool   `json:"stdin,omitempty"`
+	CreateOnly bool   `json:"create_only,omitempty"`
+}
+
 // Frame kinds.
 const (
 	FrameStdin      byte = 1 // client -> shim
