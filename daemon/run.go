@@ -108,6 +108,13 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	} else if len(gone) > 0 {
 		log.InfoContext(ctx, "released the networks of unknown pods", "pods", gone)
 	}
+	// Snapshots of containers that never got a record (berthd died inside
+	// CreateContainer) would hold their disk space forever.
+	if gone, err := cri.SweepSnapshots(ctx, store, rt); err != nil {
+		log.WarnContext(ctx, "remove the snapshots of unknown containers", "removed", gone, "error", err)
+	} else if len(gone) > 0 {
+		log.InfoContext(ctx, "removed the snapshots of unknown containers", "snapshots", gone)
+	}
 	allCaps, err := spec.CurrentCapabilities()
 	if err != nil {
 		return fmt.Errorf("read berthd's capabilities: %w", err)

@@ -280,6 +280,19 @@ func (s *Store) View(ctx context.Context, id, image string) ([]Mount, error) {
 	return toMounts(ms), nil
 }
 
+// Snapshots returns the IDs of every snapshot.
+func (s *Store) Snapshots(_ context.Context) ([]string, error) {
+	infos, err := s.snaps.List()
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(infos))
+	for _, i := range infos {
+		ids = append(ids, i.ID)
+	}
+	return ids, nil
+}
+
 // RemoveSnapshot removes a snapshot; a missing one is not an error.
 func (s *Store) RemoveSnapshot(ctx context.Context, id string) error {
 	if err := s.snaps.Remove(id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {

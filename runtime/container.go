@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/berth-dev/berth/internal/atomicfile"
 	"github.com/berth-dev/berth/internal/logctx"
 	"github.com/berth-dev/berth/runtime/shim"
 	"github.com/berth-dev/berth/runtime/shim/wire"
@@ -102,7 +104,7 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
 	st.done("mkdir")
-	if err := m.saveContainer(c); err != nil {
+	if err := m.noteContainer(c); err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
 	st.done("save-pending")
@@ -138,7 +140,13 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
 	st.done("spec")
-	if err := writeJSON(filepath.Join(dir, "config.json"), oci); err != nil {
+	// Read by the shim at once and by Exec later, never after a reboot:
+	// not synced, and compact.
+	b, err := json.Marshal(oci)
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: encode bundle: %w", cfg.ID, err)
+	}
+	if err := atomicfile.Replace(filepath.Join(dir, "config.json"), b, 0o600); err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
 	if cfg.LogPath != "" {

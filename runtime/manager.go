@@ -160,7 +160,7 @@ func (m *Manager) loadSandboxes(ctx context.Context) error {
 		}
 		s := &sandbox{dir: m.sandboxDir(id)}
 		err := readJSON(filepath.Join(s.dir, "sandbox.json"), &s.rec)
-		if errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, errUnsynced) {
 			// Died before its first record: nothing but the directory.
 			_ = os.RemoveAll(s.dir)
 			continue
@@ -211,7 +211,7 @@ func (m *Manager) loadContainers(ctx context.Context) error {
 		}
 		c := &container{exited: make(chan struct{})}
 		err := readJSON(filepath.Join(m.containerDir(id), "container.json"), &c.rec)
-		if errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, errUnsynced) {
 			_ = os.RemoveAll(m.containerDir(id))
 			continue
 		}
@@ -277,18 +277,30 @@ func (m *Manager) Close() error {
 // CgroupDriver reports the driver in use ("cgroupfs" or "systemd").
 func (m *Manager) CgroupDriver() string { return m.cfg.CgroupDriver }
 
-func (m *Manager) saveSandbox(s *sandbox) error {
+// saveSandbox writes the pod's record durably; noteSandbox only
+// atomically, for the records of a creation under way (see writeJSON).
+func (m *Manager) saveSandbox(s *sandbox) error { return m.writeSandbox(s, writeJSON) }
+
+func (m *Manager) noteSandbox(s *sandbox) error { return m.writeSandbox(s, noteJSON) }
+
+func (m *Manager) writeSandbox(s *sandbox, write func(string, any) error) error {
 	m.mu.Lock()
 	rec := s.rec
 	m.mu.Unlock()
-	return writeJSON(filepath.Join(s.dir, "sandbox.json"), rec)
+	return write(filepath.Join(s.dir, "sandbox.json"), rec)
 }
 
-func (m *Manager) saveContainer(c *container) error {
+// saveContainer and noteContainer are saveSandbox and noteSandbox for a
+// container.
+func (m *Manager) saveContainer(c *container) error { return m.writeContainer(c, writeJSON) }
+
+func (m *Manager) noteContainer(c *container) error { return m.writeContainer(c, noteJSON) }
+
+func (m *Manager) writeContainer(c *container, write func(string, any) error) error {
 	m.mu.Lock()
 	rec := c.rec
 	m.mu.Unlock()
-	return writeJSON(filepath.Join(m.containerDir(rec.ID), "container.json"), rec)
+	return write(filepath.Join(m.containerDir(rec.ID), "container.json"), rec)
 }
 
 // lookup finds the one key of ids equal to id or starting with it.

@@ -969,6 +969,49 @@ func TestOpenUndoesPendingCreations(t *testing.T) {
 	}
 }
 
+// TestOpenDropsUnsyncedRecords: pending records are not synced, so after a
+// power loss they may be empty or zeros. Open removes such records'
+// directories instead of refusing to start; a record with other garbage
+// is still data loss.
+func TestOpenDropsUnsyncedRecords(t *testing.T) {
+	needRoot(t)
+	cfg := testConfig()
+	cfg.Root = t.TempDir()
+	ids := []string{strings.Repeat("a", 64), strings.Repeat("b", 64)}
+	files := []string{
+		filepath.Join(cfg.Root, "containers", ids[0], "container.json"),
+		filepath.Join(cfg.Root, "sandboxes", ids[1], "sandbox.json"),
+	}
+	for i, f := range files {
+		if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		// Empty, as ext4 leaves an unsynced new file; zeros, as XFS may.
+		if err := os.WriteFile(f, make([]byte, i*300), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := berthruntime.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("Open with unsynced records: %v", err)
+	}
+	m.Close()
+	for _, f := range files {
+		if _, err := os.Stat(filepath.Dir(f)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: %v, want the directory removed", filepath.Dir(f), err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(files[0]), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(files[0], []byte("{\"ID\": tor"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := berthruntime.Open(t.Context(), cfg); !errdefs.IsDataLoss(err) {
+		t.Fatalf("Open with a torn durable record = %v, want data loss", err)
+	}
+}
+
 func TestUserNamespacePod(t *testing.T) {
 	needRoot(t)
 	m := openManager(t)

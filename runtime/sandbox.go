@@ -200,7 +200,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		s.rec.CgroupDirs = missingCgroupDirs(cg.GetPaths())
 	}
 	st.done("cgroup-manager")
-	if err := m.saveSandbox(s); err != nil {
+	if err := m.noteSandbox(s); err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
 	st.done("save-pending")
@@ -233,7 +233,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		m.mu.Unlock()
 		// Recorded at once: a crash from here on must still find the
 		// holder to kill.
-		return pid, m.saveSandbox(s)
+		return pid, m.noteSandbox(s)
 	}
 	if cfg.UserNS != nil {
 		if err := m.userNamespaces(s, pin, withPause, startPause); err != nil {
