@@ -419,15 +419,15 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 	if state != ContainerCreated || cl == nil {
 		return fmt.Errorf("start container %s: it is %s: %w", c.rec.ID, state, errdefs.ErrFailedPrecondition)
 	}
-	if err := cl.Start(ctx); err != nil {
+	st, err := cl.Start(ctx)
+	if err != nil {
 		return fmt.Errorf("start container %s: %w", c.rec.ID, err)
 	}
-	st, err := cl.State(ctx)
 	m.mu.Lock()
 	if c.rec.State == ContainerCreated {
 		c.rec.State = ContainerRunning
-		if err == nil {
-			c.rec.StartedAt = st.StartedAt
+		c.rec.StartedAt = st.StartedAt
+		if st.Pid != 0 {
 			c.rec.Pid = st.Pid
 		}
 		if c.rec.StartedAt.IsZero() {

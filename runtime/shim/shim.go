@@ -331,10 +331,17 @@ func (c *Client) State(ctx context.Context) (wire.State, error) {
 	return *resp.State, nil
 }
 
-// Start runs the process of a container created with CreateOnly.
-func (c *Client) Start(ctx context.Context) error {
-	_, err := c.call(ctx, wire.Request{Op: wire.OpStart})
-	return err
+// Start runs the process of a container created with CreateOnly and
+// returns the container's state after it.
+func (c *Client) Start(ctx context.Context) (wire.State, error) {
+	resp, err := c.call(ctx, wire.Request{Op: wire.OpStart})
+	if err != nil {
+		return wire.State{}, err
+	}
+	if resp.State == nil {
+		return c.State(ctx)
+	}
+	return *resp.State, nil
 }
 
 // Signal sends sig to the container's init. SIGKILL of a container without

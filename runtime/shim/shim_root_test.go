@@ -355,7 +355,7 @@ func TestCreateOnlyThenStart(t *testing.T) {
 	if _, err := shim.ReadExit(c.state); !errdefs.IsNotFound(err) {
 		t.Fatalf("ReadExit before start = %v, want not found", err)
 	}
-	if err := c.Start(t.Context()); err != nil {
+	if _, err := c.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if e := wait(t, c); e.Code != 0 {
@@ -364,7 +364,7 @@ func TestCreateOnlyThenStart(t *testing.T) {
 	if l := readLog(t, c.log); !contains(l, "stdout F started") {
 		t.Fatalf("log = %q", l)
 	}
-	if err := c.Start(t.Context()); !errdefs.IsFailedPrecondition(err) {
+	if _, err := c.Start(t.Context()); !errdefs.IsFailedPrecondition(err) {
 		t.Fatalf("second start = %v, want failed precondition", err)
 	}
 }
@@ -380,7 +380,7 @@ func TestStartedContainerIsRunningForLibcontainer(t *testing.T) {
 	if _, err := os.Stat(fifo); err != nil {
 		t.Fatalf("created container has no exec fifo: %v", err)
 	}
-	if err := c.Start(t.Context()); err != nil {
+	if _, err := c.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(fifo); !os.IsNotExist(err) {
@@ -413,7 +413,7 @@ func TestStartAfterInitDied(t *testing.T) {
 	wait(t, c)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	if err := c.Start(ctx); !errdefs.IsFailedPrecondition(err) {
+	if _, err := c.Start(ctx); !errdefs.IsFailedPrecondition(err) {
 		t.Fatalf("start after the init died = %v, want failed precondition", err)
 	}
 }
@@ -952,7 +952,7 @@ func TestLauncherUsesSpareShim(t *testing.T) {
 	if c.ShimPid() != spare[0] {
 		t.Fatalf("container's shim is %d, want the spare %d", c.ShimPid(), spare[0])
 	}
-	if err := c.Start(t.Context()); err != nil {
+	if _, err := c.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if e := wait(t, c); e.Code != 7 {

@@ -63,7 +63,11 @@ func (m *monitor) do(req wire.Request) (wire.Response, error) {
 		s := m.state()
 		return wire.Response{State: &s}, nil
 	case wire.OpStart:
-		return wire.Response{Pid: m.pid}, m.start()
+		// The state comes along: berthd records the start time and PID
+		// without a second request.
+		err := m.start()
+		st := m.state()
+		return wire.Response{Pid: st.Pid, State: &st}, err
 	case wire.OpSignal:
 		return wire.Response{}, m.signal(unix.Signal(req.Signal))
 	case wire.OpResize:
