@@ -77,6 +77,14 @@ func run(args []string) int {
 		}
 		*ready = true
 	}
+	// The ready and job pipes came without close-on-exec: keep them out
+	// of berth-runc and everything it starts.
+	if *ready || *standby {
+		unix.CloseOnExec(3)
+	}
+	if *standby {
+		unix.CloseOnExec(4)
+	}
 	if o.Runc == "" {
 		o.Runc = runcBinary
 		if self, err := os.Executable(); err == nil {

@@ -493,9 +493,26 @@ func TestExecTTY(t *testing.T) {
 	}
 }
 
+// TestTerminalContainerAttachAndResize runs with a cold shim and with a
+// spare one.
 func TestTerminalContainerAttachAndResize(t *testing.T) {
 	needRoot(t)
-	c := start(t, "tty", []string{"sh"}, shim.StartOptions{Stdin: true}, func(s *specs.Spec) {
+	t.Run("cold", func(t *testing.T) { testTerminal(t, nil, "tty") })
+	t.Run("spare", func(t *testing.T) { testTerminal(t, warmLauncher(t), "tty-spare") })
+}
+
+// warmLauncher returns a Launcher with a spare shim on standby.
+func warmLauncher(t *testing.T) *shim.Launcher {
+	t.Helper()
+	l := shim.NewLauncher(shimBinary)
+	t.Cleanup(l.Close)
+	startWith(t, l, strings.NewReplacer("/", "-").Replace(t.Name())+"-warmup", []string{"true"}, shim.StartOptions{})
+	waitFor(t, 5*time.Second, func() bool { return len(spares(t)) == 1 })
+	return l
+}
+
+func testTerminal(t *testing.T, l *shim.Launcher, name string) {
+	c := startWith(t, l, name, []string{"sh"}, shim.StartOptions{Stdin: true}, func(s *specs.Spec) {
 		s.Process.Terminal = true
 	})
 	if err := c.Resize(t.Context(), wire.Size{Width: 77, Height: 22}); err != nil {
