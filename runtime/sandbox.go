@@ -244,6 +244,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		pin.Then = func() error {
 			// The network namespace is pinned and its loopback up: CNI
 			// can attach it while the rest is made.
+			st.done("netns")
 			att.start(ctx)
 			if !withPause {
 				return nil
