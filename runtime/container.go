@@ -157,7 +157,7 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	st.done("bundle")
 	cl, err := m.launcher.Start(ctx, shim.StartOptions{
 		ID: cfg.ID, Bundle: dir, StateDir: c.rec.ShimDir,
-		LogPath: cfg.LogPath, Stdin: cfg.Stdin, CreateOnly: true,
+		LogPath: cfg.LogPath, Stdin: cfg.Stdin, StdinOnce: cfg.Stdin && cfg.StdinOnce, CreateOnly: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)

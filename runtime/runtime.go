@@ -18,16 +18,15 @@
 // "Unknown" (nothing can tell how it ended).
 //
 // Limits worth knowing:
-//   - With the systemd cgroup driver the pod's cgroup is left to the caller
-//     (the kubelet makes its slice) and the pause holder stays in berthd's.
+//   - Only the cgroupfs driver is implemented: Config.Validate refuses
+//     "systemd" with ErrNotImplemented (no systemd runs where this is built
+//     and tested, so that path could not be shown to work).
 //   - In a pod with a user namespace the rootfs is idmapped (each overlay
 //     lower dir, or a bind rootfs, through mount_setattr(MOUNT_ATTR_IDMAP);
 //     the upper dir's root is chowned to the pod's root), which needs a
 //     kernel and filesystem with idmapped mounts (UserNamespacesSupported).
 //     Config.Root and its parents must be traversable by others (0711): the
 //     container's runc reaches the rootfs as the mapped user.
-//   - ContainerConfig.StdinOnce is recorded only: the shim keeps stdin open
-//     after the first attach detaches.
 //
 // Errors are classified with github.com/containerd/errdefs: an unknown ID is
 // ErrNotFound, a duplicate name or ID ErrAlreadyExists, a bad input

@@ -3,7 +3,7 @@
 // libcontainer: build it with CGO_ENABLED=0. For the operations that need
 // libcontainer it runs berth-runc, found next to it unless --runc says.
 //
-//	berth-shim run --id ID --bundle DIR --state-dir DIR [--log-path FILE] [--stdin] [--create-only] [--runc FILE]
+//	berth-shim run --id ID --bundle DIR --state-dir DIR [--log-path FILE] [--stdin [--stdin-once]] [--create-only] [--runc FILE]
 //	berth-shim run --standby [--runc FILE]   (the rest as a wire.Job line on fd 4)
 //	berth-shim pause
 //
@@ -59,6 +59,7 @@ func run(args []string) int {
 	fs.StringVar(&o.StateDir, "state-dir", "", "state directory (socket, exit file)")
 	fs.StringVar(&o.LogPath, "log-path", "", "CRI log file")
 	fs.BoolVar(&o.Stdin, "stdin", false, "keep the container's stdin open for attach")
+	fs.BoolVar(&o.StdinOnce, "stdin-once", false, "close stdin when the first attach that streams it ends")
 	fs.BoolVar(&o.CreateOnly, "create-only", false, "wait for a start request before running the process")
 	fs.StringVar(&o.Runc, "runc", "", "berth-runc executable (default: next to berth-shim)")
 	ready := fs.Bool("ready-fd", false, "report readiness on fd 3")
@@ -118,7 +119,7 @@ func awaitJob(o *monitor.Options) (bool, error) {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return false, fmt.Errorf("decode job: %w", err)
 	}
-	o.ID, o.Bundle, o.StateDir, o.LogPath, o.Stdin, o.CreateOnly = j.ID, j.Bundle, j.StateDir, j.LogPath, j.Stdin, j.CreateOnly
+	o.ID, o.Bundle, o.StateDir, o.LogPath, o.Stdin, o.StdinOnce, o.CreateOnly = j.ID, j.Bundle, j.StateDir, j.LogPath, j.Stdin, j.StdinOnce, j.CreateOnly
 	if o.StateDir == "" {
 		return false, fmt.Errorf("job without a state dir")
 	}

@@ -45,7 +45,7 @@ func (l *Launcher) Start(ctx context.Context, o StartOptions) (*Client, error) {
 	}
 	defer l.refill()
 	if p := l.take(); p != nil {
-		job, _ := json.Marshal(wire.Job{ID: o.ID, Bundle: o.Bundle, StateDir: o.StateDir, LogPath: o.LogPath, Stdin: o.Stdin, CreateOnly: o.CreateOnly})
+		job, _ := json.Marshal(wire.Job{ID: o.ID, Bundle: o.Bundle, StateDir: o.StateDir, LogPath: o.LogPath, Stdin: o.Stdin, StdinOnce: o.StdinOnce, CreateOnly: o.CreateOnly})
 		_, err := p.job.Write(append(job, '\n'))
 		p.job.Close()
 		if err == nil {

@@ -46,6 +46,8 @@ type StartOptions struct {
 	LogPath string
 	// Stdin keeps the container's stdin open for Attach.
 	Stdin bool
+	// StdinOnce closes it when the first attach that streams stdin ends.
+	StdinOnce bool
 	// CreateOnly leaves the process created but not started until
 	// Client.Start, as CRI CreateContainer does.
 	CreateOnly bool
@@ -132,6 +134,9 @@ func spawn(binary string, o *StartOptions) (*proc, error) {
 		}
 		if o.Stdin {
 			args = append(args, "--stdin")
+		}
+		if o.StdinOnce {
+			args = append(args, "--stdin-once")
 		}
 		if o.CreateOnly {
 			args = append(args, "--create-only")

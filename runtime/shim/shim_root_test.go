@@ -1007,3 +1007,57 @@ func TestLauncherUsesSpareShim(t *testing.T) {
 		}
 	}
 }
+
+// TestStdinOnce: with StdinOnce the end of the first attach that streams
+// stdin (its client going away) closes the container's stdin, so cat sees
+// EOF and the container exits; a second stdin attach is refused. Without
+// it the container keeps its stdin across attaches.
+func TestStdinOnce(t *testing.T) {
+	needRoot(t)
+	attachLine := func(c ctr, line string) error {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		pr, pw := io.Pipe()
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.Attach(ctx, shim.Streams{Stdin: pr, Stdout: io.Discard})
+			done <- err
+		}()
+		if _, err := fmt.Fprintln(pw, line); err != nil {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+		// The client goes away without closing stdin itself.
+		cancel()
+		<-done
+		return nil
+	}
+	once := start(t, "stdin-once", []string{"sh", "-c", "cat; echo after-eof"}, shim.StartOptions{Stdin: true, StdinOnce: true})
+	if err := attachLine(once, "first"); err != nil {
+		t.Fatal(err)
+	}
+	if e := wait(t, once); e.Code != 0 {
+		t.Fatalf("exit = %+v", e)
+	}
+	if got := readLog(t, once.log); !slices.Equal(got, []string{"stdout F first", "stdout F after-eof"}) {
+		t.Fatalf("log = %q", got)
+	}
+	_, err := once.Attach(t.Context(), shim.Streams{Stdin: strings.NewReader("again\n"), Stdout: io.Discard})
+	if !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("second stdin attach = %v, want failed precondition", err)
+	}
+
+	kept := start(t, "stdin-kept", []string{"sh", "-c", "cat; echo after-eof"}, shim.StartOptions{Stdin: true})
+	for _, l := range []string{"one", "two"} {
+		if err := attachLine(kept, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, err := kept.State(t.Context()); err != nil || st.Status != wire.StatusRunning {
+		t.Fatalf("without stdin_once after two attaches: %+v, %v", st, err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return len(readLog(t, kept.log)) == 2 })
+	if got := readLog(t, kept.log); !slices.Equal(got, []string{"stdout F one", "stdout F two"}) {
+		t.Fatalf("log = %q", got)
+	}
+}

@@ -42,6 +42,10 @@ type Options struct {
 	// Stdin keeps a pipe to the init's stdin open for attach; without it
 	// the init reads /dev/null.
 	Stdin bool
+	// StdinOnce closes the init's stdin when the first attach that
+	// streams stdin ends (CRI stdin_once); with a terminal, input stops
+	// being forwarded instead (closing the terminal would hang it up).
+	StdinOnce bool
 	// CreateOnly leaves the init blocked before exec until OpStart (CRI's
 	// CreateContainer / StartContainer split).
 	CreateOnly bool
@@ -82,7 +86,9 @@ type monitor struct {
 	shutdown chan struct{}
 	// reapedCh is closed when reaped is set.
 	reapedCh chan struct{}
-	startMu  sync.Mutex
+	// stdinDone is set once a stdin_once attach ended; guarded by mu.
+	stdinDone bool
+	startMu   sync.Mutex
 }
 
 // Run creates the container and serves until a shutdown request. It

@@ -217,11 +217,25 @@ func (m *monitor) attach(conn net.Conn, req wire.Request) {
 		reply(conn, wire.Response{}, fmt.Errorf("attach stdin of container %s: stdin not kept open: %w", m.opts.ID, errdefs.ErrFailedPrecondition))
 		return
 	}
+	if a.Stdin && m.opts.StdinOnce {
+		m.mu.Lock()
+		done := m.stdinDone
+		// One stdin_once session at a time: the first one's end closes it.
+		m.stdinDone = true
+		m.mu.Unlock()
+		if done {
+			reply(conn, wire.Response{}, fmt.Errorf("attach stdin of container %s: stdin was closed when the first attach ended (stdin_once): %w", m.opts.ID, errdefs.ErrFailedPrecondition))
+			return
+		}
+	}
 	reply(conn, wire.Response{Pid: m.pid}, nil)
 	at := &attacher{fc: &frameConn{conn: conn}, stdout: a.Stdout, stderr: a.Stderr, done: make(chan struct{})}
 	m.out.add(at)
 	go func() {
 		defer m.out.remove(at)
+		if a.Stdin && m.opts.StdinOnce {
+			defer m.closeStdin()
+		}
 		for {
 			kind, p, err := wire.ReadFrame(conn)
 			if err != nil {
@@ -244,6 +258,15 @@ func (m *monitor) attach(conn net.Conn, req wire.Request) {
 		}
 	}()
 	<-at.done
+}
+
+// closeStdin ends the init's stdin for good (stdin_once): the pipe is
+// closed, so the process reads EOF; a terminal stays open, as hanging it up
+// would signal the process, and only stops getting input.
+func (m *monitor) closeStdin() {
+	if m.console == nil {
+		_ = m.stdin.Close()
+	}
 }
 
 // exec runs a process in the container and streams its stdio on conn. The

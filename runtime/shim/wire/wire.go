@@ -229,6 +229,7 @@ type Job struct {
 	StateDir   string `json:"state_dir"`
 	LogPath    string `json:"log_path,omitempty"`
 	Stdin      bool   `json:"stdin,omitempty"`
+	StdinOnce  bool   `json:"stdin_once,omitempty"`
 	CreateOnly bool   `json:"create_only,omitempty"`
 }
 
