@@ -11,7 +11,9 @@ import (
 
 type sweptSnapshots struct{ ids []string }
 
-func (f *sweptSnapshots) Snapshots(context.Context) ([]string, error) { return slices.Clone(f.ids), nil }
+func (f *sweptSnapshots) Snapshots(context.Context) ([]string, error) {
+	return slices.Clone(f.ids), nil
+}
 
 func (f *sweptSnapshots) RemoveSnapshot(_ context.Context, id string) error {
 	f.ids = slices.DeleteFunc(f.ids, func(s string) bool { return s == id })
