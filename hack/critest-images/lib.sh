@@ -84,14 +84,16 @@ ct_remove_pods() {
 	"$CRICTL" --config "$T/crictl.yaml" --runtime-endpoint "unix://$1" --timeout 60s rmp -fa >/dev/null 2>&1 || true
 }
 
-# ct_stop_under DIR: kills what is left whose command line names DIR: shims
-# outlive their daemon by design (that is what they are for), and the ones
-# of daemons started below T are ours.
+# ct_stop_under DIR: kills what is left whose command line names DIR or
+# that holds a file under it (a berth-shim started on standby names no
+# path): shims outlive their daemon by design (that is what they are for),
+# and the ones of daemons started below T are ours.
 ct_stop_under() {
 	local p
 	for p in /proc/[0-9]*; do
 		[ "${p#/proc/}" = "$$" ] && continue
-		if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "$1/"; then
+		if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "$1/" ||
+			find "$p/fd" -lname "$1/*" 2>/dev/null | grep -q .; then
 			kill -KILL "${p#/proc/}" 2>/dev/null || true
 		fi
 	done

@@ -344,11 +344,24 @@ func (e *podEnv) ownProcesses() []int {
 		}
 		cmdline, _ := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
 		cg, _ := os.ReadFile(filepath.Join("/proc", ent.Name(), "cgroup"))
-		if strings.Contains(string(cmdline), base+"/") || strings.Contains(string(cg), e.CgParent) {
+		if strings.Contains(string(cmdline), base+"/") || strings.Contains(string(cg), e.CgParent) || holdsFileUnder(pid, base) {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
+}
+
+// holdsFileUnder reports whether pid has a file under dir open: a shim
+// started on standby names no path on its command line, but holds its
+// state directory's log.
+func holdsFileUnder(pid int, dir string) bool {
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, fd := range fds {
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && strings.HasPrefix(l, dir+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // cgroups returns the cgroup directories anywhere under /sys/fs/cgroup

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -61,11 +62,13 @@ func TestPodsSurviveKill9(t *testing.T) {
 	if !waitFor(5*time.Second, func() bool { return fileSize(tickLog) > 0 }) {
 		t.Fatalf("no ticker log at %s", tickLog)
 	}
-	// The shims: they name the daemon's state dir on their command line
-	// (the containers' own children come and go).
+	// The shims, from the PID each wrote in its state directory (one
+	// started on standby names no path on its command line).
 	var shimsBefore []int
-	for _, pid := range e.ownProcesses() {
-		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); strings.Contains(string(b), e.d.State+"/") {
+	pidFiles, _ := filepath.Glob(filepath.Join(e.d.State, "c", "*", "shim.pid"))
+	for _, f := range pidFiles {
+		b, _ := os.ReadFile(f)
+		if pid, err := strconv.Atoi(string(b)); err == nil && syscall.Kill(pid, 0) == nil {
 			shimsBefore = append(shimsBefore, pid)
 		}
 	}
