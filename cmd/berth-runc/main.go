@@ -9,7 +9,6 @@
 //	berth-runc exec   --root DIR --id ID [STDIO]   (process JSON on stdin)
 //	berth-runc kill   --root DIR --id ID --signal N
 //	berth-runc update --root DIR --id ID           (resources JSON on stdin)
-//	berth-runc stats  --root DIR --id ID
 //	berth-runc delete --root DIR --id ID
 //
 // STDIO is --stdin-fd, --stdout-fd, --stderr-fd or --console-fd: inherited
@@ -66,7 +65,7 @@ func main() {
 
 func run(args []string) (wire.RuncResult, error) {
 	if len(args) < 1 {
-		return wire.RuncResult{}, fmt.Errorf("usage: berth-runc create|start|exec|kill|update|stats|delete [flags]: %w", errdefs.ErrInvalidArgument)
+		return wire.RuncResult{}, fmt.Errorf("usage: berth-runc create|start|exec|kill|update|delete [flags]: %w", errdefs.ErrInvalidArgument)
 	}
 	cmd := args[0]
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
@@ -106,9 +105,6 @@ func run(args []string) (wire.RuncResult, error) {
 			return wire.RuncResult{}, fmt.Errorf("update: decode resources: %w: %w", errdefs.ErrInvalidArgument, err)
 		}
 		return wire.RuncResult{}, libct.Update(*root, *id, &r)
-	case "stats":
-		s, err := libct.Stats(*root, *id)
-		return wire.RuncResult{Stats: s}, err
 	case "delete":
 		return wire.RuncResult{}, libct.Delete(*root, *id)
 	}

@@ -26,7 +26,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/berth-dev/berth/runtime/shim/oom"
 	"github.com/berth-dev/berth/runtime/shim/wire"
 )
 
@@ -311,33 +310,6 @@ func Update(root, id string, r *specs.LinuxResources) error {
 		return fmt.Errorf("update resources of container %s: %w", id, err)
 	}
 	return nil
-}
-
-// Stats reads the container's cgroup statistics and the PIDs in it.
-func Stats(root, id string) (*wire.Stats, error) {
-	c, err := load(root, id)
-	if err != nil {
-		return nil, err
-	}
-	st, err := c.Stats()
-	if err != nil {
-		return nil, fmt.Errorf("stats of container %s: %w", id, err)
-	}
-	s := &wire.Stats{Timestamp: time.Now()}
-	if cs := st.CgroupStats; cs != nil {
-		fillStats(s, cs)
-	}
-	if cst, err := c.State(); err == nil {
-		s.OOMKills = oom.Kills(cst.CgroupPaths)
-		s.CPUShares, s.CPUPeriod, s.CPUQuota = cpuSettings(cst.CgroupPaths)
-		s.MemoryReservation = memoryReservation(cst.CgroupPaths)
-	}
-	// The PIDs let berthd count threads, file descriptors and sockets
-	// under /proc without walking the cgroup on every call.
-	if pids, err := c.Processes(); err == nil {
-		s.Processes = pids
-	}
-	return s, nil
 }
 
 func writeJSON(path string, v any) error {

@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-dev/berth/runtime/shim/cgstat"
 	"github.com/berth-dev/berth/runtime/shim/wire"
 )
 
@@ -166,15 +167,16 @@ func (m *monitor) wait(conn net.Conn) {
 	}
 }
 
+// stats reads the container's cgroup itself (cgstat): no berth-runc run.
 func (m *monitor) stats() (*wire.Stats, error) {
-	res, err := m.runc.call(runcCall{op: "stats"})
+	if len(m.cgroupPaths) == 0 {
+		return nil, fmt.Errorf("stats of container %s: no cgroup known: %w", m.opts.ID, errdefs.ErrFailedPrecondition)
+	}
+	s, err := cgstat.Read(m.cgroupPaths)
 	if err != nil {
 		return nil, fmt.Errorf("stats of container %s: %w", m.opts.ID, err)
 	}
-	if res.Stats == nil {
-		return nil, fmt.Errorf("stats of container %s: berth-runc returned none: %w", m.opts.ID, errdefs.ErrUnknown)
-	}
-	return res.Stats, nil
+	return s, nil
 }
 
 func (m *monitor) update(r *specs.LinuxResources) error {

@@ -1,6 +1,6 @@
 // Package oom reads how often the kernel's OOM killer hit a cgroup, from
-// plain files (no cgroup library), so both the small shim monitor and the
-// libcontainer helper can use it.
+// plain files (no cgroup library), for the small shim monitor: at the
+// init's exit and in its statistics (cgstat).
 package oom
 
 import (

@@ -14,5 +14,4 @@ type RuncResult struct {
 	// (v1) or under "" (v2), from create: the monitor reads the OOM
 	// counter there when the init exits.
 	CgroupPaths map[string]string `json:"cgroup_paths,omitempty"`
-	Stats       *Stats            `json:"stats,omitempty"`
 }
