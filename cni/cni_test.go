@@ -668,4 +668,11 @@ func TestAttachSkipsLoopbackWhenUp(t *testing.T) {
 	if got, want := sequence(e.calls(t)), "ADD fakebridge eth0, ADD fakeportmap eth0"; got != want {
 		t.Fatalf("calls: %s, want %s", got, want)
 	}
+	// Nor does Detach: no ADD left a loopback cache entry to drop.
+	if err := m.Detach(t.Context(), podArgs(e.netns)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sequence(e.calls(t)), "DEL fakeportmap eth0, DEL fakebridge eth0"; got != want {
+		t.Fatalf("calls: %s, want %s", got, want)
+	}
 }

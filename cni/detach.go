@@ -46,8 +46,12 @@ func (m *Manager) Detach(ctx context.Context, req DetachRequest) error {
 	loRT.IfName = loopbackIfName
 	loRT.CapabilityArgs = nil
 	// lo has nothing to release; its DEL only drops libcni's cache entry
-	// (and with the namespace gone there is nothing to bring down).
-	_ = m.cni.DelNetwork(ctx, m.loopback, &loRT)
+	// (and with the namespace gone there is nothing to bring down). With
+	// LoopbackUp no ADD made one, unless an older config did: the plugin
+	// runs only when there is an entry to drop (an exec saved per pod).
+	if cached, _, err := m.cni.GetNetworkCachedConfig(m.loopback, &loRT); err != nil || cached != nil || !m.cfg.LoopbackUp {
+		_ = m.cni.DelNetwork(ctx, m.loopback, &loRT)
+	}
 	return nil
 }
 

@@ -100,16 +100,23 @@ medians() {
 	done
 }
 
+# private PID: the process's private memory (Private_Clean + Private_Dirty)
+# in kB.
+private() {
+	awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s + 0}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0
+}
+
 # rss RUNTIME: runs RSS_PODS pods with a sleep container each, prints
 # "shims N<TAB>RSS total kB<TAB>RSS per pod kB<TAB>daemon RSS kB<TAB>PSS
-# per pod kB<TAB>private per pod kB<TAB>spare shim RSS kB", removes the pods.
+# per pod kB<TAB>private per pod kB<TAB>spare shim RSS kB<TAB>pause RSS per
+# pod kB<TAB>pause private per pod kB", removes the pods.
 # The spare is the berth-shim berthd keeps on standby for the next
 # container (one per node, not per pod; runtime/shim.Launcher). RSS counts the
 # binary's pages every shim shares; PSS splits shared pages among their
 # users; private (Private_Clean + Private_Dirty of smaps_rollup) is what
 # one more pod really adds.
 rss() {
-	local rt="$1" shim i total=0 n=0 pid kb pss=0 priv=0 spare=0
+	local rt="$1" shim i total=0 n=0 pid kb pss=0 priv=0 spare=0 shims="" pauses="" prss=0 ppriv=0
 	case "$rt" in
 	berth) shim=berth-shim ;;
 	containerd) shim=containerd-shim-runc-v2 ;;
@@ -134,20 +141,37 @@ JSON
 		# This run's shims: their command line (containerd's, a cold
 		# berth-shim's) or their open files (a berth-shim started on
 		# standby has no paths in its arguments) lead into $T.
-		if ! tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$T/" &&
-			! find "/proc/$pid/fd" -lname "$T/*" 2>/dev/null | grep -q .; then
+		local args
+		args="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")"
+		if [[ $args != *"$T/"* ]] && ! find "/proc/$pid/fd" -lname "$T/*" 2>/dev/null | grep -q .; then
 			if [ "$(awk '{print $4}' "/proc/$pid/stat" 2>/dev/null)" = "$DAEMON_PID" ]; then
-				spare=$((spare + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)))
+				case "$args" in
+				*--standby*) spare=$((spare + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0))) ;;
+				*" pause "*) pauses="$pauses $pid" ;; # berth's pod PID-namespace holders
+				esac
 			fi
 			continue
 		fi
+		shims="$shims $pid"
 		kb="$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null)" || continue
 		total=$((total + kb)) n=$((n + 1))
 		pss=$((pss + $(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)))
-		priv=$((priv + $(awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s + 0}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)))
+		priv=$((priv + $(private "$pid")))
+	done
+	if [ "$rt" = containerd ]; then
+		# The pause containers: "pause" children of this run's shims.
+		for pid in $(ls /proc | grep -E '^[0-9]+$'); do
+			[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = pause ] || continue
+			[[ " $shims " == *" $(awk '{print $4}' "/proc/$pid/stat" 2>/dev/null) "* ]] && pauses="$pauses $pid"
+		done
+	fi
+	for pid in $pauses; do
+		prss=$((prss + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)))
+		ppriv=$((ppriv + $(private "$pid")))
 	done
 	kb="$(awk '/^VmRSS:/ {print $2}' "/proc/$DAEMON_PID/status")"
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$total" "$((total / RSS_PODS))" "$kb" "$((pss / RSS_PODS))" "$((priv / RSS_PODS))" "$spare"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$total" "$((total / RSS_PODS))" "$kb" "$((pss / RSS_PODS))" "$((priv / RSS_PODS))" "$spare" \
+		"$((prss / RSS_PODS))" "$((ppriv / RSS_PODS))"
 	crictl rmp -fa >/dev/null || true
 }
 
@@ -210,7 +234,7 @@ printf '%-20s %14s %14s %10s  (target <= 0.50)\n' "pod+container start" "${b:-n/
 echo
 printf '%-28s %14s %14s %10s\n' "memory with $RSS_PODS pods (kB)" berth containerd ratio
 field() { [ ! -f "$OUT/$1/rss.tsv" ] || awk -F'\t' -v f="$2" '{print $f}' "$OUT/$1/rss.tsv"; }
-for row in "shim processes:1" "shim RSS total:2" "shim RSS per pod:3" "shim PSS per pod:5" "shim private per pod:6" "daemon RSS:4" "spare shim RSS (per node):7"; do
+for row in "shim processes:1" "shim RSS total:2" "shim RSS per pod:3" "shim PSS per pod:5" "shim private per pod:6" "pause RSS per pod:8" "pause private per pod:9" "daemon RSS:4" "spare shim RSS (per node):7"; do
 	b="$(field berth "${row##*:}")" c="$(field containerd "${row##*:}")"
 	r=n/a
 	if [[ $b =~ ^[0-9]+$ && $c =~ ^[0-9]+$ && $c != 0 ]]; then r="$(awk -v b="$b" -v c="$c" 'BEGIN {printf "%.2f", b / c}')"; fi
