@@ -27,6 +27,11 @@ type RuntimeService struct {
 
 	cpuRates cpuRates
 	pods     podLocks
+	// detached holds the pods whose CNI DEL succeeded since berthd
+	// started: a later stop or remove skips it (a DEL of the whole chain
+	// again cost 30 ms of each RemovePodSandbox). After a restart the
+	// first stop or remove runs it again, which is harmless.
+	detached sync.Map
 }
 
 // RuntimeOptions configure the RuntimeService.

@@ -114,6 +114,8 @@ type fakeNetwork struct {
 	cancel  func()
 	calls   []string
 	mapping []PortMapping
+	// detachErr fails Detach (after recording the call).
+	detachErr error
 }
 
 func (n *fakeNetwork) Ready(context.Context) (bool, string) { return true, "" }
@@ -135,7 +137,7 @@ func (n *fakeNetwork) Detach(ctx context.Context, p PodNetwork) error {
 	}
 	n.calls = append(n.calls, "Detach "+p.PodName)
 	n.mapping = p.PortMappings
-	return nil
+	return n.detachErr
 }
 
 // fakeSnapshots records removed snapshots.
@@ -262,8 +264,8 @@ func TestStopRemoveIdempotent(t *testing.T) {
 	}
 
 	// A pod with a container: stop detaches with the recorded mappings and
-	// kills the container; stop again succeeds; remove detaches again and
-	// removes the container's snapshot.
+	// kills the container; stop again succeeds without a second DEL; remove
+	// does not detach again and removes the container's snapshot.
 	resp, err := s.RunPodSandbox(ctx, podRequest("web", nil))
 	if err != nil {
 		t.Fatal(err)
@@ -283,7 +285,29 @@ func TestStopRemoveIdempotent(t *testing.T) {
 	if _, err := s.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: resp.PodSandboxId}); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"Attach web", "Detach web", "Detach web", "Detach web"}; !reflect.DeepEqual(nw.calls, want) {
+	if want := []string{"Attach web", "Detach web"}; !reflect.DeepEqual(nw.calls, want) {
+		t.Errorf("network calls = %q, want %q", nw.calls, want)
+	}
+	// Removed without a stop, or after a stop whose DEL failed: remove runs
+	// the DEL.
+	nw.calls = nil
+	for _, failStop := range []bool{false, true} {
+		resp, err := s.RunPodSandbox(ctx, podRequest("web", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if failStop {
+			nw.detachErr = errdefs.ErrUnavailable
+			if _, err := s.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: resp.PodSandboxId}); err == nil {
+				t.Fatal("stop with a failing DEL succeeded")
+			}
+			nw.detachErr = nil
+		}
+		if _, err := s.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: resp.PodSandboxId}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []string{"Attach web", "Detach web", "Attach web", "Detach web", "Detach web"}; !reflect.DeepEqual(nw.calls, want) {
 		t.Errorf("network calls = %q, want %q", nw.calls, want)
 	}
 	if len(rt.sandboxes) != 0 || len(rt.containers) != 0 || !slices.Contains(sn.removed, "c1") {

@@ -10,7 +10,8 @@ import (
 )
 
 // RemovePodSandbox removes the pod's containers (with their snapshots),
-// detaches the network again (a stop may have been skipped or failed) and
+// detaches the network unless a stop did (it may have been skipped or
+// failed) and
 // removes the sandbox with its namespaces and files. Removing an unknown
 // pod succeeds.
 func (s *RuntimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
@@ -38,5 +39,6 @@ func (s *RuntimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.R
 		return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)
 	}
 	s.cpuRates.drop(sb.ID)
+	s.detached.Delete(sb.ID)
 	return &runtimeapi.RemovePodSandboxResponse{}, nil
 }

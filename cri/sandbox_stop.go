@@ -44,9 +44,14 @@ func (s *RuntimeService) StopPodSandbox(ctx context.Context, req *runtimeapi.Sto
 }
 
 // detach runs CNI DEL for the pod with the port mappings it was attached
-// with; CNI DEL is idempotent, so it runs on every stop and remove.
+// with, unless one already succeeded: a stop that failed, or never came,
+// leaves it to the remove (CNI DEL is idempotent, so running it twice is
+// only slower).
 func (s *RuntimeService) detach(ctx context.Context, sb *runtime.Sandbox) error {
 	if sb.NetNSPath == "" || s.opts.Network == nil {
+		return nil
+	}
+	if _, done := s.detached.Load(sb.ID); done {
 		return nil
 	}
 	var cfg runtimeapi.PodSandboxConfig
@@ -56,5 +61,6 @@ func (s *RuntimeService) detach(ctx context.Context, sb *runtime.Sandbox) error 
 	if err := s.opts.Network.Detach(ctx, podNetwork(sb.ID, sb.NetNSPath, &cfg)); err != nil {
 		return fmt.Errorf("detach network: %w", err)
 	}
+	s.detached.Store(sb.ID, true)
 	return nil
 }
