@@ -31,11 +31,17 @@ while (($#)); do
 	shift
 done
 
-die() { echo "bench-pull: $*" >&2; exit 1; }
+NAME=bench-pull
+# shellcheck source=critest-images/lib.sh
+. hack/critest-images/lib.sh
+# No pod network here: a bridge name no one else uses, so that the cleanup
+# never takes another run's bridge for its own.
+CT_BRIDGE="pull$$"
 [ "$(id -u)" = 0 ] || die "run as root (the daemons unpack layers with their owners)"
 
 bash hack/install-deps.sh >/dev/null
 CRICTL="$REPO/_output/tools/crictl"
+BIN="$REPO/bin"
 if ((BERTH)); then make --no-print-directory build >/dev/null; fi
 
 if ((VS)) && ! command -v containerd >/dev/null; then
@@ -44,60 +50,13 @@ if ((VS)) && ! command -v containerd >/dev/null; then
 	apt-get install -y -q containerd >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q containerd; }
 fi
 
-T="$(mktemp -d /var/tmp/berth-bench.XXXXXX)"
-PIDFILE="$T/pids" # PIDs this script started (also from subshells)
-
-# alive PID: running and not a zombie waiting for PID 1 to reap it.
-alive() {
-	local s
-	s="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" || return 1
-	[ -n "$s" ] && [ "$s" != Z ]
-}
-
-stop() { # stop PID: TERM, then KILL after 10 s
-	local pid="$1"
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for _ in $(seq 100); do alive "$pid" || return 0; sleep 0.1; done
-	kill -KILL "$pid" 2>/dev/null || true
-}
-
-# umount_below DIR: unmount whatever is mounted below DIR, deepest first.
-umount_below() {
-	findmnt -rn -o TARGET | { grep "^$1/" || true; } | sort -r | while read -r m; do umount -l "$m" || true; done
-}
-
-cleanup() {
-	set +e # clean up as much as possible
-	local pid
-	if [ -f "$PIDFILE" ]; then
-		while read -r pid; do stop "$pid"; done <"$PIDFILE"
-	fi
-	umount_below "$T"
-	rm -rf "$T"
-}
-trap cleanup EXIT
-
-# start LOG CMD...: run CMD in the background; its PID goes to LAST_PID
-# and to PIDFILE.
-start() {
-	local log="$1"
-	shift
-	setsid "$@" >"$log" 2>&1 </dev/null &
-	LAST_PID=$!
-	echo "$LAST_PID" >>"$PIDFILE"
-}
-
-wait_socket() { # wait_socket PATH LOG
-	for _ in $(seq 300); do
-		[ -S "$1" ] && return 0
-		alive "$LAST_PID" || { tail -n 30 "$2" >&2; die "daemon exited; log above"; }
-		sleep 0.1
-	done
-	die "timed out waiting for $1"
-}
+ct_init
+# Pulls only: the daemons get an empty CNI config directory.
+HOSTS_DIR="$T/certs.d" CNI_CONF="$T/net.d" CNI_BIN=/usr/lib/cni
+mkdir -p "$HOSTS_DIR" "$CNI_CONF"
 
 go build -o "$T/" ./hack/registry ./hack/testimages
-start "$T/registry.log" "$T/registry" --addr 127.0.0.1:0 --quiet
+ct_start "$T/registry.log" "$T/registry" --addr 127.0.0.1:0 --quiet
 for _ in $(seq 100); do grep -q '^listening on' "$T/registry.log" && break; sleep 0.1; done
 REG="$(awk '/^listening on/ {print $3}' "$T/registry.log")"
 [ -n "$REG" ] || die "registry did not start: $(cat "$T/registry.log")"
@@ -105,16 +64,14 @@ echo "==> registry $REG: pushing berth/big ($MB MiB in $LAYERS data layers)"
 "$T/testimages" --registry "$REG" --only big --big-mb "$MB" --big-layers "$LAYERS" >/dev/null
 IMAGE="$REG/berth/big:latest"
 
-mkdir -p "$T/certs.d/$REG"
-cat >"$T/certs.d/$REG/hosts.toml" <<TOML
+mkdir -p "$HOSTS_DIR/$REG"
+cat >"$HOSTS_DIR/$REG/hosts.toml" <<TOML
 server = "http://$REG"
 
 [host."http://$REG"]
   capabilities = ["pull", "resolve"]
 TOML
 
-# An empty crictl config: neither /etc/crictl.yaml nor a warning about it.
-: >"$T/crictl.yaml"
 crictl() { "$CRICTL" --config "$T/crictl.yaml" --runtime-endpoint "unix://$SOCK" --image-endpoint "unix://$SOCK" "$@"; }
 
 # time_pull SOCKET: milliseconds of one crictl pull; the image must then be
@@ -136,60 +93,28 @@ time_pull() {
 median() { sort -n | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else print int((a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
 
 bench_berth() {
-	local i d ms
+	local i ms
 	for i in $(seq "$N"); do
-		d="$T/berth-$i"
-		mkdir -p "$d"
-		: >"$d/berthd.toml"
-		start "$d/berthd.log" "$REPO/bin/berthd" --root "$d/root" --state "$d/run" \
-			--config "$d/berthd.toml" --registry-config-dir "$T/certs.d"
-		wait_socket "$d/run/berth.sock" "$d/berthd.log"
-		ms=$(time_pull "$d/run/berth.sock")
+		ct_berthd "$T/berth-$i"
+		ms=$(time_pull "$BERTH_SOCK")
 		echo "berth      run $i: $ms ms" >&2
 		echo "$ms"
-		stop "$LAST_PID"
-		rm -rf "$d"
+		ct_stop "$BERTHD_PID"
+		ct_umount_below "$T/berth-$i"
+		rm -rf "$T/berth-$i"
 	done
 }
 
 bench_containerd() {
-	local i d ms
+	local i ms
 	for i in $(seq "$N"); do
-		d="$T/containerd-$i"
-		mkdir -p "$d/cni"
-		# Only the CRI image service matters here; containerd 1.6 config v2.
-		cat >"$d/config.toml" <<TOML
-version = 2
-root = "$d/root"
-state = "$d/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
-
-[grpc]
-  address = "$d/containerd.sock"
-
-[ttrpc]
-  address = "$d/containerd.sock.ttrpc"
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$d/opt"
-
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "$REG/berth/busybox:latest"
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "$d/cni"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "$T/certs.d"
-TOML
-		start "$d/containerd.log" containerd --config "$d/config.toml"
-		wait_socket "$d/containerd.sock" "$d/containerd.log"
-		ms=$(time_pull "$d/containerd.sock")
+		ct_containerd "$T/containerd-$i"
+		ms=$(time_pull "$CTD_SOCK")
 		echo "containerd run $i: $ms ms" >&2
 		echo "$ms"
-		stop "$LAST_PID"
-		umount_below "$d"
-		rm -rf "$d"
+		ct_stop "$CTD_PID"
+		ct_umount_below "$T/containerd-$i"
+		rm -rf "$T/containerd-$i"
 	done
 }
 
