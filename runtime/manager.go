@@ -148,26 +148,8 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 }
 
 func (m *Manager) loadSandboxes(ctx context.Context) error {
-	dir := filepath.Join(m.cfg.Root, "sandboxes")
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("open runtime: %w", err)
-	}
-	for _, e := range ents {
-		id := e.Name()
-		if checkID(id) != nil {
-			continue
-		}
-		s := &sandbox{dir: m.sandboxDir(id)}
-		err := readJSON(filepath.Join(s.dir, "sandbox.json"), &s.rec)
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, errUnsynced) {
-			// Died before its first record: nothing but the directory.
-			_ = os.RemoveAll(s.dir)
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("open runtime: load sandbox %s: %w", id, err)
-		}
+	return eachRecord(filepath.Join(m.cfg.Root, "sandboxes"), "sandbox.json", func(id string, rec sandboxRecord) error {
+		s := &sandbox{dir: m.sandboxDir(id), rec: rec}
 		if s.rec.Pending {
 			for _, c := range m.podContainers(id) {
 				if err := m.remove(ctx, c); err != nil {
@@ -177,7 +159,7 @@ func (m *Manager) loadSandboxes(ctx context.Context) error {
 			if err := m.releaseSandbox(ctx, s); err != nil {
 				logctx.From(ctx).WarnContext(ctx, "undo half-created sandbox", "id", id, "error", err)
 			}
-			continue
+			return nil
 		}
 		lost := s.rec.PausePid != 0 && !pauseAlive(s.rec.PausePid, s.rec.PauseStart)
 		for _, p := range []string{s.rec.NetNSPath, s.rec.IPCNSPath, s.rec.UTSNSPath} {
@@ -194,40 +176,23 @@ func (m *Manager) loadSandboxes(ctx context.Context) error {
 			}
 		}
 		m.sandboxes[id] = s
-	}
-	return nil
+		return nil
+	})
 }
 
 func (m *Manager) loadContainers(ctx context.Context) error {
-	dir := filepath.Join(m.cfg.Root, "containers")
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("open runtime: %w", err)
-	}
-	for _, e := range ents {
-		id := e.Name()
-		if checkID(id) != nil {
-			continue
-		}
-		c := &container{exited: make(chan struct{})}
-		err := readJSON(filepath.Join(m.containerDir(id), "container.json"), &c.rec)
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, errUnsynced) {
-			_ = os.RemoveAll(m.containerDir(id))
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("open runtime: load container %s: %w", id, err)
-		}
+	return eachRecord(filepath.Join(m.cfg.Root, "containers"), "container.json", func(id string, rec containerRecord) error {
+		c := &container{exited: make(chan struct{}), rec: rec}
 		if c.rec.Pending {
 			if err := m.releaseContainer(ctx, c); err != nil {
 				logctx.From(ctx).WarnContext(ctx, "undo half-created container", "id", id, "error", err)
 			}
-			continue
+			return nil
 		}
 		m.containers[id] = c
 		if c.rec.State == ContainerExited {
 			close(c.exited)
-			continue
+			return nil
 		}
 		cl, err := shim.Connect(ctx, c.rec.ShimDir)
 		if err != nil {
@@ -238,7 +203,7 @@ func (m *Manager) loadContainers(ctx context.Context) error {
 				return fmt.Errorf("open runtime: %w", err)
 			}
 			close(c.exited)
-			continue
+			return nil
 		}
 		c.client = cl
 		st, err := cl.State(ctx)
@@ -248,7 +213,7 @@ func (m *Manager) loadContainers(ctx context.Context) error {
 				return fmt.Errorf("open runtime: %w", err)
 			}
 			close(c.exited)
-			continue
+			return nil
 		}
 		if err == nil && st.Status == "running" && c.rec.State == ContainerCreated {
 			// Started, but berthd died before recording it.
@@ -260,6 +225,37 @@ func (m *Manager) loadContainers(ctx context.Context) error {
 			}
 		}
 		m.watch(ctx, c)
+		return nil
+	})
+}
+
+// eachRecord reads file in every <id> directory below dir and calls fn
+// with the record, stopping at its first error. A directory without a
+// record, or whose record an unsynced write left empty (errUnsynced), is a
+// creation that died before its first record: it is removed. A record that
+// does not decode is data loss.
+func eachRecord[T any](dir, file string, fn func(id string, rec T) error) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("open runtime: %w", err)
+	}
+	for _, e := range ents {
+		id := e.Name()
+		if checkID(id) != nil {
+			continue
+		}
+		var rec T
+		err := readJSON(filepath.Join(dir, id, file), &rec)
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, errUnsynced) {
+			_ = os.RemoveAll(filepath.Join(dir, id))
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("open runtime: load %s: %w", filepath.Join(dir, id), err)
+		}
+		if err := fn(id, rec); err != nil {
+			return err
+		}
 	}
 	return nil
 }
