@@ -20,7 +20,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/berth-dev/berth/runtime/shim/oom"
 	"github.com/berth-dev/berth/runtime/shim/wire"
 )
 
@@ -56,7 +55,7 @@ func Read(paths map[string]string) (*wire.Stats, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.OOMKills = oom.Kills(paths)
+	s.OOMKills = OOMKills(paths)
 	if procs != "" {
 		if s.Processes, err = allPids(procs); err != nil {
 			return nil, err
@@ -140,6 +139,23 @@ func memoryV1(s *wire.Stats, dir string) error {
 	s.PageFaults, s.MajorPageFaults = stat["total_pgfault"], stat["total_pgmajfault"]
 	s.OwnPageFaults, s.OwnMajorPageFaults = stat["pgfault"], stat["pgmajfault"]
 	return nil
+}
+
+// OOMKills reads how often the kernel's OOM killer hit the cgroup: the
+// oom_kill counter of v1's memory.oom_control under paths["memory"], or of
+// v2's memory.events under paths[""]. It is exact, where an eventfd
+// notification may arrive after the init's exit was seen. Unreadable
+// counters count as 0.
+func OOMKills(paths map[string]string) uint64 {
+	if dir, ok := paths["memory"]; ok {
+		if n, ok := readKVOpt(dir, "memory.oom_control")["oom_kill"]; ok {
+			return n
+		}
+	}
+	if dir, ok := paths[""]; ok {
+		return readKVOpt(dir, "memory.events")["oom_kill"]
+	}
+	return 0
 }
 
 // workingSet is the kubelet's figure: usage less inactive file pages.

@@ -170,3 +170,23 @@ func TestPageSizeName(t *testing.T) {
 		}
 	}
 }
+
+func TestOOMKills(t *testing.T) {
+	v1, v2 := t.TempDir(), t.TempDir()
+	tree(t, v1, map[string]string{"memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n"})
+	tree(t, v2, map[string]string{"memory.events": "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\noom_group_kill 0\n"})
+	for name, tc := range map[string]struct {
+		paths map[string]string
+		want  uint64
+	}{
+		"v1":      {map[string]string{"memory": v1, "cpu": v2}, 3},
+		"hybrid":  {map[string]string{"memory": v1, "": v2}, 3},
+		"v2":      {map[string]string{"": v2}, 2},
+		"missing": {map[string]string{"memory": t.TempDir()}, 0},
+		"none":    {nil, 0},
+	} {
+		if got := OOMKills(tc.paths); got != tc.want {
+			t.Errorf("%s: OOMKills = %d, want %d", name, got, tc.want)
+		}
+	}
+}

@@ -27,7 +27,7 @@ import (
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
-	"github.com/berth-dev/berth/runtime/shim/oom"
+	"github.com/berth-dev/berth/runtime/shim/cgstat"
 	"github.com/berth-dev/berth/runtime/shim/wire"
 )
 
@@ -329,7 +329,7 @@ func (m *monitor) onInitExit(ws unix.WaitStatus) {
 	waitTimeout(&m.drained, drainTimeout)
 	// The kernel's counter, read after the exit, is exact where an OOM
 	// event notification could arrive after the exit was seen.
-	oomKilled := oom.Kills(m.cgroupPaths) > 0
+	oomKilled := cgstat.OOMKills(m.cgroupPaths) > 0
 	m.mu.Lock()
 	e := &wire.Exit{Pid: m.pid, Code: code, Signal: sig, OOMKilled: oomKilled, StartedAt: m.startedAt, FinishedAt: finished}
 	m.exit = e
