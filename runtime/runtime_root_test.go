@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/logctx"
 	"github.com/berth-dev/berth/internal/shimbuild"
+	"github.com/berth-dev/berth/internal/testutil"
 	berthruntime "github.com/berth-dev/berth/runtime"
 	"github.com/berth-dev/berth/runtime/spec"
 )
@@ -1223,7 +1223,7 @@ func TestUpdateReopenAttach(t *testing.T) {
 
 	// Attach: stdin reaches cat, its echo comes back and goes to the log.
 	pr, pw := io.Pipe()
-	var out safeBuffer
+	var out testutil.Buffer
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- m.Attach(ctx, c.ID, berthruntime.Streams{Stdin: pr, Stdout: &out}) }()
@@ -1249,23 +1249,6 @@ func TestUpdateReopenAttach(t *testing.T) {
 	cancel()
 	pw.Close()
 	<-done
-}
-
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestOpenAfterReboot: after a reboot the shims and containers are gone,
@@ -1329,7 +1312,7 @@ func TestExecTTY(t *testing.T) {
 	start(t, m, c.ID)
 	resize := make(chan berthruntime.Size, 1)
 	resize <- berthruntime.Size{Width: 100, Height: 40}
-	var out safeBuffer
+	var out testutil.Buffer
 	code, err := m.Exec(t.Context(), c.ID, berthruntime.ExecOptions{
 		Cmd: []string{"sh", "-c", "sleep 0.3; tty; stty size; exit 4"}, TTY: true,
 		Streams: berthruntime.Streams{Stdout: &out, Resize: resize},

@@ -15,7 +15,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-dev/berth/internal/shimbuild"
+	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/runtime/shim"
 	"github.com/berth-dev/berth/runtime/shim/wire"
 )
@@ -519,7 +519,7 @@ func testTerminal(t *testing.T, l *shim.Launcher, name string) {
 		t.Fatal(err)
 	}
 	pr, pw := io.Pipe()
-	var out syncBuffer
+	var out testutil.Buffer
 	done := make(chan wire.Exit, 1)
 	go func() {
 		e, err := c.Attach(t.Context(), shim.Streams{Stdin: pr, Stdout: &out})
@@ -753,23 +753,6 @@ func BenchmarkRunTrue(b *testing.B) {
 	}
 	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
 	b.ReportMetric(float64(ds[len(ds)/2].Microseconds())/1000, "ms-median")
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // helper runs in a child process of the test binary.
