@@ -49,21 +49,17 @@ func checkID(id string) error {
 // zeros after the crash: Open treats it as missing (errUnsynced).
 
 // writeJSON replaces path atomically and durably.
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "\t")
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", path, err)
-	}
-	return atomicfile.WriteFile(path, b, 0o600)
-}
+func writeJSON(path string, v any) error { return encodeJSON(path, v, atomicfile.WriteFile) }
 
 // noteJSON replaces path atomically, without syncing it (see above).
-func noteJSON(path string, v any) error {
+func noteJSON(path string, v any) error { return encodeJSON(path, v, atomicfile.Replace) }
+
+func encodeJSON(path string, v any, write func(string, []byte, os.FileMode) error) error {
 	b, err := json.MarshalIndent(v, "", "\t")
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", path, err)
 	}
-	return atomicfile.Replace(path, b, 0o600)
+	return write(path, b, 0o600)
 }
 
 // errUnsynced: a record that is empty or zeros, as an unsynced write can
