@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // TestUnpackRootDu checks the recorded usage against du for a layer with
@@ -42,5 +44,5 @@ func TestUnpackRootDu(t *testing.T) {
 	if info.Inodes != 8 {
 		t.Errorf("inodes = %d, want 8", info.Inodes)
 	}
-	compareDu(t, s.Dir(chain("root")), info)
+	testutil.CheckDu(t, s.Dir(chain("root")), info.Size, info.Inodes)
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,6 +18,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/klauspost/compress/gzip"
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // testLayer is a gzip layer with its diff ID.
@@ -85,7 +86,7 @@ func TestUnpack(t *testing.T) {
 	if err != nil || got != info {
 		t.Errorf("Info = %+v, %v; want %+v", got, err, info)
 	}
-	compareDu(t, s.Dir(chain("a")), info)
+	testutil.CheckDu(t, s.Dir(chain("a")), info.Size, info.Inodes)
 
 	// Present: returned without touching the reader.
 	again, err := s.Unpack(t.Context(), chain("a"), l.diffID, iotestErrReader{})
@@ -95,27 +96,6 @@ func TestUnpack(t *testing.T) {
 	list, err := s.List()
 	if err != nil || len(list) != 1 || list[0] != info {
 		t.Errorf("List = %+v, %v", list, err)
-	}
-}
-
-func compareDu(t *testing.T, dir string, info Info) {
-	t.Helper()
-	if _, err := exec.LookPath("du"); err != nil {
-		t.Log("du not installed; sizes not compared")
-		return
-	}
-	for _, c := range []struct {
-		args []string
-		want int64
-	}{{[]string{"-sb", dir}, info.Size}, {[]string{"-s", "--inodes", dir}, info.Inodes}} {
-		out, err := exec.Command("du", c.args...).Output()
-		if err != nil {
-			t.Fatalf("du %v: %v", c.args, err)
-		}
-		got, _ := strconv.ParseInt(strings.Fields(string(out))[0], 10, 64)
-		if got != c.want {
-			t.Errorf("du %v = %d, Info says %d", c.args, got, c.want)
-		}
 	}
 }
 

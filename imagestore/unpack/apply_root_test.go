@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 func TestApplyRootSpecial(t *testing.T) {
@@ -98,5 +100,5 @@ func TestApplyRootSpecial(t *testing.T) {
 	if got := xattr("cap", "user.comment"); got != "hi" {
 		t.Logf("user.comment = %q (filesystem may lack user xattrs)", got)
 	}
-	checkDu(t, l, st)
+	testutil.CheckDu(t, l, st.Bytes, st.Inodes)
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +15,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 func apply(t *testing.T, dir string, data []byte) (Stats, error) {
@@ -118,32 +119,7 @@ func TestApplyContent(t *testing.T) {
 			t.Errorf("mtime of %s = %v, want %v", p, fi.ModTime(), testTime)
 		}
 	}
-	checkDu(t, l, st)
-}
-
-// checkDu compares Stats with what du reports.
-func checkDu(t *testing.T, dir string, st Stats) {
-	t.Helper()
-	if _, err := exec.LookPath("du"); err != nil {
-		t.Log("du not installed; stats not compared")
-		return
-	}
-	for _, c := range []struct {
-		args []string
-		want int64
-	}{{[]string{"-sb", dir}, st.Bytes}, {[]string{"-s", "--inodes", dir}, st.Inodes}} {
-		out, err := exec.Command("du", c.args...).Output()
-		if err != nil {
-			t.Fatalf("du %v: %v", c.args, err)
-		}
-		got, err := strconv.ParseInt(strings.Fields(string(out))[0], 10, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got != c.want {
-			t.Errorf("du %v = %d, Stats say %d", c.args, got, c.want)
-		}
-	}
+	testutil.CheckDu(t, l, st.Bytes, st.Inodes)
 }
 
 func TestApplyHostile(t *testing.T) {
