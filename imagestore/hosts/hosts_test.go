@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // view is what a test compares of an Endpoint.
@@ -33,20 +35,6 @@ func viewOf(eps []Endpoint) []view {
 }
 
 const all = "pull,resolve,push"
-
-// writeFiles creates files (path relative to dir -> content) under dir.
-func writeFiles(t *testing.T, dir string, files map[string]string) {
-	t.Helper()
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 func TestResolve(t *testing.T) {
 	tests := []struct {
@@ -212,7 +200,7 @@ host."https://b.example.com".skip_verify = true
 			dir := ""
 			if tt.files != nil {
 				dir = t.TempDir()
-				writeFiles(t, dir, tt.files)
+				testutil.WriteFiles(t, dir, tt.files)
 			}
 			eps, err := Resolve(dir, tt.host)
 			if err != nil {
@@ -251,7 +239,7 @@ func TestResolveErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			writeFiles(t, dir, tt.files)
+			testutil.WriteFiles(t, dir, tt.files)
 			_, err := Resolve(dir, tt.host)
 			if err == nil || !tt.is(err) {
 				t.Fatalf("got %v, want an error of the expected class", err)
@@ -317,7 +305,7 @@ skip_verify = true`, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			writeFiles(t, dir, map[string]string{"registry.test/hosts.toml": fmt.Sprintf(tt.toml, host)})
+			testutil.WriteFiles(t, dir, map[string]string{"registry.test/hosts.toml": fmt.Sprintf(tt.toml, host)})
 			eps, err := Resolve(dir, "registry.test")
 			if err != nil {
 				t.Fatal(err)
@@ -346,7 +334,7 @@ func TestDockerStyleCertsDir(t *testing.T) {
 	host := strings.TrimPrefix(srv.URL, "https://")
 	// The registry's own host directory, Docker-style: a .crt, no hosts.toml.
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	writeFiles(t, dir, map[string]string{hostDirName(host) + "/ca.crt": string(certPEM)})
+	testutil.WriteFiles(t, dir, map[string]string{hostDirName(host) + "/ca.crt": string(certPEM)})
 
 	eps, err := Resolve(dir, host)
 	if err != nil {
@@ -373,7 +361,7 @@ func TestClientCertificate(t *testing.T) {
 	dir := t.TempDir()
 	ca := newCA(t)
 	certPEM, keyPEM := ca.issue(t, "berth-client")
-	writeFiles(t, dir, map[string]string{
+	testutil.WriteFiles(t, dir, map[string]string{
 		"registry.test/client.cert": string(certPEM),
 		"registry.test/client.key":  string(keyPEM),
 	})
@@ -401,7 +389,7 @@ client = [["client.cert", "client.key"]]`, false},
 ca = "server.crt"`, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			writeFiles(t, dir, map[string]string{
+			testutil.WriteFiles(t, dir, map[string]string{
 				"registry.test/hosts.toml": fmt.Sprintf(tt.toml, host),
 				"registry.test/server.crt": string(serverCA),
 			})
@@ -426,7 +414,7 @@ func TestHeaders(t *testing.T) {
 	host := strings.TrimPrefix(srv.URL, "http://")
 
 	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"registry.test/hosts.toml": fmt.Sprintf(`
+	testutil.WriteFiles(t, dir, map[string]string{"registry.test/hosts.toml": fmt.Sprintf(`
 [host."http://%s"]
   [host."http://%s".header]
     x-mirror-token = "abc"

@@ -2,7 +2,6 @@ package cgstat
 
 import (
 	"math"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -10,28 +9,15 @@ import (
 
 	"github.com/opencontainers/cgroups"
 
+	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/runtime/shim/wire"
 )
-
-// tree writes files (path relative to dir -> content) below dir.
-func tree(t *testing.T, dir string, files map[string]string) {
-	t.Helper()
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 // TestReadV1 reads a fake v1 hierarchy laid out as libcontainer's paths
 // map it (cpu and cpuacct sharing a directory).
 func TestReadV1(t *testing.T) {
 	d := t.TempDir()
-	tree(t, d, map[string]string{
+	testutil.WriteFiles(t, d, map[string]string{
 		"cpu/cpuacct.usage":                  "3000000000\n",
 		"cpu/cpuacct.stat":                   "user 200\nsystem 100\n",
 		"cpu/cpu.stat":                       "nr_periods 50\nnr_throttled 7\nthrottled_time 400000000\n",
@@ -90,7 +76,7 @@ func TestReadV1(t *testing.T) {
 // TestReadV2 reads a fake v2 cgroup.
 func TestReadV2(t *testing.T) {
 	d := t.TempDir()
-	tree(t, d, map[string]string{
+	testutil.WriteFiles(t, d, map[string]string{
 		"cpu.stat":            "usage_usec 3000000\nuser_usec 2000000\nsystem_usec 1000000\nnr_periods 50\nnr_throttled 7\nthrottled_usec 400000\n",
 		"cpu.weight":          "100\n",
 		"cpu.max":             "20000 50000\n",
@@ -140,12 +126,12 @@ func TestReadV2(t *testing.T) {
 // not a zero.
 func TestReadRefusesGarbage(t *testing.T) {
 	d := t.TempDir()
-	tree(t, d, map[string]string{"cpuacct.usage": "lots\n", "cpuacct.stat": "user 1\nsystem 1\n"})
+	testutil.WriteFiles(t, d, map[string]string{"cpuacct.usage": "lots\n", "cpuacct.stat": "user 1\nsystem 1\n"})
 	if _, err := Read(map[string]string{"cpuacct": d}); err == nil {
 		t.Error("Read of a malformed cpuacct.usage succeeded")
 	}
 	d = t.TempDir()
-	tree(t, d, map[string]string{"cpu.stat": "usage_usec 1\n", "io.stat": "eight:zero rbytes=1\n"})
+	testutil.WriteFiles(t, d, map[string]string{"cpu.stat": "usage_usec 1\n", "io.stat": "eight:zero rbytes=1\n"})
 	if _, err := Read(map[string]string{"": d}); err == nil {
 		t.Error("Read of a malformed io.stat succeeded")
 	}
@@ -173,8 +159,8 @@ func TestPageSizeName(t *testing.T) {
 
 func TestOOMKills(t *testing.T) {
 	v1, v2 := t.TempDir(), t.TempDir()
-	tree(t, v1, map[string]string{"memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n"})
-	tree(t, v2, map[string]string{"memory.events": "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\noom_group_kill 0\n"})
+	testutil.WriteFiles(t, v1, map[string]string{"memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n"})
+	testutil.WriteFiles(t, v2, map[string]string{"memory.events": "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\noom_group_kill 0\n"})
 	for name, tc := range map[string]struct {
 		paths map[string]string
 		want  uint64
