@@ -6,7 +6,8 @@
 //
 // The package is pure Go, and so is berth-shim: libcontainer lives only in
 // berth-runc, the short-lived helper the shim runs (from its own directory)
-// for create, start, exec, update, stats and delete.
+// for create, start, exec, update and delete. The shim reads cgroup
+// statistics itself (runtime/shim/cgstat).
 package shim
 
 import (

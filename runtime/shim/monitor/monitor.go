@@ -5,11 +5,12 @@
 // protocol on a unix socket there.
 //
 // It does not link libcontainer (its binary is built with CGO_ENABLED=0):
-// create, start, exec, SIGKILL of a shared-PID-namespace container, update,
-// stats and delete run berth-runc (cmd/berth-runc, runtime/shim/libct), a
+// create, start, exec, SIGKILL of a shared-PID-namespace container, update
+// and delete run berth-runc (cmd/berth-runc, runtime/shim/libct), a
 // short-lived helper that loads the container from libcontainer's state
 // under the state directory, as containerd's shim runs the runc binary. The
 // processes berth-runc starts are re-parented here when it exits.
+// Statistics come from the cgroup files directly (runtime/shim/cgstat).
 package monitor
 
 import (
