@@ -3,8 +3,7 @@
 // libcontainer: build it with CGO_ENABLED=0. For the operations that need
 // libcontainer it runs berth-runc, found next to it unless --runc says.
 //
-//	berth-shim run --id ID --bundle DIR --state-dir DIR [--log-path FILE] [--stdin [--stdin-once]] [--create-only] [--runc FILE]
-//	berth-shim run --standby [--runc FILE]   (the rest as a wire.Job line on fd 4)
+//	berth-shim run --standby [--runc FILE]   (the container as a wire.Job line on fd 4)
 //	berth-shim pause
 //
 // containermaxprocs=0: lean sets GOMAXPROCS itself, so the runtime's
@@ -54,37 +53,26 @@ const runcBinary = "berth-runc"
 func run(args []string) int {
 	var o monitor.Options
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.StringVar(&o.ID, "id", "", "container id")
-	fs.StringVar(&o.Bundle, "bundle", "", "OCI bundle directory")
-	fs.StringVar(&o.StateDir, "state-dir", "", "state directory (socket, exit file)")
-	fs.StringVar(&o.LogPath, "log-path", "", "CRI log file")
-	fs.BoolVar(&o.Stdin, "stdin", false, "keep the container's stdin open for attach")
-	fs.BoolVar(&o.StdinOnce, "stdin-once", false, "close stdin when the first attach that streams it ends")
-	fs.BoolVar(&o.CreateOnly, "create-only", false, "wait for a start request before running the process")
 	fs.StringVar(&o.Runc, "runc", "", "berth-runc executable (default: next to berth-shim)")
-	ready := fs.Bool("ready-fd", false, "report readiness on fd 3")
-	standby := fs.Bool("standby", false, "wait for the container's options as a JSON line on fd 4 (implies --ready-fd)")
+	standby := fs.Bool("standby", false, "wait for the container as a JSON line (wire.Job) on fd 4; report readiness on fd 3")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *standby {
-		ok, err := awaitJob(&o)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "berth-shim: %v\n", err)
-			return 1
-		}
-		if !ok {
-			return 0
-		}
-		*ready = true
+	if !*standby || fs.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, "usage: berth-shim run --standby [--runc FILE] (berthd starts it; the container comes on fd 4)")
+		return 2
 	}
 	// The ready and job pipes came without close-on-exec: keep them out
 	// of berth-runc and everything it starts.
-	if *ready || *standby {
-		unix.CloseOnExec(3)
+	unix.CloseOnExec(3)
+	unix.CloseOnExec(4)
+	ok, err := awaitJob(&o)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "berth-shim: %v\n", err)
+		return 1
 	}
-	if *standby {
-		unix.CloseOnExec(4)
+	if !ok {
+		return 0
 	}
 	if o.Runc == "" {
 		o.Runc = runcBinary
@@ -92,9 +80,7 @@ func run(args []string) int {
 			o.Runc = filepath.Join(filepath.Dir(self), runcBinary)
 		}
 	}
-	if *ready {
-		o.Ready = os.NewFile(3, "ready")
-	}
+	o.Ready = os.NewFile(3, "ready")
 	if err := monitor.Run(o); err != nil {
 		fmt.Fprintf(os.Stderr, "berth-shim: %v\n", err)
 		return 1
@@ -102,9 +88,9 @@ func run(args []string) int {
 	return 0
 }
 
-// awaitJob reads the job of a standby shim from fd 4 into o and sends the
-// shim's output to the state directory's log, as a cold start's would go.
-// EOF (berthd closed the spare or died) is no job: false, nil.
+// awaitJob reads the shim's job from fd 4 into o and sends the shim's
+// output to the state directory's log. EOF (berthd closed a spare or died)
+// is no job: false, nil.
 func awaitJob(o *monitor.Options) (bool, error) {
 	f := os.NewFile(4, "job")
 	b, err := io.ReadAll(f)

@@ -2,11 +2,8 @@ package shim
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"time"
-
-	"github.com/berth-dev/berth/runtime/shim/wire"
 )
 
 // Launcher starts shims the way Start does, but keeps one berth-shim
@@ -45,16 +42,10 @@ func (l *Launcher) Start(ctx context.Context, o StartOptions) (*Client, error) {
 		return nil, err
 	}
 	defer l.refill()
-	if p := l.take(); p != nil {
-		job, _ := json.Marshal(wire.Job{ID: o.ID, Bundle: o.Bundle, StateDir: o.StateDir, LogPath: o.LogPath, Stdin: o.Stdin, StdinOnce: o.StdinOnce, CreateOnly: o.CreateOnly})
-		_, err := p.job.Write(append(job, '\n'))
-		p.job.Close()
-		if err == nil {
-			return p.await(ctx, o)
-		}
-		// It died on standby (someone killed it): start one cold.
-		p.close()
+	if p := l.take(); p != nil && p.give(o) == nil {
+		return p.await(ctx, o)
 	}
+	// None ready, or it died on standby (someone killed it): a new one.
 	return Start(ctx, o)
 }
 
@@ -88,7 +79,7 @@ func (l *Launcher) refill() {
 	l.fills.Add(1)
 	go func() {
 		defer l.fills.Done()
-		p, err := spawn(l.binary, nil)
+		p, err := spawn(l.binary)
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		l.filling = false

@@ -70,8 +70,11 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 	if err := o.prepare(); err != nil {
 		return nil, err
 	}
-	p, err := spawn(o.Binary, &o)
+	p, err := spawn(o.Binary)
 	if err != nil {
+		return nil, fmt.Errorf("start shim for %s: %w", o.ID, err)
+	}
+	if err := p.give(o); err != nil {
 		return nil, fmt.Errorf("start shim for %s: %w", o.ID, err)
 	}
 	return p.await(ctx, o)
@@ -91,62 +94,35 @@ func (o *StartOptions) prepare() error {
 	return nil
 }
 
-// proc is a started berth-shim: its ready pipe and, for a standby one,
-// the pipe it reads its job from.
+// proc is a started berth-shim: the pipe it reads its job from and the
+// one it reports readiness on.
 type proc struct {
 	cmd   *exec.Cmd
-	ready *os.File
 	job   *os.File
+	ready *os.File
 	// exited is closed once the process is reaped.
 	exited chan struct{}
 }
 
-// spawn starts berth-shim in its own session: for o's container, or with
-// o nil on standby (reading a wire.Job on fd 4, output discarded until it
-// opens the shim log of its job).
-func spawn(binary string, o *StartOptions) (*proc, error) {
+// spawn starts "berth-shim run --standby" in its own session: it reads
+// its container as a wire.Job on fd 4 (output discarded until it opens the
+// job's shim log) and reports on fd 3. Closing the job pipe without a job
+// makes it exit.
+func spawn(binary string) (*proc, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
 	defer w.Close()
-	p := &proc{ready: r, exited: make(chan struct{})}
-	var cmd *exec.Cmd
-	if o == nil {
-		jr, jw, err := os.Pipe()
-		if err != nil {
-			r.Close()
-			return nil, err
-		}
-		defer jr.Close()
-		p.job = jw
-		cmd = exec.Command(binary, "run", "--standby", "--ready-fd")
-		cmd.ExtraFiles = []*os.File{w, jr}
-	} else {
-		logf, err := os.OpenFile(filepath.Join(o.StateDir, wire.LogName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-		if err != nil {
-			r.Close()
-			return nil, fmt.Errorf("open shim log: %w", err)
-		}
-		defer logf.Close()
-		args := []string{"run", "--id", o.ID, "--bundle", o.Bundle, "--state-dir", o.StateDir, "--ready-fd"}
-		if o.LogPath != "" {
-			args = append(args, "--log-path", o.LogPath)
-		}
-		if o.Stdin {
-			args = append(args, "--stdin")
-		}
-		if o.StdinOnce {
-			args = append(args, "--stdin-once")
-		}
-		if o.CreateOnly {
-			args = append(args, "--create-only")
-		}
-		cmd = exec.Command(binary, args...)
-		cmd.Stdout = logf
-		cmd.Stderr = logf
-		cmd.ExtraFiles = []*os.File{w}
+	jr, jw, err := os.Pipe()
+	if err != nil {
+		r.Close()
+		return nil, err
 	}
+	defer jr.Close()
+	p := &proc{job: jw, ready: r, exited: make(chan struct{})}
+	cmd := exec.Command(binary, "run", "--standby")
+	cmd.ExtraFiles = []*os.File{w, jr}
 	cmd.Dir = "/"
 	// Its own session: no signal aimed at berthd's process group or
 	// terminal reaches the shim.
@@ -165,12 +141,23 @@ func spawn(binary string, o *StartOptions) (*proc, error) {
 	return p, nil
 }
 
-// close drops berthd's ends of the pipes; a standby shim then exits.
+// give hands the shim its container. It fails when the shim is gone (a
+// spare killed on standby).
+func (p *proc) give(o StartOptions) error {
+	job, _ := json.Marshal(wire.Job{ID: o.ID, Bundle: o.Bundle, StateDir: o.StateDir, LogPath: o.LogPath, Stdin: o.Stdin, StdinOnce: o.StdinOnce, CreateOnly: o.CreateOnly})
+	_, err := p.job.Write(append(job, '\n'))
+	p.job.Close()
+	if err != nil {
+		p.close()
+		return fmt.Errorf("hand the shim its container: %w", err)
+	}
+	return nil
+}
+
+// close drops berthd's ends of the pipes; a shim without a job then exits.
 func (p *proc) close() {
 	p.ready.Close()
-	if p.job != nil {
-		p.job.Close()
-	}
+	p.job.Close()
 }
 
 // await reads the shim's ready line and returns its Client.

@@ -220,9 +220,9 @@ type Ready struct {
 	Class string `json:"class,omitempty"`
 }
 
-// Job is the one line a standby shim (berth-shim run --standby) reads on
-// fd 4: the container it is to create, as a cold start's flags say. EOF
-// instead of a job makes it exit: berthd closed it or died.
+// Job is the one line berth-shim (run --standby) reads on fd 4: the
+// container it is to create. EOF instead of a job makes it exit: berthd
+// closed it or died.
 type Job struct {
 	ID         string `json:"id"`
 	Bundle     string `json:"bundle"`
