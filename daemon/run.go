@@ -125,7 +125,9 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		userNS = false
 		log.InfoContext(ctx, "pod user namespaces are not supported", "error", err)
 	}
-	streams, err := cri.NewStreamServer(cri.StreamConfig{Address: cfg.StreamAddress, Port: cfg.StreamPort}, rt)
+	// The CRI sees only its own pods and containers.
+	criRT := rt.Owned(runtime.OwnerCRI)
+	streams, err := cri.NewStreamServer(cri.StreamConfig{Address: cfg.StreamAddress, Port: cfg.StreamPort}, criRT)
 	if err != nil {
 		return err
 	}
@@ -152,7 +154,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	runtimeapi.RegisterRuntimeServiceServer(grpcSrv, cri.NewRuntimeService(cri.RuntimeOptions{
 		Version:         Version,
 		Config:          cfg,
-		Runtime:         rt,
+		Runtime:         criRT,
 		Network:         podNetwork{network},
 		Images:          store,
 		Streams:         streams,

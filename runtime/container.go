@@ -55,6 +55,16 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 		sb.op.Lock()
 		defer sb.op.Unlock()
 		cfg.SandboxID = sb.rec.ID
+		if cfg.Owner != "" && cfg.Owner != sb.rec.Config.Owner {
+			return nil, fmt.Errorf("create container %s: owner %q differs from sandbox %s's %q: %w", cfg.Name, cfg.Owner, sb.rec.ID, sb.rec.Config.Owner, errdefs.ErrInvalidArgument)
+		}
+		cfg.Owner = sb.rec.Config.Owner
+	} else {
+		owner, err := m.stamp(cfg.Owner)
+		if err != nil {
+			return nil, fmt.Errorf("create container %s: %w", cfg.Name, err)
+		}
+		cfg.Owner = owner
 	}
 
 	dir := m.containerDir(cfg.ID)

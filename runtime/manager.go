@@ -20,7 +20,21 @@ import (
 )
 
 // Manager runs sandboxes and containers. It is safe for concurrent use.
+//
+// A Manager is a view scoped to one owner (Owned) or, as Open returns it,
+// to all of them. A scoped view lists, finds, changes and reports events of
+// its owner's sandboxes and containers only, and stamps its owner on what
+// it creates: the CRI never sees the engine's containers and the other way
+// round, and the kubelet's garbage collector cannot remove what it does not
+// own.
 type Manager struct {
+	*state
+	// owner is the view's owner; "" sees every owner.
+	owner string
+}
+
+// state is what every view of one Manager shares.
+type state struct {
 	cfg      Config
 	oomFloor int
 	cgroupV2 bool
@@ -107,14 +121,14 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	m := &Manager{
+	m := &Manager{state: &state{
 		cfg:        cfg,
 		sandboxes:  map[string]*sandbox{},
 		containers: map[string]*container{},
 		closed:     make(chan struct{}),
 		warmer:     newMigrationWarmer(),
 		launcher:   shim.NewLauncher(cfg.ShimBinary),
-	}
+	}}
 	if cfg.OOMScoreAdjFloor != nil {
 		m.oomFloor = *cfg.OOMScoreAdjFloor
 	} else {
@@ -149,6 +163,10 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 
 func (m *Manager) loadSandboxes(ctx context.Context) error {
 	return eachRecord(filepath.Join(m.cfg.Root, "sandboxes"), "sandbox.json", func(id string, rec sandboxRecord) error {
+		if rec.Config.Owner == "" {
+			// Recorded before owners existed, when the CRI was the only front.
+			rec.Config.Owner = OwnerCRI
+		}
 		s := &sandbox{dir: m.sandboxDir(id), rec: rec}
 		if s.rec.Pending {
 			for _, c := range m.podContainers(id) {
@@ -182,6 +200,9 @@ func (m *Manager) loadSandboxes(ctx context.Context) error {
 
 func (m *Manager) loadContainers(ctx context.Context) error {
 	return eachRecord(filepath.Join(m.cfg.Root, "containers"), "container.json", func(id string, rec containerRecord) error {
+		if rec.Config.Owner == "" {
+			rec.Config.Owner = OwnerCRI
+		}
 		c := &container{exited: make(chan struct{}), rec: rec}
 		if c.rec.Pending {
 			if err := m.releaseContainer(ctx, c); err != nil {
@@ -299,18 +320,43 @@ func (m *Manager) writeContainer(c *container, write func(string, any) error) er
 	return write(filepath.Join(m.containerDir(rec.ID), "container.json"), rec)
 }
 
-// lookup finds the one key of ids equal to id or starting with it.
-func lookup[T any](ids map[string]T, id, what string) (T, error) {
+// Owned returns a view of m scoped to owner (OwnerCRI, OwnerEngine,
+// OwnerBuilder, or any other name a front chooses): it shares m's state and
+// sees only what owner created.
+func (m *Manager) Owned(owner string) *Manager {
+	return &Manager{state: m.state, owner: owner}
+}
+
+// sees reports whether the view sees what owner owns.
+func (m *Manager) sees(owner string) bool { return m.owner == "" || owner == m.owner }
+
+// stamp returns the owner a creation of this view records: the view's, or
+// for the unscoped view the one asked (OwnerCRI when none is).
+func (m *Manager) stamp(asked string) (string, error) {
+	switch {
+	case m.owner != "" && asked != "" && asked != m.owner:
+		return "", fmt.Errorf("owner %q asked of a view of owner %q: %w", asked, m.owner, errdefs.ErrInvalidArgument)
+	case m.owner != "":
+		return m.owner, nil
+	case asked != "":
+		return asked, nil
+	}
+	return OwnerCRI, nil
+}
+
+// lookup finds the one key of ids equal to id or starting with it, among
+// the values keep accepts.
+func lookup[T any](ids map[string]T, id, what string, keep func(T) bool) (T, error) {
 	var zero T
-	if v, ok := ids[id]; ok {
+	if v, ok := ids[id]; ok && keep(v) {
 		return v, nil
 	}
 	if id == "" {
 		return zero, fmt.Errorf("%s with empty id: %w", what, errdefs.ErrNotFound)
 	}
 	var found []string
-	for k := range ids {
-		if strings.HasPrefix(k, id) {
+	for k, v := range ids {
+		if strings.HasPrefix(k, id) && keep(v) {
 			found = append(found, k)
 		}
 	}
@@ -323,16 +369,19 @@ func lookup[T any](ids map[string]T, id, what string) (T, error) {
 	return zero, fmt.Errorf("%s %s: prefix matches %d: %w", what, id, len(found), errdefs.ErrInvalidArgument)
 }
 
+func (m *Manager) seesSandbox(s *sandbox) bool     { return m.sees(s.rec.Config.Owner) }
+func (m *Manager) seesContainer(c *container) bool { return m.sees(c.rec.Config.Owner) }
+
 func (m *Manager) getSandbox(id string) (*sandbox, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return lookup(m.sandboxes, id, "sandbox")
+	return lookup(m.sandboxes, id, "sandbox", m.seesSandbox)
 }
 
 func (m *Manager) getContainer(id string) (*container, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return lookup(m.containers, id, "container")
+	return lookup(m.containers, id, "container", m.seesContainer)
 }
 
 func copySandbox(r sandboxRecord) *Sandbox {
@@ -346,7 +395,7 @@ func copySandbox(r sandboxRecord) *Sandbox {
 func (m *Manager) Sandbox(id string) (*Sandbox, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s, err := lookup(m.sandboxes, id, "sandbox")
+	s, err := lookup(m.sandboxes, id, "sandbox", m.seesSandbox)
 	if err != nil || s.rec.Pending {
 		return nil, orNotFound(err, "sandbox", id)
 	}
@@ -360,12 +409,12 @@ func orNotFound(err error, what, id string) error {
 	return fmt.Errorf("%s %s: %w", what, id, errdefs.ErrNotFound)
 }
 
-// ListSandboxes returns every sandbox, oldest first.
+// ListSandboxes returns every sandbox the view sees, oldest first.
 func (m *Manager) ListSandboxes() []*Sandbox {
 	m.mu.Lock()
 	var out []*Sandbox
 	for _, s := range m.sandboxes {
-		if !s.rec.Pending {
+		if !s.rec.Pending && m.seesSandbox(s) {
 			out = append(out, copySandbox(s.rec))
 		}
 	}
@@ -378,7 +427,7 @@ func (m *Manager) ListSandboxes() []*Sandbox {
 func (m *Manager) Container(id string) (*Container, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	c, err := lookup(m.containers, id, "container")
+	c, err := lookup(m.containers, id, "container", m.seesContainer)
 	if err != nil || c.rec.Pending {
 		return nil, orNotFound(err, "container", id)
 	}
@@ -386,12 +435,12 @@ func (m *Manager) Container(id string) (*Container, error) {
 	return &v, nil
 }
 
-// ListContainers returns every container, oldest first.
+// ListContainers returns every container the view sees, oldest first.
 func (m *Manager) ListContainers() []*Container {
 	m.mu.Lock()
 	var out []*Container
 	for _, c := range m.containers {
-		if !c.rec.Pending {
+		if !c.rec.Pending && m.seesContainer(c) {
 			v := c.rec.Container
 			out = append(out, &v)
 		}
@@ -401,16 +450,20 @@ func (m *Manager) ListContainers() []*Container {
 	return out
 }
 
-// broker fans events out to subscribers.
+// broker fans events out to subscribers, each with the owner its view
+// sees ("" for all).
 type broker struct {
 	mu   sync.Mutex
-	subs map[chan Event]struct{}
+	subs map[chan Event]string
 }
 
 func (b *broker) publish(e Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for ch := range b.subs {
+	for ch, owner := range b.subs {
+		if owner != "" && owner != e.Owner {
+			continue
+		}
 		select {
 		case ch <- e:
 		default:
@@ -427,16 +480,16 @@ func (b *broker) closeAll() {
 	}
 }
 
-// Subscribe returns the container events from now on until ctx ends or the
+// Subscribe returns the view's container events from now on until ctx ends or the
 // Manager closes (the channel is then closed). A subscriber that falls more
 // than 1024 events behind loses events rather than blocking the Manager.
 func (m *Manager) Subscribe(ctx context.Context) <-chan Event {
 	ch := make(chan Event, 1024)
 	m.events.mu.Lock()
 	if m.events.subs == nil {
-		m.events.subs = map[chan Event]struct{}{}
+		m.events.subs = map[chan Event]string{}
 	}
-	m.events.subs[ch] = struct{}{}
+	m.events.subs[ch] = m.owner
 	m.events.mu.Unlock()
 	context.AfterFunc(ctx, func() {
 		m.events.mu.Lock()
@@ -451,7 +504,7 @@ func (m *Manager) Subscribe(ctx context.Context) <-chan Event {
 
 func (m *Manager) emit(c *container, t EventType) {
 	m.mu.Lock()
-	e := Event{ContainerID: c.rec.ID, SandboxID: c.rec.SandboxID, Type: t, Time: time.Now()}
+	e := Event{ContainerID: c.rec.ID, SandboxID: c.rec.SandboxID, Owner: c.rec.Config.Owner, Type: t, Time: time.Now()}
 	m.mu.Unlock()
 	m.events.publish(e)
 }

@@ -115,6 +115,14 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// Owners: the fronts that create sandboxes and containers. Each sees only
+// its own (Manager.Owned).
+const (
+	OwnerCRI     = "cri"
+	OwnerEngine  = "engine"
+	OwnerBuilder = "builder"
+)
+
 // NamespaceMode says whose namespace a pod or container uses. The values
 // match CRI's NamespaceMode.
 type NamespaceMode int
@@ -163,10 +171,13 @@ type UserNamespace struct {
 
 // SandboxConfig describes a pod sandbox.
 type SandboxConfig struct {
+	// Owner is the front the sandbox belongs to; a scoped Manager sets it
+	// (empty on the unscoped one means OwnerCRI).
+	Owner string
 	// ID is 64 lower-case hex digits; empty generates one.
 	ID string
 	// Name, Namespace, UID and Attempt are the pod's metadata; together
-	// they must be unique among sandboxes.
+	// they must be unique among the owner's sandboxes.
 	Name      string
 	Namespace string
 	UID       string
@@ -256,6 +267,9 @@ type Mount struct {
 
 // ContainerConfig describes a container.
 type ContainerConfig struct {
+	// Owner is the front the container belongs to: its sandbox's, or for a
+	// standalone container the scoped Manager's (see SandboxConfig.Owner).
+	Owner string
 	// ID is 64 lower-case hex digits; empty generates one.
 	ID string
 	// SandboxID is the pod the container belongs to; it must be ready.
@@ -446,6 +460,7 @@ func (t EventType) String() string {
 type Event struct {
 	ContainerID string
 	SandboxID   string
+	Owner       string
 	Type        EventType
 	Time        time.Time
 }

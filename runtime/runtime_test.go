@@ -77,21 +77,37 @@ func TestValidateSandbox(t *testing.T) {
 }
 
 func TestLookup(t *testing.T) {
-	ids := map[string]int{"abc1": 1, "abc2": 2, "def": 3}
-	if v, err := lookup(ids, "abc1", "x"); err != nil || v != 1 {
+	ids := map[string]int{"abc1": 1, "abc2": 2, "def": 3, "abd": -4}
+	all := func(int) bool { return true }
+	if v, err := lookup(ids, "abc1", "x", all); err != nil || v != 1 {
 		t.Errorf("exact: %v %v", v, err)
 	}
-	if v, err := lookup(ids, "d", "x"); err != nil || v != 3 {
+	if v, err := lookup(ids, "d", "x", all); err != nil || v != 3 {
 		t.Errorf("prefix: %v %v", v, err)
 	}
-	if _, err := lookup(ids, "abc", "x"); !errdefs.IsInvalidArgument(err) {
+	if _, err := lookup(ids, "abc", "x", all); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("ambiguous: %v", err)
 	}
-	if _, err := lookup(ids, "zz", "x"); !errdefs.IsNotFound(err) {
+	if _, err := lookup(ids, "zz", "x", all); !errdefs.IsNotFound(err) {
 		t.Errorf("missing: %v", err)
 	}
-	if _, err := lookup(ids, "", "x"); !errdefs.IsNotFound(err) {
+	if _, err := lookup(ids, "", "x", all); !errdefs.IsNotFound(err) {
 		t.Errorf("empty: %v", err)
+	}
+	// What keep refuses is not there: neither by its ID nor as a second
+	// match of a prefix.
+	positive := func(v int) bool { return v > 0 }
+	if _, err := lookup(ids, "abd", "x", positive); !errdefs.IsNotFound(err) {
+		t.Errorf("refused exact: %v", err)
+	}
+	if v, err := lookup(ids, "abc2", "x", positive); err != nil || v != 2 {
+		t.Errorf("kept exact: %v %v", v, err)
+	}
+	if _, err := lookup(ids, "ab", "x", positive); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("ambiguous among kept: %v", err)
+	}
+	if v, err := lookup(map[string]int{"abc": 1, "abd": -1}, "ab", "x", positive); err != nil || v != 1 {
+		t.Errorf("prefix matching one kept and one refused: %v %v", v, err)
 	}
 }
 
@@ -159,7 +175,7 @@ func TestWriteJSONReplacesAtomically(t *testing.T) {
 }
 
 func TestPickShimDirAvoidsCollisions(t *testing.T) {
-	m := &Manager{cfg: Config{StateDir: t.TempDir()}, containers: map[string]*container{}}
+	m := &Manager{state: &state{cfg: Config{StateDir: t.TempDir()}, containers: map[string]*container{}}}
 	id := newID()
 	first := m.pickShimDir(id)
 	if filepath.Base(first) != id[:12] {

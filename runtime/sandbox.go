@@ -106,6 +106,11 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 	if err := validateSandbox(&cfg); err != nil {
 		return nil, fmt.Errorf("create sandbox: %w", err)
 	}
+	owner, err := m.stamp(cfg.Owner)
+	if err != nil {
+		return nil, fmt.Errorf("create sandbox %s: %w", cfg.Name, err)
+	}
+	cfg.Owner = owner
 	id := cfg.ID
 	st := startSteps(ctx, "create sandbox")
 	s := &sandbox{dir: m.sandboxDir(id)}
@@ -118,7 +123,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 	}
 	for _, o := range m.sandboxes {
 		oc := o.rec.Config
-		if oc.Name == cfg.Name && oc.Namespace == cfg.Namespace && oc.UID == cfg.UID && oc.Attempt == cfg.Attempt {
+		if oc.Owner == cfg.Owner && oc.Name == cfg.Name && oc.Namespace == cfg.Namespace && oc.UID == cfg.UID && oc.Attempt == cfg.Attempt {
 			m.mu.Unlock()
 			return nil, fmt.Errorf("create sandbox %s/%s (attempt %d): taken by %s: %w", cfg.Namespace, cfg.Name, cfg.Attempt, o.rec.ID, errdefs.ErrAlreadyExists)
 		}
