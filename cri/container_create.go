@@ -31,7 +31,7 @@ func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 	if name == "" {
 		return nil, fmt.Errorf("create container: %w: container metadata has no name", errdefs.ErrInvalidArgument)
 	}
-	sb, err := s.opts.Runtime.Sandbox(req.GetPodSandboxId())
+	sb, err := s.opts.Pods.Sandbox(req.GetPodSandboxId())
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", name, err)
 	}
@@ -95,7 +95,7 @@ func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", name, err)
 	}
-	c, err := s.opts.Runtime.CreateContainer(ctx, rc)
+	c, err := s.opts.Containers.CreateContainer(ctx, rc)
 	if err != nil {
 		return nil, fmt.Errorf("create container %s in pod %s: %w", name, sb.ID, err)
 	}

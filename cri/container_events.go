@@ -14,17 +14,17 @@ import (
 // no longer among them).
 func (s *RuntimeService) GetContainerEvents(_ *runtimeapi.GetEventsRequest, stream runtimeapi.RuntimeService_GetContainerEventsServer) error {
 	ctx := stream.Context()
-	for ev := range s.opts.Runtime.Subscribe(ctx) {
+	for ev := range s.opts.Stats.Subscribe(ctx) {
 		resp := &runtimeapi.ContainerEventResponse{
 			ContainerId:        ev.ContainerID,
 			ContainerEventType: criEventType(ev.Type),
 			CreatedAt:          ev.Time.UnixNano(),
 		}
-		if sb, err := s.opts.Runtime.Sandbox(ev.SandboxID); err == nil {
+		if sb, err := s.opts.Pods.Sandbox(ev.SandboxID); err == nil {
 			if st, err := sandboxStatus(sb); err == nil {
 				resp.PodSandboxStatus = st
 			}
-			for _, c := range s.opts.Runtime.ListContainers() {
+			for _, c := range s.opts.Containers.ListContainers() {
 				if c.SandboxID != sb.ID {
 					continue
 				}

@@ -47,7 +47,7 @@ func TestGetContainerEvents(t *testing.T) {
 	}
 	rt.containers = []*runtime.Container{{ID: "c1", SandboxID: pod.PodSandboxId, State: runtime.ContainerRunning, Config: runtime.ContainerConfig{Name: "app"}}}
 	at := time.Unix(100, 5)
-	s.opts.Runtime = eventsRuntime{fakeRuntime: rt, events: []runtime.Event{
+	s.opts.Stats = eventsRuntime{fakeRuntime: rt, events: []runtime.Event{
 		{ContainerID: "c1", SandboxID: pod.PodSandboxId, Type: runtime.EventStarted, Time: at},
 		{ContainerID: "gone", SandboxID: "no-such-pod", Type: runtime.EventDeleted, Time: at},
 	}}

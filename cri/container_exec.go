@@ -21,7 +21,7 @@ func (s *RuntimeService) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncR
 		return nil, fmt.Errorf("exec sync in container %s: %w: no command", req.GetContainerId(), errdefs.ErrInvalidArgument)
 	}
 	timeout := time.Duration(req.GetTimeout()) * time.Second
-	stdout, stderr, code, err := s.opts.Runtime.ExecSync(ctx, req.GetContainerId(), req.GetCmd(), timeout)
+	stdout, stderr, code, err := s.opts.Processes.ExecSync(ctx, req.GetContainerId(), req.GetCmd(), timeout)
 	if err != nil {
 		return nil, fmt.Errorf("exec sync in container %s: %w", req.GetContainerId(), err)
 	}
@@ -62,7 +62,7 @@ func (s *RuntimeService) Attach(ctx context.Context, req *runtimeapi.AttachReque
 // requireRunning fails unless the container exists and runs: a session URL
 // for anything else would only fail later, with a worse message.
 func (s *RuntimeService) requireRunning(id string) error {
-	c, err := s.opts.Runtime.Container(id)
+	c, err := s.opts.Containers.Container(id)
 	if err != nil {
 		return err
 	}

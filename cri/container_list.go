@@ -29,7 +29,7 @@ func (s *RuntimeService) StreamContainers(req *runtimeapi.StreamContainersReques
 
 func (s *RuntimeService) listContainers(ctx context.Context, f *runtimeapi.ContainerFilter) []*runtimeapi.Container {
 	var out []*runtimeapi.Container
-	for _, c := range s.opts.Runtime.ListContainers() {
+	for _, c := range s.opts.Containers.ListContainers() {
 		if !containerMatches(c, f) {
 			continue
 		}

@@ -21,7 +21,7 @@ func (s *RuntimeService) RemoveContainer(ctx context.Context, req *runtimeapi.Re
 // removeContainer removes the container, then its rootfs snapshot and its
 // image volumes' snapshots: the runtime unmounts them first.
 func (s *RuntimeService) removeContainer(ctx context.Context, id string) error {
-	c, err := s.opts.Runtime.Container(id)
+	c, err := s.opts.Containers.Container(id)
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return nil
 	}
@@ -32,7 +32,7 @@ func (s *RuntimeService) removeContainer(ctx context.Context, id string) error {
 	if err := readRecord(c.Config.Annotations, annContainerConfig, &cfg); err != nil {
 		return fmt.Errorf("remove container %s: %w", c.ID, err)
 	}
-	if err := s.opts.Runtime.RemoveContainer(ctx, c.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+	if err := s.opts.Containers.RemoveContainer(ctx, c.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return fmt.Errorf("remove container %s: %w", c.ID, err)
 	}
 	s.cpuRates.drop(c.ID)

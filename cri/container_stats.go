@@ -16,11 +16,11 @@ import (
 
 // ContainerStats reports a container's CPU, memory and writable layer use.
 func (s *RuntimeService) ContainerStats(ctx context.Context, req *runtimeapi.ContainerStatsRequest) (*runtimeapi.ContainerStatsResponse, error) {
-	c, err := s.opts.Runtime.Container(req.GetContainerId())
+	c, err := s.opts.Containers.Container(req.GetContainerId())
 	if err != nil {
 		return nil, fmt.Errorf("stats of container %s: %w", req.GetContainerId(), err)
 	}
-	st, err := s.opts.Runtime.ContainerStats(ctx, c.ID)
+	st, err := s.opts.Stats.ContainerStats(ctx, c.ID)
 	if err != nil {
 		return nil, fmt.Errorf("stats of container %s: %w", c.ID, err)
 	}
@@ -53,11 +53,11 @@ func (s *RuntimeService) StreamContainerStats(req *runtimeapi.StreamContainerSta
 
 func (s *RuntimeService) listContainerStats(ctx context.Context, f *runtimeapi.ContainerStatsFilter) ([]*runtimeapi.ContainerStats, error) {
 	var out []*runtimeapi.ContainerStats
-	for _, c := range s.opts.Runtime.ListContainers() {
+	for _, c := range s.opts.Containers.ListContainers() {
 		if c.State != runtime.ContainerRunning || !containerStatsMatches(c, f) {
 			continue
 		}
-		st, err := s.opts.Runtime.ContainerStats(ctx, c.ID)
+		st, err := s.opts.Stats.ContainerStats(ctx, c.ID)
 		if err != nil {
 			if gone(err) {
 				continue // exited or removed meanwhile

@@ -20,7 +20,7 @@ import (
 // ContainerStatus reports a container's state, exit, image, mounts, log
 // path, resources and user; verbose adds an "info" JSON.
 func (s *RuntimeService) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerStatusRequest) (*runtimeapi.ContainerStatusResponse, error) {
-	c, err := s.opts.Runtime.Container(req.GetContainerId())
+	c, err := s.opts.Containers.Container(req.GetContainerId())
 	if err != nil {
 		return nil, fmt.Errorf("container status %s: %w", req.GetContainerId(), err)
 	}

@@ -19,7 +19,7 @@ func (s *RuntimeService) StopContainer(ctx context.Context, req *runtimeapi.Stop
 		return nil, fmt.Errorf("stop container %s: %w: negative timeout %d", req.GetContainerId(), errdefs.ErrInvalidArgument, req.GetTimeout())
 	}
 	timeout := time.Duration(req.GetTimeout()) * time.Second
-	if err := s.opts.Runtime.StopContainer(ctx, req.GetContainerId(), timeout); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+	if err := s.opts.Containers.StopContainer(ctx, req.GetContainerId(), timeout); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return nil, fmt.Errorf("stop container %s: %w", req.GetContainerId(), err)
 	}
 	return &runtimeapi.StopContainerResponse{}, nil

@@ -13,7 +13,7 @@ func (s *RuntimeService) UpdateContainerResources(ctx context.Context, req *runt
 	if req.GetLinux() == nil {
 		return nil, fmt.Errorf("update container %s: %w: no linux resources given", req.GetContainerId(), errdefs.ErrInvalidArgument)
 	}
-	if err := s.opts.Runtime.UpdateContainerResources(ctx, req.GetContainerId(), resourcesFromCRI(req.GetLinux())); err != nil {
+	if err := s.opts.Processes.UpdateContainerResources(ctx, req.GetContainerId(), resourcesFromCRI(req.GetLinux())); err != nil {
 		return nil, fmt.Errorf("update container %s: %w", req.GetContainerId(), err)
 	}
 	return &runtimeapi.UpdateContainerResourcesResponse{}, nil
@@ -22,7 +22,7 @@ func (s *RuntimeService) UpdateContainerResources(ctx context.Context, req *runt
 // ReopenContainerLog makes the container's shim reopen its log file after
 // the kubelet rotated it.
 func (s *RuntimeService) ReopenContainerLog(ctx context.Context, req *runtimeapi.ReopenContainerLogRequest) (*runtimeapi.ReopenContainerLogResponse, error) {
-	if err := s.opts.Runtime.ReopenContainerLog(ctx, req.GetContainerId()); err != nil {
+	if err := s.opts.Processes.ReopenContainerLog(ctx, req.GetContainerId()); err != nil {
 		return nil, fmt.Errorf("reopen log of container %s: %w", req.GetContainerId(), err)
 	}
 	return &runtimeapi.ReopenContainerLogResponse{}, nil

@@ -17,7 +17,7 @@ const cgroupDriverSystemd = "systemd"
 // kubelet picks the same one.
 func (s *RuntimeService) RuntimeConfig(context.Context, *runtimeapi.RuntimeConfigRequest) (*runtimeapi.RuntimeConfigResponse, error) {
 	driver := runtimeapi.CgroupDriver_CGROUPFS
-	if s.opts.Runtime.CgroupDriver() == cgroupDriverSystemd {
+	if s.opts.CgroupDriver == cgroupDriverSystemd {
 		driver = runtimeapi.CgroupDriver_SYSTEMD
 	}
 	return &runtimeapi.RuntimeConfigResponse{Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: driver}}, nil

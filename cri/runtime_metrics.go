@@ -341,11 +341,11 @@ func (s *RuntimeService) StreamPodSandboxMetrics(_ *runtimeapi.StreamPodSandboxM
 
 func (s *RuntimeService) listPodSandboxMetrics(ctx context.Context) ([]*runtimeapi.PodSandboxMetrics, error) {
 	var out []*runtimeapi.PodSandboxMetrics
-	for _, sb := range s.opts.Runtime.ListSandboxes() {
+	for _, sb := range s.opts.Pods.ListSandboxes() {
 		if sb.State != runtime.SandboxReady {
 			continue
 		}
-		m, err := s.opts.Runtime.SandboxMetrics(ctx, sb.ID)
+		m, err := s.opts.Stats.SandboxMetrics(ctx, sb.ID)
 		if err != nil {
 			if gone(err) {
 				continue
@@ -366,7 +366,7 @@ func (s *RuntimeService) criSandboxMetrics(ctx context.Context, sb *runtime.Sand
 	}
 	for i := range m.Containers {
 		cm := &m.Containers[i]
-		c, err := s.opts.Runtime.Container(cm.ID)
+		c, err := s.opts.Containers.Container(cm.ID)
 		if err != nil {
 			continue // removed meanwhile
 		}

@@ -70,7 +70,7 @@ func newMetricsService() (*RuntimeService, *metricsRuntime) {
 		Containers: []runtime.ContainerMetrics{busyContainerMetrics("ctr1"), busyContainerMetrics("ctr9")},
 	}
 	rt.metrics["pod3"] = &runtime.SandboxMetrics{ID: "pod3"}
-	return NewRuntimeService(RuntimeOptions{Runtime: rt}), rt
+	return NewRuntimeService(withRuntime(RuntimeOptions{}, rt)), rt
 }
 
 // key renders a metric as name{labels}.
@@ -255,7 +255,7 @@ func TestListPodSandboxMetricsFails(t *testing.T) {
 	rt.sandboxes = rt.sandboxes[:1]
 	delete(rt.metrics, "pod1")
 	rt.metrics["pod1"] = nil
-	s.opts.Runtime = &failingMetrics{rt}
+	s.opts.Stats = &failingMetrics{rt}
 	_, err := s.ListPodSandboxMetrics(t.Context(), &runtimeapi.ListPodSandboxMetricsRequest{})
 	if !errdefs.IsUnavailable(err) {
 		t.Errorf("got %v, want the runtime's Unavailable", err)

@@ -2,7 +2,6 @@ package cri
 
 import (
 	"context"
-	"io"
 	"sync"
 	"time"
 
@@ -34,14 +33,25 @@ type RuntimeService struct {
 	detached sync.Map
 }
 
-// RuntimeOptions configure the RuntimeService.
+// RuntimeOptions configure the RuntimeService. Each part of the runtime it
+// uses is a field of its own, typed by the small interface that part's RPCs
+// need; berthd sets them all to its *runtime.Manager.
 type RuntimeOptions struct {
 	// Version is Berth's version, reported as runtime_version.
 	Version string
 	// Config is reported as JSON under "config" by a verbose Status.
 	Config any
-	// Runtime runs sandboxes and containers (a *runtime.Manager).
-	Runtime Runtime
+	// Pods makes, stops, removes and finds sandboxes.
+	Pods podRuntime
+	// Containers makes, starts, stops, removes and finds containers.
+	Containers containerRuntime
+	// Processes runs commands in containers and changes running ones.
+	Processes processRuntime
+	// Stats reads the figures and events of pods and containers.
+	Stats statsRuntime
+	// CgroupDriver is the runtime's cgroup driver ("cgroupfs" or
+	// "systemd"), reported by the RuntimeConfig RPC.
+	CgroupDriver string
 	// Network attaches pods to the network (CNI); nil serves host-network
 	// pods only and reports the network not ready.
 	Network Network
@@ -64,8 +74,8 @@ type Features struct {
 	UserNamespaces          bool
 }
 
-// sandboxRuntime is the runtime's sandbox part.
-type sandboxRuntime interface {
+// podRuntime is the runtime's sandbox part.
+type podRuntime interface {
 	CreateSandbox(ctx context.Context, c runtime.SandboxConfig) (*runtime.Sandbox, error)
 	SetSandboxNetwork(ctx context.Context, id string, ips []string) error
 	StopSandbox(ctx context.Context, id string, timeout time.Duration) error
@@ -82,16 +92,13 @@ type containerRuntime interface {
 	RemoveContainer(ctx context.Context, id string) error
 	Container(id string) (*runtime.Container, error)
 	ListContainers() []*runtime.Container
-	UpdateContainerResources(ctx context.Context, id string, r spec.Resources) error
-	ReopenContainerLog(ctx context.Context, id string) error
 }
 
-// processRuntime runs processes and streams in containers and pods.
+// processRuntime runs commands in containers and changes running ones.
 type processRuntime interface {
 	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (stdout, stderr []byte, exitCode int32, err error)
-	Exec(ctx context.Context, id string, o runtime.ExecOptions) (int, error)
-	Attach(ctx context.Context, id string, s runtime.Streams) error
-	PortForward(ctx context.Context, sandboxID string, port int32, stream io.ReadWriteCloser) error
+	UpdateContainerResources(ctx context.Context, id string, r spec.Resources) error
+	ReopenContainerLog(ctx context.Context, id string) error
 }
 
 // statsRuntime reads figures and events.
@@ -100,16 +107,6 @@ type statsRuntime interface {
 	SandboxStats(ctx context.Context, id string) (*runtime.SandboxStats, error)
 	SandboxMetrics(ctx context.Context, id string) (*runtime.SandboxMetrics, error)
 	Subscribe(ctx context.Context) <-chan runtime.Event
-	CgroupDriver() string
-}
-
-// Runtime is what the RuntimeService needs of *runtime.Manager, in the
-// parts above.
-type Runtime interface {
-	sandboxRuntime
-	containerRuntime
-	processRuntime
-	statsRuntime
 }
 
 // Snapshotter is what CreateContainer and RemoveContainer need of the image

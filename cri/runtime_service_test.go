@@ -15,19 +15,27 @@ import (
 
 	"github.com/berth-dev/berth/imagestore"
 	"github.com/berth-dev/berth/runtime"
+	"github.com/berth-dev/berth/runtime/spec"
 )
 
 // fakeRuntime keeps sandboxes and containers in maps and logs the calls
-// that change them. Methods the tests do not reach are left to the nil
-// embedded interface (a call panics, failing the test).
+// that change them. It implements every part of the runtime the
+// RuntimeService takes, so a method added to one of those interfaces fails
+// to compile here rather than panic in a test.
 type fakeRuntime struct {
-	Runtime
 	sandboxes  []*runtime.Sandbox
 	containers []*runtime.Container
 	calls      []string
 	// failSetNetwork makes SetSandboxNetwork fail.
 	failSetNetwork error
 }
+
+var (
+	_ podRuntime       = (*fakeRuntime)(nil)
+	_ containerRuntime = (*fakeRuntime)(nil)
+	_ processRuntime   = (*fakeRuntime)(nil)
+	_ statsRuntime     = (*fakeRuntime)(nil)
+)
 
 func (f *fakeRuntime) CreateSandbox(_ context.Context, c runtime.SandboxConfig) (*runtime.Sandbox, error) {
 	id := fmt.Sprintf("%064d", len(f.sandboxes)+1)
@@ -80,6 +88,26 @@ func (f *fakeRuntime) Sandbox(id string) (*runtime.Sandbox, error) {
 
 func (f *fakeRuntime) ListSandboxes() []*runtime.Sandbox { return f.sandboxes }
 
+func (f *fakeRuntime) CreateContainer(_ context.Context, c runtime.ContainerConfig) (*runtime.Container, error) {
+	if _, err := f.Sandbox(c.SandboxID); err != nil {
+		return nil, err
+	}
+	ctr := &runtime.Container{ID: c.ID, SandboxID: c.SandboxID, Config: c, State: runtime.ContainerCreated, CreatedAt: time.Unix(2, 0)}
+	f.containers = append(f.containers, ctr)
+	f.calls = append(f.calls, "CreateContainer "+c.ID)
+	return ctr, nil
+}
+
+func (f *fakeRuntime) StartContainer(_ context.Context, id string) error {
+	c, err := f.Container(id)
+	if err != nil {
+		return err
+	}
+	f.calls = append(f.calls, "StartContainer "+c.ID)
+	c.State = runtime.ContainerRunning
+	return nil
+}
+
 func (f *fakeRuntime) StopContainer(_ context.Context, id string, _ time.Duration) error {
 	c, err := f.Container(id)
 	if err != nil {
@@ -106,6 +134,78 @@ func (f *fakeRuntime) Container(id string) (*runtime.Container, error) {
 }
 
 func (f *fakeRuntime) ListContainers() []*runtime.Container { return f.containers }
+
+// The process and stats parts answer as a runtime whose containers have no
+// processes to run or read: the tests that need figures or events override
+// them (metricsRuntime, eventsRuntime).
+
+func (f *fakeRuntime) ExecSync(_ context.Context, id string, _ []string, _ time.Duration) ([]byte, []byte, int32, error) {
+	if _, err := f.Container(id); err != nil {
+		return nil, nil, 0, err
+	}
+	return nil, nil, 0, fmt.Errorf("exec in fake container %s: %w", id, errdefs.ErrNotImplemented)
+}
+
+func (f *fakeRuntime) UpdateContainerResources(_ context.Context, id string, _ spec.Resources) error {
+	c, err := f.Container(id)
+	if err != nil {
+		return err
+	}
+	f.calls = append(f.calls, "UpdateContainerResources "+c.ID)
+	return nil
+}
+
+func (f *fakeRuntime) ReopenContainerLog(_ context.Context, id string) error {
+	c, err := f.Container(id)
+	if err != nil {
+		return err
+	}
+	f.calls = append(f.calls, "ReopenContainerLog "+c.ID)
+	return nil
+}
+
+func (f *fakeRuntime) ContainerStats(_ context.Context, id string) (*runtime.ContainerStats, error) {
+	c, err := f.Container(id)
+	if err != nil {
+		return nil, err
+	}
+	return &runtime.ContainerStats{ID: c.ID}, nil
+}
+
+func (f *fakeRuntime) SandboxStats(_ context.Context, id string) (*runtime.SandboxStats, error) {
+	sb, err := f.Sandbox(id)
+	if err != nil {
+		return nil, err
+	}
+	return &runtime.SandboxStats{ID: sb.ID}, nil
+}
+
+func (f *fakeRuntime) SandboxMetrics(_ context.Context, id string) (*runtime.SandboxMetrics, error) {
+	sb, err := f.Sandbox(id)
+	if err != nil {
+		return nil, err
+	}
+	return &runtime.SandboxMetrics{ID: sb.ID}, nil
+}
+
+// Subscribe returns a channel that closes with ctx: the fake emits no
+// events.
+func (f *fakeRuntime) Subscribe(ctx context.Context) <-chan runtime.Event {
+	ch := make(chan runtime.Event)
+	context.AfterFunc(ctx, func() { close(ch) })
+	return ch
+}
+
+// withRuntime returns opts with every runtime part set to rt.
+func withRuntime(opts RuntimeOptions, rt interface {
+	podRuntime
+	containerRuntime
+	processRuntime
+	statsRuntime
+}) RuntimeOptions {
+	opts.Pods, opts.Containers, opts.Processes, opts.Stats = rt, rt, rt, rt
+	return opts
+}
 
 // fakeNetwork records attaches and detaches.
 type fakeNetwork struct {
@@ -140,14 +240,23 @@ func (n *fakeNetwork) Detach(ctx context.Context, p PodNetwork) error {
 	return n.detachErr
 }
 
-// fakeSnapshots records removed snapshots.
+// fakeSnapshots has no images and records removed snapshots.
 type fakeSnapshots struct {
-	Snapshotter
 	removed []string
 }
 
-func (s *fakeSnapshots) Get(context.Context, string) (*imagestore.Image, error) {
-	return nil, errdefs.ErrNotFound
+var _ Snapshotter = (*fakeSnapshots)(nil)
+
+func (s *fakeSnapshots) Get(_ context.Context, name string) (*imagestore.Image, error) {
+	return nil, fmt.Errorf("image %s: %w", name, errdefs.ErrNotFound)
+}
+
+func (s *fakeSnapshots) Prepare(_ context.Context, id, image string) ([]imagestore.Mount, error) {
+	return nil, fmt.Errorf("prepare %s from %s: image %s: %w", id, image, image, errdefs.ErrNotFound)
+}
+
+func (s *fakeSnapshots) View(_ context.Context, id, image string) ([]imagestore.Mount, error) {
+	return nil, fmt.Errorf("view %s of %s: image %s: %w", id, image, image, errdefs.ErrNotFound)
 }
 
 func (s *fakeSnapshots) RemoveSnapshot(_ context.Context, id string) error {
@@ -165,7 +274,7 @@ func podRequest(name string, labels map[string]string) *runtimeapi.RunPodSandbox
 
 func newTestService() (*RuntimeService, *fakeRuntime, *fakeNetwork, *fakeSnapshots) {
 	rt, nw, sn := &fakeRuntime{}, &fakeNetwork{}, &fakeSnapshots{}
-	return NewRuntimeService(RuntimeOptions{Runtime: rt, Network: nw, Images: sn}), rt, nw, sn
+	return NewRuntimeService(withRuntime(RuntimeOptions{Network: nw, Images: sn}, rt)), rt, nw, sn
 }
 
 func TestRunPodSandbox(t *testing.T) {

@@ -52,7 +52,7 @@ func sendPages[T any](items []T, send func([]T) error) error {
 
 func (s *RuntimeService) listSandboxes(f *runtimeapi.PodSandboxFilter) ([]*runtimeapi.PodSandbox, error) {
 	var out []*runtimeapi.PodSandbox
-	for _, sb := range s.opts.Runtime.ListSandboxes() {
+	for _, sb := range s.opts.Pods.ListSandboxes() {
 		if !sandboxMatches(sb, f) {
 			continue
 		}

@@ -13,7 +13,7 @@ import (
 // PortForward returns the streaming URL of a port-forward session into a
 // ready pod's network namespace.
 func (s *RuntimeService) PortForward(ctx context.Context, req *runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error) {
-	sb, err := s.opts.Runtime.Sandbox(req.GetPodSandboxId())
+	sb, err := s.opts.Pods.Sandbox(req.GetPodSandboxId())
 	if err != nil {
 		return nil, fmt.Errorf("port forward to pod %s: %w", req.GetPodSandboxId(), err)
 	}

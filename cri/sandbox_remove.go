@@ -15,7 +15,7 @@ import (
 // removes the sandbox with its namespaces and files. Removing an unknown
 // pod succeeds.
 func (s *RuntimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
-	sb, err := s.opts.Runtime.Sandbox(req.GetPodSandboxId())
+	sb, err := s.opts.Pods.Sandbox(req.GetPodSandboxId())
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return &runtimeapi.RemovePodSandboxResponse{}, nil
 	}
@@ -24,7 +24,7 @@ func (s *RuntimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.R
 	}
 	unlock := s.pods.lock(sb.ID)
 	defer unlock()
-	for _, c := range s.opts.Runtime.ListContainers() {
+	for _, c := range s.opts.Containers.ListContainers() {
 		if c.SandboxID != sb.ID {
 			continue
 		}
@@ -35,7 +35,7 @@ func (s *RuntimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.R
 	if err := s.detach(ctx, sb); err != nil {
 		return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)
 	}
-	if err := s.opts.Runtime.RemoveSandbox(ctx, sb.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+	if err := s.opts.Pods.RemoveSandbox(ctx, sb.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)
 	}
 	s.cpuRates.drop(sb.ID)

@@ -12,7 +12,7 @@ import (
 // runtime has nothing to change (containerd only forwards it to NRI, which
 // Berth does not have). It checks that the pod exists.
 func (s *RuntimeService) UpdatePodSandboxResources(_ context.Context, req *runtimeapi.UpdatePodSandboxResourcesRequest) (*runtimeapi.UpdatePodSandboxResourcesResponse, error) {
-	if _, err := s.opts.Runtime.Sandbox(req.GetPodSandboxId()); err != nil {
+	if _, err := s.opts.Pods.Sandbox(req.GetPodSandboxId()); err != nil {
 		return nil, fmt.Errorf("update pod sandbox resources %s: %w", req.GetPodSandboxId(), err)
 	}
 	return &runtimeapi.UpdatePodSandboxResourcesResponse{}, nil

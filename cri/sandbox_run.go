@@ -38,11 +38,11 @@ func (s *RuntimeService) RunPodSandbox(ctx context.Context, req *runtimeapi.RunP
 		att = &podAttacher{net: s.opts.Network, id: sc.ID, cfg: cfg}
 		sc.Network = att
 	}
-	sb, err := s.opts.Runtime.CreateSandbox(ctx, sc)
+	sb, err := s.opts.Pods.CreateSandbox(ctx, sc)
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox %s/%s: %w", sc.Namespace, sc.Name, err)
 	}
-	undo.push(func(ctx context.Context) error { return s.opts.Runtime.RemoveSandbox(ctx, sb.ID) })
+	undo.push(func(ctx context.Context) error { return s.opts.Pods.RemoveSandbox(ctx, sb.ID) })
 
 	if sb.NetNSPath != "" && s.opts.Network != nil && (att == nil || !att.called) {
 		// A runtime that did not attach the pod itself.
@@ -52,7 +52,7 @@ func (s *RuntimeService) RunPodSandbox(ctx context.Context, req *runtimeapi.RunP
 			return nil, fmt.Errorf("run pod sandbox %s: attach network: %w", sb.ID, err)
 		}
 		undo.push(func(ctx context.Context) error { return s.opts.Network.Detach(ctx, pn) })
-		if err := s.opts.Runtime.SetSandboxNetwork(ctx, sb.ID, ips); err != nil {
+		if err := s.opts.Pods.SetSandboxNetwork(ctx, sb.ID, ips); err != nil {
 			return nil, fmt.Errorf("run pod sandbox %s: record network: %w", sb.ID, err)
 		}
 	}

@@ -13,11 +13,11 @@ import (
 // PodSandboxStats reports a pod's CPU, memory, network and process figures
 // with its containers'.
 func (s *RuntimeService) PodSandboxStats(ctx context.Context, req *runtimeapi.PodSandboxStatsRequest) (*runtimeapi.PodSandboxStatsResponse, error) {
-	sb, err := s.opts.Runtime.Sandbox(req.GetPodSandboxId())
+	sb, err := s.opts.Pods.Sandbox(req.GetPodSandboxId())
 	if err != nil {
 		return nil, fmt.Errorf("stats of pod %s: %w", req.GetPodSandboxId(), err)
 	}
-	st, err := s.opts.Runtime.SandboxStats(ctx, sb.ID)
+	st, err := s.opts.Stats.SandboxStats(ctx, sb.ID)
 	if err != nil {
 		return nil, fmt.Errorf("stats of pod %s: %w", sb.ID, err)
 	}
@@ -50,14 +50,14 @@ func (s *RuntimeService) StreamPodSandboxStats(req *runtimeapi.StreamPodSandboxS
 
 func (s *RuntimeService) listSandboxStats(ctx context.Context, f *runtimeapi.PodSandboxStatsFilter) ([]*runtimeapi.PodSandboxStats, error) {
 	var out []*runtimeapi.PodSandboxStats
-	for _, sb := range s.opts.Runtime.ListSandboxes() {
+	for _, sb := range s.opts.Pods.ListSandboxes() {
 		if sb.State != runtime.SandboxReady {
 			continue
 		}
 		if f != nil && (f.GetId() != "" && !strings.HasPrefix(sb.ID, f.GetId()) || !labelsMatch(sb.Config.Labels, f.GetLabelSelector())) {
 			continue
 		}
-		st, err := s.opts.Runtime.SandboxStats(ctx, sb.ID)
+		st, err := s.opts.Stats.SandboxStats(ctx, sb.ID)
 		if err != nil {
 			if gone(err) {
 				continue
@@ -100,7 +100,7 @@ func (s *RuntimeService) criSandboxStats(sb *runtime.Sandbox, st *runtime.Sandbo
 	}
 	for i := range st.Containers {
 		cs := &st.Containers[i]
-		c, err := s.opts.Runtime.Container(cs.ID)
+		c, err := s.opts.Containers.Container(cs.ID)
 		if err != nil {
 			continue // removed meanwhile
 		}

@@ -15,7 +15,7 @@ import (
 // with the statuses of its containers (for the evented PLEG) and, when
 // verbose, an "info" JSON with the runtime's details.
 func (s *RuntimeService) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandboxStatusRequest) (*runtimeapi.PodSandboxStatusResponse, error) {
-	sb, err := s.opts.Runtime.Sandbox(req.GetPodSandboxId())
+	sb, err := s.opts.Pods.Sandbox(req.GetPodSandboxId())
 	if err != nil {
 		return nil, fmt.Errorf("pod sandbox status %s: %w", req.GetPodSandboxId(), err)
 	}
@@ -24,7 +24,7 @@ func (s *RuntimeService) PodSandboxStatus(ctx context.Context, req *runtimeapi.P
 		return nil, fmt.Errorf("pod sandbox status %s: %w", sb.ID, err)
 	}
 	resp := &runtimeapi.PodSandboxStatusResponse{Status: st, Timestamp: time.Now().UnixNano()}
-	for _, c := range s.opts.Runtime.ListContainers() {
+	for _, c := range s.opts.Containers.ListContainers() {
 		if c.SandboxID != sb.ID {
 			continue
 		}

@@ -17,7 +17,7 @@ import (
 // The netns stays until RemovePodSandbox. Stopping a stopped or unknown pod
 // succeeds, as api.proto asks.
 func (s *RuntimeService) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
-	sb, err := s.opts.Runtime.Sandbox(req.GetPodSandboxId())
+	sb, err := s.opts.Pods.Sandbox(req.GetPodSandboxId())
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return &runtimeapi.StopPodSandboxResponse{}, nil
 	}
@@ -26,18 +26,18 @@ func (s *RuntimeService) StopPodSandbox(ctx context.Context, req *runtimeapi.Sto
 	}
 	unlock := s.pods.lock(sb.ID)
 	defer unlock()
-	for _, c := range s.opts.Runtime.ListContainers() {
+	for _, c := range s.opts.Containers.ListContainers() {
 		if c.SandboxID != sb.ID {
 			continue
 		}
-		if err := s.opts.Runtime.StopContainer(ctx, c.ID, 0); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		if err := s.opts.Containers.StopContainer(ctx, c.ID, 0); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 			return nil, fmt.Errorf("stop pod sandbox %s: %w", sb.ID, err)
 		}
 	}
 	if err := s.detach(ctx, sb); err != nil {
 		return nil, fmt.Errorf("stop pod sandbox %s: %w", sb.ID, err)
 	}
-	if err := s.opts.Runtime.StopSandbox(ctx, sb.ID, 0); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+	if err := s.opts.Pods.StopSandbox(ctx, sb.ID, 0); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return nil, fmt.Errorf("stop pod sandbox %s: %w", sb.ID, err)
 	}
 	return &runtimeapi.StopPodSandboxResponse{}, nil

@@ -36,7 +36,7 @@ func TestRunPodSandboxUserNamespace(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rt := &fakeRuntime{}
-			s := NewRuntimeService(RuntimeOptions{Runtime: rt, Network: &fakeNetwork{}, Images: &fakeSnapshots{}, Features: Features{UserNamespaces: tc.supported}})
+			s := NewRuntimeService(withRuntime(RuntimeOptions{Network: &fakeNetwork{}, Images: &fakeSnapshots{}, Features: Features{UserNamespaces: tc.supported}}, rt))
 			req := podRequest("p", nil)
 			req.Config.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
 				NamespaceOptions: &runtimeapi.NamespaceOption{UsernsOptions: tc.userns},
@@ -63,7 +63,7 @@ func TestRunPodSandboxUserNamespace(t *testing.T) {
 
 func TestStatusAdvertisesUserNamespaces(t *testing.T) {
 	for _, supported := range []bool{false, true} {
-		s := NewRuntimeService(RuntimeOptions{Runtime: &fakeRuntime{}, Network: &fakeNetwork{}, Features: Features{UserNamespaces: supported}})
+		s := NewRuntimeService(withRuntime(RuntimeOptions{Network: &fakeNetwork{}, Features: Features{UserNamespaces: supported}}, &fakeRuntime{}))
 		st, err := s.Status(t.Context(), &runtimeapi.StatusRequest{})
 		if err != nil {
 			t.Fatal(err)

@@ -154,7 +154,11 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	runtimeapi.RegisterRuntimeServiceServer(grpcSrv, cri.NewRuntimeService(cri.RuntimeOptions{
 		Version:         Version,
 		Config:          cfg,
-		Runtime:         criRT,
+		Pods:            criRT,
+		Containers:      criRT,
+		Processes:       criRT,
+		Stats:           criRT,
+		CgroupDriver:    criRT.CgroupDriver(),
 		Network:         podNetwork{network},
 		Images:          store,
 		Streams:         streams,
