@@ -17,6 +17,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // These tests run the real plugins (built from the pinned module by
@@ -34,13 +36,9 @@ var (
 
 func realPlugins(t testing.TB) string {
 	t.Helper()
-	if os.Getuid() != 0 {
-		t.Skip("needs root: creates network namespaces, bridges and iptables rules")
-	}
+	testutil.RequireRoot(t, "creates network namespaces, bridges and iptables rules")
 	for _, tool := range []string{"ip", "iptables-save"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (apt-get install iproute2 iptables)", tool)
-		}
+		testutil.LookPath(t, tool, "apt-get install iproute2 iptables")
 	}
 	realPluginsOnce.Do(func() {
 		if dir := os.Getenv("BERTH_CNI_BIN"); dir != "" {

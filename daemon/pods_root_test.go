@@ -27,6 +27,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/shimbuild"
 	"github.com/berth-dev/berth/internal/testimage"
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 var (
@@ -83,7 +84,7 @@ func cniBinDirs(t *testing.T) []string {
 			return []string{abs}
 		}
 	}
-	t.Skip("no CNI plugins (bridge, host-local, loopback, portmap): run `make` or install containernetworking-plugins")
+	testutil.Missing(t, "no CNI plugins (bridge, host-local, loopback, portmap): run `make build` or set BERTH_CNI_BIN")
 	return nil
 }
 
@@ -103,9 +104,7 @@ func freePort(t *testing.T) int32 {
 // berthd's CRI socket, as the kubelet would, and checks that removing the
 // pod leaves no mount, netns, IP lease, veth or cgroup behind.
 func TestPodLifecycleRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("runs pods with namespaces, mounts, cgroups and CNI: needs root")
-	}
+	testutil.RequireRoot(t, "runs pods with namespaces, mounts, cgroups and CNI")
 	binDirs := cniBinDirs(t)
 	shim := buildShim(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
@@ -113,10 +112,7 @@ func TestPodLifecycleRoot(t *testing.T) {
 
 	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	defer reg.Close()
-	busybox, err := testimage.Busybox()
-	if err != nil {
-		t.Skipf("no test image (is busybox-static installed?): %v", err)
-	}
+	busybox := testimage.Require(t, testimage.Busybox)
 	image := strings.TrimPrefix(reg.URL, "http://") + "/berth/busybox:1"
 	if err := testimage.Push(ctx, busybox, image); err != nil {
 		t.Fatal(err)

@@ -9,15 +9,13 @@ import (
 	"testing"
 
 	"github.com/berth-dev/berth/dockerapi/dockerapitest"
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // TestDockerCLI drives the handler with the stock docker CLI, the client
 // whose expectations matter most, over a unix socket as berthd serves it.
 func TestDockerCLI(t *testing.T) {
-	dockerBin, err := exec.LookPath("docker")
-	if err != nil {
-		t.Skip("docker CLI not on PATH")
-	}
+	dockerBin := testutil.LookPath(t, "docker", "make deps installs a docker CLI")
 	f := dockerapitest.New()
 	img := dockerapitest.Image("bb")
 	f.Remote["127.0.0.1:5000/berth/busybox:latest"] = img

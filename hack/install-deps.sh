@@ -3,7 +3,7 @@
 # it checks before it installs, runs `apt-get update` only when a package is
 # missing, and reaches only Debian's apt repositories and the Go module proxy.
 #
-#   hack/install-deps.sh            apt packages + pinned Go tools (crictl)
+#   hack/install-deps.sh            apt packages, a docker CLI, pinned Go tools (crictl)
 #   hack/install-deps.sh --critest  also build critest (the CRI conformance suite)
 #
 # Go tools go to _output/tools (not /usr/local/bin): the project's own pinned
@@ -55,6 +55,37 @@ if ((${#missing[@]})); then
 	apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
 	say "apt packages present: ${APT_PACKAGES[*]}"
+fi
+
+# The stock docker CLI is one of the real clients the tests drive (they fail
+# under CI without it). Machines of this kind ship docker 28.x in
+# /usr/local/bin; elsewhere Debian's docker.io brings a 20.10 CLI
+# (/usr/bin/docker, API 1.41), which Berth serves too.
+if docker_bin="$(command -v docker)"; then
+	say "docker CLI present: $docker_bin ($("$docker_bin" --version 2>/dev/null || echo 'version unknown'))"
+else
+	if [ "$(id -u)" != 0 ]; then
+		echo "install-deps: no docker CLI; run as root to apt-get install docker.io" >&2
+		exit 1
+	fi
+	say "no docker CLI: apt-get install docker.io"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	# docker.io's dockerd is only a comparison daemon here: never start it as
+	# a service (policy-rc.d 101 = action forbidden).
+	policy=/usr/sbin/policy-rc.d
+	restore_policy=0
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' >"$policy"
+		chmod 755 "$policy"
+		restore_policy=1
+	fi
+	apt-get install -y -q --no-install-recommends docker.io
+	if ((restore_policy)); then rm -f "$policy"; fi
+	command -v docker >/dev/null || {
+		echo "install-deps: docker.io installed but no docker in PATH" >&2
+		exit 1
+	}
 fi
 
 if ! command -v go >/dev/null; then

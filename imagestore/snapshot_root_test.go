@@ -7,14 +7,14 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // The prepared mounts give a real overlay rootfs in which the top layer's
 // whiteout hides the base file.
 func TestPrepareMountsOverlay(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting overlayfs needs root")
-	}
+	testutil.RequireRoot(t, "mounts overlayfs")
 	reg := newRegistry(t)
 	ref := reg.push(t, "test/two:v1", twoLayerImage(t))
 	s := openStore(t, Config{})
@@ -63,9 +63,7 @@ func TestPrepareMountsOverlay(t *testing.T) {
 // A running container's rootfs is an overlay of the store's own layers,
 // mounted below the root: Usage must not count it (nor a tmpfs there).
 func TestUsageSkipsMountsBelowRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting overlayfs needs root")
-	}
+	testutil.RequireRoot(t, "mounts overlayfs")
 	reg := newRegistry(t)
 	ref := reg.push(t, "test/two:v1", twoLayerImage(t))
 	s := openStore(t, Config{})

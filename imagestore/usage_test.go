@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // duRoot runs du(1) on root, staying on its filesystem (-x): the figures
@@ -14,7 +16,7 @@ func duRoot(t *testing.T, root string) Usage {
 	field := func(args ...string) uint64 {
 		out, err := exec.Command("du", append(args, root)...).Output()
 		if err != nil {
-			t.Skipf("du not usable here: %v", err)
+			testutil.Missing(t, "du (coreutils) not usable here: %v", err)
 		}
 		n, err := strconv.ParseUint(strings.Fields(string(out))[0], 10, 64)
 		if err != nil {

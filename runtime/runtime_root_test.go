@@ -83,9 +83,7 @@ func TestMain(m *testing.M) {
 }
 
 func needRoot(t testing.TB) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates namespaces, mounts, cgroups and containers")
-	}
+	testutil.RequireRoot(t, "creates namespaces, mounts, cgroups and containers")
 }
 
 // makeBusyboxRootfs lays out the host's static busybox with its applets.

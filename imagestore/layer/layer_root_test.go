@@ -3,7 +3,6 @@ package layer
 import (
 	"archive/tar"
 	"bytes"
-	"os"
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
@@ -14,9 +13,7 @@ import (
 // TestUnpackRootDu checks the recorded usage against du for a layer with
 // what only root can unpack: whiteouts, opaque dirs, devices, owners.
 func TestUnpackRootDu(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: whiteouts, device nodes and chown")
-	}
+	testutil.RequireRoot(t, "whiteouts, device nodes and chown")
 	s, _ := open(t)
 	var plain bytes.Buffer
 	tw := tar.NewWriter(&plain)

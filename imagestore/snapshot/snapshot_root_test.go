@@ -12,13 +12,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/imagestore/unpack"
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: mounts overlayfs and writes overlay whiteouts")
-	}
+	testutil.RequireRoot(t, "mounts overlayfs and writes overlay whiteouts")
 }
 
 type tarEnt struct{ name, body string }

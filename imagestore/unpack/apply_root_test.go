@@ -12,9 +12,7 @@ import (
 )
 
 func TestApplyRootSpecial(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: device nodes, chown and trusted.* xattrs")
-	}
+	testutil.RequireRoot(t, "device nodes, chown and trusted.* xattrs")
 	s := newSandbox(t)
 	owned := file("home/user/file", "mine")
 	owned.uid, owned.gid = 1234, 5678

@@ -11,14 +11,14 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // TestBusyboxRunsInChroot unpacks the image and runs its shell chrooted
 // into it, proving the image is usable as a container rootfs.
 func TestBusyboxRunsInChroot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to chroot into the unpacked image")
-	}
+	testutil.RequireRoot(t, "chroots into the unpacked image")
 	img, err := NonRoot()
 	if err != nil {
 		t.Fatal(err)

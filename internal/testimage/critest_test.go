@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // critestTestParts stands the host's static busybox in for Debian's dynamic
@@ -16,7 +18,7 @@ func critestTestParts(t *testing.T) CritestParts {
 	t.Helper()
 	for _, f := range []string{BusyboxPath, "/usr/bin/ipcs", "/bin/true"} {
 		if _, err := os.Stat(f); err != nil {
-			t.Skipf("needs %s on the host: %v", f, err)
+			testutil.Missing(t, "needs %s on the host (make deps): %v", f, err)
 		}
 	}
 	return CritestParts{Busybox: BusyboxPath, NoNewPrivs: "/bin/true", Pause: "/bin/true"}

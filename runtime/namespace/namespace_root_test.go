@@ -9,13 +9,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/runtime/namespace"
 )
 
 func needRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates and bind-mounts namespaces")
-	}
+	testutil.RequireRoot(t, "creates and bind-mounts namespaces")
 }
 
 func threadNS(kind string) string {

@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // TestDependencies keeps berthd's side free of libcontainer and cgo, the
@@ -13,9 +15,7 @@ import (
 // libcontainer helper (berth-runc) free of the heavy libraries whose init
 // would be paid on every container start and exec.
 func TestDependencies(t *testing.T) {
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("needs the go tool")
-	}
+	testutil.LookPath(t, "go", "the go toolchain")
 	tests := []struct {
 		pkg       string
 		tags      string

@@ -65,9 +65,7 @@ func TestMain(m *testing.M) {
 }
 
 func needRoot(t testing.TB) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: runs real containers (namespaces, mounts, cgroups) through berth-shim")
-	}
+	testutil.RequireRoot(t, "runs real containers (namespaces, mounts, cgroups) through berth-shim")
 }
 
 // leftovers finds mounts, processes and cgroups the tests left behind.

@@ -8,12 +8,12 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 func TestCheckPropagation(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: mounts a tmpfs and changes its propagation")
-	}
+	testutil.RequireRoot(t, "mounts a tmpfs and changes its propagation")
 	mnt := t.TempDir()
 	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
 		t.Fatal(err)

@@ -125,7 +125,7 @@ func TestResolveUserRefusesFifo(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := mkfifo(filepath.Join(rootfs, "etc", "passwd")); err != nil {
-		t.Skipf("mkfifo: %v", err)
+		t.Fatalf("mkfifo: %v", err)
 	}
 	_, _, _, err := ResolveUser(rootfs, "anyone", GroupsMerge)
 	if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "not a regular file") {

@@ -15,6 +15,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-dev/berth/internal/testimage"
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // pushAuth pushes the busybox image to a registry that wants credentials.
@@ -111,10 +112,7 @@ func TestBerthLogin(t *testing.T) {
 }
 
 func TestDockerLogin(t *testing.T) {
-	docker, err := exec.LookPath("docker")
-	if err != nil {
-		t.Skip("docker client not installed")
-	}
+	docker := testutil.LookPath(t, "docker", "make deps installs a docker CLI")
 	reg := newAuthRegistry(t, "alice:s3cret")
 	d := startDaemon(t, reg)
 	cfg := filepath.Join(t.TempDir(), ".docker")

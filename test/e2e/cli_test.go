@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,6 +9,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/berth-dev/berth/internal/testimage"
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // cliScenario runs the image verbs of a docker-like CLI (berth or docker)
@@ -88,10 +88,7 @@ func TestBerthCLIImages(t *testing.T) {
 
 // TestDockerCLIImages runs the stock docker client against berthd.
 func TestDockerCLIImages(t *testing.T) {
-	docker, err := exec.LookPath("docker")
-	if err != nil {
-		t.Skip("docker client not installed")
-	}
+	docker := testutil.LookPath(t, "docker", "make deps installs a docker CLI")
 	reg := newRegistry(t)
 	d := startDaemon(t, reg)
 	home := t.TempDir()

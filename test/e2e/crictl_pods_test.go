@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // TestCrictlDebugSession drives a pod with crictl as someone debugging a
@@ -22,9 +24,7 @@ import (
 // user sees in crictl's output.
 func TestCrictlDebugSession(t *testing.T) {
 	crictl := tool(t, "crictl", "CRICTL")
-	if _, err := exec.LookPath("script"); err != nil {
-		t.Skip("script (util-linux) not found: exec -it needs a pseudo-terminal")
-	}
+	script := testutil.LookPath(t, "script", "util-linux; exec -it needs a pseudo-terminal")
 	e := newPodEnv(t)
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "crictl.yaml")
@@ -81,7 +81,7 @@ func TestCrictlDebugSession(t *testing.T) {
 
 	// exec -it: crictl wants a terminal on its side; script gives it one.
 	execCmd := fmt.Sprintf("%s --config %s exec -it %s sh -c 'tty; hostname; exit 4'", crictl, cfgFile, web)
-	stdout, stderr, err := runErr(nil, "script", "-qec", execCmd, "/dev/null")
+	stdout, stderr, err := runErr(nil, script, "-qec", execCmd, "/dev/null")
 	// crictl reports the command's exit code in a message and exits 1.
 	var exitErr *exec.ExitError
 	if !strings.Contains(stdout, "/dev/pts/") || !strings.Contains(stdout, "debughost") || !strings.Contains(stdout, "command terminated with exit code 4") ||

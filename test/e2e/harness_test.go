@@ -28,6 +28,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // repoRoot is the module root, two levels up from this package.
@@ -42,9 +44,7 @@ func repoRoot(t testing.TB) string {
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("e2e tests run berthd, which needs root (unpacking ownership, overlay mounts); run as root")
-	}
+	testutil.RequireRoot(t, "e2e tests run berthd (unpacking ownership, overlay mounts)")
 }
 
 var (
@@ -105,10 +105,7 @@ func tool(t testing.TB, name, env string) string {
 	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s not found (set %s or run hack/install-deps.sh)", name, env)
-	}
-	t.Skipf("%s not found (set %s or run hack/install-deps.sh)", name, env)
+	testutil.Missing(t, "%s not found (set %s or run hack/install-deps.sh)", name, env)
 	return ""
 }
 

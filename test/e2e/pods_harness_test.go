@@ -23,6 +23,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/shimbuild"
 	"github.com/berth-dev/berth/internal/testimage"
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // testNetwork is a CNI bridge network of one test: its own bridge, subnet,
@@ -234,9 +235,7 @@ type podEnv struct {
 func newPodEnv(t testing.TB) *podEnv {
 	t.Helper()
 	requireRoot(t)
-	if _, err := exec.LookPath("iptables-save"); err != nil {
-		t.Skip("iptables-save not found: the CNI portmap/firewall plugins need iptables")
-	}
+	testutil.LookPath(t, "iptables-save", "the CNI portmap/firewall plugins need iptables")
 	reg := newRegistry(t)
 	bb := push(t, mustImage(t, testimage.Busybox), reg.Host+"/berth/busybox:1")
 	n := newTestNetwork(t)

@@ -10,6 +10,8 @@ import (
 
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/manager"
+
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // TestReadMatchesLibcontainer reads a real cgroup (v1 here, v2 where the
@@ -18,9 +20,7 @@ import (
 // settings and gauges must agree, counters must fall between two readings
 // of it taken around ours.
 func TestReadMatchesLibcontainer(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	testutil.RequireRoot(t, "reads a real container's cgroups")
 	cg := &cgroups.Cgroup{
 		Path: fmt.Sprintf("/berth-cgstat-%d", os.Getpid()),
 		Resources: &cgroups.Resources{
