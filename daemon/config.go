@@ -77,6 +77,11 @@ type RuntimeConfig struct {
 	ShimBinary string `toml:"shim_binary"`
 	// CgroupDriver is "cgroupfs" or "systemd"; empty detects it.
 	CgroupDriver string `toml:"cgroup_driver"`
+	// StrictResources fails a container that asks for a limit this host
+	// cannot apply (hugepage limits without the hugetlb controller, a swap
+	// limit without swap accounting, cgroup v2 files on a v1 host). Off,
+	// they are dropped with a debug log, as Docker and containerd do.
+	StrictResources bool `toml:"strict_resources"`
 }
 
 // CNIConfig is the [cni] section.
@@ -204,10 +209,11 @@ func (c Config) imageStore() imagestore.Config {
 // shim binary.
 func (c Config) runtimeConfig(shim string) runtime.Config {
 	return runtime.Config{
-		Root:         filepath.Join(c.Root, "runtime"),
-		StateDir:     c.State,
-		ShimBinary:   shim,
-		CgroupDriver: c.Runtime.CgroupDriver,
+		Root:            filepath.Join(c.Root, "runtime"),
+		StateDir:        c.State,
+		ShimBinary:      shim,
+		CgroupDriver:    c.Runtime.CgroupDriver,
+		StrictResources: c.Runtime.StrictResources,
 	}
 }
 

@@ -274,12 +274,15 @@ log_level = "debug"
 registry_config_dir = "/etc/containerd/certs.d"
 stall_timeout = "30s"
 max_concurrent_downloads = 5
+[runtime]
+strict_resources = true
 `), &cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Root != "/srv/berth" || cfg.CRISocket() != "/run/b2/berth.sock" || cfg.DockerSocket() != "/run/b2/docker.sock" ||
-		cfg.Images.StallTimeout != 30*time.Second || cfg.Images.MaxConcurrentDownloads != 5 || cfg.Images.RegistryConfigDir != "/etc/containerd/certs.d" {
+		cfg.Images.StallTimeout != 30*time.Second || cfg.Images.MaxConcurrentDownloads != 5 || cfg.Images.RegistryConfigDir != "/etc/containerd/certs.d" ||
+		!cfg.Runtime.StrictResources || !cfg.runtimeConfig("/x").StrictResources {
 		t.Errorf("parsed config = %+v", cfg)
 	}
 	if err := ParseConfig([]byte(`roots = "/x"`), &cfg); err == nil || !strings.Contains(err.Error(), "roots") {

@@ -40,6 +40,12 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	case cfg.LogPath != "" && !filepath.IsAbs(cfg.LogPath):
 		return nil, fmt.Errorf("create container %s: log path %q is not absolute: %w", cfg.Name, cfg.LogPath, errdefs.ErrInvalidArgument)
 	}
+	res, err := m.fitResources(ctx, cfg.ID, cfg.Spec.Resources)
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
+	}
+	// Recorded as applied: the status reports what the container has.
+	cfg.Spec.Resources = res
 	st := startSteps(ctx, "create container")
 	// The shim's runc moves the container's init into its cgroup in a few
 	// ms.
@@ -127,7 +133,6 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 		}
 		m.mu.Unlock()
 	}
-	var err error
 	if im != nil {
 		// Image files keep their owners inside the pod's user namespace.
 		err = mountIDMapped(cfg.Rootfs, rootfs, *im)

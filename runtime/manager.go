@@ -38,7 +38,9 @@ type state struct {
 	cfg      Config
 	oomFloor int
 	cgroupV2 bool
-	warmer   *migrationWarmer
+	// cgroups decide which limits runc can apply here (see fit).
+	cgroups hostCgroups
+	warmer  *migrationWarmer
 	// launcher starts the containers' shims, with one kept on standby.
 	launcher *shim.Launcher
 
@@ -138,9 +140,8 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 		}
 		m.oomFloor = n
 	}
-	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
-		m.cgroupV2 = true
-	}
+	m.cgroups = probeCgroups()
+	m.cgroupV2 = m.cgroups.v2
 	for _, d := range []string{
 		filepath.Join(cfg.Root, "sandboxes"), filepath.Join(cfg.Root, "containers"),
 		filepath.Join(cfg.StateDir, "c"),

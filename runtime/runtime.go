@@ -72,6 +72,13 @@ type Config struct {
 	// means berthd's own (lowering it needs CAP_SYS_RESOURCE, which some
 	// hosts deny even to root).
 	OOMScoreAdjFloor *int
+	// StrictResources fails a container that asks for a limit this host
+	// cannot apply (hugepage limits without the hugetlb controller, a swap
+	// limit without swap accounting, unified files on cgroup v1, a limit of
+	// an unmounted controller). By default such limits are dropped with a
+	// debug log, as Docker and containerd do: the kubelet sends hugepage
+	// limits on every host.
+	StrictResources bool
 }
 
 // DefaultConfig returns the defaults; ShimBinary still has to be set.

@@ -177,6 +177,9 @@ func (m *Manager) UpdateContainerResources(ctx context.Context, id string, r spe
 	if state == ContainerExited || cl == nil {
 		return fmt.Errorf("update container %s: it is %s: %w", c.rec.ID, state, errdefs.ErrFailedPrecondition)
 	}
+	if r, err = m.fitResources(ctx, c.rec.ID, r); err != nil {
+		return fmt.Errorf("update container %s: %w", c.rec.ID, err)
+	}
 	lr, err := linuxResources(r)
 	if err != nil {
 		return fmt.Errorf("update container %s: %w", c.rec.ID, err)

@@ -258,7 +258,11 @@ type Resources struct {
 	// MemorySwap is the memory+swap limit; nil with a MemoryLimit means
 	// equal to it (no swap), as containerd does; -1 is unlimited.
 	MemorySwap *int64
-	PidsLimit  int64
+	// NoSwapLimit leaves the memory+swap limit unset even with a
+	// MemoryLimit: the host has no swap accounting (cgroup v1 without
+	// memory.memsw.*), where runc fails on writing it.
+	NoSwapLimit bool
+	PidsLimit   int64
 	// HugepageLimits maps a page size ("2MB", "1GB") to a limit in bytes.
 	HugepageLimits []HugepageLimit
 	// Unified are cgroup v2 files to write (CRI "unified"). runc refuses

@@ -336,6 +336,12 @@ func applyResources(r *specs.LinuxResources, in Resources) error {
 			}
 		}
 		r.Memory = &specs.LinuxMemory{Limit: &limit, Swap: &swap}
+		if in.NoSwapLimit {
+			if in.MemorySwap != nil {
+				return fmt.Errorf("memory+swap limit on a host without swap accounting: %w", errdefs.ErrInvalidArgument)
+			}
+			r.Memory.Swap = nil
+		}
 	} else if in.MemorySwap != nil {
 		return fmt.Errorf("memory+swap limit without a memory limit: %w", errdefs.ErrInvalidArgument)
 	}

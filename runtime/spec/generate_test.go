@@ -369,6 +369,21 @@ func TestGenerateSemantics(t *testing.T) {
 		}
 	})
 
+	t.Run("memory+swap defaults to the memory limit unless the host has no swap accounting", func(t *testing.T) {
+		sp := gen(t, Container{Resources: Resources{MemoryLimit: 1 << 20}})
+		if m := sp.Linux.Resources.Memory; m == nil || m.Swap == nil || *m.Swap != 1<<20 {
+			t.Fatalf("memory = %+v, want swap 1 MiB", m)
+		}
+		sp = gen(t, Container{Resources: Resources{MemoryLimit: 1 << 20, NoSwapLimit: true}})
+		if m := sp.Linux.Resources.Memory; m == nil || *m.Limit != 1<<20 || m.Swap != nil {
+			t.Fatalf("memory = %+v, want a limit and no swap", m)
+		}
+		_, err := Generate(Container{Args: []string{"true"}, Rootfs: t.TempDir(), Resources: Resources{MemoryLimit: 1 << 20, MemorySwap: ptr[int64](2 << 20), NoSwapLimit: true}})
+		if !errdefs.IsInvalidArgument(err) {
+			t.Fatalf("swap limit with NoSwapLimit: %v, want InvalidArgument", err)
+		}
+	})
+
 	t.Run("hostname only in a private uts namespace", func(t *testing.T) {
 		if sp := gen(t, Container{Hostname: "h"}); sp.Hostname != "h" || !slices.Contains(sp.Process.Env, "HOSTNAME=h") {
 			t.Fatalf("private uts: hostname=%q env=%v", sp.Hostname, sp.Process.Env)
