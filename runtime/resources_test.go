@@ -164,7 +164,7 @@ func TestFitResourcesStrict(t *testing.T) {
 	in := kubeletResources(false)
 	ctx := context.Background()
 
-	m := &Manager{cgroups: hybrid}
+	m := &Manager{state: &state{cgroups: hybrid}}
 	got, err := m.fitResources(ctx, "c1", in)
 	if err != nil || got.HugepageLimits != nil || got.MemoryLimit != in.MemoryLimit {
 		t.Fatalf("tolerant fit = %+v, %v", got, err)

@@ -130,8 +130,10 @@ func leftovers() error {
 			errs = append(errs, fmt.Errorf("mount: %s", l))
 		}
 	}
-	cg, _ := filepath.Glob("/sys/fs/cgroup/*/berth-rt-*")
-	cg2, _ := filepath.Glob("/sys/fs/cgroup/berth-rt-*")
+	// This process's pods only: other runs of these tests may be going on.
+	own := fmt.Sprintf("berth-rt-%d-*", os.Getpid())
+	cg, _ := filepath.Glob("/sys/fs/cgroup/*/" + own)
+	cg2, _ := filepath.Glob("/sys/fs/cgroup/" + own)
 	for _, d := range append(cg, cg2...) {
 		errs = append(errs, fmt.Errorf("cgroup %s", d))
 	}
