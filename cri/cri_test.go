@@ -35,6 +35,12 @@ type clients struct {
 // and returns clients and the log the interceptor writes.
 func serve(t *testing.T, images imageStore) (clients, *testutil.Buffer) {
 	t.Helper()
+	return serveRuntime(t, images, &fakeRuntime{})
+}
+
+// serveRuntime is serve with rt as every part of the runtime.
+func serveRuntime(t *testing.T, images imageStore, rt *fakeRuntime) (clients, *testutil.Buffer) {
+	t.Helper()
 	logs := &testutil.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	sock := filepath.Join(t.TempDir(), "cri.sock")
@@ -44,7 +50,7 @@ func serve(t *testing.T, images imageStore) (clients, *testutil.Buffer) {
 	}
 	srv := grpc.NewServer(grpc.UnaryInterceptor(UnaryInterceptor(log)), grpc.StreamInterceptor(StreamInterceptor(log)))
 	runtimeapi.RegisterImageServiceServer(srv, NewImageService(images))
-	runtimeapi.RegisterRuntimeServiceServer(srv, NewRuntimeService(RuntimeOptions{Version: "0.0.0-test", Config: map[string]string{"root": "/x"}}))
+	runtimeapi.RegisterRuntimeServiceServer(srv, NewRuntimeService(withRuntime(RuntimeOptions{Version: "0.0.0-test", Config: map[string]string{"root": "/x"}}, rt)))
 	go srv.Serve(l)
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -269,6 +275,18 @@ func TestVersionAndStatus(t *testing.T) {
 	}
 	if st.Info["config"] != `{"root":"/x"}` {
 		t.Errorf("verbose config = %q", st.Info["config"])
+	}
+	// Without its shim the runtime is not ready, and says why.
+	c, _ = serveRuntime(t, newFake(), &fakeRuntime{notReady: fmt.Errorf("runtime not ready: /usr/bin/berth-runc: %w", errdefs.ErrNotFound)})
+	st, err = c.runtime.Status(t.Context(), &runtimeapi.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cond := range st.Status.Conditions {
+		conds[cond.Type] = cond
+	}
+	if r := conds[runtimeapi.RuntimeReady]; r.Status || r.Reason != "RuntimeBinariesMissing" || !strings.Contains(r.Message, "berth-runc") {
+		t.Errorf("runtime condition without berth-runc = %v; want not ready, naming it", r)
 	}
 	// A pod without metadata is refused before the runtime is asked.
 	if _, err := c.runtime.RunPodSandbox(t.Context(), &runtimeapi.RunPodSandboxRequest{}); status.Code(err) != codes.InvalidArgument {

@@ -49,6 +49,9 @@ type RuntimeOptions struct {
 	Processes processRuntime
 	// Stats reads the figures and events of pods and containers.
 	Stats statsRuntime
+	// Health says whether containers can run at all; Status reports the
+	// runtime not ready, with the reason, when it cannot. Required.
+	Health health
 	// CgroupDriver is the runtime's cgroup driver ("cgroupfs" or
 	// "systemd"), reported by the RuntimeConfig RPC.
 	CgroupDriver string
@@ -107,6 +110,12 @@ type statsRuntime interface {
 	SandboxStats(ctx context.Context, id string) (*runtime.SandboxStats, error)
 	SandboxMetrics(ctx context.Context, id string) (*runtime.SandboxMetrics, error)
 	Subscribe(ctx context.Context) <-chan runtime.Event
+}
+
+// health is the runtime's readiness: nil, or why no container can start
+// (its shim or berth-runc missing).
+type health interface {
+	Ready() error
 }
 
 // Snapshotter is what CreateContainer and RemoveContainer need of the image

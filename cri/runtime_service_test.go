@@ -28,6 +28,8 @@ type fakeRuntime struct {
 	calls      []string
 	// failSetNetwork makes SetSandboxNetwork fail.
 	failSetNetwork error
+	// notReady is what Ready reports.
+	notReady error
 }
 
 var (
@@ -35,7 +37,10 @@ var (
 	_ containerRuntime = (*fakeRuntime)(nil)
 	_ processRuntime   = (*fakeRuntime)(nil)
 	_ statsRuntime     = (*fakeRuntime)(nil)
+	_ health           = (*fakeRuntime)(nil)
 )
+
+func (f *fakeRuntime) Ready() error { return f.notReady }
 
 func (f *fakeRuntime) CreateSandbox(_ context.Context, c runtime.SandboxConfig) (*runtime.Sandbox, error) {
 	id := fmt.Sprintf("%064d", len(f.sandboxes)+1)
@@ -202,8 +207,9 @@ func withRuntime(opts RuntimeOptions, rt interface {
 	containerRuntime
 	processRuntime
 	statsRuntime
+	health
 }) RuntimeOptions {
-	opts.Pods, opts.Containers, opts.Processes, opts.Stats = rt, rt, rt, rt
+	opts.Pods, opts.Containers, opts.Processes, opts.Stats, opts.Health = rt, rt, rt, rt, rt
 	return opts
 }
 

@@ -8,9 +8,10 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// Status reports the runtime ready, and the network ready only when the
-// CNI config is usable: saying otherwise would make the kubelet schedule
-// pods that cannot get a network. Runtime handlers and features are
+// Status reports the runtime ready only when its shim and berth-runc are
+// in place, and the network ready only when the CNI config is usable:
+// saying otherwise would make the kubelet schedule pods that cannot start
+// or get a network. Runtime handlers and features are
 // advertised only as far as they really work here.
 func (s *RuntimeService) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
 	network := &runtimeapi.RuntimeCondition{Type: runtimeapi.NetworkReady, Status: true}
@@ -26,11 +27,21 @@ func (s *RuntimeService) Status(ctx context.Context, req *runtimeapi.StatusReque
 			network.Message = "Network plugin returns error: " + why
 		}
 	}
+	rt := &runtimeapi.RuntimeCondition{Type: runtimeapi.RuntimeReady, Status: true}
+	switch {
+	case s.opts.Health == nil:
+		rt.Status = false
+		rt.Reason = "RuntimeNotConfigured"
+		rt.Message = "berth runs without a container runtime"
+	default:
+		if err := s.opts.Health.Ready(); err != nil {
+			rt.Status = false
+			rt.Reason = "RuntimeBinariesMissing"
+			rt.Message = err.Error()
+		}
+	}
 	resp := &runtimeapi.StatusResponse{
-		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{
-			{Type: runtimeapi.RuntimeReady, Status: true},
-			network,
-		}},
+		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{rt, network}},
 		// Berth has one handler, the default ("").
 		RuntimeHandlers: []*runtimeapi.RuntimeHandler{{
 			Name: "",

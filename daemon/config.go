@@ -27,7 +27,8 @@ const Version = "0.1.0"
 // packages' configs, as one TOML file holds them. The zero value is not
 // usable; start from DefaultConfig.
 type Config struct {
-	// Root holds images and, later, containers' persistent state.
+	// Root holds the persistent state: images, layers, the records of pods
+	// and containers, CNI's cache.
 	Root string `toml:"root"`
 	// State holds sockets and other runtime state that a reboot clears.
 	State string `toml:"state"`
@@ -75,7 +76,9 @@ type RuntimeConfig struct {
 	// ShimBinary is the berth-shim executable; empty means the berth-shim
 	// next to the berthd executable, else the one in PATH.
 	ShimBinary string `toml:"shim_binary"`
-	// CgroupDriver is "cgroupfs" or "systemd"; empty detects it.
+	// CgroupDriver is "cgroupfs" (also what empty means, on any host, as
+	// containerd defaults to); "systemd" is refused as not implemented yet
+	// (see runtime.Config). The kubelet learns it from RuntimeConfig.
 	CgroupDriver string `toml:"cgroup_driver"`
 	// StrictResources fails a container that asks for a limit this host
 	// cannot apply (hugepage limits without the hugetlb controller, a swap

@@ -45,16 +45,6 @@ func podArgs(p cri.PodNetwork) cni.PodArgs {
 // shimName is the shim executable's name.
 const shimName = "berth-shim"
 
-// runcName is the shim's libcontainer helper: berth-shim runs the one
-// next to its own executable.
-const runcName = "berth-runc"
-
-// runcNextTo reports whether shim has its berth-runc beside it.
-func runcNextTo(shim string) bool {
-	fi, err := os.Stat(filepath.Join(filepath.Dir(shim), runcName))
-	return err == nil && fi.Mode().IsRegular()
-}
-
 // findShim returns the configured shim, else the berth-shim next to the
 // running executable (how `make build` and packages install them), else
 // the one in PATH. found is false when none exists: berthd still serves

@@ -45,8 +45,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// buildShim builds berth-shim once per test binary, as `make build` does
-// (cgo, seccomp); only the root tests that run containers pay for it.
+// buildShim builds berth-shim (pure Go) and the berth-runc beside it (cgo,
+// seccomp) once per test binary, as `make build` does; only the root tests
+// that run containers pay for it.
 func buildShim(t *testing.T) string {
 	t.Helper()
 	shimOnce.Do(func() {

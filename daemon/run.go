@@ -82,8 +82,6 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		return fmt.Errorf("runtime.shim_binary %s: %w", shim, errdefs.ErrNotFound)
 	case !found:
 		log.WarnContext(ctx, "no berth-shim next to berthd or in PATH; pods and containers cannot start until one is installed")
-	case !runcNextTo(shim):
-		log.WarnContext(ctx, "no berth-runc next to berth-shim; pods and containers cannot start until it is installed there", "shim", shim)
 	}
 	rt, err := runtime.Open(ctx, cfg.runtimeConfig(shim))
 	if err != nil {
@@ -91,6 +89,10 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	}
 	// Close only stops watching: containers and their shims outlive berthd.
 	defer rt.Close()
+	if err := rt.Ready(); err != nil && found {
+		// CRI Status says so too, until they are installed.
+		log.WarnContext(ctx, "pods and containers cannot start until berth-shim and berth-runc are installed side by side", "error", err)
+	}
 	network, err := cni.New(cfg.cniConfig())
 	if err != nil {
 		return fmt.Errorf("open cni: %w", err)
@@ -158,6 +160,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		Containers:      criRT,
 		Processes:       criRT,
 		Stats:           criRT,
+		Health:          criRT,
 		CgroupDriver:    criRT.CgroupDriver(),
 		Network:         podNetwork{network},
 		Images:          store,
@@ -167,7 +170,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	}))
 
 	httpSrv := &http.Server{
-		Handler: dockerapi.New(store, dockerapi.Options{Root: cfg.Root, StateDir: cfg.State, Version: Version}),
+		Handler: dockerapi.New(store, dockerapi.Options{Root: cfg.Root, StateDir: cfg.State, Version: Version, CgroupDriver: rt.CgroupDriver()}),
 		// Pulls and pushes stream for minutes: only the header read is bounded.
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

@@ -155,6 +155,11 @@ func TestRunServesCRIAndDockerAPI(t *testing.T) {
 	if code, body := dockerGet(t, cfg.DockerSocket(), "/_ping"); code != http.StatusOK || body != "OK" {
 		t.Errorf("/_ping = %d %q, want 200 OK", code, body)
 	}
+	// /info reports the runtime's cgroup driver (cgroupfs, the one this
+	// host runs with; the CRI's RuntimeConfig says the same).
+	if code, body := dockerGet(t, cfg.DockerSocket(), "/info"); code != http.StatusOK || !strings.Contains(body, `"CgroupDriver":"cgroupfs"`) {
+		t.Errorf("/info = %d %s, want the cgroupfs driver", code, body)
+	}
 
 	pulled, err := images.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: host + "/berth/busybox:1"}})
 	if err != nil {
@@ -300,5 +305,42 @@ strict_resources = true
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: Validate accepted %+v", name, c)
 		}
+	}
+}
+
+// TestStatusReportsMissingBinaries: CRI Status says the runtime is not ready,
+// and why, while berth-runc is missing next to the configured shim, and
+// ready once it is installed, without a restart.
+func TestStatusReportsMissingBinaries(t *testing.T) {
+	cfg := testConfig(t)
+	bin := t.TempDir()
+	cfg.Runtime.ShimBinary = filepath.Join(bin, "berth-shim")
+	if err := os.WriteFile(cfg.Runtime.ShimBinary, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	start(t, cfg)
+	rt, _ := criClients(t, cfg.CRISocket())
+	runtimeReady := func() *runtimeapi.RuntimeCondition {
+		t.Helper()
+		st, err := rt.Status(t.Context(), &runtimeapi.StatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range st.GetStatus().GetConditions() {
+			if c.Type == runtimeapi.RuntimeReady {
+				return c
+			}
+		}
+		t.Fatalf("no %s condition in %v", runtimeapi.RuntimeReady, st)
+		return nil
+	}
+	if c := runtimeReady(); c.Status || c.Reason == "" || !strings.Contains(c.Message, filepath.Join(bin, "berth-runc")) {
+		t.Errorf("without berth-runc: %v; want not ready, naming it", c)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "berth-runc"), []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if c := runtimeReady(); !c.Status || c.Reason != "" || c.Message != "" {
+		t.Errorf("with berth-runc: %v; want ready", c)
 	}
 }

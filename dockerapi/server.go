@@ -29,6 +29,13 @@ type Options struct {
 	StateDir string
 	// Version is Berth's version string.
 	Version string
+	// CgroupDriver is the runtime's cgroup driver ("cgroupfs" or
+	// "systemd"), reported by /info.
+	CgroupDriver string
+	// LoggingDriver is the log driver a standalone container gets when it
+	// names none, reported by /info; empty while berthd runs no
+	// standalone containers.
+	LoggingDriver string
 }
 
 // Images is what the handlers need of the image store; *imagestore.Store
@@ -45,8 +52,9 @@ type Images interface {
 	Load(ctx context.Context, r io.Reader) ([]*imagestore.Image, error)
 }
 
-// loginer validates credentials against a registry. It is optional: the
-// store gains it separately, and /auth answers NotImplemented until then.
+// loginer validates credentials against a registry. It is optional (an
+// Images without it answers /auth with NotImplemented); *imagestore.Store
+// has it.
 type loginer interface {
 	Login(ctx context.Context, server string, auth imagestore.Auth) error
 }

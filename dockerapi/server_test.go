@@ -161,6 +161,17 @@ func TestInfo(t *testing.T) {
 	if info.Info.Images != 1 || info.Info.DockerRootDir != "/var/lib/berth-test" || info.Info.OSType != "linux" || info.Info.ServerVersion != "0.0.1-test" {
 		t.Errorf("info = %+v", info.Info)
 	}
+	// The drivers are what berthd was given, not literals.
+	if info.Info.CgroupDriver != "" || info.Info.LoggingDriver != "" {
+		t.Errorf("drivers without options = %q, %q; want none", info.Info.CgroupDriver, info.Info.LoggingDriver)
+	}
+	srv := httptest.NewServer(NewHandler(f, Options{Root: "/r", CgroupDriver: "systemd", LoggingDriver: "journald"}))
+	defer srv.Close()
+	_, body := do(t, srv, http.MethodGet, "/info", nil)
+	var got struct{ CgroupDriver, LoggingDriver string }
+	if err := json.Unmarshal([]byte(body), &got); err != nil || got.CgroupDriver != "systemd" || got.LoggingDriver != "journald" {
+		t.Errorf("/info drivers = %+v (%v), want systemd and journald", got, err)
+	}
 }
 
 func readMessages(t *testing.T, r io.Reader) []message {

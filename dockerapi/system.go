@@ -3,6 +3,7 @@ package dockerapi
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"net/http"
 	"os"
 	"runtime"
@@ -58,47 +59,65 @@ func (s *server) version(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// info answers /info. Each part of the answer comes from the part of Berth
+// that knows it (host, images, runtime); a new part adds its own fill.
 func (s *server) info(w http.ResponseWriter, r *http.Request) error {
-	// /info is what clients call to see whether the daemon works at all, so
-	// a store that cannot list is a warning, not a failed request.
-	var warnings []string
-	imgs, err := s.images.List(r.Context())
-	if err != nil {
-		warnings = append(warnings, "list images: "+err.Error())
+	var info system.Info
+	s.hostInfo(&info)
+	s.imageInfo(r.Context(), &info)
+	s.runtimeInfo(&info)
+	if info.Warnings == nil {
+		info.Warnings = []string{}
 	}
-	hostname, _ := os.Hostname()
-	cgroupVersion := "1"
-	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
-		cgroupVersion = "2"
-	}
-	writeJSON(w, http.StatusOK, system.Info{
-		ID:                 hostname,
-		Images:             len(imgs),
-		Driver:             "overlayfs",
-		DriverStatus:       [][2]string{{"Root Dir", s.opts.Root}},
-		LoggingDriver:      "json-file",
-		CgroupDriver:       "cgroupfs",
-		CgroupVersion:      cgroupVersion,
-		KernelVersion:      kernelVersion(),
-		OperatingSystem:    osRelease(),
-		OSType:             runtime.GOOS,
-		Architecture:       machine(),
-		IndexServerAddress: "https://index.docker.io/v1/",
-		NCPU:               runtime.NumCPU(),
-		MemTotal:           memTotal(),
-		DockerRootDir:      s.opts.Root,
-		Name:               hostname,
-		ServerVersion:      s.opts.Version,
-		NGoroutines:        runtime.NumGoroutine(),
-		SystemTime:         time.Now().Format(time.RFC3339Nano),
-		DefaultRuntime:     "berth",
-		Labels:             []string{},
-		SecurityOptions:    []string{},
-		Warnings:           append([]string{}, warnings...),
-		// docker info prints a swarm section; say there is none.
-		Swarm: swarm.Info{LocalNodeState: swarm.LocalNodeStateInactive},
-	})
+	writeJSON(w, http.StatusOK, info)
 	return nil
+}
+
+// hostInfo fills what the machine and berthd itself say.
+func (s *server) hostInfo(info *system.Info) {
+	hostname, _ := os.Hostname()
+	info.ID = hostname
+	info.Name = hostname
+	info.KernelVersion = kernelVersion()
+	info.OperatingSystem = osRelease()
+	info.OSType = runtime.GOOS
+	info.Architecture = machine()
+	info.IndexServerAddress = "https://index.docker.io/v1/"
+	info.NCPU = runtime.NumCPU()
+	info.MemTotal = memTotal()
+	info.DockerRootDir = s.opts.Root
+	info.ServerVersion = s.opts.Version
+	info.NGoroutines = runtime.NumGoroutine()
+	info.SystemTime = time.Now().Format(time.RFC3339Nano)
+	info.Labels = []string{}
+	info.SecurityOptions = []string{}
+	// docker info prints a swarm section; say there is none.
+	info.Swarm = swarm.Info{LocalNodeState: swarm.LocalNodeStateInactive}
+}
+
+// imageInfo fills the image store's part. /info is what clients call to
+// see whether the daemon works at all, so a store that cannot list is a
+// warning, not a failed request.
+func (s *server) imageInfo(ctx context.Context, info *system.Info) {
+	imgs, err := s.images.List(ctx)
+	if err != nil {
+		info.Warnings = append(info.Warnings, "list images: "+err.Error())
+	}
+	info.Images = len(imgs)
+	info.Driver = "overlayfs"
+	info.DriverStatus = [][2]string{{"Root Dir", s.opts.Root}}
+}
+
+// runtimeInfo fills the runtime's part: its drivers as berthd configured
+// them.
+func (s *server) runtimeInfo(info *system.Info) {
+	info.CgroupDriver = s.opts.CgroupDriver
+	info.CgroupVersion = "1"
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		info.CgroupVersion = "2"
+	}
+	info.LoggingDriver = s.opts.LoggingDriver
+	info.DefaultRuntime = "berth"
 }
 
 func uname() unix.Utsname {

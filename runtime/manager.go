@@ -295,6 +295,17 @@ func (m *Manager) Close() error {
 // CgroupDriver reports the driver in use ("cgroupfs" or "systemd").
 func (m *Manager) CgroupDriver() string { return m.cfg.CgroupDriver }
 
+// Ready reports why no container can start here (the shim or its
+// berth-runc is missing or not executable), or nil. It is checked on each
+// call: installing the binaries later makes the runtime ready without a
+// restart.
+func (m *Manager) Ready() error {
+	if err := shim.Check(m.cfg.ShimBinary); err != nil {
+		return fmt.Errorf("runtime not ready: %w", err)
+	}
+	return nil
+}
+
 // saveSandbox writes the pod's record durably; noteSandbox only
 // atomically, for the records of a creation under way (see writeJSON).
 func (m *Manager) saveSandbox(s *sandbox) error { return m.writeSandbox(s, writeJSON) }

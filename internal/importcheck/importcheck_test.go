@@ -15,7 +15,8 @@ import (
 const module = "github.com/berth-dev/berth"
 
 // rules are the boundaries of DESIGN.md: runtime, cni and imagestore never
-// import each other or cri; only imagestore talks to registries (ggcr's
+// import each other or cri; cri and the standalone fronts (engine,
+// dockerapi) never import each other; only imagestore talks to registries (ggcr's
 // remote); only runtime (and berth-runc, the shim's libcontainer helper)
 // links libcontainer, and the long-lived berth-shim monitor never does,
 // not even through another package; only cni
@@ -31,9 +32,18 @@ func rules() []Rule {
 			rs = append(rs, Rule{
 				From:   module + "/" + from,
 				Forbid: module + "/" + to,
-				Why:    "runtime, cni and imagestore stay independent of each other and of cri; wire them in cmd/berthd",
+				Why:    "runtime, cni and imagestore stay independent of each other and of cri; wire them in daemon/",
 			})
 		}
+	}
+	// CRI pods and standalone containers are two owners of one runtime;
+	// neither front sees the other's objects.
+	for _, pair := range [][2]string{{"cri", "engine"}, {"cri", "dockerapi"}, {"engine", "cri"}, {"dockerapi", "cri"}} {
+		rs = append(rs, Rule{
+			From:   module + "/" + pair[0],
+			Forbid: module + "/" + pair[1],
+			Why:    "cri and the standalone fronts (engine, dockerapi) never import each other; wire them in daemon/",
+		})
 	}
 	rs = append(rs,
 		Rule{

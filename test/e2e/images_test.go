@@ -97,7 +97,9 @@ func TestCRIImageService(t *testing.T) {
 	push(t, mustImage(t, testimage.Busybox), reg.Host+"/library/busybox:1.36")
 	nonroot := push(t, mustImage(t, testimage.NonRoot), reg.Host+"/berth/nonroot:latest")
 	wh := push(t, mustImage(t, testimage.Whiteouts), reg.Host+"/berth/whiteouts:latest")
-	d := startDaemon(t, reg, "docker.io")
+	// With its shim and berth-runc, so that Status reports the runtime
+	// ready for what it is.
+	d := startDaemonWith(t, reg, daemonOptions{Mirrored: []string{"docker.io"}, Shim: shimBinary(t)})
 	rt, is := d.CRI()
 	ctx := ctxT(t)
 
