@@ -55,6 +55,9 @@ type Image struct {
 	Layers []Layer
 	// Config is the image config (env, entrypoint, user, labels, ...).
 	Config ocispec.Image
+	// RawConfig is the config blob as stored, with what ocispec.Image
+	// leaves out (docker's Healthcheck, OnBuild, Shell, ...).
+	RawConfig []byte
 	// Pinned images are never removed by GC.
 	Pinned bool
 	// Pulled is when the image was first stored here.

@@ -54,6 +54,10 @@ type Store struct {
 	// manifest digest, "layer:" chain ID).
 	flight singleflight.Group
 
+	// leases are the builds' holds on blobs and layers (see Lease).
+	leaseMu sync.Mutex
+	leases  map[*Lease]bool
+
 	repairs []string
 }
 
@@ -137,7 +141,7 @@ func (s *Store) check(ctx context.Context) error {
 			s.repairs = append(s.repairs, fmt.Sprintf("removed image %s (tags %v): %v", r.ID, r.Tags, err))
 		}
 	}
-	return nil
+	return s.checkCache(ctx)
 }
 
 func (s *Store) checkImage(ctx context.Context, img meta.Image) error {
@@ -146,7 +150,13 @@ func (s *Store) checkImage(ctx context.Context, img meta.Image) error {
 			return err
 		}
 	}
-	for _, l := range img.Layers {
+	return s.checkLayers(ctx, img.ID, img.Layers)
+}
+
+// checkLayers checks that the blobs of layers are stored and unpacks again
+// the layers whose directories vanished; owner names them in repairs.
+func (s *Store) checkLayers(ctx context.Context, owner any, layers []meta.Layer) error {
+	for _, l := range layers {
 		if _, err := s.content.Info(l.Digest); err != nil {
 			return err
 		}
@@ -164,7 +174,7 @@ func (s *Store) checkImage(ctx context.Context, img meta.Image) error {
 		if err != nil {
 			return err
 		}
-		s.repairs = append(s.repairs, fmt.Sprintf("unpacked missing layer %s of image %s again", l.ChainID, img.ID))
+		s.repairs = append(s.repairs, fmt.Sprintf("unpacked missing layer %s of %v again", l.ChainID, owner))
 	}
 	return nil
 }
@@ -209,6 +219,7 @@ func toImage(r meta.Record) (*Image, error) {
 		Size:              r.Size,
 		Pinned:            r.Pinned,
 		Pulled:            r.Pulled,
+		RawConfig:         slices.Clone([]byte(r.Config)),
 	}
 	if img.RepoTags == nil {
 		img.RepoTags = []string{}

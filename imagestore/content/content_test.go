@@ -383,3 +383,44 @@ func BenchmarkPut32MiB(b *testing.B) {
 		}
 	}
 }
+
+// An Ingest publishes its blob under the digest of what was written, and
+// an aborted one leaves nothing.
+func TestIngestUnknownDigest(t *testing.T) {
+	s, root := openStore(t)
+	b, d := randomBlob(t, 4096)
+	w, err := s.Ingest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if w.Digest() != d || w.Size() != 4096 {
+		t.Fatalf("digest %s size %d, want %s 4096", w.Digest(), w.Size(), d)
+	}
+	r, err := s.Reader(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(r)
+	r.Close()
+	if !bytes.Equal(got, b) {
+		t.Fatal("blob content differs")
+	}
+	aborted, err := s.Ingest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	aborted.Write([]byte("never"))
+	aborted.Close()
+	if e := ingestEntries(t, root); len(e) != 0 {
+		t.Fatalf("ingest left %v", e)
+	}
+	if _, err := s.Info(digest.FromString("never")); !errdefs.IsNotFound(err) {
+		t.Fatalf("aborted ingest visible: %v", err)
+	}
+}

@@ -16,7 +16,9 @@ import (
 // Close always (it aborts an uncommitted ingest). A Writer is not safe for
 // concurrent use.
 type Writer struct {
-	store     *Store
+	store *Store
+	// want is the expected digest; empty for an Ingest, whose digest is
+	// whatever the data hashes to.
 	want      digest.Digest
 	size      int64 // expected size; negative when unknown
 	f         *os.File
@@ -40,6 +42,26 @@ func (s *Store) Writer(d digest.Digest, size int64) (*Writer, error) {
 	}
 	return &Writer{store: s, want: d, size: size, f: f, hash: d.Algorithm().Hash()}, nil
 }
+
+// Ingest starts an ingest of a blob whose digest is not known in advance
+// (a layer being produced, say): Commit publishes it under the sha256 of
+// what was written, which Digest then returns. The digest is verified by
+// construction; everything else (size, atomic publication, durability) is
+// as for Writer.
+func (s *Store) Ingest() (*Writer, error) {
+	f, err := os.CreateTemp(s.ingest, "new-*")
+	if err != nil {
+		return nil, fmt.Errorf("ingest blob: create ingest: %w", err)
+	}
+	return &Writer{store: s, size: -1, f: f, hash: digest.SHA256.Hash()}, nil
+}
+
+// Digest returns the blob's digest: the expected one, or for an Ingest the
+// one Commit computed ("" before).
+func (w *Writer) Digest() digest.Digest { return w.want }
+
+// Size returns the number of bytes written so far.
+func (w *Writer) Size() int64 { return w.written }
 
 // Write appends p to the blob. Writing past the expected size fails at once
 // rather than at Commit, so that an oversized stream is not read to its end.
@@ -72,6 +94,9 @@ func (w *Writer) Commit() error {
 	if w.size >= 0 && w.written != w.size {
 		w.Close()
 		return fmt.Errorf("commit blob %s: %w: got %d bytes, expected %d", w.want, errdefs.ErrDataLoss, w.written, w.size)
+	}
+	if w.want == "" {
+		w.want = digest.NewDigest(digest.SHA256, w.hash)
 	}
 	if got := digest.NewDigest(w.want.Algorithm(), w.hash); got != w.want {
 		w.Close()

@@ -244,6 +244,61 @@ func (s *Store) unpack(ctx context.Context, chainID, diffID digest.Digest, r io.
 	return info, nil
 }
 
+// Commit makes dir the layer chainID: dir must already be in lower-dir
+// form (overlay whiteouts and opaque markers, as an overlay upper dir is)
+// and on the store's file system, and diffID must be the digest of the tar
+// the caller made of it (a build step's changes, say). dir is moved into
+// place, not copied: afterwards it is gone from where it was. A layer
+// already present wins and dir is removed; concurrent commits or unpacks of
+// one chain ID leave one complete layer.
+func (s *Store) Commit(ctx context.Context, chainID, diffID digest.Digest, dir string) (Info, error) {
+	if err := validate("chain ID", chainID); err != nil {
+		return Info{}, err
+	}
+	if err := validate("diff ID", diffID); err != nil {
+		return Info{}, err
+	}
+	if info, err := s.Info(chainID); err == nil {
+		return info, os.RemoveAll(dir)
+	}
+	if err := ctx.Err(); err != nil {
+		return Info{}, fmt.Errorf("commit layer %s: %w", chainID, err)
+	}
+	tmp, err := os.MkdirTemp(s.dir, unpackPrefix+chainID.Encoded()[:12]+"-")
+	if err != nil {
+		return Info{}, fmt.Errorf("commit layer %s: %w", chainID, err)
+	}
+	renamed := false
+	defer func() {
+		if !renamed {
+			os.RemoveAll(tmp)
+		}
+	}()
+	if err := os.Rename(dir, filepath.Join(tmp, fsDir)); err != nil {
+		return Info{}, fmt.Errorf("commit layer %s: move %s in: %w", chainID, dir, err)
+	}
+	stats, err := unpack.Usage(filepath.Join(tmp, fsDir))
+	if err != nil {
+		return Info{}, fmt.Errorf("commit layer %s: %w", chainID, err)
+	}
+	info := Info{ChainID: chainID, DiffID: diffID, Size: stats.Bytes, Inodes: stats.Inodes}
+	if err := atomicfile.WriteJSON(filepath.Join(tmp, infoFile), info, 0o600); err != nil {
+		return Info{}, fmt.Errorf("commit layer %s: %w", chainID, err)
+	}
+	final := filepath.Join(s.dir, chainID.Encoded())
+	if err := os.Rename(tmp, final); err != nil {
+		if errors.Is(err, syscall.EEXIST) || errors.Is(err, syscall.ENOTEMPTY) {
+			return s.readInfo(final)
+		}
+		return Info{}, fmt.Errorf("commit layer %s: %w", chainID, err)
+	}
+	renamed = true
+	if err := atomicfile.SyncDir(s.dir); err != nil {
+		return Info{}, fmt.Errorf("commit layer %s: %w", chainID, err)
+	}
+	return info, nil
+}
+
 // Remove removes a layer; an absent one is not an error. The layer
 // disappears at once (renamed away) even if deleting its files takes long
 // or is interrupted.

@@ -319,3 +319,43 @@ func BenchmarkUnpackGzip(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// Commit moves a directory in as a layer; a second commit of the same
+// chain ID keeps the first and removes its own directory.
+func TestCommitDir(t *testing.T) {
+	s, root := open(t)
+	mk := func(content string) string {
+		d, err := os.MkdirTemp(root, "upper-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "f"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	first := mk("first")
+	diffID := digest.FromString("diff")
+	info, err := s.Commit(t.Context(), chain("c"), diffID, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.DiffID != diffID || info.Inodes != 2 {
+		t.Fatalf("info %+v", info)
+	}
+	if _, err := os.Stat(first); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("committed dir still in place: %v", err)
+	}
+	second := mk("second")
+	if _, err := s.Commit(t.Context(), chain("c"), diffID, second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(second); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("duplicate commit left its dir: %v", err)
+	}
+	b, err := os.ReadFile(filepath.Join(s.Dir(chain("c")), "f"))
+	if err != nil || string(b) != "first" {
+		t.Fatalf("layer content %q %v", b, err)
+	}
+	testutil.CheckDu(t, s.Dir(chain("c")), info.Size, info.Inodes)
+}

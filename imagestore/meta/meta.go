@@ -18,8 +18,9 @@ import (
 
 var (
 	bucketImages = []byte("images")
-	bucketTags   = []byte("tags")      // tag -> image ID
-	bucketByImg  = []byte("imagetags") // image ID "\x00" tag -> nothing
+	bucketTags   = []byte("tags")       // tag -> image ID
+	bucketByImg  = []byte("imagetags")  // image ID "\x00" tag -> nothing
+	bucketCache  = []byte("buildcache") // cache key -> CacheRecord
 )
 
 // Layer is one layer of an image record.
@@ -78,7 +79,7 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open metadata %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketImages, bucketTags, bucketByImg} {
+		for _, b := range [][]byte{bucketImages, bucketTags, bucketByImg, bucketCache} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -334,5 +335,114 @@ func (d *DB) SetPinned(id digest.Digest, pinned bool) error {
 		}
 		img.Pinned = pinned
 		return putImage(tx, img)
+	})
+}
+
+// CacheRecord is one build cache entry: the state a build step produced
+// (its layers, base first, and the image config at that point), found
+// again by the step's cache key.
+type CacheRecord struct {
+	Key    digest.Digest   `json:"key"`
+	Layers []Layer         `json:"layers"`
+	Config json.RawMessage `json:"config"`
+	// Created is when the step ran; LastUsed when a build last took it.
+	Created  time.Time `json:"created"`
+	LastUsed time.Time `json:"lastUsed"`
+}
+
+// PutCaches stores (or replaces) records in one transaction.
+func (d *DB) PutCaches(recs []CacheRecord) error {
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCache)
+		for _, rec := range recs {
+			v, err := json.Marshal(rec)
+			if err != nil {
+				return fmt.Errorf("encode cache record %s: %w", rec.Key, err)
+			}
+			if err := b.Put([]byte(rec.Key), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store cache records: %w", err)
+	}
+	return nil
+}
+
+// TouchCaches sets LastUsed of the records of keys (absent ones are
+// skipped) in one transaction.
+func (d *DB) TouchCaches(keys []digest.Digest, at time.Time) error {
+	return d.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCache)
+		for _, k := range keys {
+			v := b.Get([]byte(k))
+			if v == nil {
+				continue
+			}
+			var rec CacheRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("decode cache record %s: %w: %w", k, errdefs.ErrDataLoss, err)
+			}
+			rec.LastUsed = at
+			nv, err := json.Marshal(rec)
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(k), nv); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// GetCache returns the record of key; errdefs.ErrNotFound if there is none.
+func (d *DB) GetCache(key digest.Digest) (CacheRecord, error) {
+	var rec CacheRecord
+	err := d.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketCache).Get([]byte(key))
+		if v == nil {
+			return fmt.Errorf("cache record %s: %w", key, errdefs.ErrNotFound)
+		}
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("decode cache record %s: %w: %w", key, errdefs.ErrDataLoss, err)
+		}
+		return nil
+	})
+	return rec, err
+}
+
+// ListCache returns every cache record, ordered by key.
+func (d *DB) ListCache() ([]CacheRecord, error) {
+	var out []CacheRecord
+	err := d.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketCache).ForEach(func(k, v []byte) error {
+			var rec CacheRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("decode cache record %s: %w: %w", k, errdefs.ErrDataLoss, err)
+			}
+			out = append(out, rec)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list cache records: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteCache removes the records of keys in one transaction; absent ones
+// are skipped.
+func (d *DB) DeleteCache(keys []digest.Digest) error {
+	return d.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCache)
+		for _, k := range keys {
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }

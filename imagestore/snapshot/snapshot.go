@@ -50,6 +50,9 @@ type Info struct {
 	Lowers []string `json:"lowers"`
 	// ReadOnly is set for views.
 	ReadOnly bool `json:"readOnly,omitempty"`
+	// Diffable snapshots are mounted so that their upper dir alone
+	// describes their changes (see PrepareDiffable).
+	Diffable bool `json:"diffable,omitempty"`
 }
 
 // Snapshotter creates and removes overlay snapshots under one root. One
@@ -62,6 +65,9 @@ type Snapshotter struct {
 	// shared lowers of layers that another snapshot mounts (containerd
 	// passes index=off for the same reason).
 	index bool
+	// redirect and metacopy are whether the kernel knows those overlay
+	// features, which diffable snapshots turn off.
+	redirect, metacopy bool
 }
 
 // New opens (creating if needed) the snapshotter under root and removes
@@ -82,8 +88,17 @@ func New(root string) (*Snapshotter, error) {
 			}
 		}
 	}
-	_, err = os.Stat("/sys/module/overlay/parameters/index")
-	return &Snapshotter{dir: dir, index: err == nil}, nil
+	return &Snapshotter{
+		dir:      dir,
+		index:    overlayParam("index"),
+		redirect: overlayParam("redirect_dir"),
+		metacopy: overlayParam("metacopy"),
+	}, nil
+}
+
+func overlayParam(name string) bool {
+	_, err := os.Stat("/sys/module/overlay/parameters/" + name)
+	return err == nil
 }
 
 func validID(id string) error {
@@ -119,6 +134,24 @@ func validLowers(lowers []string) error {
 // gives errdefs.ErrAlreadyExists.
 func (s *Snapshotter) Prepare(id string, lowers []string) ([]Mount, error) {
 	return s.create(Info{ID: id, Lowers: lowers})
+}
+
+// PrepareDiffable is Prepare for a snapshot whose upper dir becomes a
+// layer (a build step): overlay's redirect_dir and metacopy are turned off,
+// so that a renamed directory is copied up whole and a chmod copies the
+// data, and the upper dir, with its whiteouts and opaque markers, is the
+// complete diff against the lowers (docker's overlay2 makes the same
+// choice).
+func (s *Snapshotter) PrepareDiffable(id string, lowers []string) ([]Mount, error) {
+	return s.create(Info{ID: id, Lowers: lowers, Diffable: true})
+}
+
+// UpperDir is the writable directory of snapshot id (which may not exist).
+func (s *Snapshotter) UpperDir(id string) (string, error) {
+	if err := validID(id); err != nil {
+		return "", err
+	}
+	return filepath.Join(s.dir, id, "upper"), nil
 }
 
 // View creates a read-only snapshot of lowers: a read-only bind mount of a
@@ -234,6 +267,12 @@ func (s *Snapshotter) mounts(dir string, info Info) ([]Mount, error) {
 		opts = append(opts,
 			"workdir="+filepath.Join(dir, "work"),
 			"upperdir="+filepath.Join(dir, "upper"))
+	}
+	if info.Diffable && s.redirect {
+		opts = append(opts, "redirect_dir=off")
+	}
+	if info.Diffable && s.metacopy {
+		opts = append(opts, "metacopy=off")
 	}
 	opts = append(opts, "lowerdir="+strings.Join(info.Lowers, ":"))
 	if n := len(strings.Join(opts, ",")); n >= maxMountData {
