@@ -18,6 +18,14 @@ TOOLS   := $(OUT)/tools
 CNI_BIN := $(OUT)/cni/bin
 MODULE  := github.com/berth-dev/berth
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+# berth is docker's CLI and compose: it carries Berth's version and, as
+# compose's own build does, compose's (`berth compose version`, compose's
+# labels). The build time is the commit's, so a rebuild links the same.
+COMPOSE_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/docker/compose/v5)
+BERTH_LDFLAGS = -s -w -X main.berthVersion=$(VERSION) \
+	-X main.gitCommit=$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown) \
+	-X main.buildTime=$(shell git log -1 --format=%cI 2>/dev/null || echo unknown) \
+	-X github.com/docker/compose/v5/internal.Version=$(COMPOSE_VERSION)
 
 # -count=1: CI must never be served cached test results.
 GOTEST  := $(GO) test -count=1
@@ -72,7 +80,7 @@ cni-conf: ## write the default CNI conflist (bridge berth0, 10.88.0.0/16) to /et
 build: cni-plugins ## build bin/berthd, bin/berth, bin/berth-shim, bin/berth-runc and the CNI plugins
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/berthd ./cmd/berthd
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/berth ./cmd/berth
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(BERTH_LDFLAGS)' -o $(BIN)/berth ./cmd/berth
 	@# The long-lived per-container monitor is pure Go and small; it runs
 	@# berth-runc, next to it, for every libcontainer operation.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/berth-shim ./cmd/berth-shim

@@ -1,9 +1,13 @@
-// Command berth is Berth's docker-like CLI, a client of berthd's Docker
-// Engine-compatible API.
+// Command berth is Berth's command-line client: docker's own command tree
+// (github.com/docker/cli) and compose v5 (github.com/docker/compose/v5),
+// pointed at berthd's Docker Engine-compatible API instead of dockerd's.
 package main
 
-import "os"
+import (
+	"context"
+	"os"
+)
 
 func main() {
-	os.Exit(run(os.Args[1:], streams{in: os.Stdin, out: os.Stdout, err: os.Stderr}, os.Getenv))
+	os.Exit(run(context.Background(), os.Args[1:]))
 }

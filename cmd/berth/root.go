@@ -1,126 +1,122 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 
-	"github.com/moby/moby/client"
+	"github.com/docker/cli/cli"
+	"github.com/docker/cli/cli/command"
+	"github.com/docker/cli/cli/command/commands"
+	cliflags "github.com/docker/cli/cli/flags"
+	"github.com/docker/cli/cli/version"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
+	"github.com/spf13/pflag"
 )
 
-// defaultHost is berthd's Docker API socket.
-const defaultHost = "unix:///run/berth/docker.sock"
+// Set by make with -ldflags -X (see the Makefile's BERTH_LDFLAGS).
+var (
+	berthVersion = "dev"
+	gitCommit    = "unknown"
+	buildTime    = "unknown"
+)
 
-// version is the CLI's version; make sets it with -ldflags -X.
-var version = "dev"
-
-// streams are the CLI's standard streams; tests give buffers.
-type streams struct {
-	in  io.Reader
-	out io.Writer
-	err io.Writer
+// The client half of `berth version` and `berth info` is docker's, with
+// Berth's name and version in it.
+func init() {
+	version.PlatformName = "Berth"
+	version.Version = berthVersion
+	version.GitCommit = gitCommit
+	version.BuildTime = buildTime
 }
 
-// cli is the state one invocation shares between verbs.
-type cli struct {
-	streams
-	getenv func(string) string
-	host   string
-	api    *client.Client
+func userAgent() string { return "Berth-Client/" + berthVersion + " (linux)" }
+
+// rootCommand is berth's command tree, with the global options it parsed.
+type rootCommand struct {
+	*cli.TopLevelCommand
+	opts  *cliflags.ClientOptions
+	flags *pflag.FlagSet
 }
 
-// exitError carries a status for run; its message is already printed.
-type exitError struct{ code int }
+// newRootCommand is docker's root command (cmd/docker's newDockerCommand)
+// under Berth's name: docker's global flags and every docker verb, then
+// compose, then Berth's own verbs in their places (verbs.go).
+func newRootCommand(dockerCli *command.DockerCli) *rootCommand {
+	cmd := &cobra.Command{
+		Use:              "berth [OPTIONS] COMMAND [ARG...]",
+		Short:            "Run containers on Berth: docker's commands, berthd's engine",
+		SilenceUsage:     true,
+		SilenceErrors:    true,
+		TraverseChildren: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return command.ShowHelp(dockerCli.Err())(cmd, args)
+			}
+			return fmt.Errorf("berth: unknown command: berth %s\n\nRun 'berth --help' for more information", args[0])
+		},
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return isSupported(cmd, dockerCli)
+		},
+		Version:               fmt.Sprintf("%s, build %s", version.Version, version.GitCommit),
+		DisableFlagsInUseLine: true,
+		CompletionOptions: cobra.CompletionOptions{
+			HiddenDefaultCmd:    true,
+			DisableDescriptions: os.Getenv("DOCKER_CLI_DISABLE_COMPLETION_DESCRIPTION") != "",
+		},
+	}
+	cmd.CompletionOptions.SetDefaultShellCompDirective(cobra.ShellCompDirectiveNoFileComp)
+	cmd.SetIn(dockerCli.In())
+	cmd.SetOut(dockerCli.Out())
+	cmd.SetErr(dockerCli.Err())
 
-func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+	opts, _ := cli.SetupRootCommand(cmd)
+	cmd.SetVersionTemplate("Berth version {{.Version}}\n")
+	cmd.Flags().BoolP("version", "v", false, "Print version information and quit")
+	describeEndpointFlags(cmd.Flags())
+	setFlagErrorFunc(dockerCli, cmd)
+	setHelpFunc(dockerCli, cmd)
 
-// run executes one command line and returns the process exit status.
-func run(args []string, s streams, getenv func(string) string) int {
-	c := &cli{streams: s, getenv: getenv}
-	root := c.rootCommand()
-	root.SetArgs(args)
-	root.SetIn(s.in)
-	root.SetOut(s.out)
-	root.SetErr(s.err)
-	err := root.ExecuteContext(context.Background())
-	if c.api != nil {
-		c.api.Close()
+	c := berthCli{dockerCli}
+	commands.AddCommands(cmd, c)
+	cmd.AddCommand(newComposeCommand(c))
+	installVerbs(cmd, c, berthVerbs)
+
+	visitAll(cmd, setValidateArgs(dockerCli), renameAliases)
+	return &rootCommand{
+		TopLevelCommand: cli.NewTopLevelCommand(cmd, dockerCli, opts, cmd.Flags()),
+		opts:            opts,
+		flags:           cmd.Flags(),
 	}
-	if err == nil {
-		return 0
-	}
-	var ee exitError
-	if errors.As(err, &ee) {
-		return ee.code
-	}
-	fmt.Fprintln(s.err, errorLine(err))
-	return 1
 }
 
-// errorLine is the one line printed for err: the daemon's errors already say
-// "Error response from daemon: ..."; everything else is prefixed "berth: ".
-func errorLine(err error) string {
-	msg := strings.TrimSpace(err.Error())
-	if strings.HasPrefix(msg, "Error response from daemon:") {
-		return msg
-	}
-	return "berth: " + msg
+// initialize completes the global options once they are parsed (Berth's
+// endpoint, see endpoint.go) and initializes the CLI with them.
+func initialize(r *rootCommand) error {
+	useBerthEndpoint(r.opts, r.flags, os.Getenv)
+	unsetDockerSelectors()
+	return r.Initialize()
 }
 
-func (c *cli) rootCommand() *cobra.Command {
-	root := &cobra.Command{
-		Use:           "berth [OPTIONS] COMMAND",
-		Short:         "A docker-like client for the Berth container engine",
-		Version:       version,
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
-	root.PersistentFlags().StringVarP(&c.host, "host", "H", "", "daemon socket to connect to (default $BERTH_HOST or "+defaultHost+")")
-
-	image := &cobra.Command{Use: "image", Short: "Manage images"}
-	image.AddCommand(
-		c.imagesCommand("ls"), c.pullCommand(), c.pushCommand(), c.rmiCommand("rm"),
-		c.tagCommand(), c.inspectCommand(), c.saveCommand(), c.loadCommand(),
-	)
-	root.AddCommand(
-		image,
-		c.imagesCommand("images"), c.pullCommand(), c.pushCommand(), c.rmiCommand("rmi"),
-		c.tagCommand(), c.inspectCommand(), c.saveCommand(), c.loadCommand(),
-		c.loginCommand(), c.logoutCommand(), c.versionCommand(), c.infoCommand(),
-	)
-	return root
+// describeEndpointFlags says in --help where berth connects by default.
+func describeEndpointFlags(flags *pflag.FlagSet) {
+	flags.Lookup("host").Usage = "Daemon socket to connect to (default $" + envHost + " or " + defaultHost + ")"
+	flags.Lookup("context").Usage = `Name of the docker context to connect to (berth ignores DOCKER_HOST, DOCKER_CONTEXT and "docker context use")`
 }
 
-// client connects lazily so that --help and local verbs work without a daemon.
-func (c *cli) client() (*client.Client, error) {
-	if c.api != nil {
-		return c.api, nil
+// renameAliases shows berth, not docker, in the help's "Aliases:" lines.
+func renameAliases(cmd *cobra.Command) {
+	if a, ok := cmd.Annotations["aliases"]; ok {
+		cmd.Annotations["aliases"] = strings.ReplaceAll(", "+a, ", docker ", ", berth ")[len(", "):]
 	}
-	host := c.host
-	if host == "" {
-		host = c.getenv("BERTH_HOST")
-	}
-	if host == "" {
-		host = defaultHost
-	}
-	api, err := client.New(client.WithHost(host), client.WithAPIVersionNegotiation(), client.WithUserAgent("berth/"+version))
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", host, err)
-	}
-	c.api = api
-	return api, nil
 }
 
-// terminal reports whether w is a terminal and its descriptor.
-func terminal(w any) (uintptr, bool) {
-	f, ok := w.(*os.File)
-	if !ok {
-		return 0, false
+// visitAll runs fns on every command of the tree, children first.
+func visitAll(root *cobra.Command, fns ...func(*cobra.Command)) {
+	for _, cmd := range root.Commands() {
+		visitAll(cmd, fns...)
 	}
-	return f.Fd(), term.IsTerminal(int(f.Fd()))
+	for _, fn := range fns {
+		fn(root)
+	}
 }

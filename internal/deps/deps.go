@@ -11,9 +11,6 @@ package deps
 import (
 	_ "github.com/Graylog2/go-gelf/gelf"
 	_ "github.com/containerd/nri/pkg/adaptation"
-	_ "github.com/docker/cli/cli/command"
-	_ "github.com/docker/cli/cli/command/commands"
-	_ "github.com/docker/compose/v5/cmd/compose"
 	_ "github.com/fluent/fluent-logger-golang/fluent"
 	_ "github.com/miekg/dns"
 	_ "github.com/moby/buildkit/frontend/dockerfile/instructions"

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"encoding/json"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -22,8 +24,10 @@ func cliScenario(t *testing.T, bin string, env []string, reg *testRegistry, d *d
 	if !strings.Contains(out, bb.Manifest) {
 		t.Errorf("pull output lacks the digest %s:\n%s", bb.Manifest, out)
 	}
+	// docker 28 prints the classic table, docker 29 (berth) its new view:
+	// both have an image ID column.
 	out = cli("images")
-	if !strings.Contains(out, "REPOSITORY") || !strings.Contains(out, reg.Host+"/berth/busybox") || !strings.Contains(out, bb.ID[7:19]) {
+	if !regexp.MustCompile(`IMAGE +ID`).MatchString(out) || !strings.Contains(out, reg.Host+"/berth/busybox") || !strings.Contains(out, bb.ID[7:19]) {
 		t.Errorf("images:\n%s", out)
 	}
 	if got := strings.TrimSpace(cli("images", "-q", "--no-trunc")); got != bb.ID {
@@ -78,12 +82,44 @@ func cliScenario(t *testing.T, bin string, env []string, reg *testRegistry, d *d
 	}
 }
 
+// TestBerthCLIImages runs the scenario with berth, with DOCKER_HOST and
+// DOCKER_CONTEXT pointing elsewhere, as they would at a real dockerd: berth
+// follows BERTH_HOST.
 func TestBerthCLIImages(t *testing.T) {
 	reg := newRegistry(t)
 	d := startDaemon(t, reg)
 	_, berth := binaries(t)
 	home := t.TempDir()
-	cliScenario(t, berth, []string{"BERTH_HOST=unix://" + d.DockerSock, "HOME=" + home, "DOCKER_CONFIG=" + filepath.Join(home, ".docker")}, reg, d)
+	cliScenario(t, berth, []string{"BERTH_HOST=unix://" + d.DockerSock, "HOME=" + home, "DOCKER_CONFIG=" + filepath.Join(home, ".docker"),
+		"DOCKER_HOST=unix:///nonexistent/docker.sock", "DOCKER_CONTEXT=nosuch"}, reg, d)
+}
+
+// TestBerthCompose: compose is built into berth, at the version go.mod pins,
+// and reaches berthd with no plugin installed.
+func TestBerthCompose(t *testing.T) {
+	reg := newRegistry(t)
+	bb := push(t, mustImage(t, testimage.Busybox), reg.Host+"/berth/busybox:latest")
+	d := startDaemon(t, reg)
+	_, berth := binaries(t)
+	home := t.TempDir()
+	env := []string{"BERTH_HOST=unix://" + d.DockerSock, "HOME=" + home, "DOCKER_CONFIG=" + filepath.Join(home, ".docker"), "PATH=/usr/bin:/bin"}
+
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "github.com/docker/compose/v5").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := run(t, env, berth, "compose", "version"), "Docker Compose version "+string(out); got != want {
+		t.Errorf("compose version = %q, want %q", got, want)
+	}
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "compose.yaml"), "services:\n  app:\n    image: "+bb.Ref+"\n")
+	_, stderr, err := runErr(env, berth, "compose", "--project-directory", dir, "pull")
+	if err != nil || !strings.Contains(stderr, "Image "+bb.Ref+" Pulled") {
+		t.Fatalf("compose pull: %v\n%s", err, stderr)
+	}
+	if got := strings.TrimSpace(run(t, env, berth, "images", "-q", "--no-trunc")); got != bb.ID {
+		t.Errorf("images after compose pull = %q, want %q", got, bb.ID)
+	}
 }
 
 // TestDockerCLIImages runs the stock docker client against berthd.

@@ -78,17 +78,36 @@ func binaries(t testing.TB) (berthd, berth string) {
 			return
 		}
 		builtBinDir = true
-		cmd := exec.Command("go", "build", "-o", binDir+"/", "./cmd/berthd", "./cmd/berth")
-		cmd.Dir = repoRoot(t)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		buildErr = buildBinaries(repoRoot(t), binDir)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	return filepath.Join(binDir, "berthd"), filepath.Join(binDir, "berth")
+}
+
+// buildBinaries builds berthd and berth into dir as the Makefile does,
+// with compose's version linked into berth (`berth compose version`).
+func buildBinaries(root, dir string) error {
+	goCmd := func(args ...string) (string, error) {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(string(out)), nil
+	}
+	compose, err := goCmd("list", "-m", "-f", "{{.Version}}", "github.com/docker/compose/v5")
+	if err != nil {
+		return err
+	}
+	if _, err := goCmd("build", "-o", dir+"/", "./cmd/berthd"); err != nil {
+		return err
+	}
+	_, err = goCmd("build", "-ldflags", "-X github.com/docker/compose/v5/internal.Version="+compose, "-o", dir+"/", "./cmd/berth")
+	return err
 }
 
 // tool finds an external command-line tool: the environment variable, the
