@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -13,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-dev/berth/internal/logctx"
 	"github.com/berth-dev/berth/runtime"
 	"github.com/berth-dev/berth/runtime/spec"
 )
@@ -37,7 +36,7 @@ func (s *RuntimeService) ContainerStatus(ctx context.Context, req *runtimeapi.Co
 			SnapshotKey: c.ID,
 			UpperDir:    c.UpperDir,
 			StopSignal:  unixSignalName(c.Config.StopSignal),
-			RuntimeSpec: readBundleSpec(c.Bundle),
+			RuntimeSpec: s.runtimeSpec(ctx, c.ID),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("container status %s: encode info: %w", c.ID, err)
@@ -84,10 +83,9 @@ func (s *RuntimeService) containerStatus(ctx context.Context, c *runtime.Contain
 		Resources:   &runtimeapi.ContainerResources{Linux: criResources(c.Config.Spec.Resources, c.Config.Spec.OOMScoreAdj)},
 		StopSignal:  criSignal(c.Config.StopSignal),
 	}
-	if p := readBundleSpec(c.Bundle); p != nil && p.Process != nil {
-		u := p.Process.User
+	if u := c.User; u != nil {
 		lu := &runtimeapi.LinuxContainerUser{Uid: int64(u.UID), Gid: int64(u.GID)}
-		for _, g := range u.AdditionalGids {
+		for _, g := range u.AdditionalGIDs {
 			lu.SupplementalGroups = append(lu.SupplementalGroups, int64(g))
 		}
 		st.User = &runtimeapi.ContainerUser{Linux: lu}
@@ -107,21 +105,16 @@ func (s *RuntimeService) imageName(ctx context.Context, c *runtime.Container) st
 	return c.Config.Image
 }
 
-// readBundleSpec reads the container's OCI spec for what only it knows
-// (the resolved user); nil when the bundle cannot be read.
-func readBundleSpec(bundle string) *specs.Spec {
-	if bundle == "" {
-		return nil
-	}
-	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+// runtimeSpec is the container's OCI spec for a verbose status; nil (and
+// a log line) when the runtime cannot read it: the rest of the status is
+// still worth having.
+func (s *RuntimeService) runtimeSpec(ctx context.Context, id string) *specs.Spec {
+	sp, err := s.opts.Containers.ContainerSpec(id)
 	if err != nil {
+		logctx.From(ctx).DebugContext(ctx, "verbose container status without its spec", "id", id, "error", err)
 		return nil
 	}
-	var sp specs.Spec
-	if json.Unmarshal(b, &sp) != nil {
-		return nil
-	}
-	return &sp
+	return sp
 }
 
 func containerState(st runtime.ContainerState) runtimeapi.ContainerState {

@@ -7,6 +7,8 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/berth-dev/berth/imagestore"
 	"github.com/berth-dev/berth/runtime"
 	"github.com/berth-dev/berth/runtime/spec"
@@ -95,6 +97,8 @@ type containerRuntime interface {
 	RemoveContainer(ctx context.Context, id string) error
 	Container(id string) (*runtime.Container, error)
 	ListContainers() []*runtime.Container
+	// ContainerSpec is the OCI spec the container was created with.
+	ContainerSpec(id string) (*specs.Spec, error)
 }
 
 // processRuntime runs commands in containers and changes running ones.

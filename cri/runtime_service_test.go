@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-dev/berth/imagestore"
@@ -139,6 +140,20 @@ func (f *fakeRuntime) Container(id string) (*runtime.Container, error) {
 }
 
 func (f *fakeRuntime) ListContainers() []*runtime.Container { return f.containers }
+
+// ContainerSpec serves a spec with the container's recorded user; the fake
+// writes no bundles.
+func (f *fakeRuntime) ContainerSpec(id string) (*specs.Spec, error) {
+	c, err := f.Container(id)
+	if err != nil {
+		return nil, err
+	}
+	sp := &specs.Spec{Process: &specs.Process{Args: c.Config.Spec.Args}}
+	if c.User != nil {
+		sp.Process.User = specs.User{UID: c.User.UID, GID: c.User.GID, AdditionalGids: c.User.AdditionalGIDs}
+	}
+	return sp, nil
+}
 
 // The process and stats parts answer as a runtime whose containers have no
 // processes to run or read: the tests that need figures or events override
@@ -545,5 +560,38 @@ func TestPodLocks(t *testing.T) {
 	<-done
 	if len(p.locks) != 0 {
 		t.Errorf("locks left: %v", p.locks)
+	}
+}
+
+// TestContainerStatusUser: the status reports the user the runtime
+// resolved, and a verbose status the spec the runtime serves.
+func TestContainerStatusUser(t *testing.T) {
+	s, rt, _, _ := newTestService()
+	pod, err := s.RunPodSandbox(t.Context(), podRequest("web", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.containers = []*runtime.Container{{
+		ID: "c1", SandboxID: pod.PodSandboxId, State: runtime.ContainerCreated,
+		Config: runtime.ContainerConfig{Name: "app", Spec: spec.Container{Args: []string{"sh"}}},
+		User:   &runtime.User{UID: 1000, GID: 2000, AdditionalGIDs: []uint32{2000, 3000}},
+	}}
+	resp, err := s.ContainerStatus(t.Context(), &runtimeapi.ContainerStatusRequest{ContainerId: "c1", Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := resp.Status.GetUser().GetLinux()
+	if u.GetUid() != 1000 || u.GetGid() != 2000 || !reflect.DeepEqual(u.GetSupplementalGroups(), []int64{2000, 3000}) {
+		t.Errorf("user = %v, want 1000:2000 with 2000,3000", u)
+	}
+	if !strings.Contains(resp.Info["info"], `"uid":1000`) || !strings.Contains(resp.Info["info"], `"args":["sh"]`) {
+		t.Errorf("verbose info lacks the runtime's spec: %s", resp.Info["info"])
+	}
+	// Not resolved (a record of a runtime that did not keep it): no user,
+	// rather than root.
+	rt.containers[0].User = nil
+	resp, err = s.ContainerStatus(t.Context(), &runtimeapi.ContainerStatusRequest{ContainerId: "c1"})
+	if err != nil || resp.Status.User != nil {
+		t.Errorf("status without a resolved user = %v, %v; want no user", resp.GetStatus().GetUser(), err)
 	}
 }

@@ -110,13 +110,6 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	} else if len(gone) > 0 {
 		log.InfoContext(ctx, "released the networks of unknown pods", "pods", gone)
 	}
-	// Snapshots of containers that never got a record (berthd died inside
-	// CreateContainer) would hold their disk space forever.
-	if gone, err := cri.SweepSnapshots(ctx, store, rt); err != nil {
-		log.WarnContext(ctx, "remove the snapshots of unknown containers", "removed", gone, "error", err)
-	} else if len(gone) > 0 {
-		log.InfoContext(ctx, "removed the snapshots of unknown containers", "snapshots", gone)
-	}
 	allCaps, err := spec.CurrentCapabilities()
 	if err != nil {
 		return fmt.Errorf("read berthd's capabilities: %w", err)
@@ -152,8 +145,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		grpc.UnaryInterceptor(cri.UnaryInterceptor(log)),
 		grpc.StreamInterceptor(cri.StreamInterceptor(log)),
 	)
-	runtimeapi.RegisterImageServiceServer(grpcSrv, cri.NewImageService(store))
-	runtimeapi.RegisterRuntimeServiceServer(grpcSrv, cri.NewRuntimeService(cri.RuntimeOptions{
+	criSvc := cri.NewRuntimeService(cri.RuntimeOptions{
 		Version:         Version,
 		Config:          cfg,
 		Pods:            criRT,
@@ -167,7 +159,17 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		Streams:         streams,
 		AllCapabilities: allCaps,
 		Features:        cri.Features{RecursiveReadOnlyMounts: recursiveReadOnlySupported(), UserNamespaces: userNS},
-	}))
+	})
+	// Snapshots of containers that never got a record (berthd died inside
+	// a creation) would hold their disk space forever. Every front that
+	// names snapshots has its say.
+	if gone, err := sweepSnapshots(ctx, store, criSvc); err != nil {
+		log.WarnContext(ctx, "remove the snapshots no front holds", "removed", gone, "error", err)
+	} else if len(gone) > 0 {
+		log.InfoContext(ctx, "removed the snapshots no front holds", "snapshots", gone)
+	}
+	runtimeapi.RegisterImageServiceServer(grpcSrv, cri.NewImageService(store))
+	runtimeapi.RegisterRuntimeServiceServer(grpcSrv, criSvc)
 
 	httpSrv := &http.Server{
 		Handler: dockerapi.New(store, dockerapi.Options{Root: cfg.Root, StateDir: cfg.State, Version: Version, CgroupDriver: rt.CgroupDriver()}),

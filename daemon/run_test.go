@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-dev/berth/imagestore"
 	"github.com/berth-dev/berth/internal/testimage"
 )
 
@@ -342,5 +343,58 @@ func TestStatusReportsMissingBinaries(t *testing.T) {
 	}
 	if c := runtimeReady(); !c.Status || c.Reason != "" || c.Message != "" {
 		t.Errorf("with berth-runc: %v; want ready", c)
+	}
+}
+
+// TestStartSweepsOrphanSnapshots: at start-up berthd removes a container
+// snapshot that no front holds (berthd died inside CreateContainer) and
+// leaves a snapshot whose name no front knows.
+func TestStartSweepsOrphanSnapshots(t *testing.T) {
+	ctx := t.Context()
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	ref := strings.TrimPrefix(reg.URL, "http://") + "/berth/busybox:1"
+	if err := testimage.Push(ctx, testimage.Require(t, testimage.Busybox), ref); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	if err := os.MkdirAll(cfg.Root, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	orphan := strings.Repeat("0f", 32)
+	snapshots := func(prepare ...string) []string {
+		t.Helper()
+		store, err := imagestore.Open(ctx, cfg.imageStore())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		if len(prepare) > 0 {
+			img, err := store.Pull(ctx, ref, imagestore.PullOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range prepare {
+				if _, err := store.Prepare(ctx, id, img.ID.String()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		names, err := store.Snapshots(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(names)
+		return names
+	}
+	if got := snapshots(orphan, orphan+"-iv0", "kept-by-someone"); len(got) != 3 {
+		t.Fatalf("prepared %q", got)
+	}
+	stop := start(t, cfg)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := snapshots(), []string{"kept-by-someone"}; !slices.Equal(got, want) {
+		t.Errorf("snapshots after start-up = %q, want %q", got, want)
 	}
 }

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-dev/berth/internal/atomicfile"
 	"github.com/berth-dev/berth/internal/logctx"
@@ -154,6 +156,9 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
+	m.mu.Lock()
+	c.rec.User = processUser(oci)
+	m.mu.Unlock()
 	st.done("spec")
 	// Read by the shim at once and by Exec later, never after a reboot:
 	// not synced, and compact.
@@ -601,4 +606,46 @@ func (m *Manager) releaseContainer(ctx context.Context, c *container) error {
 		return fmt.Errorf("remove bundle of %s: %w", id, err)
 	}
 	return nil
+}
+
+// processUser is the user the spec's process runs as.
+func processUser(sp *specs.Spec) *User {
+	if sp == nil || sp.Process == nil {
+		return nil
+	}
+	u := sp.Process.User
+	return &User{UID: u.UID, GID: u.GID, AdditionalGIDs: slices.Clone(u.AdditionalGids)}
+}
+
+// ContainerSpec returns the OCI spec the container was created with (its
+// bundle's config.json), for what only the spec says: a verbose status,
+// NRI plugins.
+func (m *Manager) ContainerSpec(id string) (*specs.Spec, error) {
+	c, err := m.getContainer(id)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	bundle, pending := c.rec.Bundle, c.rec.Pending
+	m.mu.Unlock()
+	if pending {
+		return nil, fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound)
+	}
+	return readBundleSpec(bundle)
+}
+
+// readBundleSpec reads a bundle's config.json.
+func readBundleSpec(bundle string) (*specs.Spec, error) {
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("spec of bundle %s: %w: %w", bundle, errdefs.ErrNotFound, err)
+		}
+		return nil, fmt.Errorf("spec of bundle %s: %w", bundle, err)
+	}
+	var sp specs.Spec
+	if err := json.Unmarshal(b, &sp); err != nil {
+		return nil, fmt.Errorf("spec of bundle %s: %w: %w", bundle, errdefs.ErrDataLoss, err)
+	}
+	return &sp, nil
 }

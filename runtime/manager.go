@@ -205,6 +205,13 @@ func (m *Manager) loadContainers(ctx context.Context) error {
 			rec.Config.Owner = OwnerCRI
 		}
 		c := &container{exited: make(chan struct{}), rec: rec}
+		if !c.rec.Pending && c.rec.User == nil {
+			// A record from before the runtime kept the resolved user:
+			// the bundle still has it.
+			if sp, err := readBundleSpec(c.rec.Bundle); err == nil {
+				c.rec.User = processUser(sp)
+			}
+		}
 		if c.rec.Pending {
 			if err := m.releaseContainer(ctx, c); err != nil {
 				logctx.From(ctx).WarnContext(ctx, "undo half-created container", "id", id, "error", err)

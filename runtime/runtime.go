@@ -369,6 +369,17 @@ type Container struct {
 	// UpperDir is the writable layer's directory when the rootfs is an
 	// overlay, for disk usage.
 	UpperDir string
+	// User is who the container's process runs as: Spec.User resolved at
+	// creation against the image's /etc/passwd and /etc/group; nil until
+	// then.
+	User *User `json:",omitempty"`
+}
+
+// User is a resolved process user.
+type User struct {
+	UID            uint32
+	GID            uint32
+	AdditionalGIDs []uint32 `json:",omitempty"`
 }
 
 // Size is a terminal size.

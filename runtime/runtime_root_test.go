@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	goruntime "runtime"
 	"strings"
 	"sync/atomic"
@@ -1338,5 +1339,44 @@ func TestDefaultHostnameIsTheNodes(t *testing.T) {
 	}
 	if got := execOut(t, m, c.ID, "readlink", "/proc/self/ns/uts"); got == hostNS("uts") {
 		t.Error("the pod shares the host's UTS namespace")
+	}
+}
+
+// TestResolvedUser: the runtime reports the user it resolved from the
+// image's files (and the extra groups asked), keeps it across a restart,
+// and serves the spec it created the container with.
+func TestResolvedUser(t *testing.T) {
+	needRoot(t)
+	m := openManager(t)
+	sb := newPod(t, m, berthruntime.SandboxConfig{})
+	c, err := m.CreateContainer(t.Context(), berthruntime.ContainerConfig{
+		SandboxID: sb.ID, Name: "user", Rootfs: overlay(t),
+		Spec: spec.Container{Args: []string{"id"}, User: spec.User{Spec: "nobody", SupplementalGroups: []uint32{1234}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := m.RemoveContainer(ctx, c.ID); err != nil {
+			t.Errorf("remove container: %v", err)
+		}
+	})
+	want := &berthruntime.User{UID: 65534, GID: 65534, AdditionalGIDs: []uint32{65534, 1234}}
+	if !reflect.DeepEqual(c.User, want) {
+		t.Errorf("created: user = %+v, want %+v", c.User, want)
+	}
+	sp, err := m.ContainerSpec(c.ID)
+	if err != nil || sp.Process.User.UID != 65534 || !reflect.DeepEqual(sp.Process.Args, []string{"id"}) {
+		t.Errorf("ContainerSpec = %+v, %v", sp, err)
+	}
+	m2 := openManager(t)
+	got, err := m2.Container(c.ID)
+	if err != nil || !reflect.DeepEqual(got.User, want) {
+		t.Errorf("after reopen: user = %+v (%v), want %+v", got.User, err, want)
+	}
+	if _, err := m.ContainerSpec("no-such-container"); !errdefs.IsNotFound(err) {
+		t.Errorf("ContainerSpec of an unknown container: %v, want NotFound", err)
 	}
 }
