@@ -57,7 +57,7 @@ down: ## stop what `make up` started (hack/down.sh)
 	bash hack/down.sh
 
 .PHONY: deps
-deps: ## install apt packages and pinned Go tools (crictl) (hack/install-deps.sh)
+deps: ## install apt packages, a docker CLI, docker-compose and pinned Go tools (crictl, the compose v5 plugin) (hack/install-deps.sh)
 	bash hack/install-deps.sh
 
 .PHONY: critest

@@ -3,7 +3,8 @@
 # it checks before it installs, runs `apt-get update` only when a package is
 # missing, and reaches only Debian's apt repositories and the Go module proxy.
 #
-#   hack/install-deps.sh            apt packages, a docker CLI, pinned Go tools (crictl)
+#   hack/install-deps.sh            apt packages, a docker CLI, docker-compose, pinned Go
+#                                   tools (crictl, the compose v5 CLI plugin)
 #   hack/install-deps.sh --critest  also build critest (the CRI conformance suite)
 #
 # Go tools go to _output/tools (not /usr/local/bin): the project's own pinned
@@ -88,6 +89,26 @@ else
 	}
 fi
 
+# The compose clients the tests drive beside `berth compose` (issue 11):
+# Debian's docker-compose 1.29.2 (Python, API 1.57 verbatim, `docker build`
+# for builds) and the compose v5 CLI plugin at the version go.mod pins for
+# `berth compose`, built into _output/tools/cli-plugins/docker-compose: run
+# it as `DOCKER_CONFIG=<dir> docker compose` with a config.json in <dir> that
+# names that directory in "cliPluginsExtraDirs" (or a copy in
+# <dir>/cli-plugins).
+if dpkg-query -W -f='${Status}' docker-compose 2>/dev/null | grep -q 'install ok installed'; then
+	say "docker-compose present: $(docker-compose version --short 2>/dev/null || echo 'version unknown')"
+else
+	if [ "$(id -u)" != 0 ]; then
+		echo "install-deps: docker-compose missing; run as root to apt-get install it" >&2
+		exit 1
+	fi
+	say "apt-get install docker-compose"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	apt-get install -y -q --no-install-recommends docker-compose
+fi
+
 if ! command -v go >/dev/null; then
 	echo "install-deps: go not found; Berth needs Go 1.26 (see go.mod)" >&2
 	exit 1
@@ -106,6 +127,27 @@ else
 	GOBIN="$TOOLS" GOFLAGS= GOWORK=off go install \
 		-ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION" \
 		"sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION"
+fi
+
+# The compose v5 plugin: `go install` refuses the module (its go.mod has
+# exclude directives), so build ./cmd inside the module cache, with the
+# version linked in as compose's own build does.
+COMPOSE_VERSION="$(GOFLAGS= go list -m -f '{{.Version}}' github.com/docker/compose/v5)"
+compose_plugin="$TOOLS/cli-plugins/docker-compose"
+if [ -x "$compose_plugin" ] && [ "$("$compose_plugin" version --short 2>/dev/null)" = "${COMPOSE_VERSION#v}" ]; then
+	say "compose plugin $COMPOSE_VERSION present in $TOOLS/cli-plugins"
+else
+	say "building the compose plugin $COMPOSE_VERSION -> $compose_plugin"
+	dir="$(cd / && GOFLAGS= GOWORK=off go mod download -json "github.com/docker/compose/v5@$COMPOSE_VERSION" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+	if [ -z "$dir" ]; then
+		echo "install-deps: cannot download github.com/docker/compose/v5@$COMPOSE_VERSION" >&2
+		exit 1
+	fi
+	mkdir -p "$TOOLS/cli-plugins"
+	(cd "$dir" && GOFLAGS= GOWORK=off CGO_ENABLED=0 go build -trimpath \
+		-ldflags "-s -w -X github.com/docker/compose/v5/internal.Version=$COMPOSE_VERSION" \
+		-o "$compose_plugin" ./cmd)
 fi
 
 if ((want_critest)); then

@@ -94,31 +94,56 @@ func TestBerthCLIImages(t *testing.T) {
 		"DOCKER_HOST=unix:///nonexistent/docker.sock", "DOCKER_CONTEXT=nosuch"}, reg, d)
 }
 
-// TestBerthCompose: compose is built into berth, at the version go.mod pins,
-// and reaches berthd with no plugin installed.
-func TestBerthCompose(t *testing.T) {
+// TestComposeClients: the three compose clients reach berthd as installed
+// by make deps, with nothing else set up: berth compose (built in, at the
+// version go.mod pins), the compose v5 plugin under the docker CLI, and
+// Debian's docker-compose 1.29. Each pulls a project's image.
+func TestComposeClients(t *testing.T) {
 	reg := newRegistry(t)
 	bb := push(t, mustImage(t, testimage.Busybox), reg.Host+"/berth/busybox:latest")
 	d := startDaemon(t, reg)
 	_, berth := binaries(t)
-	home := t.TempDir()
-	env := []string{"BERTH_HOST=unix://" + d.DockerSock, "HOME=" + home, "DOCKER_CONFIG=" + filepath.Join(home, ".docker"), "PATH=/usr/bin:/bin"}
+	docker := testutil.LookPath(t, "docker", "make deps installs a docker CLI")
+	dockerCompose := testutil.LookPath(t, "docker-compose", "make deps installs Debian's docker-compose")
+	plugin := tool(t, "cli-plugins/docker-compose", "BERTH_COMPOSE_PLUGIN")
 
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "github.com/docker/compose/v5").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := run(t, env, berth, "compose", "version"), "Docker Compose version "+string(out); got != want {
-		t.Errorf("compose version = %q, want %q", got, want)
+	composeVersion := strings.TrimSpace(string(out))
+	home := t.TempDir()
+	cfg := filepath.Join(home, ".docker")
+	// The docker CLI finds the plugin through its config.
+	writeFile(t, filepath.Join(cfg, "config.json"), `{"cliPluginsExtraDirs": ["`+filepath.Dir(plugin)+`"]}`)
+	env := []string{"HOME=" + home, "DOCKER_CONFIG=" + cfg, "BERTH_HOST=unix://" + d.DockerSock, "DOCKER_HOST=unix://" + d.DockerSock}
+
+	if got, want := run(t, env, berth, "compose", "version"), "Docker Compose version "+composeVersion+"\n"; got != want {
+		t.Errorf("berth compose version = %q, want %q", got, want)
+	}
+	if got, want := run(t, env, docker, "compose", "version"), "Docker Compose version "+composeVersion+"\n"; got != want {
+		t.Errorf("docker compose version = %q, want %q", got, want)
 	}
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "compose.yaml"), "services:\n  app:\n    image: "+bb.Ref+"\n")
-	_, stderr, err := runErr(env, berth, "compose", "--project-directory", dir, "pull")
-	if err != nil || !strings.Contains(stderr, "Image "+bb.Ref+" Pulled") {
-		t.Fatalf("compose pull: %v\n%s", err, stderr)
-	}
-	if got := strings.TrimSpace(run(t, env, berth, "images", "-q", "--no-trunc")); got != bb.ID {
-		t.Errorf("images after compose pull = %q, want %q", got, bb.ID)
+	for _, c := range []struct {
+		name string
+		argv []string
+	}{
+		{"berth compose", []string{berth, "compose"}},
+		{"docker compose", []string{docker, "compose"}},
+		{"docker-compose", []string{dockerCompose}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, stderr, err := runErr(env, c.argv[0], append(c.argv[1:], "--project-directory", dir, "-f", filepath.Join(dir, "compose.yaml"), "pull")...)
+			if err != nil {
+				t.Fatalf("%s pull: %v\n%s", c.name, err, stderr)
+			}
+			if got := strings.TrimSpace(run(t, env, berth, "images", "-q", "--no-trunc")); got != bb.ID {
+				t.Errorf("images after %s pull = %q, want %q", c.name, got, bb.ID)
+			}
+			run(t, env, berth, "rmi", bb.Ref)
+		})
 	}
 }
 
