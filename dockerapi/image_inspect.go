@@ -13,10 +13,12 @@ import (
 
 // imageGetSuffix serves GET /images/{name}/json and GET /images/{name}/get.
 func (s *server) imageGetSuffix(w http.ResponseWriter, r *http.Request) error {
-	name, action := splitNameAction(r.PathValue("rest"), "json", "get")
+	name, action := splitNameAction(r.PathValue("rest"), "json", "get", "history")
 	switch action {
 	case "json":
 		return s.imageInspect(w, r, name)
+	case "history":
+		return s.imageHistory(w, r, name)
 	case "get":
 		return s.imageSave(w, r, []string{name})
 	}

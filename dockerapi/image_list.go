@@ -8,6 +8,7 @@ import (
 
 	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/image"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-dev/berth/imagestore"
 )
@@ -26,6 +27,10 @@ func (s *server) imageList(w http.ResponseWriter, r *http.Request) error {
 			return invalid("invalid filter '%s'", k)
 		}
 	}
+	manifests, err := boolParam(r, "manifests")
+	if err != nil {
+		return err
+	}
 	imgs, err := s.images.List(r.Context())
 	if err != nil {
 		return err
@@ -40,6 +45,9 @@ func (s *server) imageList(w http.ResponseWriter, r *http.Request) error {
 			continue
 		}
 		sum := summary(img)
+		if manifests {
+			sum.Manifests = manifestSummaries(img)
+		}
 		if pats := f["reference"]; len(pats) > 0 {
 			// As dockerd: a reference filter also narrows the names shown.
 			if sum.RepoTags, err = matchingRefs(sum.RepoTags, pats); err != nil {
@@ -71,6 +79,26 @@ func summary(img *imagestore.Image) image.Summary {
 		Containers:  -1,
 		Labels:      img.Config.Config.Labels,
 	}
+}
+
+// manifestSummaries is the image's one platform manifest, as API 1.47+
+// lists them with manifests=1 (docker 29's `images` shows their content
+// size): Berth stores one platform per image.
+func manifestSummaries(img *imagestore.Image) []image.ManifestSummary {
+	m := image.ManifestSummary{
+		ID:         img.ManifestDigest.String(),
+		Descriptor: ocispec.Descriptor{MediaType: img.ManifestMediaType, Digest: img.ManifestDigest},
+		Available:  true,
+		Kind:       image.ManifestKindImage,
+		ImageData: &image.ImageProperties{
+			Platform:   img.Config.Platform,
+			Containers: []string{},
+		},
+	}
+	m.Size.Content = img.Size
+	m.Size.Total = img.Size + img.UnpackedSize
+	m.ImageData.Size.Unpacked = img.UnpackedSize
+	return []image.ManifestSummary{m}
 }
 
 // displaySize is what docker shows as an image's size: its unpacked layers

@@ -71,6 +71,8 @@ type Layer struct {
 	Size      int64         // compressed size
 	DiffID    digest.Digest // uncompressed digest
 	ChainID   digest.Digest
+	// UnpackedSize is the layer's size unpacked (docker's history SIZE).
+	UnpackedSize int64
 }
 
 // Auth holds registry credentials for one pull or push. The zero value means

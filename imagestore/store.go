@@ -226,7 +226,7 @@ func toImage(r meta.Record) (*Image, error) {
 	}
 	for _, l := range r.Layers {
 		img.UnpackedSize += l.UnpackedSize
-		img.Layers = append(img.Layers, Layer{Digest: l.Digest, MediaType: l.MediaType, Size: l.Size, DiffID: l.DiffID, ChainID: l.ChainID})
+		img.Layers = append(img.Layers, Layer{Digest: l.Digest, MediaType: l.MediaType, Size: l.Size, DiffID: l.DiffID, ChainID: l.ChainID, UnpackedSize: l.UnpackedSize})
 	}
 	if err := json.Unmarshal(r.Config, &img.Config); err != nil {
 		return nil, fmt.Errorf("decode config of image %s: %w: %w", r.ID, errdefs.ErrDataLoss, err)

@@ -199,14 +199,22 @@ func TestPullByTagAndDigest(t *testing.T) {
 	if !slices.Contains(statuses, "Pull complete") || !slices.Contains(statuses, "Pulling fs layer") {
 		t.Fatalf("progress statuses: %v", statuses)
 	}
+	var unpacked int64
 	for _, l := range got.Layers {
 		if _, err := s.content.Info(l.Digest); err != nil {
 			t.Fatalf("layer blob %s: %v", l.Digest, err)
 		}
+		if l.UnpackedSize <= 0 {
+			t.Errorf("layer %s: unpacked size %d", l.Digest, l.UnpackedSize)
+		}
+		unpacked += l.UnpackedSize
 		entries, err := os.ReadDir(s.layers.Dir(l.ChainID))
 		if err != nil || len(entries) == 0 {
 			t.Fatalf("unpacked layer %s: %v entries, %v", l.ChainID, len(entries), err)
 		}
+	}
+	if unpacked != got.UnpackedSize {
+		t.Errorf("layers' unpacked sizes add up to %d, the image's is %d", unpacked, got.UnpackedSize)
 	}
 	for _, name := range []string{id.String(), id.Encoded(), id.Encoded()[:5], ref, string(got.ManifestDigest), reg.host + "/test/img@" + string(got.ManifestDigest)} {
 		g, err := s.Get(ctx, name)

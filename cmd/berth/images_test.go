@@ -54,6 +54,18 @@ func TestImageVerbs(t *testing.T) {
 		!regexp.MustCompile(`^mybox:v1 +`+short+` +2\.2MB`).MatchString(lines[2]) {
 		t.Errorf("images:\n%s", out)
 	}
+	// Content size: what the store holds (manifest, config, compressed
+	// layers), from the manifests docker 29 asks for.
+	if !regexp.MustCompile(`2\.2MB +1kB`).MatchString(lines[2]) {
+		t.Errorf("images: content size:\n%s", out)
+	}
+	out = h.ok("history", "mybox:v1")
+	if !regexp.MustCompile(`^IMAGE +CREATED +CREATED BY +SIZE +COMMENT\n` + short + ` +\d+ \w+ ago +2\.2MB +\n$`).MatchString(out) {
+		t.Errorf("history:\n%q", out)
+	}
+	if out := h.ok("image", "history", "--no-trunc", "--format", "{{.ID}} {{.Size}}", "mybox:v1"); out != img.ID.String()+" 2.2MB\n" {
+		t.Errorf("image history --format = %q", out)
+	}
 	// The classic table, as --digests (or --format table) asks.
 	out = h.ok("images", "--digests")
 	lines = strings.Split(strings.TrimRight(out, "\n"), "\n")

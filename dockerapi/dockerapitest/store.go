@@ -62,7 +62,7 @@ func Image(seed string, tags ...string) *imagestore.Image {
 		Size:              1000,
 		UnpackedSize:      2_200_000,
 		Layers: []imagestore.Layer{{
-			Digest: digest.FromString("layer " + seed), Size: 900, DiffID: digest.FromString("diff " + seed),
+			Digest: digest.FromString("layer " + seed), Size: 900, DiffID: digest.FromString("diff " + seed), UnpackedSize: 2_200_000,
 		}},
 		Config: ocispec.Image{
 			Created:  &created,

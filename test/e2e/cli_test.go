@@ -33,6 +33,10 @@ func cliScenario(t *testing.T, bin string, env []string, reg *testRegistry, d *d
 	if got := strings.TrimSpace(cli("images", "-q", "--no-trunc")); got != bb.ID {
 		t.Errorf("images -q --no-trunc = %q, want %q", got, bb.ID)
 	}
+	out = cli("history", bb.Ref)
+	if !strings.Contains(out, "CREATED BY") || !strings.Contains(out, bb.ID[7:19]) || !strings.Contains(out, "berth testimage") {
+		t.Errorf("history:\n%s", out)
+	}
 	cli("tag", bb.Ref, "mybox:v1")
 	if got := strings.TrimSpace(cli("image", "inspect", "--format", "{{.Id}} {{len .RepoTags}}", "mybox:v1")); got != bb.ID+" 2" {
 		t.Errorf("inspect --format = %q, want %q", got, bb.ID+" 2")
