@@ -42,6 +42,9 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	case cfg.LogPath != "" && !filepath.IsAbs(cfg.LogPath):
 		return nil, fmt.Errorf("create container %s: log path %q is not absolute: %w", cfg.Name, cfg.LogPath, errdefs.ErrInvalidArgument)
 	}
+	if err := cfg.Log.validate(); err != nil {
+		return nil, fmt.Errorf("create container %s: %w", cfg.Name, err)
+	}
 	res, err := m.fitResources(ctx, cfg.ID, cfg.Spec.Resources)
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
@@ -177,7 +180,7 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	st.done("bundle")
 	cl, err := m.launcher.Start(ctx, shim.StartOptions{
 		ID: cfg.ID, Bundle: dir, StateDir: c.rec.ShimDir,
-		LogPath: cfg.LogPath, Stdin: cfg.Stdin, StdinOnce: cfg.Stdin && cfg.StdinOnce, CreateOnly: true,
+		LogPath: cfg.LogPath, Log: cfg.Log.wire(), Stdin: cfg.Stdin, StdinOnce: cfg.Stdin && cfg.StdinOnce, CreateOnly: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
@@ -197,6 +200,10 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	m.watch(ctx, c)
 	m.emit(c, EventCreated)
 	return &out, nil
+}
+
+func (l LogConfig) wire() wire.Log {
+	return wire.Log{Format: l.Format, MaxSize: l.MaxSize, MaxFiles: l.MaxFiles, Compress: l.Compress, Attrs: l.Attrs, NonBlocking: l.NonBlocking, MaxBuffer: l.MaxBuffer}
 }
 
 // pickShimDir returns the shortest free <StateDir>/c/<id prefix>. Called

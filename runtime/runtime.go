@@ -305,8 +305,13 @@ type ContainerConfig struct {
 	// one of container PIDTarget.
 	PID       NamespaceMode
 	PIDTarget string
-	// LogPath is the absolute CRI log file; empty discards the output.
-	LogPath   string
+	// LogPath is the absolute log file the shim writes the container's
+	// output to, as Log says; empty discards the output.
+	LogPath string
+	// Log is the log file's format and rotation. The zero value is the
+	// kubelet's CRI format, which the shim never rotates: the kubelet
+	// does, and calls ReopenContainerLog.
+	Log       LogConfig
 	Stdin     bool
 	StdinOnce bool
 	TTY       bool
@@ -314,6 +319,47 @@ type ContainerConfig struct {
 	StopSignal  syscall.Signal
 	Labels      map[string]string
 	Annotations map[string]string
+}
+
+// Log file formats (see runtime/logfile).
+const (
+	LogFormatCRI   = ""
+	LogFormatJSON  = "json-file"
+	LogFormatLocal = "local"
+)
+
+// LogConfig is how the shim writes a container's log file: format,
+// rotation (as dockerd rotates: before a write, once the file holds
+// MaxSize bytes; MaxFiles files kept, 1 truncating instead) and whether a
+// slow disk may block the container.
+type LogConfig struct {
+	// Format is LogFormatCRI, LogFormatJSON (docker's json-file) or
+	// LogFormatLocal (Berth's binary records).
+	Format string
+	// MaxSize in bytes; 0 never rotates.
+	MaxSize  int64
+	MaxFiles int
+	// Compress gzips rotated files (in the background).
+	Compress bool
+	// Attrs go into every json-file record ("attrs": labels, env, tag).
+	Attrs map[string]string
+	// NonBlocking queues output in memory, at most MaxBuffer bytes
+	// (0: 1 MB), and drops what does not fit rather than block the
+	// container on the disk (docker's mode=non-blocking).
+	NonBlocking bool
+	MaxBuffer   int64
+}
+
+func (l LogConfig) validate() error {
+	switch l.Format {
+	case LogFormatCRI, LogFormatJSON, LogFormatLocal:
+	default:
+		return fmt.Errorf("log format %q is not %q, %q or CRI's: %w", l.Format, LogFormatJSON, LogFormatLocal, errdefs.ErrInvalidArgument)
+	}
+	if l.MaxSize < 0 || l.MaxFiles < 0 || l.MaxBuffer < 0 {
+		return fmt.Errorf("log max size, max files and max buffer must not be negative: %w", errdefs.ErrInvalidArgument)
+	}
+	return nil
 }
 
 // ContainerState is a container's state.

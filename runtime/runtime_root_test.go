@@ -215,6 +215,7 @@ type ctrOpts struct {
 	mem    int64
 	stop   syscall.Signal
 	log    string
+	logCfg berthruntime.LogConfig
 	pidMod berthruntime.NamespaceMode
 }
 
@@ -232,6 +233,7 @@ func newContainer(t *testing.T, m *berthruntime.Manager, sb *berthruntime.Sandbo
 		Name:       o.name,
 		Rootfs:     overlay(t),
 		LogPath:    o.log,
+		Log:        o.logCfg,
 		StopSignal: o.stop,
 		PID:        o.pidMod,
 		Spec: spec.Container{
@@ -481,6 +483,39 @@ func TestContainerExitCodesLogsAndEvents(t *testing.T) {
 	want := []berthruntime.EventType{berthruntime.EventCreated, berthruntime.EventStarted, berthruntime.EventStopped, berthruntime.EventDeleted}
 	if fmt.Sprint(seen) != fmt.Sprint(want) {
 		t.Errorf("events = %v, want %v", seen, want)
+	}
+}
+
+// TestContainerLogConfig: the log format and rotation reach the shim; a
+// bad one is refused before anything is made.
+func TestContainerLogConfig(t *testing.T) {
+	needRoot(t)
+	m := openManager(t)
+	events := m.Subscribe(t.Context())
+	sb := newPod(t, m, berthruntime.SandboxConfig{})
+	logPath := filepath.Join(t.TempDir(), "c-json.log")
+	c := newContainer(t, m, sb, ctrOpts{
+		args:   []string{"sh", "-c", "i=0; while [ $i -lt 300 ]; do echo line $i; i=$((i+1)); done"},
+		log:    logPath,
+		logCfg: berthruntime.LogConfig{Format: berthruntime.LogFormatJSON, MaxSize: 4096, MaxFiles: 2},
+	})
+	start(t, m, c.ID)
+	waitExit(t, m, events, c.ID)
+	cur, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := os.ReadFile(logPath + ".1")
+	if err != nil {
+		t.Fatalf("no rotated file: %v", err)
+	}
+	if !strings.HasSuffix(string(cur), "\n") || !strings.Contains(string(cur), `{"log":"line 299\n","stream":"stdout","time":"`) || len(old) < 4096 || len(old) > 4096+100 {
+		t.Fatalf("json-file log: rotated %d bytes, current ends %q", len(old), cur[max(0, len(cur)-120):])
+	}
+	_, err = m.CreateContainer(t.Context(), berthruntime.ContainerConfig{SandboxID: sb.ID, Name: "bad", Rootfs: overlay(t), LogPath: logPath,
+		Log: berthruntime.LogConfig{Format: "syslog"}, Spec: spec.Container{Args: []string{"true"}}})
+	if !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("unknown log format: %v, want invalid argument", err)
 	}
 }
 
@@ -860,11 +895,26 @@ func TestShimLost(t *testing.T) {
 
 // BenchmarkPodStart measures what critest's benchmark times for Berth's
 // part: RunPodSandbox (without CNI), CreateContainer, StartContainer, then
-// the stop and removal.
+// the stop and removal; without a log file, with the kubelet's CRI log,
+// and with a rotated json-file log as a docker container has (the log's
+// cost on the start path).
 //
 // BERTH_TEST_DEBUG=1 logs the step timings of CreateSandbox,
 // CreateContainer and StartContainer (go test -bench BenchmarkPodStart -v).
 func BenchmarkPodStart(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		log  *berthruntime.LogConfig
+	}{
+		{"nolog", nil},
+		{"cri", &berthruntime.LogConfig{}},
+		{"json-file", &berthruntime.LogConfig{Format: berthruntime.LogFormatJSON, MaxSize: 10 << 20, MaxFiles: 5, Compress: true}},
+	} {
+		b.Run(bc.name, func(b *testing.B) { benchPodStart(b, bc.log) })
+	}
+}
+
+func benchPodStart(b *testing.B, log *berthruntime.LogConfig) {
 	needRoot(b)
 	ctx := b.Context()
 	if os.Getenv("BERTH_TEST_DEBUG") != "" {
@@ -887,7 +937,11 @@ func BenchmarkPodStart(b *testing.B) {
 			b.Fatal(err)
 		}
 		t1 := time.Now()
-		c, err := m.CreateContainer(ctx, berthruntime.ContainerConfig{SandboxID: sb.ID, Name: "c", Rootfs: mounts, Spec: spec.Container{Args: []string{"sleep", "1000"}}})
+		cfg := berthruntime.ContainerConfig{SandboxID: sb.ID, Name: "c", Rootfs: mounts, Spec: spec.Container{Args: []string{"sleep", "1000"}}}
+		if log != nil {
+			cfg.LogPath, cfg.Log = filepath.Join(d, "c.log"), *log
+		}
+		c, err := m.CreateContainer(ctx, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -186,3 +186,16 @@ func TestPickShimDirAvoidsCollisions(t *testing.T) {
 		t.Errorf("second dir %s", second)
 	}
 }
+
+func TestLogConfigValidate(t *testing.T) {
+	for _, l := range []LogConfig{{}, {Format: LogFormatJSON, MaxSize: 1, MaxFiles: 3, Compress: true}, {Format: LogFormatLocal, NonBlocking: true}} {
+		if err := l.validate(); err != nil {
+			t.Errorf("%+v: %v", l, err)
+		}
+	}
+	for _, l := range []LogConfig{{Format: "syslog"}, {MaxSize: -1}, {MaxFiles: -2}, {MaxBuffer: -1}} {
+		if err := l.validate(); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("%+v: %v, want invalid argument", l, err)
+		}
+	}
+}

@@ -43,8 +43,11 @@ type StartOptions struct {
 	// libcontainer state). Keep it short: a unix socket path is limited
 	// to 107 bytes.
 	StateDir string
-	// LogPath is the CRI log file; empty discards the output.
+	// LogPath is the container's log file; empty discards the output.
 	LogPath string
+	// Log is the file's format and rotation; the zero value is the
+	// kubelet's CRI format, not rotated.
+	Log wire.Log
 	// Stdin keeps the container's stdin open for Attach.
 	Stdin bool
 	// StdinOnce closes it when the first attach that streams stdin ends.
@@ -144,7 +147,7 @@ func spawn(binary string) (*proc, error) {
 // give hands the shim its container. It fails when the shim is gone (a
 // spare killed on standby).
 func (p *proc) give(o StartOptions) error {
-	job, _ := json.Marshal(wire.Job{ID: o.ID, Bundle: o.Bundle, StateDir: o.StateDir, LogPath: o.LogPath, Stdin: o.Stdin, StdinOnce: o.StdinOnce, CreateOnly: o.CreateOnly})
+	job, _ := json.Marshal(wire.Job{ID: o.ID, Bundle: o.Bundle, StateDir: o.StateDir, LogPath: o.LogPath, Log: o.Log, Stdin: o.Stdin, StdinOnce: o.StdinOnce, CreateOnly: o.CreateOnly})
 	_, err := p.job.Write(append(job, '\n'))
 	p.job.Close()
 	if err != nil {
@@ -381,7 +384,8 @@ func (c *Client) Update(ctx context.Context, r *specs.LinuxResources) error {
 	return err
 }
 
-// ReopenLog makes the shim reopen the CRI log file (after rotation).
+// ReopenLog makes the shim reopen the log file (after the kubelet rotated
+// it).
 func (c *Client) ReopenLog(ctx context.Context) error {
 	_, err := c.call(ctx, wire.Request{Op: wire.OpReopenLog})
 	return err

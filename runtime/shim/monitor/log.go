@@ -2,129 +2,76 @@ package monitor
 
 import (
 	"bytes"
-	"fmt"
-	"os"
-	"sync"
-	"time"
+
+	"github.com/berth-dev/berth/runtime/logfile"
+	"github.com/berth-dev/berth/runtime/shim/wire"
 )
 
-// maxLogLine is where a line without newline is cut into partial (P)
-// records, as containerd's default max_container_log_line_size.
-const maxLogLine = 16 * 1024
-
-// criLog writes the kubelet's CRI log format:
-//
-//	<RFC3339Nano> <stdout|stderr> <F|P> <content>
-//
-// to one file shared by both streams.
-type criLog struct {
-	mu   sync.Mutex
-	path string
-	f    *os.File
-}
-
-func openLog(path string) (*criLog, error) {
-	l := &criLog{path: path}
+// openLog opens the container's log file as the job asks; without a path
+// the output is discarded (nil Writer).
+func openLog(path string, o wire.Log) (*logfile.Writer, error) {
 	if path == "" {
-		return l, nil
+		return nil, nil
 	}
-	if err := l.reopen(); err != nil {
-		return nil, err
-	}
-	return l, nil
+	return logfile.Open(path, logfile.Options{
+		Format: logfile.Format(o.Format), MaxSize: o.MaxSize, MaxFiles: o.MaxFiles, Compress: o.Compress,
+		Attrs: o.Attrs, NonBlocking: o.NonBlocking, MaxBuffer: o.MaxBuffer,
+	})
 }
 
-// reopen closes and opens the file again, so that a log rotator that
-// renamed it gets a fresh file (CRI ReopenContainerLog).
-func (l *criLog) reopen() error {
-	if l.path == "" {
-		return nil
-	}
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-	if err != nil {
-		return fmt.Errorf("open container log %s: %w", l.path, err)
-	}
-	l.mu.Lock()
-	old := l.f
-	l.f = f
-	l.mu.Unlock()
-	if old != nil {
-		_ = old.Close()
-	}
-	return nil
-}
-
-func (l *criLog) write(stream string, partial bool, content []byte) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.f == nil {
-		return
-	}
-	tag := " F "
-	if partial {
-		tag = " P "
-	}
-	var b bytes.Buffer
-	b.Grow(len(content) + 48)
-	b.WriteString(time.Now().UTC().Format(time.RFC3339Nano))
-	b.WriteByte(' ')
-	b.WriteString(stream)
-	b.WriteString(tag)
-	b.Write(content)
-	b.WriteByte('\n')
-	// A failed write (disk full) must not stop the container: the kubelet
-	// would rather lose log lines than have the process block on a pipe.
-	_, _ = l.f.Write(b.Bytes())
-}
-
-func (l *criLog) close() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.f != nil {
-		_ = l.f.Close()
-		l.f = nil
-	}
-}
-
-// lineSplitter turns a byte stream into log records: one F record per
-// newline-terminated line, P records for each maxLogLine of a longer one.
-type lineSplitter struct {
-	log     *criLog
+// splitter turns one stream's bytes into log records: a record per
+// newline-terminated line, partial records for each logfile.MaxLine bytes
+// of a longer one. The two families differ where their readers expect
+// it: containerd (CRI) cuts only lines longer than MaxLine and ends the
+// stream's unterminated rest as a full line; dockerd (json-file, local)
+// cuts as soon as its 16 KiB buffer is full and leaves the rest partial.
+type splitter struct {
+	log     *logfile.Writer
 	stream  string
+	docker  bool
 	pending []byte
 }
 
-func (s *lineSplitter) write(p []byte) {
+func newSplitter(w *logfile.Writer, format, stream string) *splitter {
+	return &splitter{log: w, stream: stream, docker: logfile.Format(format) != logfile.CRI}
+}
+
+func (s *splitter) emit(partial bool, line []byte) {
+	if s.log != nil {
+		// A failed write (disk full) must not stop the container: lose
+		// log lines rather than block the process on a pipe.
+		_ = s.log.Write(s.stream, partial, line)
+	}
+}
+
+func (s *splitter) write(p []byte) {
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
 			s.pending = append(s.pending, p...)
-			p = nil
-		} else {
-			s.pending = append(s.pending, p[:i]...)
-			p = p[i+1:]
-			s.emitLong()
-			s.log.write(s.stream, false, s.pending)
-			s.pending = s.pending[:0]
-			continue
+			s.cut()
+			return
 		}
-		s.emitLong()
+		s.pending = append(s.pending, p[:i]...)
+		p = p[i+1:]
+		s.cut()
+		s.emit(false, s.pending)
+		s.pending = s.pending[:0]
 	}
 }
 
-// emitLong writes full maxLogLine chunks of the pending line as partials.
-func (s *lineSplitter) emitLong() {
-	for len(s.pending) > maxLogLine {
-		s.log.write(s.stream, true, s.pending[:maxLogLine])
-		s.pending = append(s.pending[:0], s.pending[maxLogLine:]...)
+// cut writes full logfile.MaxLine chunks of the pending line as partials.
+func (s *splitter) cut() {
+	for len(s.pending) > logfile.MaxLine || (s.docker && len(s.pending) == logfile.MaxLine) {
+		s.emit(true, s.pending[:logfile.MaxLine])
+		s.pending = append(s.pending[:0], s.pending[logfile.MaxLine:]...)
 	}
 }
 
-// flush writes what is left at the end of the stream as a full line, like
-// containerd does, so no output is lost.
-func (s *lineSplitter) flush() {
+// flush writes what is left when the stream ends.
+func (s *splitter) flush() {
 	if len(s.pending) > 0 {
-		s.log.write(s.stream, false, s.pending)
+		s.emit(s.docker, s.pending)
 		s.pending = s.pending[:0]
 	}
 }

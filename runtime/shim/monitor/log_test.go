@@ -1,57 +1,75 @@
 package monitor
 
 import (
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/berth-dev/berth/runtime/logfile"
+	"github.com/berth-dev/berth/runtime/shim/wire"
 )
 
-func TestLineSplitter(t *testing.T) {
-	long := strings.Repeat("y", maxLogLine+10)
+// TestSplitter: CRI lines as containerd cuts them, json-file and local as
+// dockerd's copier does (16 KiB buffer; the unterminated end stays
+// partial).
+func TestSplitter(t *testing.T) {
+	const max = logfile.MaxLine
+	long := strings.Repeat("y", max+10)
 	tests := []struct {
 		name   string
+		format string
 		writes []string
 		want   []string
 	}{
-		{"one line", []string{"hello\n"}, []string{"F hello"}},
-		{"line split across writes", []string{"hel", "lo\nwor", "ld\n"}, []string{"F hello", "F world"}},
-		{"empty line", []string{"\n"}, []string{"F "}},
-		{"unterminated end is flushed", []string{"a\nb"}, []string{"F a", "F b"}},
-		{"long line becomes partials", []string{long + "\n"}, []string{"P " + long[:maxLogLine], "F " + long[maxLogLine:]}},
-		{"exactly max is one full line", []string{long[:maxLogLine] + "\n"}, []string{"F " + long[:maxLogLine]}},
-		{"long line fed in small writes", chunk(long+"\n", 1000), []string{"P " + long[:maxLogLine], "F " + long[maxLogLine:]}},
+		{"one line", "", []string{"hello\n"}, []string{"F hello"}},
+		{"line split across writes", "", []string{"hel", "lo\nwor", "ld\n"}, []string{"F hello", "F world"}},
+		{"empty line", "", []string{"\n"}, []string{"F "}},
+		{"unterminated end is flushed", "", []string{"a\nb"}, []string{"F a", "F b"}},
+		{"long line becomes partials", "", []string{long + "\n"}, []string{"P " + long[:max], "F " + long[max:]}},
+		{"exactly max is one full line", "", []string{long[:max] + "\n"}, []string{"F " + long[:max]}},
+		{"long line fed in small writes", "", chunk(long+"\n", 1000), []string{"P " + long[:max], "F " + long[max:]}},
+		{"docker: one line", "json-file", []string{"hello\n"}, []string{"F hello"}},
+		{"docker: unterminated end stays partial", "json-file", []string{"a\nb"}, []string{"F a", "P b"}},
+		{"docker: long line", "json-file", chunk(long+"\n", 1000), []string{"P " + long[:max], "F " + long[max:]}},
+		{"docker: exactly max fills the buffer", "local", []string{long[:max] + "\n"}, []string{"P " + long[:max], "F "}},
+		{"docker: one less than max fits", "local", []string{long[:max-1] + "\n"}, []string{"F " + long[:max-1]}},
 	}
-	re := regexp.MustCompile(`^(\S+) stdout ([FP]) (.*)$`)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "log")
-			l, err := openLog(path)
+			w, err := openLog(path, wire.Log{Format: tt.format})
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := &lineSplitter{log: l, stream: "stdout"}
-			for _, w := range tt.writes {
-				s.write([]byte(w))
+			s := newSplitter(w, tt.format, "stdout")
+			for _, p := range tt.writes {
+				s.write([]byte(p))
 			}
 			s.flush()
-			l.close()
-			b, err := os.ReadFile(path)
+			w.Close()
+			f, err := os.Open(path)
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer f.Close()
+			sc := logfile.NewScanner(f, logfile.Format(tt.format))
 			var got []string
-			for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
-				m := re.FindStringSubmatch(line)
-				if m == nil {
-					t.Fatalf("line %.60q not in CRI format", line)
+			for {
+				r, err := sc.Next()
+				if errors.Is(err, io.EOF) {
+					break
 				}
-				if _, err := time.Parse(time.RFC3339Nano, m[1]); err != nil {
+				if err != nil {
 					t.Fatal(err)
 				}
-				got = append(got, m[2]+" "+m[3])
+				tag := "F "
+				if r.Partial {
+					tag = "P "
+				}
+				got = append(got, tag+string(r.Line))
 			}
 			if strings.Join(got, "|") != strings.Join(tt.want, "|") {
 				t.Errorf("got %.200q, want %.200q", got, tt.want)
@@ -69,25 +87,12 @@ func chunk(s string, n int) []string {
 	return append(out, s)
 }
 
-func TestReopenAfterRotation(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "log")
-	l, err := openLog(path)
-	if err != nil {
-		t.Fatal(err)
+func TestNoLogPathDiscards(t *testing.T) {
+	w, err := openLog("", wire.Log{Format: "json-file"})
+	if err != nil || w != nil {
+		t.Fatalf("openLog without a path = %v, %v", w, err)
 	}
-	defer l.close()
-	l.write("stdout", false, []byte("before"))
-	if err := os.Rename(path, path+".1"); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.reopen(); err != nil {
-		t.Fatal(err)
-	}
-	l.write("stderr", false, []byte("after"))
-	old, _ := os.ReadFile(path + ".1")
-	cur, _ := os.ReadFile(path)
-	if !strings.HasSuffix(string(old), " stdout F before\n") || !strings.HasSuffix(string(cur), " stderr F after\n") || strings.Contains(string(cur), "before") {
-		t.Fatalf("rotated %q, current %q", old, cur)
-	}
+	s := newSplitter(nil, "json-file", "stdout")
+	s.write([]byte("dropped\n"))
+	s.flush()
 }

@@ -1,6 +1,6 @@
 // Package monitor is berth-shim's engine: the small, long-lived monitor of
 // one container. It stays the parent of the container's processes (child
-// subreaper), holds their stdio, writes the CRI log, records the init's
+// subreaper), holds their stdio, writes the log file (runtime/logfile), records the init's
 // exit status in the state directory and serves the runtime/shim/wire
 // protocol on a unix socket there.
 //
@@ -28,6 +28,7 @@ import (
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-dev/berth/runtime/logfile"
 	"github.com/berth-dev/berth/runtime/shim/cgstat"
 	"github.com/berth-dev/berth/runtime/shim/wire"
 )
@@ -37,7 +38,10 @@ type Options struct {
 	ID       string
 	Bundle   string
 	StateDir string
-	LogPath  string
+	// LogPath is the container's log file, written as Log says; empty
+	// discards the output.
+	LogPath string
+	Log     wire.Log
 	// Runc is the berth-runc executable.
 	Runc string
 	// Stdin keeps a pipe to the init's stdin open for attach; without it
@@ -62,7 +66,7 @@ type monitor struct {
 	opts     Options
 	reaper   *reaper
 	runc     *runc
-	log      *criLog
+	log      *logfile.Writer
 	out      *fanout
 	terminal bool
 	// privatePID: the container has its own PID namespace, so a SIGKILL
@@ -163,7 +167,7 @@ func (m *monitor) create() (retErr error) {
 	}
 	m.terminal = spec.Process.Terminal
 	m.privatePID = spec.privatePIDNamespace()
-	if m.log, err = openLog(o.LogPath); err != nil {
+	if m.log, err = openLog(o.LogPath, o.Log); err != nil {
 		return err
 	}
 	pio, err := newProcIO(ioOptions{terminal: m.terminal, stdin: o.Stdin})
@@ -209,9 +213,10 @@ func (m *monitor) create() (retErr error) {
 
 // pumpInit copies the init's output to the log and to attached clients.
 func (m *monitor) pumpInit(pio *procIO) {
+	o := m.opts
 	pump := func(r io.Reader, stream string, kind byte) {
 		defer m.drained.Done()
-		s := &lineSplitter{log: m.log, stream: stream}
+		s := newSplitter(m.log, o.Log.Format, stream)
 		buf := make([]byte, 32*1024)
 		for {
 			n, err := r.Read(buf)
@@ -328,6 +333,11 @@ func (m *monitor) onInitExit(ws unix.WaitStatus) {
 	m.startMu.Unlock()
 	code, sig := exitCode(ws)
 	waitTimeout(&m.drained, drainTimeout)
+	if m.log != nil {
+		// A non-blocking log's queue reaches the disk before the exit is
+		// known: whoever reads the log after the exit sees all of it.
+		m.log.Flush(drainTimeout)
+	}
 	// The kernel's counter, read after the exit, is exact where an OOM
 	// event notification could arrive after the exit was seen.
 	oomKilled := cgstat.OOMKills(m.cgroupPaths) > 0

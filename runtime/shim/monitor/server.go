@@ -85,7 +85,10 @@ func (m *monitor) do(req wire.Request) (wire.Response, error) {
 	case wire.OpUpdate:
 		return wire.Response{}, m.update(req.Resources)
 	case wire.OpReopenLog:
-		return wire.Response{}, m.log.reopen()
+		if m.log == nil {
+			return wire.Response{}, nil
+		}
+		return wire.Response{}, m.log.Reopen()
 	case wire.OpDelete:
 		return wire.Response{}, m.delete(req.Force)
 	case wire.OpShutdown:
@@ -206,7 +209,9 @@ func (m *monitor) delete(force bool) error {
 	m.mu.Lock()
 	m.deleted = true
 	m.mu.Unlock()
-	m.log.close()
+	if m.log != nil {
+		_ = m.log.Close()
+	}
 	return nil
 }
 

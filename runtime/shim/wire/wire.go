@@ -228,9 +228,30 @@ type Job struct {
 	Bundle     string `json:"bundle"`
 	StateDir   string `json:"state_dir"`
 	LogPath    string `json:"log_path,omitempty"`
+	Log        Log    `json:"log,omitzero"`
 	Stdin      bool   `json:"stdin,omitempty"`
 	StdinOnce  bool   `json:"stdin_once,omitempty"`
 	CreateOnly bool   `json:"create_only,omitempty"`
+}
+
+// Log is how the shim writes the container's log file (see
+// runtime/logfile). The zero value is the kubelet's CRI format, which the
+// shim never rotates.
+type Log struct {
+	// Format is "" (CRI), "json-file" or "local".
+	Format string `json:"format,omitempty"`
+	// MaxSize rotates the file once it holds this many bytes; MaxFiles
+	// files are kept (1: the file is truncated instead).
+	MaxSize  int64 `json:"max_size,omitempty"`
+	MaxFiles int   `json:"max_files,omitempty"`
+	// Compress gzips rotated files.
+	Compress bool `json:"compress,omitempty"`
+	// Attrs go into every json-file record.
+	Attrs map[string]string `json:"attrs,omitempty"`
+	// NonBlocking buffers up to MaxBuffer bytes and drops what does not
+	// fit, rather than block the container on the disk.
+	NonBlocking bool  `json:"non_blocking,omitempty"`
+	MaxBuffer   int64 `json:"max_buffer,omitempty"`
 }
 
 // Frame kinds.
