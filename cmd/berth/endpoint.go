@@ -12,8 +12,8 @@ import (
 // must not follow them there. So berth takes its daemon from, in order:
 //
 //  1. -H/--host;
-//  2. --context NAME, a docker context named explicitly (docker contexts are
-//     how one reaches a remote berthd, over ssh:// or tcp:// with TLS);
+//  2. --context NAME, a docker context named explicitly (an endpoint with
+//     its TLS material, kept in docker's context store);
 //  3. $BERTH_HOST;
 //  4. unix:///run/berth/docker.sock.
 //

@@ -20,6 +20,13 @@ import (
 // (add a flag, wrap its RunE, and call the original for what docker does).
 // A verb that docker registers under several paths ("build", "image build",
 // "builder build") lists them all, so that every spelling runs Berth's.
+// Berth's build (`build --secret` through Berth's extension of POST /build)
+// is to be one entry:
+//
+//	{paths: []string{"build", "image build", "builder build"}, make: newBuildCommand},
+//
+// with newBuildCommand in build.go; `berth compose` does not go through
+// this table (compose builds through its own classic builder path).
 type verb struct {
 	paths []string
 	make  func(dockerCli command.Cli, docker *cobra.Command) *cobra.Command
