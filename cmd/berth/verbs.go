@@ -25,8 +25,10 @@ import (
 //
 //	{paths: []string{"build", "image build", "builder build"}, make: newBuildCommand},
 //
-// with newBuildCommand in build.go; `berth compose` does not go through
-// this table (compose builds through its own classic builder path).
+// with newBuildCommand in build.go. Compose's subcommands are in the tree
+// by then, so "compose build" or "compose up" can be extended here the
+// same way (compose itself builds through its classic builder path, not
+// through `berth build`).
 type verb struct {
 	paths []string
 	make  func(dockerCli command.Cli, docker *cobra.Command) *cobra.Command
