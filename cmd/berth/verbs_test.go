@@ -83,3 +83,28 @@ func TestInstallVerbs(t *testing.T) {
 	}()
 	installVerbs(newTree(), nil, []verb{{paths: []string{"nosuch build"}, make: func(command.Cli, *cobra.Command) *cobra.Command { return leaf("build") }}})
 }
+
+// TestVerbPaths: the paths verbs.go's documentation names exist in berth's
+// tree, and the Berth verbs are in their places.
+func TestVerbPaths(t *testing.T) {
+	dockerCli, err := command.NewDockerCli()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := newRootCommand(dockerCli)
+	cmd, _, err := root.HandleGlobalFlags()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"build", "image build", "builder build", "compose build", "compose up", "context use", "bake"} {
+		if findChild(cmd, strings.Fields(path)) == nil {
+			t.Errorf("no command %q", path)
+		}
+	}
+	if c := findChild(cmd, []string{"context", "use"}); c == nil || !strings.Contains(c.Short, "not supported by berth") {
+		t.Errorf("context use is not Berth's: %v", c)
+	}
+	if c := findChild(cmd, []string{"bake"}); c == nil || !c.Hidden {
+		t.Errorf("bake is not hidden: %v", c)
+	}
+}
