@@ -51,6 +51,11 @@ type Options struct {
 	// NoChown keeps the unpacking user as owner of everything (for tests
 	// and rootless use); otherwise the tar's uid/gid are applied.
 	NoChown bool
+	// Plain is for archives that are not layers (a build context, a tar
+	// that a Dockerfile's ADD extracts): ".wh." names are ordinary files,
+	// device nodes are refused, and an absolute name is an error rather
+	// than a name to make relative.
+	Plain bool
 }
 
 // Stats describe the directory after Apply, counted the way `du -sb` and
@@ -166,12 +171,30 @@ func cleanName(name string) (string, error) {
 	return p, nil
 }
 
+// plainName is cleanName for Plain archives: an absolute name is refused
+// too, and so is any ".." (even one that stays inside).
+func plainName(name string) (string, error) {
+	if strings.HasPrefix(name, "/") {
+		return "", errInvalid("absolute path %q in the archive", name)
+	}
+	for _, c := range strings.Split(name, "/") {
+		if c == ".." {
+			return "", errInvalid("path %q leaves the archive root (..)", name)
+		}
+	}
+	return cleanName(name)
+}
+
 func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 	switch hdr.Typeflag {
 	case tar.TypeXGlobalHeader:
 		return nil
 	}
-	rel, err := cleanName(hdr.Name)
+	clean := cleanName
+	if a.opts.Plain {
+		clean = plainName
+	}
+	rel, err := clean(hdr.Name)
 	if err != nil {
 		return err
 	}
@@ -184,7 +207,7 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 	parentRel, base := path.Split(rel)
 	parentRel = path.Clean(parentRel)
 
-	if strings.HasPrefix(base, whiteoutPrefix) {
+	if strings.HasPrefix(base, whiteoutPrefix) && !a.opts.Plain {
 		return a.whiteout(parentRel, base)
 	}
 	pfd, err := a.parent(parentRel)
@@ -200,7 +223,12 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 		return a.symlink(pfd, rel, base, hdr)
 	case tar.TypeLink:
 		return a.link(pfd, rel, base, hdr)
-	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+	case tar.TypeChar, tar.TypeBlock:
+		if a.opts.Plain {
+			return errInvalid("device node in the archive")
+		}
+		return a.node(pfd, rel, base, hdr)
+	case tar.TypeFifo:
 		return a.node(pfd, rel, base, hdr)
 	default:
 		return errInvalid("unsupported tar entry type %q", hdr.Typeflag)
@@ -427,7 +455,11 @@ func (a *applier) symlink(pfd int, rel, base string, hdr *tar.Header) error {
 }
 
 func (a *applier) link(pfd int, rel, base string, hdr *tar.Header) error {
-	target, err := cleanName(hdr.Linkname)
+	clean := cleanName
+	if a.opts.Plain {
+		clean = plainName
+	}
+	target, err := clean(hdr.Linkname)
 	if err != nil {
 		return fmt.Errorf("hard link target: %w", err)
 	}

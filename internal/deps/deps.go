@@ -13,9 +13,4 @@ import (
 	_ "github.com/containerd/nri/pkg/adaptation"
 	_ "github.com/fluent/fluent-logger-golang/fluent"
 	_ "github.com/miekg/dns"
-	_ "github.com/moby/buildkit/frontend/dockerfile/instructions"
-	_ "github.com/moby/buildkit/frontend/dockerfile/parser"
-	_ "github.com/moby/buildkit/frontend/dockerfile/shell"
-	_ "github.com/moby/patternmatcher"
-	_ "github.com/moby/patternmatcher/ignorefile"
 )

@@ -1,0 +1,1034 @@
+package builder
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/patternmatcher"
+	digest "github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/imagestore"
+	"github.com/berth-dev/berth/imagestore/unpack"
+)
+
+// copySpec is a COPY or an ADD after expansion.
+type copySpec struct {
+	add      bool
+	srcs     []string
+	contents []instructions.SourceContent
+	dest     string
+	from     string
+	chown    string
+	chmod    string
+	link     bool
+	parents  bool
+	excludes []string
+	checksum string
+	unpack   *bool
+	keepGit  *bool
+}
+
+func copyOf(c *instructions.CopyCommand) copySpec {
+	return copySpec{srcs: c.SourcePaths, contents: c.SourceContents, dest: c.DestPath, from: c.From,
+		chown: c.Chown, chmod: c.Chmod, link: c.Link, parents: c.Parents, excludes: c.ExcludePatterns}
+}
+
+func addOf(c *instructions.AddCommand) copySpec {
+	return copySpec{add: true, srcs: c.SourcePaths, contents: c.SourceContents, dest: c.DestPath,
+		chown: c.Chown, chmod: c.Chmod, link: c.Link, excludes: c.ExcludePatterns, checksum: c.Checksum,
+		unpack: c.Unpack, keepGit: c.KeepGitDir}
+}
+
+func (cs copySpec) name() string {
+	if cs.add {
+		return "ADD"
+	}
+	return "COPY"
+}
+
+func isURL(s string) bool {
+	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
+}
+
+func isGit(s string) bool {
+	return strings.HasPrefix(s, "git@") || strings.HasPrefix(s, "git://") ||
+		(isURL(s) && (strings.HasSuffix(s, ".git") || strings.Contains(s, ".git#")))
+}
+
+func hasWildcard(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '*', '?', '[':
+			return true
+		case '\\':
+			i++
+		}
+	}
+	return false
+}
+
+// source is one item a COPY copies: a path in a source tree.
+type source struct {
+	// root is the tree (the context, a stage's or an image's mounted
+	// root, a download dir); rel the item's path in it.
+	root string
+	rel  string
+	// follow: the item itself may be a symlink to follow (a path the
+	// Dockerfile named).
+	follow bool
+	// fromContext: the .dockerignore applies below it.
+	fromContext bool
+	// download: a file fetched by ADD <url> (never unpacked).
+	download bool
+	// data, when set, is a heredoc's content (rel is its name).
+	data *string
+}
+
+// copyOpts are what applies to every copied file.
+type copyOpts struct {
+	chown   *owner
+	chmod   *os.FileMode
+	exclude *patternmatcher.PatternMatcher
+	ignore  *patternmatcher.PatternMatcher
+	// keepOwner keeps the source's owners (from a stage or an image);
+	// context files are root's.
+	keepOwner bool
+}
+
+func (bd *build) runCopy(ctx context.Context, s *state, cs copySpec) error {
+	name := cs.name()
+	switch {
+	case cs.parents:
+		return fmt.Errorf("%s --parents: %w", name, errdefs.ErrNotImplemented)
+	case cs.checksum != "" && !cs.add:
+		return fmt.Errorf("checksum can't be specified for COPY")
+	case cs.checksum != "" && (len(cs.srcs) != 1 || !isURL(cs.srcs[0])):
+		return fmt.Errorf("ADD --checksum needs exactly one http(s) source")
+	case cs.keepGit != nil:
+		return fmt.Errorf("ADD --keep-git-dir: git sources: %w", errdefs.ErrNotImplemented)
+	}
+	var chmod *os.FileMode
+	if cs.chmod != "" {
+		m, err := strconv.ParseUint(cs.chmod, 8, 32)
+		if err != nil || m > 0o7777 {
+			return fmt.Errorf("invalid chmod parameter: '%v'. it should be octal string and between 0 and 07777", cs.chmod)
+		}
+		fm := unixMode(uint32(m))
+		chmod = &fm
+	}
+	var exclude *patternmatcher.PatternMatcher
+	if len(cs.excludes) > 0 {
+		pm, err := patternmatcher.New(cs.excludes)
+		if err != nil {
+			return fmt.Errorf("%s --exclude: %w", name, err)
+		}
+		exclude = pm
+	}
+
+	// Where the sources come from.
+	srcRoot, fromKey, keepOwner, release, err := bd.copySourceRoot(ctx, cs)
+	if err != nil {
+		return err
+	}
+	defer release()
+
+	var sources []source
+	keyParts := []any{name, cs.dest, cs.chown, cs.chmod, cs.link, cs.excludes, fromKey}
+	for _, src := range cs.srcs {
+		switch {
+		case isGit(src):
+			return fmt.Errorf("%s %s: git sources: %w", name, src, errdefs.ErrNotImplemented)
+		case isURL(src):
+			if !cs.add {
+				return fmt.Errorf("source can't be a URL for COPY")
+			}
+			src2, sum, err := bd.download(ctx, src, cs.checksum)
+			if err != nil {
+				return err
+			}
+			sources = append(sources, src2)
+			keyParts = append(keyParts, "url", src, sum)
+		default:
+			found, err := bd.matchSources(srcRoot, src, fromKey == "")
+			if err != nil {
+				return err
+			}
+			for _, f := range found {
+				sources = append(sources, f)
+				if fromKey == "" {
+					sum, err := checksumTree(srcRoot, f.rel, f.follow, bd.ignore, exclude)
+					if err != nil {
+						return err
+					}
+					keyParts = append(keyParts, f.rel, sum)
+				} else {
+					keyParts = append(keyParts, f.rel)
+				}
+			}
+		}
+	}
+	for _, c := range cs.contents {
+		data := c.Data
+		sources = append(sources, source{rel: c.Path, data: &data})
+		keyParts = append(keyParts, "heredoc", c.Path, data)
+	}
+	multi := len(sources) > 1 || slices.ContainsFunc(cs.srcs, hasWildcard)
+
+	dest := cs.dest
+	destDir := strings.HasSuffix(dest, "/") || dest == "." || strings.HasSuffix(dest, "/.")
+	if !path.IsAbs(dest) {
+		dest = path.Join(s.img.Config.WorkingDir, dest)
+		if s.img.Config.WorkingDir == "" {
+			dest = path.Join("/", dest)
+		}
+	}
+	dest = path.Clean(dest)
+
+	key := stepKey(s.key, keyParts...)
+	hit, err := bd.cached(ctx, s, key)
+	if err != nil {
+		return err
+	}
+	if hit {
+		bd.emit(Event{Kind: EventCached})
+		return bd.done(s)
+	}
+
+	lowers := s.layers
+	if cs.link {
+		lowers = nil
+	}
+	var ownerSpec *owner
+	if cs.chown != "" {
+		if o, ok := numericOwner(cs.chown); ok {
+			ownerSpec = &o
+		} else if cs.link {
+			return fmt.Errorf("%s --link --chown=%s: user and group names need the image's /etc/passwd, which --link does not see; use numeric IDs", name, cs.chown)
+		}
+	}
+	l, err := bd.onRootfs(ctx, s, lowers, func(root string) error {
+		if cs.chown != "" && ownerSpec == nil {
+			uid, gid, err := bd.resolveUser(root, cs.chown)
+			if err != nil {
+				return err
+			}
+			ownerSpec = &owner{uid, gid}
+		}
+		opts := copyOpts{chown: ownerSpec, chmod: chmod, exclude: exclude, keepOwner: keepOwner}
+		return bd.copyInto(ctx, root, dest, destDir, multi, sources, opts, cs)
+	})
+	if err != nil {
+		return err
+	}
+	if l != nil {
+		s.layers = append(s.layers, *l)
+	}
+	msg := name
+	if cs.chown != "" {
+		msg += " --chown=" + cs.chown
+	}
+	if cs.chmod != "" {
+		msg += " --chmod=" + cs.chmod
+	}
+	for _, src := range cs.srcs {
+		msg += " " + src
+	}
+	for _, c := range cs.contents {
+		msg += " <<" + c.Path
+	}
+	msg += " " + cs.dest + " # buildkit"
+	s.addHistory(msg, l != nil, time.Now())
+	s.key = key
+	if err := bd.remember(s); err != nil {
+		return err
+	}
+	return bd.done(s)
+}
+
+func numericOwner(spec string) (owner, bool) {
+	u, g, hasGroup := strings.Cut(spec, ":")
+	uid, err := strconv.Atoi(u)
+	if err != nil || uid < 0 {
+		return owner{}, false
+	}
+	gid := uid
+	if hasGroup {
+		if gid, err = strconv.Atoi(g); err != nil || gid < 0 {
+			return owner{}, false
+		}
+	}
+	return owner{uid, gid}, true
+}
+
+func unixMode(m uint32) os.FileMode {
+	fm := os.FileMode(m & 0o777)
+	if m&unix.S_ISUID != 0 {
+		fm |= os.ModeSetuid
+	}
+	if m&unix.S_ISGID != 0 {
+		fm |= os.ModeSetgid
+	}
+	if m&unix.S_ISVTX != 0 {
+		fm |= os.ModeSticky
+	}
+	return fm
+}
+
+func permBits(m os.FileMode) uint32 {
+	p := uint32(m.Perm())
+	if m&os.ModeSetuid != 0 {
+		p |= unix.S_ISUID
+	}
+	if m&os.ModeSetgid != 0 {
+		p |= unix.S_ISGID
+	}
+	if m&os.ModeSticky != 0 {
+		p |= unix.S_ISVTX
+	}
+	return p
+}
+
+// copySourceRoot returns the tree a COPY reads from: the context (fromKey
+// ""), or a stage's or image's root mounted read-only (fromKey identifies
+// its content: the chain ID of its top layer).
+func (bd *build) copySourceRoot(ctx context.Context, cs copySpec) (root, fromKey string, keepOwner bool, release func(), err error) {
+	release = func() {}
+	if cs.from == "" {
+		return bd.ctxDir, "", false, release, nil
+	}
+	layers, err := bd.fromLayers(ctx, cs.from)
+	if err != nil {
+		return "", "", false, release, err
+	}
+	root, release, err = bd.viewLayers(ctx, layers)
+	if err != nil {
+		return "", "", false, release, err
+	}
+	key := "scratch"
+	if len(layers) > 0 {
+		key = topChain(layers).String()
+	}
+	return root, "from:" + key, true, release, nil
+}
+
+// fromLayers resolves a --from: a stage (by name or index) or an image.
+func (bd *build) fromLayers(ctx context.Context, from string) ([]imagestore.Layer, error) {
+	if i, ok := bd.df.stageIndex(from); ok {
+		st := bd.stages[i].state
+		if st == nil {
+			return nil, fmt.Errorf("stage %q is not built yet: it needs to be defined before the current stage", from)
+		}
+		return st.layers, nil
+	}
+	img, err := bd.image(ctx, from, bd.target, nil)
+	if err != nil {
+		return nil, err
+	}
+	return img.Layers, nil
+}
+
+// viewLayers mounts layers read-only under the build's dir (an empty dir
+// for none) and returns the root and its unmount.
+func (bd *build) viewLayers(ctx context.Context, layers []imagestore.Layer) (string, func(), error) {
+	dir, err := bd.tmpDir("view")
+	if err != nil {
+		return "", func() {}, err
+	}
+	if len(layers) == 0 {
+		return dir, func() { os.RemoveAll(dir) }, nil
+	}
+	snap := "build-" + newID()
+	ms, err := bd.b.images.ViewLayers(ctx, snap, layers)
+	if err != nil {
+		return "", func() {}, err
+	}
+	if err := mountAll(ms, dir); err != nil {
+		bd.b.images.RemoveSnapshot(context.WithoutCancel(ctx), snap)
+		return "", func() {}, err
+	}
+	return dir, func() {
+		unmountAll(dir)
+		os.Remove(dir)
+		bd.b.images.RemoveSnapshot(context.WithoutCancel(ctx), snap)
+	}, nil
+}
+
+// matchSources finds what src names in root: one path, or with wildcards
+// every match (none is fine, as in BuildKit). In the context, excluded
+// paths do not exist.
+func (bd *build) matchSources(root, src string, fromContext bool) ([]source, error) {
+	rel := strings.TrimLeft(path.Clean("/"+filepath.ToSlash(src)), "/")
+	if rel == "" {
+		rel = "."
+	}
+	excluded := func(p string) bool {
+		if !fromContext || bd.ignore == nil || p == "." {
+			return false
+		}
+		m, _ := bd.ignore.MatchesOrParentMatches(p)
+		return m
+	}
+	if !hasWildcard(rel) {
+		rfd, err := openRoot(root)
+		if err != nil {
+			return nil, err
+		}
+		defer unix.Close(rfd)
+		fd, err := inRoot(rfd, rel, unix.O_PATH)
+		if err == nil {
+			unix.Close(fd)
+		}
+		if err != nil || excluded(rel) {
+			where := "build context"
+			if !fromContext {
+				where = "source stage or image"
+			}
+			if err == nil || errors.Is(err, unix.ENOENT) {
+				return nil, fmt.Errorf("%w: file not found in %s or excluded by .dockerignore: stat %s: file does not exist", errdefs.ErrNotFound, where, src)
+			}
+			return nil, fmt.Errorf("%s: %w", src, err)
+		}
+		return []source{{root: root, rel: rel, follow: true, fromContext: fromContext}}, nil
+	}
+	var out []source
+	var walk func(dir string, comps []string) error
+	walk = func(dir string, comps []string) error {
+		if len(comps) == 0 {
+			if !excluded(dir) {
+				out = append(out, source{root: root, rel: dir, follow: true, fromContext: fromContext})
+			}
+			return nil
+		}
+		if !hasWildcard(comps[0]) {
+			next := path.Join(dir, unescape(comps[0]))
+			if _, err := os.Lstat(filepath.Join(root, next)); err != nil {
+				return nil
+			}
+			return walk(next, comps[1:])
+		}
+		ents, err := os.ReadDir(filepath.Join(root, dir))
+		if err != nil {
+			return nil
+		}
+		for _, e := range ents {
+			ok, err := path.Match(comps[0], e.Name())
+			if err != nil {
+				return fmt.Errorf("bad pattern %q: %w", src, err)
+			}
+			if ok {
+				if err := walk(path.Join(dir, e.Name()), comps[1:]); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if err := walk(".", strings.Split(rel, "/")); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func unescape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) {
+			i++
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// checksumTree hashes what a COPY from the context would copy of rel:
+// names, types, modes, link targets and file contents, excluded paths
+// left out.
+func checksumTree(root, rel string, follow bool, ignore, exclude *patternmatcher.PatternMatcher) (digest.Digest, error) {
+	h := sha256.New()
+	rfd, err := openRoot(root)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(rfd)
+	flags := unix.O_PATH
+	if !follow {
+		flags |= unix.O_NOFOLLOW
+	}
+	var walk func(p, shown string) error
+	walk = func(p, shown string) error {
+		var st unix.Stat_t
+		fd, err := inRoot(rfd, p, unix.O_PATH|unix.O_NOFOLLOW)
+		if p == rel && follow {
+			fd, err = inRoot(rfd, p, flags)
+		}
+		if err != nil {
+			return err
+		}
+		err = unix.Fstat(fd, &st)
+		unix.Close(fd)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s\x00%o\x00", shown, st.Mode)
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFLNK:
+			t, err := readlinkIn(rfd, p)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(h, "%s\x00", t)
+		case unix.S_IFREG:
+			ffd, err := inRoot(rfd, p, unix.O_RDONLY|unix.O_NOFOLLOW)
+			if p == rel && follow {
+				ffd, err = inRoot(rfd, p, unix.O_RDONLY)
+			}
+			if err != nil {
+				return err
+			}
+			f := os.NewFile(uintptr(ffd), p)
+			_, err = io.Copy(h, f)
+			f.Close()
+			if err != nil {
+				return err
+			}
+		case unix.S_IFDIR:
+			ents, err := os.ReadDir(filepath.Join(root, p))
+			if err != nil {
+				return err
+			}
+			for _, e := range ents {
+				cp := path.Join(p, e.Name())
+				if ignore != nil {
+					if m, _ := ignore.MatchesOrParentMatches(cp); m && !(e.IsDir() && ignore.Exclusions()) {
+						continue
+					}
+				}
+				sub := path.Join(shown, e.Name())
+				if exclude != nil {
+					if m, _ := exclude.MatchesOrParentMatches(relTo(rel, cp)); m {
+						continue
+					}
+				}
+				if err := walk(cp, sub); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if err := walk(rel, "."); err != nil {
+		return "", err
+	}
+	return digest.NewDigest(digest.SHA256, h), nil
+}
+
+func readlinkIn(rfd int, rel string) (string, error) {
+	dir, base := path.Split(rel)
+	dfd, err := inRoot(rfd, dir, unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(dfd)
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(dfd, base, buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
+}
+
+// download fetches an ADD URL into the build's dir; sum is the content's
+// digest, checked against --checksum when given.
+func (bd *build) download(ctx context.Context, src, checksum string) (source, string, error) {
+	u, err := url.Parse(src)
+	if err != nil {
+		return source{}, "", fmt.Errorf("ADD %s: %w", src, err)
+	}
+	name := "__unnamed__"
+	if b := path.Base(u.Path); b != "." && b != "/" && b != "" {
+		name = b
+	}
+	dir, err := bd.tmpDir("dl")
+	if err != nil {
+		return source{}, "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
+	if err != nil {
+		return source{}, "", fmt.Errorf("ADD %s: %w", src, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return source{}, "", fmt.Errorf("ADD %s: %w: %w", src, errdefs.ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return source{}, "", fmt.Errorf("ADD %s: %w: the server answered %s", src, errdefs.ErrNotFound, resp.Status)
+	}
+	p := filepath.Join(dir, name)
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return source{}, "", err
+	}
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(f, h), resp.Body)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return source{}, "", fmt.Errorf("ADD %s: %w", src, err)
+	}
+	sum := "sha256:" + hex.EncodeToString(h.Sum(nil))
+	if checksum != "" && checksum != sum {
+		return source{}, "", fmt.Errorf("ADD %s: checksum mismatch: the content has %s, --checksum wants %s", src, sum, checksum)
+	}
+	// The file's time is the server's Last-Modified, as docker sets it.
+	if lm, err := http.ParseTime(resp.Header.Get("Last-Modified")); err == nil {
+		os.Chtimes(p, lm, lm)
+	}
+	return source{root: dir, rel: name, download: true}, sum, nil
+}
+
+// copyInto copies the sources to dest inside root with docker's rules: a
+// directory's contents go into dest; a file goes into dest when dest ends
+// in "/" or is a directory, else becomes dest; several sources need a
+// directory dest; ADD unpacks local tar archives into dest.
+func (bd *build) copyInto(ctx context.Context, root, dest string, destDir, multi bool, sources []source, opts copyOpts, cs copySpec) error {
+	rfd, err := openRoot(root)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(rfd)
+	isDir := func(p string) bool {
+		fd, err := inRoot(rfd, p, unix.O_PATH|unix.O_DIRECTORY)
+		if err != nil {
+			return false
+		}
+		unix.Close(fd)
+		return true
+	}
+	if multi && !destDir && !isDir(dest) {
+		return fmt.Errorf("When using %s with more than one source file, the destination must be a directory and end with a /", cs.name())
+	}
+	parentOwner := opts.chown
+	c := &copier{ctx: ctx, dst: rfd, opts: opts, links: map[[2]uint64]string{}}
+	for _, src := range sources {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if src.data != nil {
+			target := dest
+			if destDir || isDir(dest) {
+				target = path.Join(dest, path.Base(src.rel))
+			}
+			if err := c.writeData(target, []byte(*src.data), parentOwner); err != nil {
+				return err
+			}
+			continue
+		}
+		sfd, err := openRoot(src.root)
+		if err != nil {
+			return err
+		}
+		err = func() error {
+			defer unix.Close(sfd)
+			flags := unix.O_PATH
+			if !src.follow {
+				flags |= unix.O_NOFOLLOW
+			}
+			fd, err := inRoot(sfd, src.rel, flags)
+			if err != nil {
+				return fmt.Errorf("%s: %w", src.rel, err)
+			}
+			var st unix.Stat_t
+			err = unix.Fstat(fd, &st)
+			unix.Close(fd)
+			if err != nil {
+				return err
+			}
+			c.src = sfd
+			c.srcRel = src.rel
+			c.ignore = nil
+			if src.fromContext {
+				c.ignore = bd.ignore
+			}
+			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				dfd, err := mkdirAllAt(rfd, dest, 0o755, parentOwner)
+				if err != nil {
+					return err
+				}
+				unix.Close(dfd)
+				return c.dirContents(src.rel, dest)
+			}
+			target := dest
+			if destDir || isDir(dest) {
+				target = path.Join(dest, path.Base(src.rel))
+			}
+			if cs.add && !src.download && (cs.unpack == nil || *cs.unpack) && st.Mode&unix.S_IFMT == unix.S_IFREG {
+				done, err := c.tryUnpack(src.rel, dest, parentOwner)
+				if err != nil || done {
+					return err
+				}
+			}
+			return c.entry(src.rel, target, &st, true, parentOwner)
+		}()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copier copies from one root (src) into another (dst), both descriptors
+// of directories whose symlinks resolve inside them.
+type copier struct {
+	ctx    context.Context
+	src    int
+	srcRel string
+	dst    int
+	opts   copyOpts
+	ignore *patternmatcher.PatternMatcher
+	links  map[[2]uint64]string
+	buf    []byte
+}
+
+func (c *copier) excluded(srcPath string, dir bool) bool {
+	if c.ignore != nil {
+		if m, _ := c.ignore.MatchesOrParentMatches(srcPath); m && !(dir && c.ignore.Exclusions()) {
+			return true
+		}
+	}
+	if c.opts.exclude != nil {
+		if m, _ := c.opts.exclude.MatchesOrParentMatches(relTo(c.srcRel, srcPath)); m {
+			return true
+		}
+	}
+	return false
+}
+
+// relTo is p relative to the copied source base (a file's own name when p
+// is the source itself).
+func relTo(base, p string) string {
+	if base == "." {
+		return p
+	}
+	if r, ok := strings.CutPrefix(p, base+"/"); ok {
+		return r
+	}
+	return path.Base(p)
+}
+
+// dirContents copies what the source dir srcPath holds into dstPath.
+func (c *copier) dirContents(srcPath, dstPath string) error {
+	fd, err := inRoot(c.src, srcPath, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), srcPath)
+	ents, err := f.ReadDir(-1)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(ents, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	for _, e := range ents {
+		if err := c.ctx.Err(); err != nil {
+			return err
+		}
+		sp := path.Join(srcPath, e.Name())
+		if c.excluded(sp, e.IsDir()) {
+			continue
+		}
+		pfd, err := inRoot(c.src, srcPath, unix.O_PATH|unix.O_DIRECTORY)
+		if err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		err = unix.Fstatat(pfd, e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW)
+		unix.Close(pfd)
+		if err != nil {
+			return err
+		}
+		if err := c.entry(sp, path.Join(dstPath, e.Name()), &st, false, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// owner of a copied entry: --chown, else the source's (from a stage or an
+// image), else root.
+func (c *copier) ownerOf(st *unix.Stat_t) owner {
+	switch {
+	case c.opts.chown != nil:
+		return *c.opts.chown
+	case c.opts.keepOwner:
+		return owner{int(st.Uid), int(st.Gid)}
+	}
+	return owner{0, 0}
+}
+
+func (c *copier) modeOf(st *unix.Stat_t) uint32 {
+	if c.opts.chmod != nil {
+		return permBits(*c.opts.chmod)
+	}
+	return st.Mode & 0o7777
+}
+
+// entry copies one source entry (srcPath, stat st) to dstPath.
+func (c *copier) entry(srcPath, dstPath string, st *unix.Stat_t, top bool, parentOwner *owner) error {
+	dir, base := path.Split(dstPath)
+	if base == "" {
+		return fmt.Errorf("cannot copy to %q", dstPath)
+	}
+	pfd, err := mkdirAllAt(c.dst, dir, 0o755, parentOwner)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	own := c.ownerOf(st)
+	var existing unix.Stat_t
+	exists := unix.Fstatat(pfd, base, &existing, unix.AT_SYMLINK_NOFOLLOW) == nil
+	typ := st.Mode & unix.S_IFMT
+	if exists && !(typ == unix.S_IFDIR && existing.Mode&unix.S_IFMT == unix.S_IFDIR) {
+		if existing.Mode&unix.S_IFMT == unix.S_IFDIR {
+			if err := os.RemoveAll(fdPath(pfd, base)); err != nil {
+				return err
+			}
+		} else if err := unix.Unlinkat(pfd, base, 0); err != nil {
+			return fmt.Errorf("replace %s: %w", dstPath, err)
+		}
+		exists = false
+	}
+	mtime := unix.NsecToTimespec(unix.TimespecToNsec(st.Mtim))
+	switch typ {
+	case unix.S_IFDIR:
+		if !exists {
+			if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
+				return fmt.Errorf("create %s: %w", dstPath, err)
+			}
+			if err := unix.Fchownat(pfd, base, own.uid, own.gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return err
+			}
+			if err := unix.Fchmodat(pfd, base, c.modeOf(st), 0); err != nil {
+				return err
+			}
+		}
+		if err := c.dirContents(srcPath, dstPath); err != nil {
+			return err
+		}
+		if !exists {
+			return unix.UtimesNanoAt(pfd, base, []unix.Timespec{mtime, mtime}, unix.AT_SYMLINK_NOFOLLOW)
+		}
+		return nil
+	case unix.S_IFREG:
+		if st.Nlink > 1 && !top {
+			id := [2]uint64{st.Dev, st.Ino}
+			if first, ok := c.links[id]; ok {
+				ffd, err := inRoot(c.dst, path.Dir(first), unix.O_PATH|unix.O_DIRECTORY)
+				if err == nil {
+					err = unix.Linkat(ffd, path.Base(first), pfd, base, 0)
+					unix.Close(ffd)
+				}
+				if err == nil {
+					return nil
+				}
+			}
+			c.links[id] = dstPath
+		}
+		flags := unix.O_RDONLY | unix.O_NOFOLLOW
+		if top {
+			flags = unix.O_RDONLY
+		}
+		sfd, err := inRoot(c.src, srcPath, flags)
+		if err != nil {
+			return err
+		}
+		in := os.NewFile(uintptr(sfd), srcPath)
+		defer in.Close()
+		dfd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return fmt.Errorf("create %s: %w", dstPath, err)
+		}
+		out := os.NewFile(uintptr(dfd), dstPath)
+		defer out.Close()
+		if _, err := io.Copy(out, in); err != nil {
+			return fmt.Errorf("copy %s: %w", srcPath, err)
+		}
+		if err := copyXattrs(int(in.Fd()), dfd); err != nil {
+			return err
+		}
+		if err := unix.Fchown(dfd, own.uid, own.gid); err != nil {
+			return err
+		}
+		if err := unix.Fchmod(dfd, c.modeOf(st)); err != nil {
+			return err
+		}
+		return unix.UtimesNanoAt(pfd, base, []unix.Timespec{mtime, mtime}, unix.AT_SYMLINK_NOFOLLOW)
+	case unix.S_IFLNK:
+		spfd, err := inRoot(c.src, path.Dir(srcPath), unix.O_PATH|unix.O_DIRECTORY)
+		if err != nil {
+			return err
+		}
+		buf := make([]byte, unix.PathMax)
+		n, err := unix.Readlinkat(spfd, path.Base(srcPath), buf)
+		unix.Close(spfd)
+		if err != nil {
+			return err
+		}
+		if err := unix.Symlinkat(string(buf[:n]), pfd, base); err != nil {
+			return fmt.Errorf("create %s: %w", dstPath, err)
+		}
+		if err := unix.Fchownat(pfd, base, own.uid, own.gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return err
+		}
+		return unix.UtimesNanoAt(pfd, base, []unix.Timespec{mtime, mtime}, unix.AT_SYMLINK_NOFOLLOW)
+	case unix.S_IFIFO, unix.S_IFCHR, unix.S_IFBLK:
+		if err := unix.Mknodat(pfd, base, typ|c.modeOf(st), int(st.Rdev)); err != nil {
+			return fmt.Errorf("create %s: %w", dstPath, err)
+		}
+		if err := unix.Fchownat(pfd, base, own.uid, own.gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return err
+		}
+		return unix.UtimesNanoAt(pfd, base, []unix.Timespec{mtime, mtime}, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	return nil // sockets are not copied
+}
+
+func fdPath(fd int, name string) string {
+	return "/proc/self/fd/" + strconv.Itoa(fd) + "/" + name
+}
+
+// writeData writes a heredoc's content as the file dstPath (mode 0644
+// unless --chmod).
+func (c *copier) writeData(dstPath string, data []byte, parentOwner *owner) error {
+	dir, base := path.Split(dstPath)
+	pfd, err := mkdirAllAt(c.dst, dir, 0o755, parentOwner)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	if err := unix.Unlinkat(pfd, base, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("replace %s: %w", dstPath, err)
+	}
+	fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", dstPath, err)
+	}
+	f := os.NewFile(uintptr(fd), dstPath)
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	own := owner{0, 0}
+	if c.opts.chown != nil {
+		own = *c.opts.chown
+	}
+	if err := unix.Fchown(fd, own.uid, own.gid); err != nil {
+		return err
+	}
+	mode := uint32(0o644)
+	if c.opts.chmod != nil {
+		mode = permBits(*c.opts.chmod)
+	}
+	return unix.Fchmod(fd, mode)
+}
+
+// tryUnpack extracts srcPath into dest when it is a tar archive (plain,
+// gzip or bzip2), as ADD does with local archives; done is false when it
+// is not an archive.
+func (c *copier) tryUnpack(srcPath, dest string, parentOwner *owner) (done bool, _ error) {
+	fd, err := inRoot(c.src, srcPath, unix.O_RDONLY)
+	if err != nil {
+		return false, err
+	}
+	f := os.NewFile(uintptr(fd), srcPath)
+	defer f.Close()
+	if !isArchive(f) {
+		return false, nil
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return false, err
+	}
+	dr, _, err := decompress(f)
+	if err != nil {
+		return false, nil
+	}
+	dfd, err := mkdirAllAt(c.dst, dest, 0o755, parentOwner)
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(dfd)
+	if _, err := unpack.Apply(c.ctx, "/proc/self/fd/"+strconv.Itoa(dfd), dr, unpack.Options{Plain: true}); err != nil {
+		return false, fmt.Errorf("ADD %s: unpack: %w", srcPath, err)
+	}
+	return true, nil
+}
+
+// isArchive says whether f holds a tar (after decompression).
+func isArchive(f *os.File) bool {
+	dr, _, err := decompress(f)
+	if err != nil {
+		return false
+	}
+	hdr := make([]byte, 512)
+	if _, err := io.ReadFull(dr, hdr); err != nil {
+		return false
+	}
+	// "ustar" magic at 257 (POSIX and GNU tars).
+	return string(hdr[257:262]) == "ustar"
+}
+
+func copyXattrs(from, to int) error {
+	buf := make([]byte, 4096)
+	n, err := unix.Flistxattr(from, buf)
+	if err != nil || n == 0 {
+		return nil
+	}
+	for _, name := range strings.Split(string(buf[:n]), "\x00") {
+		if name == "" || strings.HasPrefix(name, "trusted.overlay.") || strings.HasPrefix(name, "system.") {
+			continue
+		}
+		v := make([]byte, 64<<10)
+		vn, err := unix.Fgetxattr(from, name, v)
+		if err != nil {
+			continue
+		}
+		if err := unix.Fsetxattr(to, name, v[:vn], 0); err != nil && !errors.Is(err, unix.ENOTSUP) && !errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("copy xattr %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// copyDirContents copies a tree keeping owners and modes (seeding a cache
+// mount from a stage).
+func copyDirContents(ctx context.Context, from, to string) error {
+	sfd, err := openRoot(from)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(sfd)
+	dfd, err := openRoot(to)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dfd)
+	c := &copier{ctx: ctx, src: sfd, dst: dfd, opts: copyOpts{keepOwner: true}, links: map[[2]uint64]string{}}
+	return c.dirContents(".", ".")
+}
