@@ -524,10 +524,9 @@ func (bd *build) image(ctx context.Context, name string, p platform, loc []parse
 		Progress: func(pr imagestore.Progress) { bd.emit(Event{Kind: EventPull, Pull: pr}) },
 	})
 	if err != nil {
-		if errdefs.IsNotFound(err) || errdefs.IsUnauthorized(err) || errdefs.IsPermissionDenied(err) {
-			if _, ok := bd.df.stageIndex(name); !ok {
-				err = fmt.Errorf("no stage or image named %q (the pull failed: %w)", name, err)
-			}
+		if !strings.ContainsAny(name, "/:@") {
+			// A plain word is most likely a stage name mistyped.
+			err = fmt.Errorf("%q is not a stage of this Dockerfile, and pulling it as an image failed: %w", name, err)
 		}
 		return nil, lineError(bd.df.name, loc, err)
 	}

@@ -39,6 +39,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/containerd/errdefs"
@@ -97,6 +98,8 @@ type Builder struct {
 
 	mu      sync.Mutex
 	running map[string]bool
+	// snaps are the snapshots running builds hold.
+	snaps map[string]bool
 }
 
 // New returns a Builder on the image store and the runtime (it takes the
@@ -120,7 +123,34 @@ func New(cfg Config, images *imagestore.Store, rt *runtime.Manager) (*Builder, e
 		rt:          rt.Owned(runtime.OwnerBuilder),
 		cacheMounts: cm,
 		running:     map[string]bool{},
+		snaps:       map[string]bool{},
 	}, nil
+}
+
+// HoldsSnapshot says whether a snapshot is the builder's (SnapshotPrefix)
+// and whether a running build uses it: start-up reconciliation across the
+// fronts (daemon) removes those that are the builder's and unused.
+func (b *Builder) HoldsSnapshot(name string) (mine, held bool) {
+	if !strings.HasPrefix(name, SnapshotPrefix) {
+		return false, false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return true, b.snaps[name]
+}
+
+// newSnapshot names a snapshot for a build and marks it held until done is
+// called.
+func (b *Builder) newSnapshot() (string, func()) {
+	id := SnapshotPrefix + newID()
+	b.mu.Lock()
+	b.snaps[id] = true
+	b.mu.Unlock()
+	return id, func() {
+		b.mu.Lock()
+		delete(b.snaps, id)
+		b.mu.Unlock()
+	}
 }
 
 // Options describe one build.

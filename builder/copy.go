@@ -353,19 +353,22 @@ func (bd *build) viewLayers(ctx context.Context, layers []imagestore.Layer) (str
 	if len(layers) == 0 {
 		return dir, func() { os.RemoveAll(dir) }, nil
 	}
-	snap := "build-" + newID()
+	snap, held := bd.b.newSnapshot()
 	ms, err := bd.b.images.ViewLayers(ctx, snap, layers)
 	if err != nil {
+		held()
 		return "", func() {}, err
 	}
 	if err := mountAll(ms, dir); err != nil {
 		bd.b.images.RemoveSnapshot(context.WithoutCancel(ctx), snap)
+		held()
 		return "", func() {}, err
 	}
 	return dir, func() {
 		unmountAll(dir)
 		os.Remove(dir)
 		bd.b.images.RemoveSnapshot(context.WithoutCancel(ctx), snap)
+		held()
 	}, nil
 }
 
@@ -400,7 +403,7 @@ func (bd *build) matchSources(root, src string, fromContext bool) ([]source, err
 				where = "source stage or image"
 			}
 			if err == nil || errors.Is(err, unix.ENOENT) {
-				return nil, fmt.Errorf("%w: file not found in %s or excluded by .dockerignore: stat %s: file does not exist", errdefs.ErrNotFound, where, src)
+				return nil, classed{fmt.Errorf("file not found in %s or excluded by .dockerignore: stat %s: file does not exist", where, src), errdefs.ErrNotFound}
 			}
 			return nil, fmt.Errorf("%s: %w", src, err)
 		}

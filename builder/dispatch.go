@@ -286,7 +286,9 @@ func (bd *build) metadata(ctx context.Context, s *state, cmd instructions.Comman
 	if err != nil {
 		return err
 	}
-	if !hit {
+	if hit {
+		bd.emit(Event{Kind: EventCached})
+	} else {
 		s.key = key
 		if err := bd.remember(s); err != nil {
 			return err

@@ -132,7 +132,8 @@ func topChain(layers []imagestore.Layer) digest.Digest {
 // or none for COPY --link), mounted under the build's dir, and commits
 // what fn changed as a layer on top of s (nil when nothing changed).
 func (bd *build) onRootfs(ctx context.Context, s *state, lowers []imagestore.Layer, fn func(root string) error) (_ *imagestore.Layer, retErr error) {
-	snap := "build-" + newID()
+	snap, release := bd.b.newSnapshot()
+	defer release()
 	ms, err := bd.b.images.PrepareBuild(ctx, snap, lowers)
 	if err != nil {
 		return nil, err

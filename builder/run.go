@@ -440,7 +440,8 @@ func (bd *build) etcFiles(hostname, network string) (spec.Files, error) {
 // the state and commits its changes (nil when it changed nothing).
 func (bd *build) exec(ctx context.Context, s *state, args []string, script *string, mounts []*instructions.Mount, network string) (_ *imagestore.Layer, retErr error) {
 	id := newID()
-	snap := "build-" + id
+	snap, held := bd.b.newSnapshot()
+	defer held()
 	rootfs, err := bd.b.images.PrepareBuild(ctx, snap, s.layers)
 	if err != nil {
 		return nil, err

@@ -25,9 +25,10 @@ type Swept struct {
 
 // Sweep removes what builds that a killed berthd left behind: their
 // containers (still running ones are killed), their mounts and temporary
-// dirs, and their snapshots. Run it at start-up, before any build; the
-// image store's GC then frees the layers they made (no image or cache
-// record names them, and no lease survives a restart).
+// dirs, and their snapshots. Run it at start-up, before any build (and
+// before the daemon's snapshot reconciliation, which then finds them
+// unmounted); the image store's GC then frees the layers they made (no
+// image or cache record names them, and no lease survives a restart).
 func (b *Builder) Sweep(ctx context.Context) (Swept, error) {
 	var sw Swept
 	var errs []error

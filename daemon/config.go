@@ -14,6 +14,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/containerd/errdefs"
 
+	"github.com/berth-dev/berth/builder"
 	"github.com/berth-dev/berth/cni"
 	"github.com/berth-dev/berth/imagestore"
 	"github.com/berth-dev/berth/runtime"
@@ -46,6 +47,8 @@ type Config struct {
 	Runtime RuntimeConfig `toml:"runtime"`
 	// CNI configures pod networking.
 	CNI CNIConfig `toml:"cni"`
+	// Builder configures Dockerfile builds.
+	Builder BuilderConfig `toml:"builder"`
 	// StreamAddress and StreamPort are where the CRI streaming server
 	// (exec, attach, port-forward) listens; port "0" picks a free one.
 	// The kubelet proxies its URLs, so loopback is enough.
@@ -85,6 +88,15 @@ type RuntimeConfig struct {
 	// limit without swap accounting, cgroup v2 files on a v1 host). Off,
 	// they are dropped with a debug log, as Docker and containerd do.
 	StrictResources bool `toml:"strict_resources"`
+}
+
+// BuilderConfig is the [builder] section.
+type BuilderConfig struct {
+	// DefaultNetwork is the network of RUN steps when a build names none
+	// (or "default"): "host" (the default: Berth has no bridge of its own
+	// for builds yet, and BuildKit's standalone daemon falls back to the
+	// host's too) or "none".
+	DefaultNetwork string `toml:"default_network"`
 }
 
 // CNIConfig is the [cni] section.
@@ -175,6 +187,11 @@ func (c Config) Validate() error {
 	if p, err := strconv.ParseUint(c.StreamPort, 10, 16); err != nil || p > 65535 {
 		return invalid("stream_port %q is not a port number", c.StreamPort)
 	}
+	switch c.Builder.DefaultNetwork {
+	case "", builder.NetworkHost, builder.NetworkNone:
+	default:
+		return invalid("builder.default_network %q is not host or none", c.Builder.DefaultNetwork)
+	}
 	if c.Images.MaxConcurrentDownloads < 1 {
 		return invalid("images.max_concurrent_downloads %d must be at least 1", c.Images.MaxConcurrentDownloads)
 	}
@@ -217,6 +234,16 @@ func (c Config) runtimeConfig(shim string) runtime.Config {
 		ShimBinary:      shim,
 		CgroupDriver:    c.Runtime.CgroupDriver,
 		StrictResources: c.Runtime.StrictResources,
+	}
+}
+
+// builderConfig returns the builder's config: its persistent dirs (cache
+// mounts) under the root, each build's tmpfs under the state dir.
+func (c Config) builderConfig() builder.Config {
+	return builder.Config{
+		Root:           filepath.Join(c.Root, "builder"),
+		StateDir:       filepath.Join(c.State, "builder"),
+		DefaultNetwork: c.Builder.DefaultNetwork,
 	}
 }
 

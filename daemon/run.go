@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-dev/berth/builder"
 	"github.com/berth-dev/berth/cni"
 	"github.com/berth-dev/berth/cri"
 	"github.com/berth-dev/berth/dockerapi"
@@ -160,10 +161,22 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		AllCapabilities: allCaps,
 		Features:        cri.Features{RecursiveReadOnlyMounts: recursiveReadOnlySupported(), UserNamespaces: userNS},
 	})
+	// Builds a killed berthd left: their containers first (removing one
+	// unmounts its snapshot), mounts and temp dirs; their snapshots go
+	// with the sweep below.
+	bld, err := builder.New(cfg.builderConfig(), store, rt)
+	if err != nil {
+		return fmt.Errorf("open builder: %w", err)
+	}
+	if sw, err := bld.Sweep(ctx); err != nil {
+		log.WarnContext(ctx, "remove what interrupted builds left", "containers", sw.Containers, "error", err)
+	} else if len(sw.Containers)+len(sw.Dirs) > 0 {
+		log.InfoContext(ctx, "removed what interrupted builds left", "containers", sw.Containers, "dirs", sw.Dirs)
+	}
 	// Snapshots of containers that never got a record (berthd died inside
 	// a creation) would hold their disk space forever. Every front that
 	// names snapshots has its say.
-	if gone, err := sweepSnapshots(ctx, store, criSvc); err != nil {
+	if gone, err := sweepSnapshots(ctx, store, criSvc, bld); err != nil {
 		log.WarnContext(ctx, "remove the snapshots no front holds", "removed", gone, "error", err)
 	} else if len(gone) > 0 {
 		log.InfoContext(ctx, "removed the snapshots no front holds", "snapshots", gone)
@@ -172,7 +185,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	runtimeapi.RegisterRuntimeServiceServer(grpcSrv, criSvc)
 
 	httpSrv := &http.Server{
-		Handler: dockerapi.New(store, dockerapi.Options{Root: cfg.Root, StateDir: cfg.State, Version: Version, CgroupDriver: rt.CgroupDriver()}),
+		Handler: dockerapi.New(store, dockerapi.Options{Root: cfg.Root, StateDir: cfg.State, Version: Version, CgroupDriver: rt.CgroupDriver(), Builder: bld}),
 		// Pulls and pushes stream for minutes: only the header read is bounded.
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

@@ -36,6 +36,9 @@ type Options struct {
 	// names none, reported by /info; empty while berthd runs no
 	// standalone containers.
 	LoggingDriver string
+	// Builder serves POST /build and /build/prune; nil answers them with
+	// NotImplemented.
+	Builder Builder
 }
 
 // Images is what the handlers need of the image store; *imagestore.Store
@@ -108,6 +111,9 @@ func (s *server) routes(mux *http.ServeMux) {
 	handle("POST /images/{rest...}", s.imagePostSuffix)
 	handle("DELETE /images/{rest...}", s.imageRemove)
 
+	handle("POST /build", s.build)
+	handle("POST /build/prune", s.buildPrune)
+
 	// `docker inspect NAME` without --type asks for a container first and
 	// gives up on any answer but 404; Berth has no containers, networks or
 	// volumes yet, so "no such object" is the true answer to those lookups.
@@ -119,7 +125,7 @@ func (s *server) routes(mux *http.ServeMux) {
 	// Endpoint families Berth will serve but does not yet: a clear 501
 	// rather than docker's "page not found".
 	for _, p := range []string{
-		"/containers/", "/exec/", "/build", "/build/", "/networks", "/networks/",
+		"/containers/", "/exec/", "/build/", "/networks", "/networks/",
 		"/volumes", "/volumes/", "/events", "/system/", "/commit",
 		"/distribution/", "/session", "/grpc",
 		"/swarm", "/swarm/", "/services", "/services/", "/nodes", "/nodes/",
