@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 
 	"github.com/berth-dev/berth/runtime/shim"
 	"github.com/berth-dev/berth/runtime/shim/wire"
+	"github.com/berth-dev/berth/runtime/spec"
 )
 
 // running returns the client of a running container.
@@ -33,9 +36,9 @@ func (m *Manager) running(id, what string) (*container, *shim.Client, error) {
 }
 
 // execProcess is the container's process (env, user, capabilities, ...)
-// with another command line.
-func (m *Manager) execProcess(c *container, cmd []string, tty bool) (specs.Process, error) {
-	if len(cmd) == 0 {
+// with another command line and o's changes.
+func (m *Manager) execProcess(c *container, o ExecOptions) (specs.Process, error) {
+	if len(o.Cmd) == 0 {
 		return specs.Process{}, fmt.Errorf("exec in %s: empty command: %w", c.rec.ID, errdefs.ErrInvalidArgument)
 	}
 	var sp specs.Spec
@@ -47,10 +50,53 @@ func (m *Manager) execProcess(c *container, cmd []string, tty bool) (specs.Proce
 		return specs.Process{}, fmt.Errorf("exec in %s: decode bundle: %w: %w", c.rec.ID, errdefs.ErrDataLoss, err)
 	}
 	p := *sp.Process
-	p.Args = cmd
-	p.Terminal = tty
+	p.Args = o.Cmd
+	p.Terminal = o.TTY
 	p.ConsoleSize = nil
+	p.Env = mergeEnv(p.Env, o.Env)
+	if o.WorkDir != "" {
+		if !filepath.IsAbs(o.WorkDir) {
+			return specs.Process{}, fmt.Errorf("exec in %s: working directory %q is not absolute: %w", c.rec.ID, o.WorkDir, errdefs.ErrInvalidArgument)
+		}
+		p.Cwd = o.WorkDir
+	}
+	if o.User != "" {
+		uid, gid, groups, err := spec.ResolveUser(filepath.Join(c.rec.Bundle, "rootfs"), o.User, spec.GroupsMerge)
+		if err != nil {
+			return specs.Process{}, fmt.Errorf("exec in %s: %w", c.rec.ID, err)
+		}
+		all := []uint32{gid}
+		for _, g := range groups {
+			if !slices.Contains(all, g) {
+				all = append(all, g)
+			}
+		}
+		p.User = specs.User{UID: uid, GID: gid, AdditionalGids: all}
+	}
+	if o.Capabilities != nil {
+		caps := slices.Clone(o.Capabilities)
+		p.Capabilities = &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps}
+	}
 	return p, nil
+}
+
+// mergeEnv replaces the entries of env whose key set has, and appends the
+// others.
+func mergeEnv(env, set []string) []string {
+	out := slices.Clone(env)
+	for _, kv := range set {
+		k, _, _ := strings.Cut(kv, "=")
+		i := slices.IndexFunc(out, func(e string) bool {
+			ek, _, _ := strings.Cut(e, "=")
+			return ek == k
+		})
+		if i >= 0 {
+			out[i] = kv
+		} else {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // ExecSync runs cmd in the running container and returns its output, each
@@ -61,7 +107,7 @@ func (m *Manager) ExecSync(ctx context.Context, id string, cmd []string, timeout
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	p, err := m.execProcess(c, cmd, false)
+	p, err := m.execProcess(c, ExecOptions{Cmd: cmd})
 	if err != nil {
 		return nil, nil, 0, err
 	}
@@ -138,13 +184,13 @@ func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 	if err != nil {
 		return 0, err
 	}
-	p, err := m.execProcess(c, o.Cmd, o.TTY)
+	p, err := m.execProcess(c, o)
 	if err != nil {
 		return 0, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	e, err := cl.Exec(ctx, shim.ExecOptions{Process: p, Streams: shimStreams(ctx, o.Streams)})
+	e, err := cl.Exec(ctx, shim.ExecOptions{Process: p, Streams: shimStreams(ctx, o.Streams), Started: o.Started})
 	if err != nil {
 		return 0, fmt.Errorf("exec in container %s: %w", c.rec.ID, err)
 	}

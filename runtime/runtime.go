@@ -444,10 +444,27 @@ type Streams struct {
 	Resize <-chan Size
 }
 
-// ExecOptions describe a process run in a container.
+// ExecOptions describe a process run in a container. The process is the
+// container's own (environment, user, working directory, capabilities)
+// with these changes.
 type ExecOptions struct {
 	Cmd []string
 	TTY bool
+	// Env entries (KEY=value) replace the container's of the same key or
+	// add to them.
+	Env []string
+	// User runs the process as "user[:group]" (names or numbers) resolved
+	// against the container's /etc/passwd and /etc/group, with the groups
+	// /etc/group lists the user in; empty keeps the container's user.
+	User string
+	// WorkDir replaces the container's working directory.
+	WorkDir string
+	// Capabilities, when not nil, replace the container's (bounding,
+	// effective, permitted): Docker's exec --privileged passes them all.
+	Capabilities []string
+	// Started, when set, is called with the process's host PID once it
+	// runs, before any output is copied.
+	Started func(pid int)
 	Streams
 }
 
@@ -468,11 +485,46 @@ type ContainerStats struct {
 	PageFaults       uint64
 	MajorPageFaults  uint64
 	Pids             uint64
+	// The figures below are those Docker's stats report besides.
+
+	// CPUUser and CPUSystem split CPUUsage (ns); CPUPeriods,
+	// CPUThrottledPeriods and CPUThrottledTime (ns) are the CFS
+	// bandwidth counters.
+	CPUUser             uint64
+	CPUSystem           uint64
+	CPUPeriods          uint64
+	CPUThrottledPeriods uint64
+	CPUThrottledTime    uint64
+	// MemoryLimit is the cgroup's limit as read back (a huge number when
+	// unlimited); MemoryMaxUsage the peak (0 where the kernel keeps none).
+	MemoryLimit    uint64
+	MemoryMaxUsage uint64
+	MemoryFailcnt  uint64
+	// MemoryStat is the cgroup's memory.stat as the kernel writes it: v1
+	// has total_inactive_file, v2 inactive_file.
+	MemoryStat map[string]uint64
+	// PidsLimit is 0 when unlimited.
+	PidsLimit uint64
+	// IOServiceBytes and IOServiced are block I/O by device and
+	// operation ("Read", "Write", ...).
+	IOServiceBytes []BlkioEntry
+	IOServiced     []BlkioEntry
+	// Processes are the host PIDs in the container's cgroup.
+	Processes []int
 	// WritableLayerBytes and WritableLayerInodes measure the writable
-	// layer (the overlay's upper directory).
+	// layer (the overlay's upper directory); ContainerCgroupStats leaves
+	// them at zero.
 	WritableLayerBytes  uint64
 	WritableLayerInodes uint64
 	WritableLayerPath   string
+}
+
+// BlkioEntry is one device's counter for one operation.
+type BlkioEntry struct {
+	Major uint64
+	Minor uint64
+	Op    string
+	Value uint64
 }
 
 // InterfaceStats are one network interface's counters.

@@ -22,12 +22,28 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-dev/berth/runtime/namespace"
+	"github.com/berth-dev/berth/runtime/shim/wire"
 	"github.com/berth-dev/berth/runtime/spec"
 )
 
 // ContainerStats reads a container's figures. A container that does not
 // run has only its writable layer measured.
 func (m *Manager) ContainerStats(ctx context.Context, id string) (*ContainerStats, error) {
+	st, err := m.ContainerCgroupStats(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if st.WritableLayerPath != "" {
+		st.WritableLayerBytes, st.WritableLayerInodes = diskUsage(st.WritableLayerPath)
+	}
+	return st, nil
+}
+
+// ContainerCgroupStats reads a running container's cgroup figures, as
+// ContainerStats does but without measuring the writable layer (a walk of
+// its whole tree): for callers that sample every second. A container that
+// does not run has none.
+func (m *Manager) ContainerCgroupStats(ctx context.Context, id string) (*ContainerStats, error) {
 	c, err := m.getContainer(id)
 	if err != nil {
 		return nil, fmt.Errorf("stats of container: %w", err)
@@ -50,12 +66,27 @@ func (m *Manager) ContainerStats(ctx context.Context, id string) (*ContainerStat
 			st.PageFaults = s.PageFaults
 			st.MajorPageFaults = s.MajorPageFaults
 			st.Pids = s.Pids
+			st.CPUUser, st.CPUSystem = s.CPUUser, s.CPUSystem
+			st.CPUPeriods, st.CPUThrottledPeriods, st.CPUThrottledTime = s.CPUPeriods, s.CPUThrottledPeriods, s.CPUThrottledTime
+			st.MemoryLimit, st.MemoryMaxUsage, st.MemoryFailcnt = s.MemoryLimit, s.MemoryMaxUsage, s.MemoryFailcnt
+			st.MemoryStat = s.MemoryStat
+			st.PidsLimit = s.PidsLimit
+			st.IOServiceBytes, st.IOServiced = blkio(s.IOServiceBytes), blkio(s.IOServiced)
+			st.Processes = s.Processes
 		}
 	}
-	if upper != "" {
-		st.WritableLayerBytes, st.WritableLayerInodes = diskUsage(upper)
-	}
 	return st, nil
+}
+
+func blkio(in []wire.BlkioEntry) []BlkioEntry {
+	if in == nil {
+		return nil
+	}
+	out := make([]BlkioEntry, len(in))
+	for i, e := range in {
+		out[i] = BlkioEntry{Major: e.Major, Minor: e.Minor, Op: e.Op, Value: e.Value}
+	}
+	return out
 }
 
 // diskUsage sums the allocated bytes and counts the inodes below dir, each
@@ -114,6 +145,23 @@ func (m *Manager) SandboxStats(ctx context.Context, id string) (*SandboxStats, e
 		return nil, fmt.Errorf("stats of sandbox %s: %w", s.rec.ID, err)
 	}
 	return out, nil
+}
+
+// SandboxNetworkStats reads the interface counters of a sandbox's network
+// namespace (lo left out); none on the host's network.
+func (m *Manager) SandboxNetworkStats(ctx context.Context, id string) ([]InterfaceStats, error) {
+	s, err := m.getSandbox(id)
+	if err != nil {
+		return nil, fmt.Errorf("network stats of sandbox: %w", err)
+	}
+	m.mu.Lock()
+	netns := s.rec.NetNSPath
+	m.mu.Unlock()
+	ifs, err := podNetwork(netns)
+	if err != nil {
+		return nil, fmt.Errorf("stats of sandbox %s: %w", s.rec.ID, err)
+	}
+	return ifs, nil
 }
 
 // podNetwork reads the interface counters of a pod's network namespace;

@@ -426,31 +426,38 @@ type Streams struct {
 type ExecOptions struct {
 	Process specs.Process
 	Streams
+	// Started, when set, is called with the process's PID once the shim
+	// has started it.
+	Started func(pid int)
 }
 
 // Exec runs a process in the running container and streams its stdio
 // until it exits. If ctx ends first the shim kills the process.
 func (c *Client) Exec(ctx context.Context, o ExecOptions) (wire.Exit, error) {
 	req := wire.Request{Op: wire.OpExec, Exec: &wire.Exec{Process: o.Process, Stdin: o.Stdin != nil}}
-	return c.stream(ctx, req, o.Streams)
+	return c.stream(ctx, req, o.Streams, o.Started)
 }
 
 // Attach streams the container's stdio until the container exits (the
 // returned Exit) or ctx ends.
 func (c *Client) Attach(ctx context.Context, s Streams) (wire.Exit, error) {
 	req := wire.Request{Op: wire.OpAttach, Attach: &wire.Attach{Stdin: s.Stdin != nil, Stdout: s.Stdout != nil, Stderr: s.Stderr != nil}}
-	return c.stream(ctx, req, s)
+	return c.stream(ctx, req, s, nil)
 }
 
-func (c *Client) stream(ctx context.Context, req wire.Request, s Streams) (wire.Exit, error) {
+func (c *Client) stream(ctx context.Context, req wire.Request, s Streams, started func(pid int)) (wire.Exit, error) {
 	conn, br, stop, err := c.dial(ctx, req)
 	if err != nil {
 		return wire.Exit{}, err
 	}
 	defer stop()
 	defer conn.Close()
-	if _, err := c.readResponse(ctx, req.Op, br); err != nil {
+	resp, err := c.readResponse(ctx, req.Op, br)
+	if err != nil {
 		return wire.Exit{}, err
+	}
+	if started != nil {
+		started(resp.Pid)
 	}
 	fw := &frameWriter{w: conn}
 	if s.Stdin != nil {

@@ -127,6 +127,7 @@ func memoryV1(s *wire.Stats, dir string) error {
 		}
 	}
 	workingSet(s, stat["total_inactive_file"])
+	s.MemoryStat = stat
 	s.MemoryRSS = stat["total_rss"]
 	s.MemoryCache = stat["cache"]
 	s.MemoryMappedFile = stat["total_mapped_file"]
@@ -303,6 +304,7 @@ func readV2(s *wire.Stats, dir string) error {
 		s.MemoryMaxUsage = optUint(dir, "memory.peak")
 		s.MemoryFailcnt = readKVOpt(dir, "memory.events")["max"]
 		workingSet(s, stat["inactive_file"])
+		s.MemoryStat = stat
 		s.MemoryRSS = stat["anon"]
 		s.MemoryCache = stat["file"]
 		s.MemoryMappedFile = stat["file_mapped"]

@@ -65,6 +65,9 @@ func TestReadV1(t *testing.T) {
 		Pids:           4, PidsLimit: 100,
 		OOMKills:  2,
 		Processes: []int{12, 10, 11},
+		MemoryStat: map[string]uint64{"cache": 4 << 20, "rss": 5000, "pgfault": 800, "pgmajfault": 8,
+			"total_cache": 4 << 20, "total_rss": 5 << 20, "total_mapped_file": 2 << 20, "total_swap": 1024,
+			"total_pgfault": 900, "total_pgmajfault": 9, "total_inactive_file": 1 << 20},
 	}
 	slices.Sort(got.Processes)
 	slices.Sort(want.Processes)
@@ -116,6 +119,8 @@ func TestReadV2(t *testing.T) {
 		Pressure:       &wire.Pressure{CPUSome: 11, CPUFull: 12, MemorySome: 21, MemoryFull: 22, IOSome: 31, IOFull: 32},
 		OOMKills:       1,
 		Processes:      []int{10},
+		MemoryStat: map[string]uint64{"anon": 6 << 20, "file": 4 << 20, "kernel": 400 << 10, "file_mapped": 3 << 20,
+			"inactive_file": 2 << 20, "pgfault": 700, "pgmajfault": 7},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Read:\n got  %+v\n want %+v", got, want)

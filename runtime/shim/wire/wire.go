@@ -169,6 +169,11 @@ type Stats struct {
 	MemoryFailcnt    uint64 `json:"memory_failcnt,omitempty"`
 	// MemorySwapLimit is the memory+swap limit (v1 memsw).
 	MemorySwapLimit uint64 `json:"memory_swap_limit,omitempty"`
+	// MemoryStat is the cgroup's memory.stat as the kernel writes it
+	// (v1: cache, rss, total_inactive_file, ...; v2: anon, file,
+	// inactive_file, ...): Docker's stats report it whole, and its CLI
+	// tells the cgroup version by the keys.
+	MemoryStat map[string]uint64 `json:"memory_stat,omitempty"`
 	// PageFaults above are hierarchical; these count the cgroup alone.
 	OwnPageFaults      uint64 `json:"own_page_faults,omitempty"`
 	OwnMajorPageFaults uint64 `json:"own_major_page_faults,omitempty"`
