@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-dev/berth/builder"
 	"github.com/berth-dev/berth/cni"
+	"github.com/berth-dev/berth/engine/logs"
 	"github.com/berth-dev/berth/imagestore"
 	"github.com/berth-dev/berth/runtime"
 )
@@ -49,6 +50,18 @@ type Config struct {
 	CNI CNIConfig `toml:"cni"`
 	// Builder configures Dockerfile builds.
 	Builder BuilderConfig `toml:"builder"`
+	// Logging is the log driver standalone containers get when they name
+	// none: dockerd's log-driver and log-opts (daemon.json), e.g.
+	//
+	//	[logging]
+	//	driver = "json-file"
+	//	[logging.opts]
+	//	max-size = "10m"
+	//	max-file = "5"
+	//
+	// A file that sets opts replaces the default opts; one that names
+	// another driver without opts starts from none.
+	Logging logs.Config `toml:"logging"`
 	// StreamAddress and StreamPort are where the CRI streaming server
 	// (exec, attach, port-forward) listens; port "0" picks a free one.
 	// The kubelet proxies its URLs, so loopback is enough.
@@ -127,6 +140,7 @@ func DefaultConfig() Config {
 			ConfDir: cni.DefaultConfDir,
 			BinDirs: slices.Clone(cni.DefaultBinDirs),
 		},
+		Logging:       logs.DefaultConfig(),
 		StreamAddress: "127.0.0.1",
 		StreamPort:    "0",
 	}
@@ -135,6 +149,21 @@ func DefaultConfig() Config {
 // ParseConfig decodes a TOML file's content on top of cfg. Unknown keys are
 // an error, so a misspelt setting does not silently keep its default.
 func ParseConfig(data []byte, cfg *Config) error {
+	// The file's log opts replace the default's rather than merge with
+	// them, as daemon.json's log-opts do.
+	var probe struct {
+		Logging struct {
+			Driver string         `toml:"driver"`
+			Opts   map[string]any `toml:"opts"`
+		} `toml:"logging"`
+	}
+	pmd, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&probe)
+	if err != nil {
+		return fmt.Errorf("parse config: %w: %w", errdefs.ErrInvalidArgument, err)
+	}
+	if pmd.IsDefined("logging", "opts") || (pmd.IsDefined("logging", "driver") && probe.Logging.Driver != cfg.Logging.Driver) {
+		cfg.Logging.Opts = nil
+	}
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(cfg)
 	if err != nil {
 		return fmt.Errorf("parse config: %w: %w", errdefs.ErrInvalidArgument, err)
@@ -153,6 +182,9 @@ func ParseConfig(data []byte, cfg *Config) error {
 func (c Config) Validate() error {
 	invalid := func(format string, args ...any) error {
 		return fmt.Errorf("invalid config: %w: %s", errdefs.ErrInvalidArgument, fmt.Sprintf(format, args...))
+	}
+	if err := c.Logging.Validate(); err != nil {
+		return fmt.Errorf("invalid config: %w", err)
 	}
 	for _, p := range []struct{ name, path string }{
 		{"root", c.Root}, {"state", c.State},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -300,12 +301,53 @@ strict_resources = true
 		"same sockets":   func(c *Config) { c.Listen = "unix://" + c.DockerSocket() },
 		"zero stall":     func(c *Config) { c.Images.StallTimeout = 0 },
 		"no downloaders": func(c *Config) { c.Images.MaxConcurrentDownloads = 0 },
+		"log driver":     func(c *Config) { c.Logging.Driver = "syslog" },
+		"log opt":        func(c *Config) { c.Logging.Opts["max-sise"] = "1m" },
+		"log size":       func(c *Config) { c.Logging.Opts["max-size"] = "big" },
 	} {
 		c := DefaultConfig()
 		mutate(&c)
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: Validate accepted %+v", name, c)
 		}
+	}
+}
+
+// TestLoggingConfig: the [logging] section is daemon.json's log-driver
+// and log-opts: Berth's default rotates; opts in the file replace the
+// default's; a bad option fails as it would at docker run.
+func TestLoggingConfig(t *testing.T) {
+	cfg := DefaultConfig()
+	if cfg.Logging.Driver != "json-file" || cfg.Logging.Opts["max-size"] != "10m" || cfg.Logging.Opts["max-file"] != "5" {
+		t.Fatalf("default logging %+v", cfg.Logging)
+	}
+	for _, tt := range []struct {
+		file   string
+		driver string
+		opts   map[string]string
+	}{
+		{"[logging]\ndriver = \"local\"\n", "local", nil},
+		{"[logging]\ndriver = \"json-file\"\n", "json-file", map[string]string{"max-size": "10m", "max-file": "5"}},
+		{"[logging.opts]\nmax-size = \"1m\"\n", "json-file", map[string]string{"max-size": "1m"}},
+		{"[logging]\ndriver = \"gelf\"\nopts = { gelf-address = \"udp://10.0.0.1:12201\", tag = \"{{.Name}}\" }\n", "gelf", map[string]string{"gelf-address": "udp://10.0.0.1:12201", "tag": "{{.Name}}"}},
+	} {
+		c := DefaultConfig()
+		if err := ParseConfig([]byte(tt.file), &c); err != nil {
+			t.Fatalf("%q: %v", tt.file, err)
+		}
+		if c.Logging.Driver != tt.driver || !maps.Equal(c.Logging.Opts, tt.opts) {
+			t.Errorf("%q: %+v, want %s %v", tt.file, c.Logging, tt.driver, tt.opts)
+		}
+		if err := c.Validate(); err != nil {
+			t.Errorf("%q: %v", tt.file, err)
+		}
+	}
+	c := DefaultConfig()
+	if err := ParseConfig([]byte("[logging]\ndriver = \"gelf\"\n"), &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "gelf-address is a required parameter") {
+		t.Errorf("gelf without address: %v", err)
 	}
 }
 

@@ -329,15 +329,41 @@ func (s *Scanner) Reset(r io.Reader, offset int64) {
 
 // TailOffset returns where the last n complete records in the first size
 // bytes of r start, and how many it found there (fewer than n when the
-// file holds fewer). An incomplete record at the end is not counted.
+// file holds fewer). An incomplete record at the end is not counted: with
+// n 0 the offset is where the last complete record ends.
 func TailOffset(r io.ReaderAt, size int64, f Format, n int) (int64, int, error) {
 	if n <= 0 {
-		return size, 0, nil
+		return endOffset(r, size, f)
 	}
 	if f == Local {
 		return tailLocal(r, size, n)
 	}
 	return tailLines(r, size, n)
+}
+
+// endOffset is where the last complete record ends.
+func endOffset(r io.ReaderAt, size int64, f Format) (int64, int, error) {
+	if f != Local {
+		off, found, err := tailLines(r, size, 1)
+		if err != nil || found == 0 {
+			return off, 0, err
+		}
+		// The last complete line starts at off and ends at its newline.
+		b := make([]byte, min(size-off, 2*maxLocalRecord))
+		if _, err := r.ReadAt(b, off); err != nil && err != io.EOF {
+			return 0, 0, err
+		}
+		return off + int64(bytes.IndexByte(b, '\n')) + 1, 0, nil
+	}
+	off, found, err := tailLocal(r, size, 1)
+	if err != nil || found == 0 {
+		return off, 0, err
+	}
+	var b [4]byte
+	if _, err := r.ReadAt(b[:], off); err != nil {
+		return 0, 0, err
+	}
+	return off + int64(binary.BigEndian.Uint32(b[:])) + 8, 0, nil
 }
 
 func tailLines(r io.ReaderAt, size int64, n int) (int64, int, error) {
@@ -377,9 +403,8 @@ func tailLines(r io.ReaderAt, size int64, n int) (int64, int, error) {
 }
 
 func tailLocal(r io.ReaderAt, size int64, n int) (int64, int, error) {
-	// Local records are only ever appended whole, but one may be in
-	// flight: find the last complete one by walking forward from a known
-	// record start is too slow, so trust trailers and check each header.
+	// Walk back by the trailers, checking each record's header; a
+	// record being written at the end sends us through a forward scan.
 	var b [4]byte
 	pos := size
 	found := 0
