@@ -1,0 +1,105 @@
+// Package archive is what Docker's file endpoints do inside a container's
+// file system: the stat behind X-Docker-Container-Path-Stat, the tar of a
+// path (GET archive, `docker cp` out of a container), the extraction of an
+// uploaded tar (PUT archive, `docker cp` into one), the tar of a whole root
+// (export) and the changes held in an overlay upper directory (changes,
+// `docker diff`).
+//
+// The root is a directory on the host holding the container's view (its
+// mounted rootfs, with its volumes bound in). Paths are the container's:
+// every symlink met while resolving one is resolved as if the root were
+// "/" (openat2 RESOLVE_IN_ROOT), so neither an image nor a running
+// container can lead an operation outside the root, absolute symlinks
+// included; files are then opened relative to descriptors, never by host
+// paths a container could swap under us. Uploaded tars are untrusted: an
+// entry whose name or hard link target leaves the extraction directory,
+// or a relative symlink pointing out of it, fails the extraction with an
+// error naming the entry (errdefs.ErrInvalidArgument), as Docker refuses
+// them.
+package archive
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+)
+
+// cleanPath makes p (a container path, absolute or not) absolute and
+// clean.
+func cleanPath(p string) string { return path.Clean("/" + p) }
+
+// rel is p (a clean absolute path) relative to the root, "." for "/".
+func rel(p string) string {
+	r := strings.TrimPrefix(p, "/")
+	if r == "" {
+		return "."
+	}
+	return r
+}
+
+// openRoot opens root for *at calls.
+func openRoot(root string) (int, error) {
+	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open container root %s: %w", root, err)
+	}
+	return fd, nil
+}
+
+// inRoot opens p (a container path) with every symlink resolved inside
+// the root rootfd refers to.
+func inRoot(rootfd int, p string, flags int) (int, error) {
+	p = cleanPath(p)
+	for {
+		fd, err := unix.Openat2(rootfd, rel(p), &unix.OpenHow{
+			Flags:   uint64(flags | unix.O_CLOEXEC),
+			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+		})
+		// EAGAIN: a rename raced the lookup; the kernel asks to retry.
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return -1, &os.PathError{Op: "open", Path: p, Err: err}
+		}
+		return fd, nil
+	}
+}
+
+// fdPath is the magic link that reopens fd.
+func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
+
+// notFound wraps a lookup error as Docker words it for a container path.
+func notFound(p string, err error) error {
+	if errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("%w: %w", errdefs.ErrNotFound.WithMessage(fmt.Sprintf("Could not find the file %s in container", p)), err)
+	}
+	if errors.Is(err, unix.ENOTDIR) {
+		return fmt.Errorf("%w: %w", errdefs.ErrNotFound.WithMessage(fmt.Sprintf("Could not find the file %s in container: a parent is not a directory", p)), err)
+	}
+	return err
+}
+
+// splitPath splits p as Docker's ResolvePath does: the directory is
+// resolved inside the root, the last element is taken as it is (a symlink
+// there is the link, not its target). A path ending in "/" or "/." names
+// the directory itself: base is then "".
+func splitPath(p string) (dir, base string) {
+	if p == "" {
+		p = "/"
+	}
+	if strings.HasSuffix(p, "/") || strings.HasSuffix(p, "/.") || p == "." {
+		return cleanPath(p), ""
+	}
+	c := cleanPath(p)
+	if c == "/" {
+		return "/", ""
+	}
+	return path.Dir(c), path.Base(c)
+}
