@@ -273,6 +273,22 @@ func (bd *build) run(ctx context.Context) (*Result, error) {
 			final.img.Config.Labels = map[string]string{}
 		}
 		maps.Copy(final.img.Config.Labels, bd.opts.Labels)
+		key := stepKey(final.key, "LABELS", bd.opts.Labels)
+		hit, err := bd.cached(ctx, final, key)
+		if err != nil {
+			return nil, err
+		}
+		if hit {
+			bd.emit(Event{Kind: EventCached})
+		} else {
+			final.key = key
+			if err := bd.remember(final); err != nil {
+				return nil, err
+			}
+			if err := bd.recordCache(ctx); err != nil {
+				return nil, err
+			}
+		}
 	}
 	var unused []string
 	for k := range bd.buildArgs {
@@ -461,11 +477,13 @@ func (bd *build) recordCache(ctx context.Context) error {
 	if err := bd.b.images.PutBuildCache(ctx, bd.entries); err != nil {
 		return fmt.Errorf("build: %w", err)
 	}
+	bd.entries = nil
 	if len(bd.hits) > 0 {
 		if err := bd.b.images.TouchBuildCache(ctx, bd.hits); err != nil {
 			return fmt.Errorf("build: %w", err)
 		}
 	}
+	bd.hits = nil
 	return nil
 }
 

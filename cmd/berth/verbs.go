@@ -21,11 +21,7 @@ import (
 // A verb that docker registers under several paths ("build", "image build",
 // "builder build") lists them all, so that every spelling runs Berth's.
 // Berth's build (`build --secret` through Berth's extension of POST /build)
-// is to be one entry:
-//
-//	{paths: []string{"build", "image build", "builder build"}, make: newBuildCommand},
-//
-// with newBuildCommand in build.go. Compose's subcommands are in the tree
+// is one such entry, with newBuildCommand in build.go. Compose's subcommands are in the tree
 // by then, so "compose build" or "compose up" can be extended here the
 // same way (compose itself builds through its classic builder path, not
 // through `berth build`).
@@ -37,6 +33,7 @@ type verb struct {
 var berthVerbs = []verb{
 	{paths: []string{"context use"}, make: newContextUseCommand},
 	{paths: []string{"bake"}, make: withoutBake},
+	{paths: []string{"build", "image build", "builder build"}, make: newBuildCommand},
 }
 
 // withoutBake hides docker's `bake`, an alias of `buildx bake` that berth

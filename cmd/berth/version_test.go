@@ -52,7 +52,7 @@ func TestHelp(t *testing.T) {
 		t.Errorf("help lists bake, which needs buildx:\n%s", out)
 	}
 	out = h.ok("build", "--help")
-	if !strings.Contains(out, "Usage:  berth build [OPTIONS] PATH | URL | -") || !strings.Contains(out, "berth image build, berth build, berth builder build") {
+	if !strings.Contains(out, "Usage:  berth build [OPTIONS] PATH | -\n") || !strings.Contains(out, "berth image build, berth build, berth builder build") {
 		t.Errorf("build --help:\n%s", out)
 	}
 	if r := h.fails(1, "bake"); !strings.Contains(r.stderr, "berth build") {
