@@ -124,7 +124,8 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (Result, error)
 // stops at the first failure, and the plugin that broke the ADD often
 // breaks its DEL too), so the IPAM plugin always frees the address. Errors
 // are dropped: the caller reports the ADD failure, and a later Detach
-// (which the caller's own cleanup runs) retries the DEL.
+// (which the caller's own cleanup runs) retries the DEL. A nil loRT skips
+// loopback (AttachNetwork leaves lo to the caller).
 func (m *Manager) rollback(ctx context.Context, list *libcni.NetworkConfigList, lastResult []byte, loRT, rt *libcni.RuntimeConf) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 	defer cancel()
@@ -146,7 +147,9 @@ func (m *Manager) rollback(ctx context.Context, list *libcni.NetworkConfigList, 
 			}
 		}
 	}
-	_ = m.cni.DelNetwork(ctx, m.loopback, loRT)
+	if loRT != nil {
+		_ = m.cni.DelNetwork(ctx, m.loopback, loRT)
+	}
 }
 
 // addRecorder keeps the output of the last successful ADD it ran.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 	"github.com/berth-dev/berth/builder"
 	"github.com/berth-dev/berth/cni"
 	"github.com/berth-dev/berth/engine/logs"
+	"github.com/berth-dev/berth/engine/network"
 	"github.com/berth-dev/berth/imagestore"
 	"github.com/berth-dev/berth/runtime"
 )
@@ -62,6 +64,8 @@ type Config struct {
 	// A file that sets opts replaces the default opts; one that names
 	// another driver without opts starts from none.
 	Logging logs.Config `toml:"logging"`
+	// Network configures the standalone containers' networks.
+	Network NetworkConfig `toml:"network"`
 	// StreamAddress and StreamPort are where the CRI streaming server
 	// (exec, attach, port-forward) listens; port "0" picks a free one.
 	// The kubelet proxies its URLs, so loopback is enough.
@@ -120,6 +124,33 @@ type CNIConfig struct {
 	BinDirs []string `toml:"bin_dirs"`
 	// CacheDir is libcni's result cache; empty means <root>/cni/cache.
 	CacheDir string `toml:"cache_dir"`
+}
+
+// NetworkConfig is the [network] section: the networks of standalone
+// (Docker API) containers. Their plugins come from [cni] bin_dirs; their
+// conflists, leases and records live under <root>/network.
+type NetworkConfig struct {
+	// DefaultBridge is the kernel bridge of the default network "bridge"
+	// (default berth-bridge); two daemons on one host need different ones.
+	DefaultBridge string `toml:"default_bridge"`
+	// DefaultSubnet is the default network's subnet ("172.17.0.0/16");
+	// empty picks the first subnet of the pools that no host route covers,
+	// once, when the network is first recorded.
+	DefaultSubnet string `toml:"default_subnet"`
+	// DefaultGateway is its gateway; empty means the subnet's first address.
+	DefaultGateway string `toml:"default_gateway"`
+	// MTU of the bridges (default 1500).
+	MTU int `toml:"mtu"`
+	// AddressPools are where automatic subnets come from (Docker's
+	// default-address-pools; default 172.17-31.0.0/16, 192.168.0.0/16 in
+	// /20s).
+	AddressPools []AddressPool `toml:"default_address_pools"`
+}
+
+// AddressPool is one entry of default_address_pools.
+type AddressPool struct {
+	Base string `toml:"base"`
+	Size int    `toml:"size"`
 }
 
 // DefaultConfig returns the configuration berthd runs with when nothing
@@ -227,6 +258,9 @@ func (c Config) Validate() error {
 	if c.Images.MaxConcurrentDownloads < 1 {
 		return invalid("images.max_concurrent_downloads %d must be at least 1", c.Images.MaxConcurrentDownloads)
 	}
+	if _, err := c.networkConfig(); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -294,6 +328,46 @@ func (c Config) cniConfig() cni.Config {
 		// The runtime brings lo up when it pins a pod's netns.
 		LoopbackUp: true,
 	}
+}
+
+// networkConfig returns the network manager's config.
+func (c Config) networkConfig() (network.Config, error) {
+	invalid := func(format string, args ...any) error {
+		return fmt.Errorf("invalid config: %w: %s", errdefs.ErrInvalidArgument, fmt.Sprintf(format, args...))
+	}
+	n := c.Network
+	out := network.Config{
+		Root:          filepath.Join(c.Root, "network"),
+		NetNSDir:      filepath.Join(c.State, "ns", "net"),
+		BinDirs:       c.CNI.BinDirs,
+		DefaultBridge: n.DefaultBridge,
+		MTU:           n.MTU,
+	}
+	if n.DefaultSubnet != "" {
+		p, err := netip.ParsePrefix(n.DefaultSubnet)
+		if err != nil {
+			return network.Config{}, invalid("network.default_subnet %q: %v", n.DefaultSubnet, err)
+		}
+		out.DefaultSubnet = p
+	}
+	if n.DefaultGateway != "" {
+		a, err := netip.ParseAddr(n.DefaultGateway)
+		if err != nil {
+			return network.Config{}, invalid("network.default_gateway %q: %v", n.DefaultGateway, err)
+		}
+		out.DefaultGateway = a
+	}
+	for _, p := range n.AddressPools {
+		base, err := netip.ParsePrefix(p.Base)
+		if err != nil {
+			return network.Config{}, invalid("network.default_address_pools base %q: %v", p.Base, err)
+		}
+		out.AddressPools = append(out.AddressPools, network.Pool{Base: base, Size: p.Size})
+	}
+	if err := out.Validate(); err != nil {
+		return network.Config{}, err
+	}
+	return out, nil
 }
 
 // ParseLogLevel parses debug, info, warn or error (any case).

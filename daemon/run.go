@@ -27,6 +27,7 @@ import (
 	"github.com/berth-dev/berth/cni"
 	"github.com/berth-dev/berth/cri"
 	"github.com/berth-dev/berth/dockerapi"
+	"github.com/berth-dev/berth/engine/network"
 	"github.com/berth-dev/berth/imagestore"
 	"github.com/berth-dev/berth/internal/logctx"
 	"github.com/berth-dev/berth/runtime"
@@ -94,7 +95,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		// CRI Status says so too, until they are installed.
 		log.WarnContext(ctx, "pods and containers cannot start until berth-shim and berth-runc are installed side by side", "error", err)
 	}
-	network, err := cni.New(cfg.cniConfig())
+	podNet, err := cni.New(cfg.cniConfig())
 	if err != nil {
 		return fmt.Errorf("open cni: %w", err)
 	}
@@ -106,11 +107,24 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	for _, s := range rt.ListSandboxes() {
 		known = append(known, s.ID)
 	}
-	if gone, err := network.GC(ctx, known); err != nil {
+	if gone, err := podNet.GC(ctx, known); err != nil {
 		log.WarnContext(ctx, "release the networks of unknown pods", "released", gone, "error", err)
 	} else if len(gone) > 0 {
 		log.InfoContext(ctx, "released the networks of unknown pods", "pods", gone)
 	}
+	// The standalone containers' networks: records, bridges, rules and
+	// DNS listeners put back, attachments whose namespace went detached.
+	ncfg, err := cfg.networkConfig()
+	if err != nil {
+		return err
+	}
+	networks, err := network.Open(ctx, ncfg)
+	if err != nil {
+		return fmt.Errorf("open networks in %s: %w", ncfg.Root, err)
+	}
+	// Close only stops the DNS listeners: bridges and attachments stay
+	// with the containers.
+	defer networks.Close()
 	allCaps, err := spec.CurrentCapabilities()
 	if err != nil {
 		return fmt.Errorf("read berthd's capabilities: %w", err)
@@ -155,7 +169,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		Stats:           criRT,
 		Health:          criRT,
 		CgroupDriver:    criRT.CgroupDriver(),
-		Network:         podNetwork{network},
+		Network:         podNetwork{podNet},
 		Images:          store,
 		Streams:         streams,
 		AllCapabilities: allCaps,

@@ -10,5 +10,4 @@ package deps
 
 import (
 	_ "github.com/containerd/nri/pkg/adaptation"
-	_ "github.com/miekg/dns"
 )
