@@ -39,6 +39,8 @@ type Options struct {
 	// Builder serves POST /build and /build/prune; nil answers them with
 	// NotImplemented.
 	Builder Builder
+	// Networks serves /networks; nil answers lookups 404 and the rest 501.
+	Networks Networks
 }
 
 // Images is what the handlers need of the image store; *imagestore.Store
@@ -118,7 +120,11 @@ func (s *server) routes(mux *http.ServeMux) {
 	// gives up on any answer but 404; Berth has no containers, networks or
 	// volumes yet, so "no such object" is the true answer to those lookups.
 	handle("GET /containers/{rest...}", noSuchObject("container", "/json"))
-	handle("GET /networks/{rest...}", noSuchObject("network", ""))
+	if s.opts.Networks != nil {
+		s.networkRoutes(handle)
+	} else {
+		handle("GET /networks/{rest...}", noSuchObject("network", ""))
+	}
 	handle("GET /volumes/{rest...}", noSuchObject("volume", ""))
 	handle("GET /plugins/{rest...}", noSuchObject("plugin", "/json"))
 

@@ -44,7 +44,7 @@ func (m *Manager) Register(ctx context.Context, c Container) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if old := m.containers[c.ID]; old != nil && old.rec.NetNS != "" {
-		return fmt.Errorf("%w: container %s is attached; detach it before registering it again", errdefs.ErrFailedPrecondition, shortID(c.ID))
+		return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("container %s is attached; detach it before registering it again", shortID(c.ID)))
 	}
 	eps, err := m.plan(&c)
 	if err != nil {
@@ -60,7 +60,7 @@ func (m *Manager) Register(ctx context.Context, c Container) error {
 
 func checkContainerID(id string) error {
 	if id == "" || strings.ContainsAny(id, "/;= \t\n") || id == "." || id == ".." {
-		return fmt.Errorf("%w: invalid container ID %q", errdefs.ErrInvalidArgument, id)
+		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid container ID %q", id))
 	}
 	return nil
 }
@@ -72,7 +72,7 @@ func (m *Manager) plan(c *Container) ([]endpointRecord, error) {
 	mode := c.Mode
 	if isContainerMode(mode) {
 		if len(c.Networks) > 0 || len(c.PortBindings) > 0 || c.PublishAll {
-			return nil, fmt.Errorf("%w: conflicting options: a container sharing another container's network namespace can have no networks or published ports", errdefs.ErrInvalidArgument)
+			return nil, errdefs.ErrInvalidArgument.WithMessage("conflicting options: a container sharing another container's network namespace can have no networks or published ports")
 		}
 		return nil, nil
 	}
@@ -144,7 +144,7 @@ func cloneEndpointConfig(c EndpointConfig) EndpointConfig {
 // the number of the container's networks.
 func (m *Manager) checkEndpoint(c *Container, n *Network, cfg EndpointConfig, total int) error {
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", errdefs.ErrInvalidArgument, fmt.Sprintf(format, args...))
+		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf(format, args...))
 	}
 	switch n.Driver {
 	case DriverHost, DriverNull:
@@ -253,11 +253,11 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (Settings, erro
 	attached := c.rec.NetNS != ""
 	m.mu.Unlock()
 	if attached {
-		return Settings{}, fmt.Errorf("%w: container %s is already attached", errdefs.ErrFailedPrecondition, shortID(req.ID))
+		return Settings{}, errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("container %s is already attached", shortID(req.ID)))
 	}
 	mode := c.rec.Container.Mode
 	if isContainerMode(mode) {
-		return Settings{}, fmt.Errorf("%w: container %s shares another container's network namespace: nothing to attach", errdefs.ErrInvalidArgument, shortID(req.ID))
+		return Settings{}, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("container %s shares another container's network namespace: nothing to attach", shortID(req.ID)))
 	}
 	m.mu.Lock()
 	needNS := slices.ContainsFunc(c.rec.Endpoints, func(e endpointRecord) bool {
@@ -330,7 +330,7 @@ const noNetNS = "-"
 // host's).
 func (m *Manager) checkNetNS(p string) error {
 	if p == "" {
-		return fmt.Errorf("%w: no network namespace to attach", errdefs.ErrInvalidArgument)
+		return errdefs.ErrInvalidArgument.WithMessage("no network namespace to attach")
 	}
 	if _, err := os.Stat(p); err != nil {
 		return fmt.Errorf("network namespace %s: %w", p, errors.Join(errdefs.ErrNotFound, err))
@@ -347,7 +347,7 @@ func (m *Manager) attachEndpoint(ctx context.Context, c *ctrState, i int) error 
 	n := m.networks[e.NetworkID]
 	if n == nil || m.removing[e.NetworkID] {
 		m.mu.Unlock()
-		return fmt.Errorf("%w: network %s not found", errdefs.ErrNotFound, e.NetworkID)
+		return errdefs.ErrNotFound.WithMessage(fmt.Sprintf("network %s not found", e.NetworkID))
 	}
 	if n.Driver != DriverBridge {
 		// host and none: nothing to plumb; the endpoint exists for inspect.
@@ -365,7 +365,7 @@ func (m *Manager) attachEndpoint(ctx context.Context, c *ctrState, i int) error 
 			for _, oe := range o.rec.Endpoints {
 				if oe.NetworkID == n.ID && oe.EndpointID != "" && (oe.IPv4.Addr() == a || oe.IPv6.Addr() == a) {
 					m.mu.Unlock()
-					return fmt.Errorf("%w: Address already in use: %s is held by container %s on network %s", errdefs.ErrConflict, a, o.rec.Container.Name, n.Name)
+					return errdefs.ErrConflict.WithMessage(fmt.Sprintf("Address already in use: %s is held by container %s on network %s", a, o.rec.Container.Name, n.Name))
 				}
 			}
 		}
@@ -643,7 +643,7 @@ func (m *Manager) Connect(ctx context.Context, id, network string, cfg EndpointC
 func (m *Manager) checkConnect(c *ctrState, n *Network, cfg EndpointConfig) error {
 	mode := c.rec.Container.Mode
 	if isContainerMode(mode) {
-		return fmt.Errorf("%w: container sharing network namespace with another container or host cannot be connected to any other network", errdefs.ErrInvalidArgument)
+		return errdefs.ErrInvalidArgument.WithMessage("container sharing network namespace with another container or host cannot be connected to any other network")
 	}
 	for _, e := range c.rec.Endpoints {
 		on := m.networks[e.NetworkID]
@@ -651,13 +651,13 @@ func (m *Manager) checkConnect(c *ctrState, n *Network, cfg EndpointConfig) erro
 			continue
 		}
 		if on.Driver == DriverHost || n.Driver == DriverHost {
-			return fmt.Errorf("%w: container cannot be disconnected from host network or connected to host network", errdefs.ErrInvalidArgument)
+			return errdefs.ErrInvalidArgument.WithMessage("container cannot be disconnected from host network or connected to host network")
 		}
 		if on.Driver == DriverNull || n.Driver == DriverNull {
-			return fmt.Errorf("%w: container cannot be connected to multiple networks with one of the networks in private (none) mode", errdefs.ErrInvalidArgument)
+			return errdefs.ErrInvalidArgument.WithMessage("container cannot be connected to multiple networks with one of the networks in private (none) mode")
 		}
 		if e.NetworkID == n.ID {
-			return fmt.Errorf("%w: endpoint with name %s already exists in network %s", errdefs.ErrPermissionDenied, c.rec.Container.Name, n.Name)
+			return errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("endpoint with name %s already exists in network %s", c.rec.Container.Name, n.Name))
 		}
 	}
 	cc := c.rec.Container
@@ -691,11 +691,11 @@ func (m *Manager) Disconnect(ctx context.Context, id, network string, force bool
 	}
 	if i < 0 {
 		m.mu.Unlock()
-		return fmt.Errorf("%w: container %s is not connected to network %s", errdefs.ErrPermissionDenied, c.rec.Container.Name, name)
+		return errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("container %s is not connected to network %s", c.rec.Container.Name, name))
 	}
 	if n != nil && n.Driver == DriverHost {
 		m.mu.Unlock()
-		return fmt.Errorf("%w: container cannot be disconnected from host network or connected to host network", errdefs.ErrInvalidArgument)
+		return errdefs.ErrInvalidArgument.WithMessage("container cannot be disconnected from host network or connected to host network")
 	}
 	netns := c.rec.NetNS
 	m.mu.Unlock()
@@ -723,7 +723,7 @@ func (m *Manager) container(id string) (*ctrState, error) {
 	defer m.mu.Unlock()
 	c := m.containers[id]
 	if c == nil {
-		return nil, fmt.Errorf("%w: no such container: %s", errdefs.ErrNotFound, id)
+		return nil, errdefs.ErrNotFound.WithMessage(fmt.Sprintf("no such container: %s", id))
 	}
 	return c, nil
 }
@@ -752,9 +752,9 @@ func (m *Manager) ResolveContainer(ref string) (string, error) {
 		return match[0], nil
 	}
 	if len(match) > 1 {
-		return "", fmt.Errorf("%w: multiple IDs found with provided prefix: %s", errdefs.ErrInvalidArgument, ref)
+		return "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("multiple IDs found with provided prefix: %s", ref))
 	}
-	return "", fmt.Errorf("%w: No such container: %s", errdefs.ErrNotFound, ref)
+	return "", errdefs.ErrNotFound.WithMessage(fmt.Sprintf("No such container: %s", ref))
 }
 
 // Settings returns a container's NetworkSettings content.
@@ -763,7 +763,7 @@ func (m *Manager) Settings(id string) (Settings, error) {
 	defer m.mu.Unlock()
 	c := m.containers[id]
 	if c == nil {
-		return Settings{}, fmt.Errorf("%w: no such container: %s", errdefs.ErrNotFound, id)
+		return Settings{}, errdefs.ErrNotFound.WithMessage(fmt.Sprintf("no such container: %s", id))
 	}
 	return m.settings(c), nil
 }
@@ -819,7 +819,7 @@ func (m *Manager) Files(id string) (hosts, resolvConf []byte, err error) {
 	defer m.mu.Unlock()
 	c := m.containers[id]
 	if c == nil {
-		return nil, nil, fmt.Errorf("%w: no such container: %s", errdefs.ErrNotFound, id)
+		return nil, nil, errdefs.ErrNotFound.WithMessage(fmt.Sprintf("no such container: %s", id))
 	}
 	return m.hostsFile(c), m.resolvConf(c), nil
 }

@@ -51,12 +51,12 @@ func (m *Manager) ensureBridge(n *Network) error {
 		return fmt.Errorf("find bridge %s: %w", n.Bridge, err)
 	}
 	if link.Type() != "bridge" {
-		return fmt.Errorf("%w: interface %s exists and is not a bridge (%s)", errdefs.ErrAlreadyExists, n.Bridge, link.Type())
+		return errdefs.ErrAlreadyExists.WithMessage(fmt.Sprintf("interface %s exists and is not a bridge (%s)", n.Bridge, link.Type()))
 	}
 	alias := m.bridgeAlias(n)
 	if a := link.Attrs().Alias; a != alias {
 		if strings.HasPrefix(a, "berth:") {
-			return fmt.Errorf("%w: bridge %s belongs to another network (%s)", errdefs.ErrAlreadyExists, n.Bridge, a)
+			return errdefs.ErrAlreadyExists.WithMessage(fmt.Sprintf("bridge %s belongs to another network (%s)", n.Bridge, a))
 		}
 		if err := netlink.LinkSetAlias(link, alias); err != nil {
 			return fmt.Errorf("set alias of bridge %s: %w", n.Bridge, err)

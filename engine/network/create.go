@@ -24,19 +24,19 @@ func (m *Manager) Create(ctx context.Context, opts CreateOptions) (_ Network, re
 		return Network{}, err
 	}
 	if predefined(opts.Name) {
-		return Network{}, fmt.Errorf("%w: operation is not permitted on predefined %s network", errdefs.ErrPermissionDenied, opts.Name)
+		return Network{}, errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("operation is not permitted on predefined %s network", opts.Name))
 	}
 	switch opts.Driver {
 	case "", DriverBridge:
 	case DriverHost, DriverNull:
-		return Network{}, fmt.Errorf("%w: only one instance of %q network is allowed", errdefs.ErrPermissionDenied, opts.Driver)
+		return Network{}, errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("only one instance of %q network is allowed", opts.Driver))
 	default:
-		return Network{}, fmt.Errorf("%w: plugin %q not found", errdefs.ErrNotFound, opts.Driver)
+		return Network{}, errdefs.ErrNotFound.WithMessage(fmt.Sprintf("plugin %q not found", opts.Driver))
 	}
 	switch opts.IPAM.Driver {
 	case "", "default":
 	default:
-		return Network{}, fmt.Errorf("%w: IPAM driver %q is not supported (only default)", errdefs.ErrNotImplemented, opts.IPAM.Driver)
+		return Network{}, errdefs.ErrNotImplemented.WithMessage(fmt.Sprintf("IPAM driver %q is not supported (only default)", opts.IPAM.Driver))
 	}
 	n := &Network{
 		ID:         newID(),
@@ -75,11 +75,11 @@ func (m *Manager) Create(ctx context.Context, opts CreateOptions) (_ Network, re
 	for _, o := range m.networks {
 		if o.Name == n.Name {
 			m.mu.Unlock()
-			return Network{}, fmt.Errorf("%w: network with name %s already exists", errdefs.ErrConflict, n.Name)
+			return Network{}, errdefs.ErrConflict.WithMessage(fmt.Sprintf("network with name %s already exists", n.Name))
 		}
 		if o.Bridge != "" && o.Bridge == n.Bridge {
 			m.mu.Unlock()
-			return Network{}, fmt.Errorf("%w: bridge name %s is used by network %s", errdefs.ErrConflict, n.Bridge, o.Name)
+			return Network{}, errdefs.ErrConflict.WithMessage(fmt.Sprintf("bridge name %s is used by network %s", n.Bridge, o.Name))
 		}
 	}
 	err := m.assignSubnets(n)
@@ -88,7 +88,7 @@ func (m *Manager) Create(ctx context.Context, opts CreateOptions) (_ Network, re
 		return Network{}, err
 	}
 	if bridgeExists(n.Bridge) {
-		return Network{}, fmt.Errorf("%w: an interface named %s already exists on the host", errdefs.ErrConflict, n.Bridge)
+		return Network{}, errdefs.ErrConflict.WithMessage(fmt.Sprintf("an interface named %s already exists on the host", n.Bridge))
 	}
 
 	// The record first, marked as being removed until the network is
@@ -253,7 +253,7 @@ func (m *Manager) Remove(ctx context.Context, idOrName string) error {
 	}
 	if n.Predefined() {
 		m.mu.Unlock()
-		return fmt.Errorf("%w: %s is a pre-defined network and cannot be removed", errdefs.ErrPermissionDenied, n.Name)
+		return errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("%s is a pre-defined network and cannot be removed", n.Name))
 	}
 	if who, busy := m.inUse(n.ID); busy {
 		m.mu.Unlock()
@@ -261,7 +261,7 @@ func (m *Manager) Remove(ctx context.Context, idOrName string) error {
 		if who != "" {
 			detail = fmt.Sprintf(" (name:%q id:%q)", who, shortID(m.containerIDByName(who)))
 		}
-		return fmt.Errorf("%w: error while removing network: network %s id %s has active endpoints%s", errdefs.ErrPermissionDenied, n.Name, n.ID, detail)
+		return errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("error while removing network: network %s id %s has active endpoints%s", n.Name, n.ID, detail))
 	}
 	m.removing[n.ID] = true
 	m.mu.Unlock()

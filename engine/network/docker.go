@@ -59,7 +59,7 @@ func DockerContainer(id, name string, cfg *container.Config, hc *container.HostC
 				alias = alias[i+1:]
 			}
 			if target == "" || alias == "" {
-				return Container{}, fmt.Errorf("%w: invalid link %q", errdefs.ErrInvalidArgument, l)
+				return Container{}, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid link %q", l))
 			}
 			c.Links = append(c.Links, Link{Target: target, Alias: alias})
 		}

@@ -112,7 +112,7 @@ func ParsePort(s string) (Port, error) {
 	num, proto, _ := strings.Cut(s, "/")
 	n, err := strconv.ParseUint(num, 10, 16)
 	if err != nil || n == 0 {
-		return Port{}, fmt.Errorf("%w: invalid port %q", errdefs.ErrInvalidArgument, s)
+		return Port{}, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid port %q", s))
 	}
 	proto = strings.ToLower(proto)
 	switch proto {
@@ -120,7 +120,7 @@ func ParsePort(s string) (Port, error) {
 		proto = "tcp"
 	case "tcp", "udp", "sctp":
 	default:
-		return Port{}, fmt.Errorf("%w: invalid protocol %q in port %q", errdefs.ErrInvalidArgument, proto, s)
+		return Port{}, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid protocol %q in port %q", proto, s))
 	}
 	return Port{Num: uint16(n), Proto: proto}, nil
 }
@@ -224,7 +224,7 @@ func shortID(id string) string {
 func parseExtraHost(s string) (name string, ip string, err error) {
 	i := strings.IndexAny(s, ":=")
 	if i <= 0 || i == len(s)-1 {
-		return "", "", fmt.Errorf("%w: invalid extra host %q: want name:ip", errdefs.ErrInvalidArgument, s)
+		return "", "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid extra host %q: want name:ip", s))
 	}
 	name, ip = s[:i], s[i+1:]
 	ip = strings.TrimSuffix(strings.TrimPrefix(ip, "["), "]")
@@ -232,7 +232,7 @@ func parseExtraHost(s string) (name string, ip string, err error) {
 		return name, ip, nil
 	}
 	if _, err := netip.ParseAddr(ip); err != nil {
-		return "", "", fmt.Errorf("%w: invalid IP address %q in extra host %q", errdefs.ErrInvalidArgument, ip, s)
+		return "", "", errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid IP address %q in extra host %q", ip, s))
 	}
 	return name, ip, nil
 }

@@ -295,7 +295,7 @@ func (m *Manager) checkFree(subnet netip.Prefix, except string) error {
 		}
 		for _, s := range n.subnets() {
 			if overlaps(s, subnet) {
-				return fmt.Errorf("%w: Pool overlaps with other one on this address space: %s overlaps %s of network %s", errdefs.ErrPermissionDenied, subnet, s, n.Name)
+				return errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("Pool overlaps with other one on this address space: %s overlaps %s of network %s", subnet, s, n.Name))
 			}
 		}
 	}
@@ -305,7 +305,7 @@ func (m *Manager) checkFree(subnet netip.Prefix, except string) error {
 	}
 	for _, r := range routes {
 		if overlaps(r, subnet) {
-			return fmt.Errorf("%w: Pool overlaps with other one on this address space: %s overlaps the host's route to %s", errdefs.ErrPermissionDenied, subnet, r)
+			return errdefs.ErrPermissionDenied.WithMessage(fmt.Sprintf("Pool overlaps with other one on this address space: %s overlaps the host's route to %s", subnet, r))
 		}
 	}
 	return nil
@@ -341,7 +341,7 @@ func (m *Manager) pickSubnet() (netip.Prefix, error) {
 			}
 		}
 	}
-	return netip.Prefix{}, fmt.Errorf("%w: could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network", errdefs.ErrUnavailable)
+	return netip.Prefix{}, errdefs.ErrUnavailable.WithMessage("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network")
 }
 
 func addOffset(a netip.Addr, off uint64) netip.Addr {
@@ -363,7 +363,7 @@ func addOffset(a netip.Addr, off uint64) netip.Addr {
 // Docker resolves it (m.mu held).
 func (m *Manager) find(idOrName string) (*Network, error) {
 	if idOrName == "" {
-		return nil, fmt.Errorf("%w: network name or ID is empty", errdefs.ErrInvalidArgument)
+		return nil, errdefs.ErrInvalidArgument.WithMessage("network name or ID is empty")
 	}
 	if n := m.networks[idOrName]; n != nil && !m.removing[n.ID] {
 		return n, nil
@@ -383,9 +383,9 @@ func (m *Manager) find(idOrName string) (*Network, error) {
 	case 1:
 		return match[0], nil
 	case 0:
-		return nil, fmt.Errorf("%w: network %s not found", errdefs.ErrNotFound, idOrName)
+		return nil, errdefs.ErrNotFound.WithMessage(fmt.Sprintf("network %s not found", idOrName))
 	}
-	return nil, fmt.Errorf("%w: network %s is ambiguous (%d matches found based on ID prefix)", errdefs.ErrInvalidArgument, idOrName, len(match))
+	return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("network %s is ambiguous (%d matches found based on ID prefix)", idOrName, len(match)))
 }
 
 // Get returns a network by ID, name or unique ID prefix.

@@ -158,11 +158,11 @@ var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 func validateName(name string) error {
 	switch {
 	case strings.TrimSpace(name) == "":
-		return fmt.Errorf("%w: network name must not be empty", errdefs.ErrInvalidArgument)
+		return errdefs.ErrInvalidArgument.WithMessage("network name must not be empty")
 	case len(name) > 128:
-		return fmt.Errorf("%w: network name %q is longer than 128 characters", errdefs.ErrInvalidArgument, name)
+		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("network name %q is longer than 128 characters", name))
 	case !validName.MatchString(name):
-		return fmt.Errorf("%w: invalid network name %q, only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", errdefs.ErrInvalidArgument, name)
+		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid network name %q, only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name))
 	}
 	return nil
 }
@@ -182,7 +182,7 @@ func bridgeOptions(n *Network, opts map[string]string, defaultMTU int) error {
 	n.ICC = true
 	for k, v := range opts {
 		bad := func(err error) error {
-			return fmt.Errorf("%w: option %s=%q: %v", errdefs.ErrInvalidArgument, k, v, err)
+			return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("option %s=%q: %v", k, v, err))
 		}
 		switch k {
 		case OptBridgeName:
@@ -227,7 +227,7 @@ func checkIPAM(cfgs []IPAMConfig, ipv6 bool) error {
 	var have4, have6 bool
 	for i, c := range cfgs {
 		bad := func(format string, args ...any) error {
-			return fmt.Errorf("%w: %s", errdefs.ErrInvalidArgument, fmt.Sprintf(format, args...))
+			return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf(format, args...))
 		}
 		if !c.Subnet.IsValid() {
 			if c.IPRange.IsValid() || c.Gateway.IsValid() {
@@ -277,7 +277,7 @@ func checkIPAM(cfgs []IPAMConfig, ipv6 bool) error {
 		}
 	}
 	if ipv6 && !have6 {
-		return fmt.Errorf("%w: --ipv6 needs an IPv6 --subnet (no IPv6 address pool is configured)", errdefs.ErrInvalidArgument)
+		return errdefs.ErrInvalidArgument.WithMessage("--ipv6 needs an IPv6 --subnet (no IPv6 address pool is configured)")
 	}
 	return nil
 }

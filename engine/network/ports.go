@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -94,14 +95,14 @@ func parseHostPort(s string) (uint16, uint16, error) {
 	lo, hi, isRange := strings.Cut(s, "-")
 	a, err := strconv.ParseUint(lo, 10, 16)
 	if err != nil {
-		return 0, 0, fmt.Errorf("%w: invalid host port %q", errdefs.ErrInvalidArgument, s)
+		return 0, 0, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid host port %q", s))
 	}
 	if !isRange {
 		return uint16(a), uint16(a), nil
 	}
 	b, err := strconv.ParseUint(hi, 10, 16)
 	if err != nil || b < a || a == 0 {
-		return 0, 0, fmt.Errorf("%w: invalid host port range %q", errdefs.ErrInvalidArgument, s)
+		return 0, 0, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid host port range %q", s))
 	}
 	return uint16(a), uint16(b), nil
 }
@@ -112,7 +113,7 @@ func wantedPorts(c *Container) ([]Port, map[Port][]PortBinding, error) {
 	ports := map[Port][]PortBinding{}
 	for p, bs := range c.PortBindings {
 		if p.Num == 0 {
-			return nil, nil, fmt.Errorf("%w: invalid container port 0", errdefs.ErrInvalidArgument)
+			return nil, nil, errdefs.ErrInvalidArgument.WithMessage("invalid container port 0")
 		}
 		for _, b := range bs {
 			if _, _, err := parseHostPort(b.HostPort); err != nil {
@@ -182,16 +183,7 @@ func (m *Manager) allocate(c *Container, defaultIP netip.Addr) (_ []PortMapping,
 				r, port, err = m.bindRange(p.Proto, ip, lo, hi)
 			}
 			if err != nil {
-				shown := "0.0.0.0"
-				if ip.IsValid() {
-					shown = ip.String()
-				}
-				hp := b.HostPort
-				if hp == "" {
-					hp = "0"
-				}
-				return nil, nil, fmt.Errorf("driver failed programming external connectivity on endpoint %s (%s): Bind for %s:%s failed: port is already allocated: %w",
-					c.Name, shortID(c.ID), shown, hp, errors.Join(errdefs.ErrConflict, err))
+				return nil, nil, bindError(c, p, ip, b.HostPort, lo, err)
 			}
 			held = append(held, r)
 			out = append(out, PortMapping{Port: p, HostIP: ip, HostPort: port})
@@ -243,4 +235,29 @@ func cniPortsOf(ms []PortMapping) []cniPort {
 		out = append(out, cp)
 	}
 	return out
+}
+
+// bindError words a failed reservation as Docker does: another container
+// (or process) holding the port is "port is already allocated", anything
+// else what the userland proxy would have said.
+func bindError(c *Container, p Port, ip netip.Addr, hostPort string, lo uint16, err error) error {
+	shown := "0.0.0.0"
+	if ip.IsValid() {
+		shown = ip.String()
+	}
+	if hostPort == "" {
+		hostPort = "0"
+	}
+	prefix := fmt.Sprintf("driver failed programming external connectivity on endpoint %s (%s)", c.Name, shortID(c.ID))
+	if errors.Is(err, unix.EADDRINUSE) {
+		return errdefs.ErrConflict.WithMessage(fmt.Sprintf("%s: Bind for %s:%s failed: port is already allocated", prefix, shown, hostPort))
+	}
+	family := "tcp4"
+	if p.Proto == "udp" {
+		family = "udp4"
+	}
+	if ip.Is6() {
+		family = p.Proto + "6"
+	}
+	return errdefs.ErrUnknown.WithMessage(fmt.Sprintf("%s: Error starting userland proxy: listen %s %s: bind: %v", prefix, family, net.JoinHostPort(shown, strconv.Itoa(int(lo))), err))
 }

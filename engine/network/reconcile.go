@@ -32,7 +32,7 @@ func (m *Manager) ensureDefault() error {
 	}
 	if n == nil {
 		m.mu.Unlock()
-		return fmt.Errorf("%w: network bridge not found", errdefs.ErrNotFound)
+		return errdefs.ErrNotFound.WithMessage("network bridge not found")
 	}
 	if bridgeExists(n.Bridge) {
 		nn := n.clone()
