@@ -222,6 +222,8 @@ type daemon struct {
 	exited     chan struct{}
 	// extraArgs are appended to berthd's command line at every start.
 	extraArgs []string
+	// Networks is the address space of its standalone networks.
+	Networks engineNetworks
 }
 
 // startDaemon starts berthd with a hosts directory that maps the given
@@ -266,8 +268,16 @@ func startDaemonWith(t testing.TB, reg *testRegistry, opts daemonOptions) *daemo
 	if opts.Shim != "" {
 		d.extraArgs = append(d.extraArgs, "--shim-binary", opts.Shim)
 	}
-	// An explicit (empty) config file: the defaults plus flags must do.
-	writeFile(t, filepath.Join(base, "config.toml"), "")
+	// An explicit config file: the defaults plus flags must do, but for
+	// the standalone networks' bridge and pool, which are this daemon's.
+	d.Networks = newEngineNetworks()
+	conf := d.Networks.config()
+	if dir := builtCNIPlugins(t); dir != "" {
+		// Standalone containers need the plugins too; --cni-bin-dir (pods'
+		// networks) overrides this.
+		conf = fmt.Sprintf("[cni]\nbin_dirs = [%q]\n", dir) + conf
+	}
+	writeFile(t, filepath.Join(base, "config.toml"), conf)
 	d.CRISocket = filepath.Join(d.State, "berth.sock")
 	d.DockerSock = filepath.Join(d.State, "docker.sock")
 	hosts := append([]string{reg.Host}, mirrored...)
@@ -276,6 +286,7 @@ func startDaemonWith(t testing.TB, reg *testRegistry, opts daemonOptions) *daemo
 	}
 	t.Cleanup(func() {
 		d.Stop()
+		d.Networks.cleanup(t)
 		if t.Failed() {
 			if b, err := os.ReadFile(d.logPath); err == nil {
 				t.Logf("berthd log (%s):\n%s", d.logPath, tail(b, 60))
