@@ -1,6 +1,7 @@
 package dockerapi
 
 import (
+	"encoding/json"
 	"net/http"
 	"time"
 
@@ -66,13 +67,20 @@ func inspect(img *imagestore.Image) image.InspectResponse {
 	if img.ManifestDigest != "" {
 		desc = &ocispec.Descriptor{MediaType: img.ManifestMediaType, Digest: img.ManifestDigest}
 	}
+	// Docker's config fields (Healthcheck, OnBuild, Shell) are in the
+	// stored config, not in ocispec's.
+	cfg := &dockerspec.DockerOCIImageConfig{ImageConfig: c.Config}
+	var full dockerspec.DockerOCIImage
+	if len(img.RawConfig) > 0 && json.Unmarshal(img.RawConfig, &full) == nil {
+		cfg.Healthcheck, cfg.OnBuild, cfg.Shell = full.Config.Healthcheck, full.Config.OnBuild, full.Config.Shell
+	}
 	return image.InspectResponse{
 		ID:           img.ID.String(),
 		RepoTags:     familiarAll(img.RepoTags),
 		RepoDigests:  familiarAll(img.RepoDigests),
 		Created:      created,
 		Author:       c.Author,
-		Config:       &dockerspec.DockerOCIImageConfig{ImageConfig: c.Config},
+		Config:       cfg,
 		Architecture: c.Architecture,
 		Variant:      c.Variant,
 		Os:           c.OS,

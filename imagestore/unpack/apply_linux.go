@@ -218,6 +218,11 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 	case tar.TypeDir:
 		return a.mkdir(pfd, rel, base, hdr)
 	case tar.TypeReg, tar.TypeRegA:
+		if a.opts.Plain && sparse(hdr) {
+			// A sparse entry reads as its whole size of zeros: a few
+			// bytes of archive could fill the disk.
+			return errInvalid("sparse file in the archive")
+		}
 		return a.file(pfd, rel, base, hdr, r)
 	case tar.TypeSymlink:
 		return a.symlink(pfd, rel, base, hdr)
@@ -557,6 +562,17 @@ func (a *applier) whiteout(parentRel, base string) error {
 		return fmt.Errorf("create whiteout: %w", err)
 	}
 	return nil
+}
+
+// sparse says whether hdr is a PAX-format sparse file (the old GNU 'S' type
+// is refused anyway).
+func sparse(hdr *tar.Header) bool {
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }
 
 func perm(hdr *tar.Header) uint32 { return uint32(hdr.Mode) & 0o7777 }

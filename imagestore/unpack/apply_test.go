@@ -1,7 +1,9 @@
 package unpack
 
 import (
+	"archive/tar"
 	"bytes"
+	"fmt"
 	"context"
 	"errors"
 	"io"
@@ -289,5 +291,82 @@ func TestApplyRootEntryAndUmask(t *testing.T) {
 	}
 	if fi, _ := os.Lstat(layer); !fi.ModTime().Equal(testTime) {
 		t.Errorf("layer root mtime %v, want %v", fi.ModTime(), testTime)
+	}
+}
+
+// Plain archives (build contexts, ADD's local tars): ".wh." names are
+// files, and absolute names, "..", device nodes and sparse files are
+// refused, naming the entry.
+func TestApplyPlain(t *testing.T) {
+	plain := func(data []byte) (string, error) {
+		s := newSandbox(t)
+		_, err := Apply(t.Context(), s.layer, bytes.NewReader(data), Options{NoChown: true, Plain: true})
+		return s.layer, err
+	}
+	root, err := plain(buildTar(t, file(".wh.file", "kept"), dir("a/"), file("a/b", "b")))
+	if err != nil || readFile(t, filepath.Join(root, ".wh.file")) != "kept" {
+		t.Fatalf("a .wh. name in a plain archive: %v", err)
+	}
+	char := ent{name: "null", typ: tar.TypeChar, mode: 0o666, major: 1, minor: 3}
+	// Go's writer will not write a sparse file: a PAX 1.0 sparse entry by
+	// hand, 2 KiB that read as 1 TB of zeros.
+	var sp bytes.Buffer
+	pax := paxRecord("GNU.sparse.major", "1") + paxRecord("GNU.sparse.minor", "0") +
+		paxRecord("GNU.sparse.name", "sparse") + paxRecord("GNU.sparse.realsize", "1000000000000")
+	sp.Write(rawHeader("pax", 'x', len(pax)))
+	sp.Write(padBlock([]byte(pax)))
+	sparseMap := padBlock([]byte("1\n0\n0\n"))
+	sp.Write(rawHeader("sparse", '0', len(sparseMap)))
+	sp.Write(sparseMap)
+	sp.Write(make([]byte, 1024))
+	for name, data := range map[string][]byte{
+		"absolute": buildTar(t, file("/etc/x", "x")),
+		"dotdot":   buildTar(t, dir("a/"), file("a/../../x", "x")),
+		"device":   buildTar(t, char),
+		"link up":  buildTar(t, hardlink("h", "../x")),
+		"sparse":   sp.Bytes(),
+	} {
+		if _, err := plain(data); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func rawHeader(name string, typ byte, size int) []byte {
+	h := make([]byte, 512)
+	copy(h, name)
+	copy(h[100:], "0000644\x00")
+	copy(h[108:], "0000000\x00")
+	copy(h[116:], "0000000\x00")
+	copy(h[124:], fmt.Sprintf("%011o\x00", size))
+	copy(h[136:], "00000000000\x00")
+	h[156] = typ
+	copy(h[257:], "ustar\x0000")
+	for i := 148; i < 156; i++ {
+		h[i] = ' '
+	}
+	sum := 0
+	for _, b := range h {
+		sum += int(b)
+	}
+	copy(h[148:], fmt.Sprintf("%06o\x00 ", sum))
+	return h
+}
+
+func padBlock(b []byte) []byte {
+	if r := len(b) % 512; r != 0 {
+		b = append(b, make([]byte, 512-r)...)
+	}
+	return b
+}
+
+func paxRecord(k, v string) string {
+	l := len(k) + len(v) + 3
+	for {
+		s := strconv.Itoa(l) + " " + k + "=" + v + "\n"
+		if len(s) == l {
+			return s
+		}
+		l = len(s)
 	}
 }

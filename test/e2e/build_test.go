@@ -252,6 +252,9 @@ func checkEveryDirective(t *testing.T, d *daemon, cli func(args ...string) strin
 			t.Errorf("history lacks %q:\n%s", want, strings.Join(createdBy, "\n"))
 		}
 	}
+	if got := cli("image", "inspect", "--format", "{{.Config.Healthcheck.Test}} {{.Config.OnBuild}} {{.Config.StopSignal}} {{.Config.Shell}}", tag); got != "[CMD-SHELL test -f /app/app.out] [RUN echo child] SIGINT [/bin/sh -c]\n" {
+		t.Errorf("docker inspect of the docker-only config fields: %q", got)
+	}
 	hist := cli("history", "--no-trunc", "--format", "{{.CreatedBy}}", tag)
 	if !strings.Contains(hist, "ENTRYPOINT") || !strings.Contains(hist, "berth testimage") {
 		t.Errorf("docker history:\n%s", hist)
