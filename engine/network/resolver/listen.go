@@ -9,18 +9,20 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 )
 
 const (
-	// udpReaders read each UDP socket: two keep a flood's packets from
-	// piling up in the socket buffer while one goroutine is descheduled.
-	udpReaders = 2
 	// udpBuffer is each UDP socket's receive buffer.
 	udpBuffer = 4 << 20
+	// udpPoll is how often a blocked UDP read looks whether the listener
+	// is closing, should the shutdown that wakes it be missed.
+	udpPoll = 2 * time.Second
 	// maxTCPConns bounds the TCP connections of one listener.
 	maxTCPConns = 256
 	// tcpIdle closes a TCP connection that sends nothing for this long.
@@ -131,31 +133,85 @@ func (s *Server) setOurs(addr netip.Addr, on bool) {
 	s.ours.Store(&next)
 }
 
-// sockets are one incarnation of a listener.
+// sockets are one incarnation of a listener. The UDP socket is a blocking
+// one, read by a goroutine locked to its thread: a query wakes that thread
+// directly instead of going through the netpoller and the scheduler, which
+// takes about a third off a lookup's round trip (tens of microseconds, as
+// much as the rest of the path through the veth and the bridge).
 type sockets struct {
-	udp *net.UDPConn
+	udp *udpSocket
 	tcp *net.TCPListener
 }
 
 func (k sockets) close() {
 	if k.udp != nil {
-		k.udp.Close()
+		k.udp.close()
 	}
 	if k.tcp != nil {
 		k.tcp.Close()
 	}
 }
 
+// udpSocket is a blocking UDP socket bound to one address.
+type udpSocket struct {
+	mu     sync.Mutex
+	fd     int
+	closed bool
+}
+
+func listenUDP(ap netip.AddrPort) (*udpSocket, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, udpBuffer)
+	tv := unix.NsecToTimeval(udpPoll.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return &udpSocket{fd: fd}, nil
+}
+
+func (u *udpSocket) close() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.closed {
+		u.closed = true
+		// Wakes a blocked read at once; the descriptor is closed by the
+		// reader, so that its number is not reused under it.
+		_ = unix.Shutdown(u.fd, unix.SHUT_RDWR)
+	}
+}
+
+func (u *udpSocket) isClosed() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.closed
+}
+
+func (u *udpSocket) writeTo(b []byte, to unix.Sockaddr) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.closed {
+		_ = unix.Sendto(u.fd, b, unix.MSG_DONTWAIT, to)
+	}
+}
+
 func (l *listener) bind() (sockets, error) {
 	ap := netip.AddrPortFrom(l.addr, Port)
-	udp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
+	udp, err := listenUDP(ap)
 	if err != nil {
 		return sockets{}, fmt.Errorf("dns: listen udp %s: %w", ap, err)
 	}
-	_ = udp.SetReadBuffer(udpBuffer)
 	tcp, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(ap))
 	if err != nil {
-		udp.Close()
+		udp.close()
+		unix.Close(udp.fd)
 		return sockets{}, fmt.Errorf("dns: listen tcp %s: %w", ap, err)
 	}
 	return sockets{udp: udp, tcp: tcp}, nil
@@ -205,12 +261,10 @@ func (l *listener) run(socks sockets) {
 // serve runs the readers, the acceptor and the probe until one of them
 // fails (the error) or stop (errClosed).
 func (l *listener) serve(socks sockets) error {
-	errc := make(chan error, udpReaders+2)
+	errc := make(chan error, 3)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for range udpReaders {
-		wg.Go(func() { errc <- l.readUDP(ctx, socks.udp) })
-	}
+	wg.Go(func() { errc <- l.readUDP(ctx, socks.udp) })
 	wg.Go(func() { errc <- l.acceptTCP(ctx, socks.tcp) })
 	wg.Go(func() { errc <- l.probe(ctx) })
 	var err error
@@ -225,27 +279,38 @@ func (l *listener) serve(socks sockets) error {
 	return err
 }
 
-func (l *listener) readUDP(ctx context.Context, conn *net.UDPConn) error {
+func (l *listener) readUDP(ctx context.Context, u *udpSocket) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer unix.Close(u.fd)
 	buf := make([]byte, dns.MaxMsgSize)
 	for {
-		n, from, err := conn.ReadFromUDPAddrPort(buf)
+		n, from, err := unix.Recvfrom(u.fd, buf, 0)
+		if u.isClosed() || ctx.Err() != nil {
+			return errClosed
+		}
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			continue
+		}
 		if err != nil {
-			if ctx.Err() != nil {
-				return errClosed
-			}
 			return fmt.Errorf("read udp: %w", err)
 		}
-		resp, fwd := l.s.prepare(from.Addr(), buf[:n], false)
+		sa, ok := from.(*unix.SockaddrInet4)
+		if !ok {
+			continue
+		}
+		src := netip.AddrFrom4(sa.Addr)
+		resp, fwd := l.s.prepare(src, buf[:n], false)
 		if fwd != nil {
 			go func() {
 				if out := pack(l.s.resolve(ctx, fwd)); out != nil {
-					_, _ = conn.WriteToUDPAddrPort(out, from)
+					u.writeTo(out, sa)
 				}
 			}()
 			continue
 		}
 		if out := pack(resp); out != nil {
-			_, _ = conn.WriteToUDPAddrPort(out, from)
+			u.writeTo(out, sa)
 		}
 	}
 }
