@@ -300,8 +300,9 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (Settings, erro
 		m.refreshDNS()
 		m.mu.Unlock()
 	}
+	gw := m.gatewayEndpoint(c)
 	for i := 0; i < n; i++ {
-		if err := m.attachEndpoint(ctx, c, i); err != nil {
+		if err := m.attachEndpoint(ctx, c, i, i == gw); err != nil {
 			undo()
 			return Settings{}, fmt.Errorf("start container %s: %w", shortID(req.ID), err)
 		}
@@ -338,10 +339,30 @@ func (m *Manager) checkNetNS(p string) error {
 	return nil
 }
 
-// attachEndpoint runs the ADD of endpoint i (c.op held). The first
-// endpoint on a network that is not internal carries the default route
-// and the published ports (Docker's gateway endpoint).
-func (m *Manager) attachEndpoint(ctx context.Context, c *ctrState, i int) error {
+// gatewayEndpoint picks the endpoint that gets the default route and the
+// published ports, as Docker does: the highest GwPriority among those on
+// networks that are not internal, the first of them on a tie; -1 when
+// there is none.
+func (m *Manager) gatewayEndpoint(c *ctrState) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	best := -1
+	for i, e := range c.rec.Endpoints {
+		n := m.networks[e.NetworkID]
+		if n == nil || n.Driver != DriverBridge || n.Internal {
+			continue
+		}
+		if best < 0 || e.Config.GwPriority > c.rec.Endpoints[best].Config.GwPriority {
+			best = i
+		}
+	}
+	return best
+}
+
+// attachEndpoint runs the ADD of endpoint i (c.op held). gateway says it
+// carries the default route and the published ports (Docker's gateway
+// endpoint); it is ignored on an internal network.
+func (m *Manager) attachEndpoint(ctx context.Context, c *ctrState, i int, gateway bool) error {
 	m.mu.Lock()
 	e := c.rec.Endpoints[i]
 	n := m.networks[e.NetworkID]
@@ -370,7 +391,6 @@ func (m *Manager) attachEndpoint(ctx context.Context, c *ctrState, i int) error 
 			}
 		}
 	}
-	primary := !slices.ContainsFunc(c.rec.Endpoints, func(e endpointRecord) bool { return e.Primary })
 	m.busy[n.ID]++
 	nn := n.clone()
 	ifName := m.nextIfName(c)
@@ -391,14 +411,14 @@ func (m *Manager) attachEndpoint(ctx context.Context, c *ctrState, i int) error 
 		nn = m.networks[n.ID].clone()
 		m.mu.Unlock()
 	}
-	gateway := primary && !nn.Internal
+	gateway = gateway && !nn.Internal
 	conf, err := m.conflist(&nn, gateway)
 	if err != nil {
 		return err
 	}
 	var ports []PortMapping
 	var held []*reservation
-	if primary && !nn.Internal {
+	if gateway {
 		ports, held, err = m.allocate(&ctr, nn.HostBindingIPv4)
 		if err != nil {
 			return err
@@ -618,9 +638,12 @@ func (m *Manager) Connect(ctx context.Context, id, network string, cfg EndpointC
 	c.rec.Endpoints = append(c.rec.Endpoints, endpointRecord{NetworkID: n.ID, Config: cloneEndpointConfig(cfg)})
 	i := len(c.rec.Endpoints) - 1
 	attached := c.rec.NetNS != ""
+	// A live connect gives the default route only to a container that has
+	// none (its networks are all internal, or the gateway one went).
+	gateway := !slices.ContainsFunc(c.rec.Endpoints, func(e endpointRecord) bool { return e.Primary })
 	m.mu.Unlock()
 	if attached {
-		if err := m.attachEndpoint(ctx, c, i); err != nil {
+		if err := m.attachEndpoint(ctx, c, i, gateway); err != nil {
 			m.mu.Lock()
 			c.rec.Endpoints = slices.Delete(c.rec.Endpoints, i, i+1)
 			m.mu.Unlock()
@@ -698,6 +721,7 @@ func (m *Manager) Disconnect(ctx context.Context, id, network string, force bool
 		return errdefs.ErrInvalidArgument.WithMessage("container cannot be disconnected from host network or connected to host network")
 	}
 	netns := c.rec.NetNS
+	wasPrimary := c.rec.Endpoints[i].Primary
 	m.mu.Unlock()
 	if netns != "" {
 		if err := m.detachEndpoint(ctx, c, i, netns); err != nil {
@@ -707,6 +731,9 @@ func (m *Manager) Disconnect(ctx context.Context, id, network string, force bool
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c.rec.Endpoints = slices.Delete(c.rec.Endpoints, i, i+1)
+	if wasPrimary && netns != "" && netns != noNetNS {
+		m.moveGateway(c)
+	}
 	if err := m.saveContainer(c); err != nil {
 		return fmt.Errorf("disconnect container %s from network %s: %w", shortID(id), name, err)
 	}
@@ -715,6 +742,33 @@ func (m *Manager) Disconnect(ctx context.Context, id, network string, force bool
 		return m.writeFiles(c)
 	}
 	return nil
+}
+
+// moveGateway gives the default route to the first attached endpoint on a
+// network that is not internal, after the one that had it went (m.mu
+// held). Published ports went with the old endpoint and are not moved:
+// they come back at the next start.
+func (m *Manager) moveGateway(c *ctrState) {
+	for i := range c.rec.Endpoints {
+		e := &c.rec.Endpoints[i]
+		n := m.networks[e.NetworkID]
+		if e.EndpointID == "" || n == nil || n.Driver != DriverBridge || n.Internal {
+			continue
+		}
+		var gw4, gw6 netip.Addr
+		if s, ok := n.subnet4(); ok && e.IPv4.IsValid() {
+			gw4 = s.Gateway
+		}
+		if s, ok := n.subnet6(); ok && e.IPv6.IsValid() {
+			gw6 = s.Gateway
+		}
+		if err := setDefaultRoute(c.rec.NetNS, e.IfName, gw4, gw6); err != nil {
+			m.log.Warn("move the default route", "container", c.rec.Container.ID, "error", err)
+			return
+		}
+		e.Primary, e.Gateway, e.IPv6Gateway = true, gw4, gw6
+		return
+	}
 }
 
 // container returns a registered container by ID.

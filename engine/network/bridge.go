@@ -12,6 +12,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -198,4 +199,39 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 
 func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// setDefaultRoute points the namespace's default routes at gw4 and gw6
+// (either may be invalid) through ifName: when the endpoint that had the
+// default route is disconnected live, another one takes it over, as
+// Docker moves the gateway.
+func setDefaultRoute(nsPath, ifName string, gw4, gw6 netip.Addr) error {
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return fmt.Errorf("open network namespace %s: %w", nsPath, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", nsPath, err)
+	}
+	defer h.Close()
+	link, err := h.LinkByName(ifName)
+	if err != nil {
+		return fmt.Errorf("find %s in %s: %w", ifName, nsPath, err)
+	}
+	for _, gw := range []netip.Addr{gw4, gw6} {
+		if !gw.IsValid() {
+			continue
+		}
+		dst := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+		if gw.Is6() {
+			dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+		}
+		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(dst), Gw: gw.AsSlice()}
+		if err := h.RouteReplace(r); err != nil {
+			return fmt.Errorf("default route via %s dev %s: %w", gw, ifName, err)
+		}
+	}
+	return nil
 }

@@ -472,6 +472,18 @@ func TestRootConnectDisconnect(t *testing.T) {
 	if len(st.Endpoints) != 2 {
 		t.Errorf("late after restart: %+v, want A and B", st.Endpoints)
 	}
+	// Disconnecting the network that has the default route moves it to
+	// the other one.
+	if err := e.m.Disconnect(ctx, late, netA.Name, false); err != nil {
+		t.Fatal(err)
+	}
+	gwB := netB.IPAM.Config[0].Gateway
+	if out := run(t, "ip", "-n", filepath.Base(nsLate), "route", "show", "default"); !strings.Contains(out, "via "+gwB.String()+" dev eth1") {
+		t.Errorf("default route after disconnecting the gateway network: %q, want via %s dev eth1", out, gwB)
+	}
+	if st, _ := e.m.Settings(late); len(st.Endpoints) != 1 || st.Endpoints[0].Gateway != gwB {
+		t.Errorf("late after the move: %+v", st.Endpoints)
+	}
 }
 
 func runErr(name string, args ...string) (string, error) {
@@ -680,6 +692,109 @@ func TestRootRestartReconciles(t *testing.T) {
 		t.Fatal(err)
 	}
 	if left := e.leftovers(n, *half); len(left) > 0 {
+		t.Errorf("left behind: %s", strings.Join(left, "\n"))
+	}
+}
+
+func TestRootIPv6AndInternal(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	v6 := netip.MustParsePrefix(fmt.Sprintf("fd%02x:%s::/64", randInt(250), e.tag[:4]))
+	dual, err := e.m.Create(ctx, CreateOptions{Name: "dual-" + e.tag, EnableIPv6: true, IPAM: IPAM{Config: []IPAMConfig{{Subnet: v6}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dual.IPAM.Config) != 2 || !dual.IPAM.Config[0].Subnet.Addr().Is4() || dual.IPAM.Config[1].Subnet != v6 || dual.IPAM.Config[1].Gateway != v6.Addr().Next() {
+		t.Fatalf("dual-stack IPAM %+v, want a picked IPv4 subnet and %s", dual.IPAM, v6)
+	}
+	internal, err := e.m.Create(ctx, CreateOptions{Name: "int-" + e.tag, Internal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := ctrID(), ctrID()
+	if err := e.m.Register(ctx, Container{ID: a, Name: "a6", Mode: dual.Name, Networks: map[string]EndpointConfig{internal.Name: {}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Register(ctx, Container{ID: b, Name: "b6", Mode: dual.Name, PortBindings: map[Port][]PortBinding{{80, "tcp"}: {{}}}}); err != nil {
+		t.Fatal(err)
+	}
+	nsA, nsB := e.netns("a6"), e.netns("b6")
+	stA, err := e.m.Attach(ctx, AttachRequest{ID: a, NetNS: nsA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stB, err := e.m.Attach(ctx, AttachRequest{ID: b, NetNS: nsB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	epA, _ := stA.Endpoint(dual.Name)
+	epB, _ := stB.Endpoint(dual.Name)
+	if !v6.Contains(epB.IPv6.Addr()) || epB.IPv6Gateway != v6.Addr().Next() || !epB.IPv4.IsValid() {
+		t.Fatalf("dual-stack endpoint %+v", epB)
+	}
+	// AAAA and A of a dual-stack container, and reachability over IPv6.
+	gw4 := dual.IPAM.Config[0].Gateway
+	if m, err := lookup(t, nsA, gw4, "b6", dns.TypeAAAA, "udp"); err != nil || !slices.Equal(answers(m), []string{epB.IPv6.Addr().String()}) {
+		t.Errorf("AAAA b6: %v, %v", m, err)
+	}
+	serve(t, nsB, 80)
+	if got, err := dial(t, nsA, netip.AddrPortFrom(epB.IPv6.Addr(), 80).String()); err != nil || got != filepath.Base(nsB) {
+		t.Errorf("a6 -> b6 over IPv6: %q, %v", got, err)
+	}
+	// The internal network: no default route through it, names still
+	// resolve on it, nothing crosses its bridge.
+	epInt, _ := stA.Endpoint(internal.Name)
+	if epInt.Gateway.IsValid() || epInt.IfName != "eth1" {
+		t.Errorf("internal endpoint %+v, want eth1 without a gateway", epInt)
+	}
+	routes := run(t, "ip", "-n", filepath.Base(nsA), "route", "show", "default")
+	if !strings.Contains(routes, "dev eth0") || strings.Contains(routes, "eth1") {
+		t.Errorf("default routes of a6: %q, want eth0 only", routes)
+	}
+	// The first network that has the name answers, as Docker's resolver.
+	if m, err := lookup(t, nsA, internal.IPAM.Config[0].Gateway, "a6", dns.TypeA, "udp"); err != nil || !slices.Equal(answers(m), []string{epA.IPv4.Addr().String()}) {
+		t.Errorf("a6 through the internal network's resolver: %v, %v", m, err)
+	}
+	if m, err := lookup(t, nsA, internal.IPAM.Config[0].Gateway, "a6."+internal.Name, dns.TypeA, "udp"); err != nil || !slices.Equal(answers(m), []string{epInt.IPv4.Addr().String()}) {
+		t.Errorf("a6.%s: %v, %v", internal.Name, m, err)
+	}
+	// A container whose first network is internal gets its default route
+	// (and published ports) through the second.
+	c := ctrID()
+	if err := e.m.Register(ctx, Container{ID: c, Name: "c6", Mode: internal.Name, Networks: map[string]EndpointConfig{dual.Name: {}}}); err != nil {
+		t.Fatal(err)
+	}
+	nsC := e.netns("c6")
+	stC, err := e.m.Attach(ctx, AttachRequest{ID: c, NetNS: nsC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if eps := stC.Endpoints; len(eps) != 2 || eps[0].NetworkName != internal.Name || eps[0].IfName != "eth0" || eps[0].Gateway.IsValid() || eps[1].Gateway != gw4 {
+		t.Errorf("endpoints of c6: %+v, want eth0 on the internal network, the gateway on eth1", eps)
+	}
+	if out := run(t, "ip", "-n", filepath.Base(nsC), "route", "show", "default"); !strings.Contains(out, "via "+gw4.String()+" dev eth1") {
+		t.Errorf("default route of c6: %q", out)
+	}
+	if err := e.m.Unregister(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	save := run(t, "iptables-save")
+	for _, want := range []string{"-i " + internal.Bridge + " ! -o " + internal.Bridge + " -m comment --comment \"berth " + internal.ID + "\" -j DROP"} {
+		if !strings.Contains(save, want) {
+			t.Errorf("iptables lacks %q", want)
+		}
+	}
+	for _, id := range []string{a, b} {
+		if err := e.m.Unregister(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []Network{dual, internal} {
+		if err := e.m.Remove(ctx, n.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if left := e.leftovers(dual, internal); len(left) > 0 {
 		t.Errorf("left behind: %s", strings.Join(left, "\n"))
 	}
 }
