@@ -1,0 +1,87 @@
+package dockerapi
+
+import (
+	"net/netip"
+	"slices"
+
+	dnet "github.com/moby/moby/api/types/network"
+
+	"github.com/berth-dev/berth/engine/network"
+)
+
+// legacyNetworkSettings is NetworkSettings as API versions below 1.52
+// show it: the default network's endpoint also at the top level, and the
+// fields Docker has since dropped.
+type legacyNetworkSettings struct {
+	Bridge                 string
+	SandboxID              string
+	HairpinMode            bool
+	LinkLocalIPv6Address   string
+	LinkLocalIPv6PrefixLen int
+	Ports                  dnet.PortMap
+	SandboxKey             string
+	SecondaryIPAddresses   []any
+	SecondaryIPv6Addresses []any
+	EndpointID             string
+	Gateway                string
+	GlobalIPv6Address      string
+	GlobalIPv6PrefixLen    int
+	IPAddress              string
+	IPPrefixLen            int
+	IPv6Gateway            string
+	MacAddress             string
+	Networks               map[string]*dnet.EndpointSettings
+}
+
+// networkSettingsJSON is a container's NetworkSettings for container
+// inspect as the client's API version (empty: the newest) expects it:
+//   - below 1.52 the default network's IPAddress, Gateway, MacAddress, ...
+//     also at the top level (empty strings otherwise, as dockerd);
+//   - below 1.45 the short container ID among a user network's Aliases;
+//   - below 1.44 no DNSNames.
+func networkSettingsJSON(s network.Settings, containerID, version string) any {
+	ns := s.DockerNetworkSettings(containerID)
+	if version != "" && compareVersions(version, "1.45") < 0 {
+		short := containerID
+		if len(short) > 12 {
+			short = short[:12]
+		}
+		for name, ep := range ns.Networks {
+			if e, ok := s.Endpoint(name); ok && len(e.DNSNames) > 0 && !slices.Contains(ep.Aliases, short) {
+				ep.Aliases = append(ep.Aliases, short)
+			}
+		}
+	}
+	if version != "" && compareVersions(version, "1.44") < 0 {
+		for _, ep := range ns.Networks {
+			ep.DNSNames = nil
+		}
+	}
+	if version == "" || compareVersions(version, "1.52") >= 0 {
+		return ns
+	}
+	out := legacyNetworkSettings{
+		SandboxID: ns.SandboxID, SandboxKey: ns.SandboxKey, Ports: ns.Ports, Networks: ns.Networks,
+	}
+	if e, ok := s.Primary(); ok && e.Attached() {
+		ep := network.DockerEndpoint(e)
+		out.EndpointID = ep.EndpointID
+		out.Gateway = addrString(ep.Gateway)
+		out.IPAddress = addrString(ep.IPAddress)
+		out.IPPrefixLen = ep.IPPrefixLen
+		out.IPv6Gateway = addrString(ep.IPv6Gateway)
+		out.GlobalIPv6Address = addrString(ep.GlobalIPv6Address)
+		out.GlobalIPv6PrefixLen = ep.GlobalIPv6PrefixLen
+		if len(ep.MacAddress) > 0 {
+			out.MacAddress = ep.MacAddress.String()
+		}
+	}
+	return out
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
