@@ -91,7 +91,7 @@ func (m *Manager) plan(c *Container) ([]endpointRecord, error) {
 	if !ok {
 		// Keyed by ID or another spelling of the same network?
 		for k, v := range c.Networks {
-			if n, err := m.find(k); err == nil && n.ID == fn.ID {
+			if n, err := m.find(modeNetwork(k)); err == nil && n.ID == fn.ID {
 				firstCfg = v
 			}
 		}
@@ -104,7 +104,7 @@ func (m *Manager) plan(c *Container) ([]endpointRecord, error) {
 	}
 	var rest []want
 	for _, k := range keys {
-		n, err := m.find(k)
+		n, err := m.find(modeNetwork(k))
 		if err != nil {
 			return nil, err
 		}

@@ -67,7 +67,9 @@ func DockerContainer(id, name string, cfg *container.Config, hc *container.HostC
 	if nc != nil && len(nc.EndpointsConfig) > 0 {
 		c.Networks = map[string]EndpointConfig{}
 		for k, es := range nc.EndpointsConfig {
-			c.Networks[k] = DockerEndpointConfig(es)
+			// The docker CLI keys the default network's endpoint by the
+			// mode's name ("default"), not by the network's.
+			c.Networks[modeNetwork(k)] = DockerEndpointConfig(es)
 		}
 	}
 	return c, nil

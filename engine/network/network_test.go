@@ -255,6 +255,10 @@ func TestDockerConversions(t *testing.T) {
 	if !slices.Equal(c.Links, []Link{{"db", "database"}, {"cache", "cache"}}) {
 		t.Errorf("links %+v", c.Links)
 	}
+	d, err := DockerContainer("id", "x", nil, &container.HostConfig{NetworkMode: "default"}, &dnet.NetworkingConfig{EndpointsConfig: map[string]*dnet.EndpointSettings{"default": {}}})
+	if _, ok := d.Networks["bridge"]; err != nil || !ok {
+		t.Errorf("the CLI's endpoint keyed \"default\" is the bridge network's: %+v %v", d.Networks, err)
+	}
 	if e := c.Networks["app"]; e.IPv4Address.String() != "10.0.0.9" || e.MacAddress != "02:00:00:00:00:01" || !slices.Equal(e.Aliases, []string{"www"}) {
 		t.Errorf("endpoint config %+v", e)
 	}
