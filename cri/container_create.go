@@ -95,7 +95,14 @@ func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", name, err)
 	}
+	// NRI plugins see the container's spec before it is created, and may
+	// adjust it or refuse the container; plugins connecting meanwhile wait
+	// until it is listed.
+	defer s.nri.blockSync()()
+	nc := s.nri.createContainer(sb, rc)
+	rc.Adjust = nc.hook()
 	c, err := s.opts.Containers.CreateContainer(ctx, rc)
+	nc.done(ctx, c, err)
 	if err != nil {
 		return nil, fmt.Errorf("create container %s in pod %s: %w", name, sb.ID, err)
 	}

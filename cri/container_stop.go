@@ -19,8 +19,14 @@ func (s *RuntimeService) StopContainer(ctx context.Context, req *runtimeapi.Stop
 		return nil, fmt.Errorf("stop container %s: %w: negative timeout %d", req.GetContainerId(), errdefs.ErrInvalidArgument, req.GetTimeout())
 	}
 	timeout := time.Duration(req.GetTimeout()) * time.Second
+	defer s.nri.blockSync()()
 	if err := s.opts.Containers.StopContainer(ctx, req.GetContainerId(), timeout); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return nil, fmt.Errorf("stop container %s: %w", req.GetContainerId(), err)
+	}
+	// The exit relay may be a moment behind: the stop reaches NRI plugins
+	// before the RPC answers (once, whoever is first).
+	if c, err := s.opts.Containers.Container(req.GetContainerId()); err == nil {
+		s.nri.stopContainer(ctx, c.ID)
 	}
 	return &runtimeapi.StopContainerResponse{}, nil
 }

@@ -13,9 +13,23 @@ func (s *RuntimeService) UpdateContainerResources(ctx context.Context, req *runt
 	if req.GetLinux() == nil {
 		return nil, fmt.Errorf("update container %s: %w: no linux resources given", req.GetContainerId(), errdefs.ErrInvalidArgument)
 	}
-	if err := s.opts.Processes.UpdateContainerResources(ctx, req.GetContainerId(), resourcesFromCRI(req.GetLinux())); err != nil {
-		return nil, fmt.Errorf("update container %s: %w", req.GetContainerId(), err)
+	id, res := req.GetContainerId(), resourcesFromCRI(req.GetLinux())
+	if s.nri != nil {
+		// NRI plugins may change the limits before they apply.
+		defer s.nri.blockSync()()
+		c, err := s.opts.Containers.Container(id)
+		if err != nil {
+			return nil, fmt.Errorf("update container %s: %w", id, err)
+		}
+		id = c.ID
+		if res, err = s.nri.updateContainer(ctx, c, res); err != nil {
+			return nil, fmt.Errorf("update container %s: %w", id, err)
+		}
 	}
+	if err := s.opts.Processes.UpdateContainerResources(ctx, id, res); err != nil {
+		return nil, fmt.Errorf("update container %s: %w", id, err)
+	}
+	s.nri.postUpdateContainer(ctx, id)
 	return &runtimeapi.UpdateContainerResourcesResponse{}, nil
 }
 

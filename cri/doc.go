@@ -2,7 +2,8 @@
 // and crictl: the ImageService over the image store, and the
 // RuntimeService over the runtime's "cri"-owned sandboxes and containers,
 // the pod network (CNI, through the Network it is given), rootfs snapshots
-// and the CRI streaming server (exec, attach, port-forward).
+// and the CRI streaming server (exec, attach, port-forward). NRI plugins
+// observe its pods and containers and adjust containers (nri.go).
 //
 // The CRI configs the kubelet sent are kept in a reserved annotation of the
 // runtime's records (runtime_record.go); everything else is the runtime's.

@@ -28,6 +28,10 @@ type RuntimeService struct {
 
 	cpuRates cpuRates
 	pods     podLocks
+	// nri relays the lifecycle to NRI plugins; nil without NRI (set by
+	// Start).
+	nri *nriRelay
+
 	// detached holds the pods whose CNI DEL succeeded since berthd
 	// started: a later stop or remove skips it (a DEL of the whole chain
 	// again cost 30 ms of each RemovePodSandbox). After a restart the
@@ -71,6 +75,8 @@ type RuntimeOptions struct {
 	// Features says which optional runtime features really work here; they
 	// are advertised in Status only when true.
 	Features Features
+	// NRI, when set, serves NRI plugins (see Start); nil disables NRI.
+	NRI *NRIConfig
 }
 
 // Features are optional abilities advertised in Status.

@@ -31,6 +31,18 @@ type fakeRuntime struct {
 	failSetNetwork error
 	// notReady is what Ready reports.
 	notReady error
+	// specs are the specs CreateContainer made, by container ID.
+	specs map[string]*specs.Spec
+}
+
+// updated returns what the last UpdateContainerResources of id set; the
+// fake records it on the container, as the runtime does.
+func (f *fakeRuntime) updated(id string) spec.Resources {
+	c, err := f.Container(id)
+	if err != nil {
+		return spec.Resources{}
+	}
+	return c.Config.Spec.Resources
 }
 
 var (
@@ -43,11 +55,21 @@ var (
 
 func (f *fakeRuntime) Ready() error { return f.notReady }
 
-func (f *fakeRuntime) CreateSandbox(_ context.Context, c runtime.SandboxConfig) (*runtime.Sandbox, error) {
+func (f *fakeRuntime) CreateSandbox(ctx context.Context, c runtime.SandboxConfig) (*runtime.Sandbox, error) {
+	// Sequential IDs, whatever the caller asked: tests filter by prefix.
 	id := fmt.Sprintf("%064d", len(f.sandboxes)+1)
+	admit := c.Admit
+	c.Network, c.Admit = nil, nil
 	sb := &runtime.Sandbox{ID: id, Config: c, NetNSPath: "/run/netns/" + id, CreatedAt: time.Unix(1, 0)}
-	f.sandboxes = append(f.sandboxes, sb)
 	f.calls = append(f.calls, "CreateSandbox")
+	// As the runtime: the pod is not visible while its Admit hook runs,
+	// and a refusal leaves nothing.
+	if admit != nil {
+		if err := admit(ctx, sb); err != nil {
+			return nil, err
+		}
+	}
+	f.sandboxes = append(f.sandboxes, sb)
 	return sb, nil
 }
 
@@ -94,12 +116,34 @@ func (f *fakeRuntime) Sandbox(id string) (*runtime.Sandbox, error) {
 
 func (f *fakeRuntime) ListSandboxes() []*runtime.Sandbox { return f.sandboxes }
 
-func (f *fakeRuntime) CreateContainer(_ context.Context, c runtime.ContainerConfig) (*runtime.Container, error) {
-	if _, err := f.Sandbox(c.SandboxID); err != nil {
+func (f *fakeRuntime) CreateContainer(ctx context.Context, c runtime.ContainerConfig) (*runtime.Container, error) {
+	sb, err := f.Sandbox(c.SandboxID)
+	if err != nil {
 		return nil, err
+	}
+	if sb.State != runtime.SandboxReady {
+		return nil, fmt.Errorf("create container %s: sandbox %s is not ready: %w", c.Name, sb.ID, errdefs.ErrFailedPrecondition)
+	}
+	adjust := c.Adjust
+	c.Adjust = nil
+	// A spec as the runtime would generate it, in part, for the Adjust
+	// hook and ContainerSpec.
+	sp := &specs.Spec{
+		Process:     &specs.Process{Args: c.Spec.Args, Env: c.Spec.Env},
+		Annotations: c.Spec.Annotations,
+		Linux:       &specs.Linux{Resources: &specs.LinuxResources{}},
+	}
+	if adjust != nil {
+		if err := adjust(ctx, sp); err != nil {
+			return nil, err
+		}
 	}
 	ctr := &runtime.Container{ID: c.ID, SandboxID: c.SandboxID, Config: c, State: runtime.ContainerCreated, CreatedAt: time.Unix(2, 0)}
 	f.containers = append(f.containers, ctr)
+	if f.specs == nil {
+		f.specs = map[string]*specs.Spec{}
+	}
+	f.specs[c.ID] = sp
 	f.calls = append(f.calls, "CreateContainer "+c.ID)
 	return ctr, nil
 }
@@ -148,6 +192,9 @@ func (f *fakeRuntime) ContainerSpec(id string) (*specs.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
+	if sp := f.specs[c.ID]; sp != nil {
+		return sp, nil
+	}
 	sp := &specs.Spec{Process: &specs.Process{Args: c.Config.Spec.Args}}
 	if c.User != nil {
 		sp.Process.User = specs.User{UID: c.User.UID, GID: c.User.GID, AdditionalGids: c.User.AdditionalGIDs}
@@ -166,12 +213,13 @@ func (f *fakeRuntime) ExecSync(_ context.Context, id string, _ []string, _ time.
 	return nil, nil, 0, fmt.Errorf("exec in fake container %s: %w", id, errdefs.ErrNotImplemented)
 }
 
-func (f *fakeRuntime) UpdateContainerResources(_ context.Context, id string, _ spec.Resources) error {
+func (f *fakeRuntime) UpdateContainerResources(_ context.Context, id string, r spec.Resources) error {
 	c, err := f.Container(id)
 	if err != nil {
 		return err
 	}
 	f.calls = append(f.calls, "UpdateContainerResources "+c.ID)
+	c.Config.Spec.Resources = r
 	return nil
 }
 
@@ -261,19 +309,29 @@ func (n *fakeNetwork) Detach(ctx context.Context, p PodNetwork) error {
 	return n.detachErr
 }
 
-// fakeSnapshots has no images and records removed snapshots.
+// fakeSnapshots has at most one image (any name finds it), records the
+// snapshots prepared from it (bind mounts of nothing) and those removed.
 type fakeSnapshots struct {
-	removed []string
+	image    *imagestore.Image
+	prepared []string
+	removed  []string
 }
 
 var _ Snapshotter = (*fakeSnapshots)(nil)
 
 func (s *fakeSnapshots) Get(_ context.Context, name string) (*imagestore.Image, error) {
-	return nil, fmt.Errorf("image %s: %w", name, errdefs.ErrNotFound)
+	if s.image == nil {
+		return nil, fmt.Errorf("image %s: %w", name, errdefs.ErrNotFound)
+	}
+	return s.image, nil
 }
 
 func (s *fakeSnapshots) Prepare(_ context.Context, id, image string) ([]imagestore.Mount, error) {
-	return nil, fmt.Errorf("prepare %s from %s: image %s: %w", id, image, image, errdefs.ErrNotFound)
+	if s.image == nil || image != s.image.ID.String() {
+		return nil, fmt.Errorf("prepare %s from %s: image %s: %w", id, image, image, errdefs.ErrNotFound)
+	}
+	s.prepared = append(s.prepared, id)
+	return []imagestore.Mount{{Type: "bind", Source: "/nonexistent/" + id, Options: []string{"rbind"}}}, nil
 }
 
 func (s *fakeSnapshots) View(_ context.Context, id, image string) ([]imagestore.Mount, error) {

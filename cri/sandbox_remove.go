@@ -24,6 +24,7 @@ func (s *RuntimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.R
 	}
 	unlock := s.pods.lock(sb.ID)
 	defer unlock()
+	defer s.nri.blockSync()()
 	for _, c := range s.opts.Containers.ListContainers() {
 		if c.SandboxID != sb.ID {
 			continue
@@ -38,6 +39,7 @@ func (s *RuntimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.R
 	if err := s.opts.Pods.RemoveSandbox(ctx, sb.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)
 	}
+	s.nri.removePodSandbox(ctx, sb)
 	s.cpuRates.drop(sb.ID)
 	s.detached.Delete(sb.ID)
 	return &runtimeapi.RemovePodSandboxResponse{}, nil

@@ -38,11 +38,38 @@ func (s *RuntimeService) RunPodSandbox(ctx context.Context, req *runtimeapi.RunP
 		att = &podAttacher{net: s.opts.Network, id: sc.ID, cfg: cfg}
 		sc.Network = att
 	}
+	// NRI plugins see the pod once it is made and before anyone else can
+	// (PodSandboxStatus, ListPodSandbox, a container joining it); one may
+	// refuse it. Plugins connecting meanwhile wait until it is listed.
+	var admitted *runtime.Sandbox
+	if s.nri != nil {
+		var unblock func()
+		defer func() {
+			if unblock != nil {
+				unblock()
+			}
+		}()
+		sc.Admit = func(ctx context.Context, sb *runtime.Sandbox) error {
+			unblock = s.nri.blockSync()
+			if err := s.nri.runPodSandbox(ctx, sb); err != nil {
+				return err
+			}
+			admitted = sb
+			return nil
+		}
+	}
 	sb, err := s.opts.Pods.CreateSandbox(ctx, sc)
 	if err != nil {
+		if admitted != nil {
+			s.nri.removePodSandbox(context.WithoutCancel(ctx), admitted)
+		}
 		return nil, fmt.Errorf("run pod sandbox %s/%s: %w", sc.Namespace, sc.Name, err)
 	}
 	undo.push(func(ctx context.Context) error { return s.opts.Pods.RemoveSandbox(ctx, sb.ID) })
+	undo.push(func(ctx context.Context) error {
+		s.nri.removePodSandbox(ctx, sb)
+		return nil
+	})
 
 	if sb.NetNSPath != "" && s.opts.Network != nil && (att == nil || !att.called) {
 		// A runtime that did not attach the pod itself.

@@ -13,7 +13,8 @@ import (
 
 // StopPodSandbox kills the pod's containers (the kubelet has already
 // stopped them with their grace periods; whatever still runs is killed, as
-// containerd does), detaches the network (CNI DEL) and stops the sandbox.
+// containerd does), tells NRI plugins, detaches the network (CNI DEL) and
+// stops the sandbox.
 // The netns stays until RemovePodSandbox. Stopping a stopped or unknown pod
 // succeeds, as api.proto asks.
 func (s *RuntimeService) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
@@ -26,6 +27,7 @@ func (s *RuntimeService) StopPodSandbox(ctx context.Context, req *runtimeapi.Sto
 	}
 	unlock := s.pods.lock(sb.ID)
 	defer unlock()
+	defer s.nri.blockSync()()
 	for _, c := range s.opts.Containers.ListContainers() {
 		if c.SandboxID != sb.ID {
 			continue
@@ -33,7 +35,11 @@ func (s *RuntimeService) StopPodSandbox(ctx context.Context, req *runtimeapi.Sto
 		if err := s.opts.Containers.StopContainer(ctx, c.ID, 0); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 			return nil, fmt.Errorf("stop pod sandbox %s: %w", sb.ID, err)
 		}
+		s.nri.stopContainer(ctx, c.ID)
 	}
+	// NRI plugins hear of the stop with the containers stopped and the
+	// pod still whole (its network attached, its status readable), once.
+	s.nri.stopPodSandbox(ctx, sb)
 	if err := s.detach(ctx, sb); err != nil {
 		return nil, fmt.Errorf("stop pod sandbox %s: %w", sb.ID, err)
 	}

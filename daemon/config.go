@@ -17,6 +17,7 @@ import (
 
 	"github.com/berth-dev/berth/builder"
 	"github.com/berth-dev/berth/cni"
+	"github.com/berth-dev/berth/cri"
 	"github.com/berth-dev/berth/engine/logs"
 	"github.com/berth-dev/berth/engine/network"
 	"github.com/berth-dev/berth/imagestore"
@@ -50,6 +51,8 @@ type Config struct {
 	Runtime RuntimeConfig `toml:"runtime"`
 	// CNI configures pod networking.
 	CNI CNIConfig `toml:"cni"`
+	// NRI configures NRI plugins of the CRI's pods and containers.
+	NRI NRIConfig `toml:"nri"`
 	// Builder configures Dockerfile builds.
 	Builder BuilderConfig `toml:"builder"`
 	// Logging is the log driver standalone containers get when they name
@@ -116,6 +119,27 @@ type BuilderConfig struct {
 	DefaultNetwork string `toml:"default_network"`
 }
 
+// NRIConfig is the [nri] section: NRI plugins (resource managers, device
+// injectors) connect to SocketPath, observe the CRI's pods and containers
+// and adjust containers, as with containerd and CRI-O.
+type NRIConfig struct {
+	// Disable turns NRI off: no socket, no plugins.
+	Disable bool `toml:"disable"`
+	// SocketPath is where plugins connect; NRI's default, which stock
+	// plugins dial, is /var/run/nri/nri.sock.
+	SocketPath string `toml:"socket_path"`
+	// PluginPath holds plugins berthd starts itself, PluginConfigPath
+	// their configs (NRI's /opt/nri/plugins and /etc/nri/conf.d).
+	PluginPath       string `toml:"plugin_path"`
+	PluginConfigPath string `toml:"plugin_config_path"`
+	// PluginRegistrationTimeout and PluginRequestTimeout bound a plugin's
+	// registration and each request to it ("5s", "2s", NRI's defaults): a
+	// plugin that hangs or dies costs a pod at most this long, then is
+	// disconnected.
+	PluginRegistrationTimeout time.Duration `toml:"plugin_registration_timeout"`
+	PluginRequestTimeout      time.Duration `toml:"plugin_request_timeout"`
+}
+
 // CNIConfig is the [cni] section.
 type CNIConfig struct {
 	// ConfDir holds the network configs; the first (by name) is used.
@@ -166,6 +190,13 @@ func DefaultConfig() Config {
 			StallTimeout: time.Minute,
 			// containerd's default; more rarely helps on one link.
 			MaxConcurrentDownloads: 3,
+		},
+		NRI: NRIConfig{
+			SocketPath:                "/var/run/nri/nri.sock",
+			PluginPath:                "/opt/nri/plugins",
+			PluginConfigPath:          "/etc/nri/conf.d",
+			PluginRegistrationTimeout: 5 * time.Second,
+			PluginRequestTimeout:      2 * time.Second,
 		},
 		CNI: CNIConfig{
 			ConfDir: cni.DefaultConfDir,
@@ -261,7 +292,40 @@ func (c Config) Validate() error {
 	if _, err := c.networkConfig(); err != nil {
 		return err
 	}
+	if !c.NRI.Disable {
+		for _, p := range []struct{ name, path string }{
+			{"nri.socket_path", c.NRI.SocketPath}, {"nri.plugin_path", c.NRI.PluginPath}, {"nri.plugin_config_path", c.NRI.PluginConfigPath},
+		} {
+			if !filepath.IsAbs(p.path) {
+				return invalid("%s %q is not an absolute path", p.name, p.path)
+			}
+		}
+		// A unix socket path is at most 107 bytes.
+		if len(c.NRI.SocketPath) > 107 {
+			return invalid("nri.socket_path %q is longer than a unix socket path may be (107 bytes)", c.NRI.SocketPath)
+		}
+		if c.NRI.SocketPath == c.CRISocket() || c.NRI.SocketPath == c.DockerSocket() {
+			return invalid("nri.socket_path %s is berthd's own CRI or Docker socket", c.NRI.SocketPath)
+		}
+		if c.NRI.PluginRegistrationTimeout <= 0 || c.NRI.PluginRequestTimeout <= 0 {
+			return invalid("nri.plugin_registration_timeout %v and nri.plugin_request_timeout %v must be positive", c.NRI.PluginRegistrationTimeout, c.NRI.PluginRequestTimeout)
+		}
+	}
 	return nil
+}
+
+// nriConfig returns the CRI's NRI config, nil when NRI is off.
+func (c Config) nriConfig() *cri.NRIConfig {
+	if c.NRI.Disable {
+		return nil
+	}
+	return &cri.NRIConfig{
+		SocketPath:          c.NRI.SocketPath,
+		PluginPath:          c.NRI.PluginPath,
+		PluginConfigPath:    c.NRI.PluginConfigPath,
+		RegistrationTimeout: c.NRI.PluginRegistrationTimeout,
+		RequestTimeout:      c.NRI.PluginRequestTimeout,
+	}
 }
 
 // CRISocket is the path of the CRI socket.

@@ -174,6 +174,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		Streams:         streams,
 		AllCapabilities: allCaps,
 		Features:        cri.Features{RecursiveReadOnlyMounts: recursiveReadOnlySupported(), UserNamespaces: userNS},
+		NRI:             cfg.nriConfig(),
 	})
 	// Builds a killed berthd left: their containers first (removing one
 	// unmounts its snapshot), mounts and temp dirs; their snapshots go
@@ -195,6 +196,12 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	} else if len(gone) > 0 {
 		log.InfoContext(ctx, "removed the snapshots no front holds", "snapshots", gone)
 	}
+	// NRI plugins connect, berthd's own start, and all are synchronized
+	// with the pods and containers there are, before the first RPC.
+	if err := criSvc.Start(ctx); err != nil {
+		return err
+	}
+	defer criSvc.Close()
 	runtimeapi.RegisterImageServiceServer(grpcSrv, cri.NewImageService(store))
 	runtimeapi.RegisterRuntimeServiceServer(grpcSrv, criSvc)
 

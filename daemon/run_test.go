@@ -34,6 +34,10 @@ func testConfig(t *testing.T) Config {
 	cfg.Images.RegistryConfigDir = filepath.Join(dir, "certs.d")
 	// Keep the machine's ~/.docker/config.json out of the test.
 	cfg.Images.DockerConfig = filepath.Join(dir, "docker-config.json")
+	// NRI on a socket of the test's own, never the node's default.
+	cfg.NRI.SocketPath = filepath.Join(dir, "nri.sock")
+	cfg.NRI.PluginPath = filepath.Join(dir, "nri-plugins")
+	cfg.NRI.PluginConfigPath = filepath.Join(dir, "nri-conf.d")
 	return cfg
 }
 
@@ -292,6 +296,21 @@ strict_resources = true
 		!cfg.Runtime.StrictResources || !cfg.runtimeConfig("/x").StrictResources {
 		t.Errorf("parsed config = %+v", cfg)
 	}
+	// NRI: on by default at NRI's socket; the file moves it, sets the
+	// timeouts, or turns it off.
+	if n := DefaultConfig().nriConfig(); n == nil || n.SocketPath != "/var/run/nri/nri.sock" || n.RequestTimeout != 2*time.Second || n.RegistrationTimeout != 5*time.Second {
+		t.Errorf("default NRI config = %+v", n)
+	}
+	nc := DefaultConfig()
+	if err := ParseConfig([]byte("[nri]\nsocket_path = \"/run/b2/nri.sock\"\nplugin_request_timeout = \"5s\"\n"), &nc); err != nil {
+		t.Fatal(err)
+	}
+	if n := nc.nriConfig(); n == nil || n.SocketPath != "/run/b2/nri.sock" || n.RequestTimeout != 5*time.Second || nc.Validate() != nil {
+		t.Errorf("[nri] parsed = %+v", n)
+	}
+	if err := ParseConfig([]byte("[nri]\ndisable = true\nsocket_path = \"relative\"\n"), &nc); err != nil || nc.nriConfig() != nil || nc.Validate() != nil {
+		t.Errorf("[nri] disable = true: config %+v, validate %v; want NRI off and its paths not checked", nc.nriConfig(), nc.Validate())
+	}
 	if err := ParseConfig([]byte(`roots = "/x"`), &cfg); err == nil || !strings.Contains(err.Error(), "roots") {
 		t.Errorf("unknown key: %v", err)
 	}
@@ -304,6 +323,11 @@ strict_resources = true
 		"log driver":     func(c *Config) { c.Logging.Driver = "syslog" },
 		"log opt":        func(c *Config) { c.Logging.Opts["max-sise"] = "1m" },
 		"log size":       func(c *Config) { c.Logging.Opts["max-size"] = "big" },
+		"nri socket":     func(c *Config) { c.NRI.SocketPath = "nri.sock" },
+		"nri is cri":     func(c *Config) { c.NRI.SocketPath = c.CRISocket() },
+		"nri long path":  func(c *Config) { c.NRI.SocketPath = "/" + strings.Repeat("n", 110) },
+		"nri timeout":    func(c *Config) { c.NRI.PluginRequestTimeout = 0 },
+		"nri plugins":    func(c *Config) { c.NRI.PluginPath = "plugins" },
 	} {
 		c := DefaultConfig()
 		mutate(&c)

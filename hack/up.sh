@@ -4,7 +4,8 @@
 # As root on Debian 12: installs dependencies, builds, starts a registry on
 # 127.0.0.1:5000 (blobs under _output/registry) with the test images, writes
 # a hosts.toml for it and a CNI conflist (bridge berthup0, 10.89.0.0/24),
-# starts bin/berthd on _output/root and _output/run, pulls berth/busybox
+# starts bin/berthd on _output/root and _output/run (NRI plugins connect to
+# _output/run/nri.sock), pulls berth/busybox
 # through it, lists the images, and runs a first pod with a busybox httpd
 # container through the CRI (crictl), then fetches its page. Everything it
 # starts is recorded in _output/pids and stopped by `make down`
@@ -112,7 +113,8 @@ say "starting berthd (log: _output/berthd.log)"
 start berthd "$OUT/berthd.log" "$REPO/bin/berthd" \
 	--root "$OUT/root" --state "$OUT/run" --config "$OUT/berthd.toml" \
 	--registry-config-dir "$OUT/certs.d" \
-	--cni-conf-dir "$OUT/cni/net.d" --cni-bin-dir "$OUT/cni/bin"
+	--cni-conf-dir "$OUT/cni/net.d" --cni-bin-dir "$OUT/cni/bin" \
+	--nri-socket "$OUT/run/nri.sock"
 wait_for "berthd's sockets" berthd test -S "$OUT/run/docker.sock" -a -S "$OUT/run/berth.sock"
 
 export BERTH_HOST="unix://$OUT/run/docker.sock"

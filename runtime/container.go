@@ -61,6 +61,14 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 		if sb, err = m.getSandbox(cfg.SandboxID); err != nil {
 			return nil, fmt.Errorf("create container %s: %w", cfg.Name, err)
 		}
+		m.mu.Lock()
+		pending := sb.rec.Pending
+		m.mu.Unlock()
+		if pending {
+			// Its creation is under way (its Admit hook may wait on a
+			// plugin): fail now rather than wait for the pod's lock.
+			return nil, fmt.Errorf("create container %s: sandbox %s is still being created: %w", cfg.Name, sb.rec.ID, errdefs.ErrFailedPrecondition)
+		}
 		// Held until the container exists: a pod being stopped or removed
 		// gets no new container half-way.
 		sb.op.Lock()
@@ -103,6 +111,8 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 		Pending: true,
 		ShimDir: m.pickShimDir(cfg.ID),
 	}
+	// The caller's hook serves this call only.
+	c.rec.Config.Adjust = nil
 	m.containers[cfg.ID] = c
 	m.mu.Unlock()
 
@@ -158,6 +168,12 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	oci, err := spec.Generate(sc)
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
+	}
+	if cfg.Adjust != nil {
+		if err := m.adjust(ctx, c, cfg.Adjust, oci); err != nil {
+			return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
+		}
+		st.done("adjust")
 	}
 	m.mu.Lock()
 	c.rec.User = processUser(oci)

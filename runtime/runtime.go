@@ -36,6 +36,7 @@
 package runtime
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -218,6 +219,12 @@ type SandboxConfig struct {
 	// during the creation (see SandboxNetwork); the IPs it returns are the
 	// sandbox's. It is not recorded.
 	Network SandboxNetwork `json:"-"`
+	// Admit, if set, is called once the sandbox is made (namespaces,
+	// network, files, pause holder), before it becomes visible to Sandbox
+	// and ListSandboxes and before a container may join it; an error
+	// undoes the whole creation. NRI's RunPodSandbox runs here. It is not
+	// recorded.
+	Admit func(ctx context.Context, sb *Sandbox) error `json:"-"`
 }
 
 // SandboxState is a pod's state.
@@ -319,6 +326,14 @@ type ContainerConfig struct {
 	StopSignal  syscall.Signal
 	Labels      map[string]string
 	Annotations map[string]string
+	// Adjust, if set, is called with the container's OCI spec once it is
+	// generated, before the bundle is written and while the container is
+	// not yet visible to Container and ListContainers; it may change the
+	// spec (an NRI plugin's adjustment). The runtime then takes back what
+	// it keeps of the spec: the cgroup path, the user, and the resources,
+	// fitted to the host as the caller's are. An error undoes the
+	// creation. It is not recorded.
+	Adjust func(ctx context.Context, sp *specs.Spec) error `json:"-"`
 }
 
 // Log file formats (see runtime/logfile).

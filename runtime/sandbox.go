@@ -138,8 +138,9 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		Pending:      true,
 		CgroupParent: cfg.CgroupParent,
 	}
-	// The caller's network hooks serve this call only.
+	// The caller's hooks serve this call only.
 	s.rec.Config.Network = nil
+	s.rec.Config.Admit = nil
 	if cfg.Namespaces.Network == NamespacePod {
 		s.rec.NetNSPath = m.nsPath("net", id)
 		s.rec.UTSNSPath = m.nsPath("uts", id)
@@ -304,6 +305,15 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 	if att != nil {
 		s.rec.IPs = ips
 	}
+	view := copySandbox(s.rec)
+	m.mu.Unlock()
+	if cfg.Admit != nil {
+		if err := cfg.Admit(ctx, view); err != nil {
+			return nil, fmt.Errorf("create sandbox %s: %w", id, err)
+		}
+		st.done("admit")
+	}
+	m.mu.Lock()
 	s.rec.Pending = false
 	out := copySandbox(s.rec)
 	m.mu.Unlock()

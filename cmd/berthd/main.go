@@ -50,6 +50,7 @@ func loadConfig(args []string, defaultFile string, stdout, stderr io.Writer) (*d
 	fl.String("cni-conf-dir", "", "CNI network config directory (default /etc/cni/net.d)")
 	fl.String("cni-bin-dir", "", "CNI plugin directories, colon-separated (default /opt/cni/bin:/usr/lib/cni)")
 	fl.String("shim-binary", "", "berth-shim executable (default: next to berthd, else in PATH)")
+	fl.String("nri-socket", "", "NRI plugins' socket (default /var/run/nri/nri.sock; [nri] disable = true turns NRI off)")
 	var (
 		configFile = fl.String("config", defaultFile, "TOML config file; flags override it")
 		logFormat  = fl.String("log-format", "text", "text or json")
@@ -88,6 +89,7 @@ func loadConfig(args []string, defaultFile string, stdout, stderr io.Writer) (*d
 		"root": &cfg.Root, "state": &cfg.State, "listen": &cfg.Listen, "docker-listen": &cfg.DockerListen,
 		"registry-config-dir": &cfg.Images.RegistryConfigDir, "log-level": &cfg.LogLevel,
 		"cni-conf-dir": &cfg.CNI.ConfDir, "shim-binary": &cfg.Runtime.ShimBinary,
+		"nri-socket": &cfg.NRI.SocketPath,
 	} {
 		if set[name] {
 			*dst = fl.Lookup(name).Value.String()

@@ -58,12 +58,21 @@ func TestLoadConfig(t *testing.T) {
 	if cfg.CNI.ConfDir != "/etc/from-file" || strings.Join(cfg.CNI.BinDirs, ":") != "/a:/b" || cfg.Runtime.ShimBinary != "/opt/berth-shim" || cfg.StreamPort != "10010" {
 		t.Errorf("pod flags over file = cni %+v runtime %+v port %q", cfg.CNI, cfg.Runtime, cfg.StreamPort)
 	}
+	// --nri-socket moves NRI's socket over the file's.
+	withNRI := filepath.Join(dir, "nri.toml")
+	if err := os.WriteFile(withNRI, []byte("[nri]\nsocket_path = \"/run/from-file/nri.sock\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = loadConfig([]string{"--nri-socket", "/tmp/critest/nri.sock"}, withNRI, io.Discard, io.Discard); err != nil || cfg.NRI.SocketPath != "/tmp/critest/nri.sock" {
+		t.Errorf("--nri-socket over the file: %+v, %v", cfg.NRI, err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
 		{[]string{"--cni-conf-dir", "rel"}, `"rel"`},
 		{[]string{"--shim-binary", "berth-shim"}, `"berth-shim"`},
+		{[]string{"--nri-socket", "nri.sock"}, `"nri.sock"`},
 	} {
 		if _, err := loadConfig(tc.args, missing, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("loadConfig(%q) = %v, want an error with %q", tc.args, err, tc.want)

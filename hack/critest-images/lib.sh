@@ -203,14 +203,19 @@ TOML
 }
 
 # ct_berthd DIR: starts berthd on DIR/root and DIR/run with the mirrors and
-# CNI; its CRI socket is BERTH_SOCK. BERTHD_ARGS adds flags (for example
-# "--log-level debug" for the per-step timings of pod and container creation).
+# CNI; its CRI socket is BERTH_SOCK, its NRI socket BERTH_NRI_SOCK.
+# BERTHD_ARGS adds flags (for example "--log-level debug" for the per-step
+# timings of pod and container creation); BERTHD_TOML is its config file.
 ct_berthd() {
 	local d="$1"
 	mkdir -p "$d"
-	: >"$d/berthd.toml"
+	# BERTHD_TOML is the config file's content (default empty).
+	printf '%s\n' "${BERTHD_TOML:-}" >"$d/berthd.toml"
+	# NRI plugins connect to a socket of this run's own (BERTH_NRI_SOCK),
+	# never the node's default.
+	BERTH_NRI_SOCK="$d/run/nri.sock"
 	local args=(--root "$d/root" --state "$d/run" --config "$d/berthd.toml" --registry-config-dir "$HOSTS_DIR"
-		--cni-conf-dir "$CNI_CONF" --cni-bin-dir "$CNI_BIN")
+		--cni-conf-dir "$CNI_CONF" --cni-bin-dir "$CNI_BIN" --nri-socket "$BERTH_NRI_SOCK")
 	# shellcheck disable=SC2206 # word splitting of the extra flags is wanted
 	args+=(${BERTHD_ARGS:-})
 	ct_start "$d/berthd.log" "$BIN/berthd" "${args[@]}"

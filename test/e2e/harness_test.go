@@ -217,9 +217,11 @@ type daemon struct {
 	HostsDir   string
 	CRISocket  string
 	DockerSock string
-	logPath    string
-	cmd        *exec.Cmd
-	exited     chan struct{}
+	// NRISocket is where NRI plugins connect.
+	NRISocket string
+	logPath   string
+	cmd       *exec.Cmd
+	exited    chan struct{}
 	// extraArgs are appended to berthd's command line at every start.
 	extraArgs []string
 	// Networks is the address space of its standalone networks.
@@ -280,6 +282,9 @@ func startDaemonWith(t testing.TB, reg *testRegistry, opts daemonOptions) *daemo
 	writeFile(t, filepath.Join(base, "config.toml"), conf)
 	d.CRISocket = filepath.Join(d.State, "berth.sock")
 	d.DockerSock = filepath.Join(d.State, "docker.sock")
+	// NRI on a socket of this daemon's own, never the node's default.
+	d.NRISocket = filepath.Join(base, "nri.sock")
+	d.extraArgs = append(d.extraArgs, "--nri-socket", d.NRISocket)
 	hosts := append([]string{reg.Host}, mirrored...)
 	for _, h := range hosts {
 		writeFile(t, filepath.Join(d.HostsDir, h, "hosts.toml"), fmt.Sprintf("server = \"http://%s\"\n", reg.Host))
