@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -59,10 +60,11 @@ type build struct {
 	network   string
 	secrets   *secrets
 
-	stages []*stage
-	// step and total number the steps for the output.
-	step, total int
+	stages  []*stage
+	printer *printer
 
+	// mu guards what concurrent stages share below.
+	mu sync.Mutex
 	// entries are the cache entries made, recorded at the end; hits the
 	// keys reused.
 	entries []imagestore.CacheEntry
@@ -79,7 +81,11 @@ type stage struct {
 	baseStage int
 	platform  *platform
 	deps      []int
-	state     *state
+	// state is the stage's result, set before done is closed.
+	state *state
+	done  chan struct{}
+	// scheduled: the target needs the stage (done will close).
+	scheduled bool
 	name      string
 }
 
@@ -98,6 +104,7 @@ func (b *Builder) newBuild(ctx context.Context, id string, opts Options) (_ *bui
 		buildArgs: map[string]string{},
 		usedArgs:  map[string]bool{},
 		lease:     b.images.NewLease(),
+		printer:   newPrinter(opts.Progress),
 	}
 	defer func() {
 		if retErr != nil {
@@ -194,20 +201,29 @@ func (bd *build) close(ctx context.Context) {
 	bd.lease.Release()
 }
 
-func (bd *build) emit(e Event) {
-	if bd.opts.Progress != nil {
-		bd.opts.Progress(e)
-	}
+// emit reports e for the stage ctx belongs to.
+func (bd *build) emit(ctx context.Context, e Event) {
+	bd.printer.emit(stageOf(ctx), e)
 }
 
-func (bd *build) info(format string, args ...any) {
-	bd.emit(Event{Kind: EventInfo, Text: fmt.Sprintf(format, args...)})
+func (bd *build) info(ctx context.Context, format string, args ...any) {
+	bd.emit(ctx, Event{Kind: EventInfo, Text: fmt.Sprintf(format, args...)})
+}
+
+// useArg marks a build argument as consumed.
+func (bd *build) useArg(k string) {
+	bd.mu.Lock()
+	bd.usedArgs[k] = true
+	bd.mu.Unlock()
 }
 
 // tmpDir makes a fresh directory below the build's dir.
 func (bd *build) tmpDir(prefix string) (string, error) {
+	bd.mu.Lock()
 	bd.seq++
-	d := filepath.Join(bd.dir, fmt.Sprintf("%s%d", prefix, bd.seq))
+	n := bd.seq
+	bd.mu.Unlock()
+	d := filepath.Join(bd.dir, fmt.Sprintf("%s%d", prefix, n))
 	if err := os.MkdirAll(d, 0o700); err != nil {
 		return "", err
 	}
@@ -239,7 +255,7 @@ func (bd *build) run(ctx context.Context) (*Result, error) {
 	bd.global = global
 	for _, cmd := range df.metaArgs {
 		for _, kv := range cmd.Args {
-			bd.usedArgs[kv.Key] = true
+			bd.useArg(kv.Key)
 		}
 	}
 	if err := bd.planStages(); err != nil {
@@ -249,13 +265,15 @@ func (bd *build) run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	total := 0
 	for _, i := range order {
-		st := bd.stages[i]
-		bd.total += 1 + len(st.def.Commands)
+		bd.stages[i].scheduled = true
+		total += 1 + len(bd.stages[i].def.Commands)
 	}
 	if len(bd.opts.Labels) > 0 {
-		bd.total++
+		total++
 	}
+	bd.printer.start(order, total)
 	err = bd.runStages(ctx, order)
 	// Steps that succeeded stay cached even when a later one failed.
 	if rerr := bd.recordCache(ctx); rerr != nil && err == nil {
@@ -266,8 +284,7 @@ func (bd *build) run(ctx context.Context) (*Result, error) {
 	}
 	final := bd.stages[targetIdx].state
 	if len(bd.opts.Labels) > 0 {
-		bd.step++
-		bd.emit(Event{Kind: EventStep, Step: bd.step, Total: bd.total, Stage: bd.stages[targetIdx].label(), Instruction: "LABEL " + labelsText(bd.opts.Labels)})
+		bd.emit(ctx, Event{Kind: EventStep, Stage: bd.stages[targetIdx].label(), Instruction: "LABEL " + labelsText(bd.opts.Labels)})
 		final = final.clone()
 		if final.img.Config.Labels == nil {
 			final.img.Config.Labels = map[string]string{}
@@ -279,7 +296,7 @@ func (bd *build) run(ctx context.Context) (*Result, error) {
 			return nil, err
 		}
 		if hit {
-			bd.emit(Event{Kind: EventCached})
+			bd.emit(ctx, Event{Kind: EventCached})
 		} else {
 			final.key = key
 			if err := bd.remember(final); err != nil {
@@ -298,7 +315,7 @@ func (bd *build) run(ctx context.Context) (*Result, error) {
 	}
 	if len(unused) > 0 {
 		slices.Sort(unused)
-		bd.info("[Warning] One or more build-args %v were not consumed", unused)
+		bd.info(ctx, "[Warning] One or more build-args %v were not consumed", unused)
 	}
 	cfg := final.config()
 	if cfg.Created == nil {
@@ -314,7 +331,7 @@ func (bd *build) run(ctx context.Context) (*Result, error) {
 		return nil, fmt.Errorf("build: %w", err)
 	}
 	if len(bd.opts.Labels) > 0 {
-		bd.emit(Event{Kind: EventStepDone, ID: img.ID.String()})
+		bd.emit(ctx, Event{Kind: EventStepDone, ID: img.ID.String()})
 	}
 	return &Result{Image: img, Tags: img.RepoTags}, nil
 }
@@ -334,7 +351,7 @@ func (bd *build) planStages() error {
 	byName := map[string]int{}
 	for i := range df.stages {
 		def := &df.stages[i]
-		st := &stage{index: i, def: def, baseStage: -1, name: def.Name}
+		st := &stage{index: i, def: def, baseStage: -1, name: def.Name, done: make(chan struct{})}
 		base, _, err := bd.lex.ProcessWord(def.BaseName, bd.global)
 		if err != nil {
 			return lineError(df.name, def.Location, err)
@@ -415,13 +432,65 @@ func (bd *build) buildOrder(target int) ([]int, error) {
 	return order, nil
 }
 
+// runStages runs the stages concurrently: each waits for another only
+// where it needs its result (see waitStage). The first failure cancels
+// the rest.
 func (bd *build) runStages(ctx context.Context, order []int) error {
-	for _, i := range order {
-		if err := bd.runStage(ctx, bd.stages[i]); err != nil {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	errs := make([]error, len(order))
+	var wg sync.WaitGroup
+	for n, i := range order {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st := bd.stages[i]
+			defer close(st.done)
+			if err := bd.runStage(withStage(ctx, i), st); err != nil {
+				errs[n] = err
+				cancel(err)
+				return
+			}
+			bd.printer.finish(i)
+		}()
+	}
+	wg.Wait()
+	bd.printer.flush()
+	// The first stage's error in build order that is not another's
+	// cancellation is the one to report.
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+				return cause
+			}
 			return err
 		}
 	}
 	return nil
+}
+
+// waitStage waits for stage i's result.
+func (bd *build) waitStage(ctx context.Context, i int) (*state, error) {
+	st := bd.stages[i]
+	if !st.scheduled {
+		// Only an ONBUILD trigger can name a stage the target's plan did
+		// not include.
+		return nil, fmt.Errorf("stage %q is not part of this build's target", st.label())
+	}
+	select {
+	case <-st.done:
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+	if st.state == nil {
+		return nil, fmt.Errorf("stage %q failed: %w", st.label(), context.Canceled)
+	}
+	return st.state, nil
 }
 
 // stepKey derives a step's cache key from its parent's and what the step
@@ -456,7 +525,9 @@ func (bd *build) cached(ctx context.Context, st *state, key digest.Digest) (bool
 	if err := st.restore(e); err != nil {
 		return false, err
 	}
+	bd.mu.Lock()
 	bd.hits = append(bd.hits, key)
+	bd.mu.Unlock()
 	return true, nil
 }
 
@@ -467,7 +538,9 @@ func (bd *build) remember(st *state) error {
 		return err
 	}
 	now := time.Now().UTC()
+	bd.mu.Lock()
 	bd.entries = append(bd.entries, imagestore.CacheEntry{Key: st.key, Layers: slices.Clone(st.layers), Config: b, Created: now, LastUsed: now})
+	bd.mu.Unlock()
 	return nil
 }
 
@@ -495,9 +568,9 @@ func (bd *build) baseState(ctx context.Context, st *stage) (*state, error) {
 		p = *st.platform
 	}
 	if st.baseStage >= 0 {
-		base := bd.stages[st.baseStage].state
-		if base == nil {
-			return nil, lineError(bd.df.name, st.def.Location, fmt.Errorf("stage %q was not built", st.base))
+		base, err := bd.waitStage(ctx, st.baseStage)
+		if err != nil {
+			return nil, err
 		}
 		s := base.clone()
 		s.cmdSet = false
@@ -539,7 +612,7 @@ func (bd *build) image(ctx context.Context, name string, p platform, loc []parse
 	_, err = bd.b.images.Pull(ctx, ref, imagestore.PullOptions{
 		Auth:     bd.auth(named),
 		Platform: &ocispec.Platform{OS: p.OS, Architecture: p.Arch, Variant: p.Variant},
-		Progress: func(pr imagestore.Progress) { bd.emit(Event{Kind: EventPull, Pull: pr}) },
+		Progress: func(pr imagestore.Progress) { bd.emit(ctx, Event{Kind: EventPull, Pull: pr}) },
 	})
 	if err != nil {
 		if !strings.ContainsAny(name, "/:@") {

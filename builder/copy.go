@@ -206,8 +206,8 @@ func (bd *build) runCopy(ctx context.Context, s *state, cs copySpec) error {
 		return err
 	}
 	if hit {
-		bd.emit(Event{Kind: EventCached})
-		return bd.done(s)
+		bd.emit(ctx, Event{Kind: EventCached})
+		return bd.done(ctx, s)
 	}
 
 	lowers := s.layers
@@ -258,7 +258,7 @@ func (bd *build) runCopy(ctx context.Context, s *state, cs copySpec) error {
 	if err := bd.remember(s); err != nil {
 		return err
 	}
-	return bd.done(s)
+	return bd.done(ctx, s)
 }
 
 func numericOwner(spec string) (owner, bool) {
@@ -330,9 +330,9 @@ func (bd *build) copySourceRoot(ctx context.Context, cs copySpec) (root, fromKey
 // fromLayers resolves a --from: a stage (by name or index) or an image.
 func (bd *build) fromLayers(ctx context.Context, from string) ([]imagestore.Layer, error) {
 	if i, ok := bd.df.stageIndex(from); ok {
-		st := bd.stages[i].state
-		if st == nil {
-			return nil, fmt.Errorf("stage %q is not built yet: it needs to be defined before the current stage", from)
+		st, err := bd.waitStage(ctx, i)
+		if err != nil {
+			return nil, err
 		}
 		return st.layers, nil
 	}

@@ -20,13 +20,12 @@ import (
 // runStage builds one stage: its base, the ONBUILD triggers the base
 // carries, then its instructions.
 func (bd *build) runStage(ctx context.Context, st *stage) error {
-	bd.step++
-	bd.emit(Event{Kind: EventStep, Step: bd.step, Total: bd.total, Stage: st.label(), Instruction: st.def.SourceCode})
+	bd.emit(ctx, Event{Kind: EventStep, Stage: st.label(), Instruction: st.def.SourceCode})
 	s, err := bd.baseState(ctx, st)
 	if err != nil {
 		return err
 	}
-	if err := bd.done(s); err != nil {
+	if err := bd.done(ctx, s); err != nil {
 		return err
 	}
 	if triggers := s.img.Config.OnBuild; len(triggers) > 0 {
@@ -37,17 +36,15 @@ func (bd *build) runStage(ctx context.Context, st *stage) error {
 			if err != nil {
 				return lineError(bd.df.name, st.def.Location, fmt.Errorf("ONBUILD trigger %q of the base image: %w", trig, err))
 			}
-			bd.total++
-			bd.step++
-			bd.emit(Event{Kind: EventStep, Step: bd.step, Total: bd.total, Stage: st.label(), Instruction: "ONBUILD " + trig})
+			bd.printer.addSteps(1)
+			bd.emit(ctx, Event{Kind: EventStep, Stage: st.label(), Instruction: "ONBUILD " + trig})
 			if err := bd.dispatch(ctx, st, s, cmd, st.def.Location); err != nil {
 				return err
 			}
 		}
 	}
 	for _, cmd := range st.def.Commands {
-		bd.step++
-		bd.emit(Event{Kind: EventStep, Step: bd.step, Total: bd.total, Stage: st.label(), Instruction: instructionText(cmd)})
+		bd.emit(ctx, Event{Kind: EventStep, Stage: st.label(), Instruction: instructionText(cmd)})
 		if err := bd.dispatch(ctx, st, s, cmd, cmd.Location()); err != nil {
 			return err
 		}
@@ -75,12 +72,12 @@ func parseTrigger(expr string) (instructions.Command, error) {
 }
 
 // done reports the end of a step with the ID of the state it left.
-func (bd *build) done(s *state) error {
+func (bd *build) done(ctx context.Context, s *state) error {
 	_, id, err := s.encode()
 	if err != nil {
 		return err
 	}
-	bd.emit(Event{Kind: EventStepDone, ID: id.String()})
+	bd.emit(ctx, Event{Kind: EventStepDone, ID: id.String()})
 	return nil
 }
 
@@ -156,7 +153,7 @@ func (bd *build) metadata(ctx context.Context, s *state, cmd instructions.Comman
 	case *instructions.ArgCommand:
 		var parts []string
 		for _, kv := range c.Args {
-			bd.usedArgs[kv.Key] = true
+			bd.useArg(kv.Key)
 			if v, ok := bd.buildArgs[kv.Key]; ok {
 				kv.Value = &v
 			} else if kv.Value != nil {
@@ -287,14 +284,14 @@ func (bd *build) metadata(ctx context.Context, s *state, cmd instructions.Comman
 		return err
 	}
 	if hit {
-		bd.emit(Event{Kind: EventCached})
+		bd.emit(ctx, Event{Kind: EventCached})
 	} else {
 		s.key = key
 		if err := bd.remember(s); err != nil {
 			return err
 		}
 	}
-	return bd.done(s)
+	return bd.done(ctx, s)
 }
 
 // exposedPorts parses an EXPOSE word ("80", "80/udp", "8000-8002/tcp")
@@ -358,8 +355,8 @@ func (bd *build) runWorkdir(ctx context.Context, s *state, c *instructions.Workd
 	}
 	if hit {
 		s.workdirOK = true
-		bd.emit(Event{Kind: EventCached})
-		return bd.done(s)
+		bd.emit(ctx, Event{Kind: EventCached})
+		return bd.done(ctx, s)
 	}
 	var layer bool
 	if wd != "/" {
@@ -384,5 +381,5 @@ func (bd *build) runWorkdir(ctx context.Context, s *state, c *instructions.Workd
 	if err := bd.remember(s); err != nil {
 		return err
 	}
-	return bd.done(s)
+	return bd.done(ctx, s)
 }

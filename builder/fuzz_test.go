@@ -110,7 +110,7 @@ func FuzzDockerfile(f *testing.F) {
 			return
 		}
 		bd := &build{df: df, lex: shell.NewLex(df.escape), buildArgs: map[string]string{}, usedArgs: map[string]bool{},
-			opts: Options{NoCache: true}, host: platform{OS: "linux", Arch: "amd64"}, target: platform{OS: "linux", Arch: "amd64"}}
+			opts: Options{NoCache: true}, printer: newPrinter(nil), host: platform{OS: "linux", Arch: "amd64"}, target: platform{OS: "linux", Arch: "amd64"}}
 		bd.global, err = metaArgs(df, bd.lex, defaultArgs(bd.host, bd.target, ""), nil)
 		check(err)
 		if err != nil {

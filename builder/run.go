@@ -150,8 +150,8 @@ func (bd *build) runRun(ctx context.Context, s *state, c *instructions.RunComman
 		return err
 	}
 	if hit {
-		bd.emit(Event{Kind: EventCached})
-		return bd.done(s)
+		bd.emit(ctx, Event{Kind: EventCached})
+		return bd.done(ctx, s)
 	}
 	l, err := bd.exec(ctx, s, args, script, mounts, network)
 	if err != nil {
@@ -166,7 +166,7 @@ func (bd *build) runRun(ctx context.Context, s *state, c *instructions.RunComman
 	if err := bd.remember(s); err != nil {
 		return err
 	}
-	return bd.done(s)
+	return bd.done(ctx, s)
 }
 
 // execMounts are the mounts of one RUN and what undoes them.
@@ -440,12 +440,15 @@ func (bd *build) etcFiles(hostname, network string) (spec.Files, error) {
 // the state and commits its changes (nil when it changed nothing).
 func (bd *build) exec(ctx context.Context, s *state, args []string, script *string, mounts []*instructions.Mount, network string) (_ *imagestore.Layer, retErr error) {
 	id := newID()
+	tm := startTimings(ctx, "RUN step")
+	defer tm.log("container", id)
 	snap, held := bd.b.newSnapshot()
 	defer held()
 	rootfs, err := bd.b.images.PrepareBuild(ctx, snap, s.layers)
 	if err != nil {
 		return nil, err
 	}
+	tm.done("snapshot")
 	defer func() {
 		if retErr != nil {
 			_ = bd.b.images.RemoveSnapshot(context.WithoutCancel(ctx), snap)
@@ -495,6 +498,7 @@ func (bd *build) exec(ctx context.Context, s *state, args []string, script *stri
 		em.mounts = append(em.mounts, spec.Mount{Source: p, Destination: secretEnvPath, Type: "bind", ReadOnly: true})
 		args = append([]string{"/bin/sh", "-c", `. ` + secretEnvPath + ` && exec "$@"`, "sh"}, args...)
 	}
+	tm.done("mounts")
 	hostname := id[:12]
 	files, err := bd.etcFiles(hostname, network)
 	if err != nil {
@@ -555,7 +559,7 @@ func (bd *build) exec(ctx context.Context, s *state, args []string, script *stri
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
 		err := bd.b.rt.RemoveContainer(rctx, c.ID)
-		bd.emit(Event{Kind: EventRemoved, ID: c.ID})
+		bd.emit(ctx, Event{Kind: EventRemoved, ID: c.ID})
 		return err
 	}
 	defer func() {
@@ -563,20 +567,23 @@ func (bd *build) exec(ctx context.Context, s *state, args []string, script *stri
 			logctx.From(ctx).WarnContext(ctx, "remove build container", "id", c.ID, "error", err)
 		}
 	}()
-	bd.emit(Event{Kind: EventRunning, ID: c.ID})
+	tm.done("create")
+	bd.emit(ctx, Event{Kind: EventRunning, ID: c.ID})
 	if err := bd.b.rt.StartContainer(ctx, c.ID); err != nil {
 		return nil, fmt.Errorf("RUN: start: %w", err)
 	}
+	tm.done("start")
 	followDone := make(chan struct{})
 	exited := make(chan struct{})
 	go func() {
 		defer close(followDone)
-		bd.follow(logPath, exited)
+		bd.follow(ctx, logPath, exited)
 	}()
 	code, reason, err := bd.wait(ctx, c.ID, events)
 	close(exited)
 	<-followDone
 	os.Remove(logPath)
+	tm.done("run")
 	if err != nil {
 		return nil, err
 	}
@@ -590,9 +597,12 @@ func (bd *build) exec(ctx context.Context, s *state, args []string, script *stri
 	if err := remove(); err != nil {
 		return nil, fmt.Errorf("RUN: remove container: %w", err)
 	}
+	tm.done("remove")
 	em.cleanup()
 	cleanStubs(upper, lowers, targets)
-	return bd.b.images.CommitSnapshot(ctx, bd.lease, snap, topChain(s.layers))
+	l, err := bd.b.images.CommitSnapshot(ctx, bd.lease, snap, topChain(s.layers))
+	tm.done("commit")
+	return l, err
 }
 
 // wait returns the exit of container id, from the runtime's events (or,
@@ -627,7 +637,7 @@ func (bd *build) wait(ctx context.Context, id string, events <-chan runtime.Even
 // follow streams the RUN step's output from its log (the shim writes it in
 // the CRI format: "<time> <stream> <F|P> <text>") until exited is closed
 // and the file is drained. Secret values are masked.
-func (bd *build) follow(logPath string, exited <-chan struct{}) {
+func (bd *build) follow(ctx context.Context, logPath string, exited <-chan struct{}) {
 	var f *os.File
 	var br *bufio.Reader
 	var partial []byte
@@ -660,14 +670,14 @@ func (bd *build) follow(logPath string, exited <-chan struct{}) {
 				partial = append(partial, text...)
 				if full {
 					out := bd.secrets.mask(append(partial, '\n'))
-					bd.emit(Event{Kind: EventOutput, Text: string(out)})
+					bd.emit(ctx, Event{Kind: EventOutput, Text: string(out)})
 					partial = partial[:0]
 				}
 			}
 		}
 		if done {
 			if len(partial) > 0 {
-				bd.emit(Event{Kind: EventOutput, Text: string(bd.secrets.mask(partial)) + "\n"})
+				bd.emit(ctx, Event{Kind: EventOutput, Text: string(bd.secrets.mask(partial)) + "\n"})
 			}
 			return
 		}

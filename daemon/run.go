@@ -210,6 +210,8 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		// Pulls and pushes stream for minutes: only the header read is bounded.
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// Handlers (and the builder they call) log through the context.
+		BaseContext: func(net.Listener) context.Context { return logctx.With(context.Background(), log) },
 	}
 
 	errc := make(chan error, 3)
