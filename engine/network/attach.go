@@ -412,17 +412,21 @@ func (m *Manager) attachEndpoint(ctx context.Context, c *ctrState, i int, gatewa
 		m.mu.Unlock()
 	}
 	gateway = gateway && !nn.Internal
-	conf, err := m.conflist(&nn, gateway)
-	if err != nil {
-		return err
-	}
 	var ports []PortMapping
 	var held []*reservation
 	if gateway {
+		var err error
 		ports, held, err = m.allocate(&ctr, nn.HostBindingIPv4)
 		if err != nil {
 			return err
 		}
+	}
+	conf, err := m.conflist(&nn, variant{gateway: gateway, ports: len(ports) > 0})
+	if err != nil {
+		for _, r := range held {
+			r.close()
+		}
+		return err
 	}
 	req := cni.NetworkRequest{ID: ctr.ID, NetNS: netns, IfName: ifName, Config: conf, PortMappings: cniPortsOf(ports), MAC: e.Config.MacAddress}
 	for _, a := range []netip.Addr{e.Config.IPv4Address, e.Config.IPv6Address} {
@@ -489,7 +493,12 @@ func (m *Manager) detachEndpoint(ctx context.Context, c *ctrState, i int, netns 
 	}
 	if n != nil && n.Driver == DriverBridge && e.IfName != "" {
 		nn := n.clone()
-		conf, err := m.conflist(&nn, e.Primary)
+		m.mu.Lock()
+		hasPorts := e.Primary && len(c.rec.Ports) > 0
+		m.mu.Unlock()
+		// Only used without a cache entry: DEL takes the variant cached at
+		// ADD.
+		conf, err := m.conflist(&nn, variant{gateway: e.Primary, ports: hasPorts})
 		if err != nil {
 			return err
 		}

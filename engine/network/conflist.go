@@ -17,15 +17,31 @@ func (m *Manager) conflistPath(n *Network) string {
 	return filepath.Join(m.cfg.confDir(), n.Name+".conflist")
 }
 
-// conflist is the CNI config of a bridge network: bridge (with host-local
-// IPAM on the network's subnets), portmap and firewall, the pinned plugins.
+// variant says what one attachment's conflist carries.
+type variant struct {
+	// gateway: the container's default route goes through this network.
+	// Only one of a container's endpoints may carry it, as two default
+	// routes would make an ECMP route out of both; an internal network
+	// never does.
+	gateway bool
+	// ports: the endpoint publishes ports, so portmap runs. Without ports
+	// the plugin is left out: it costs an exec at ADD and one at DEL for
+	// nothing.
+	ports bool
+}
+
+// conflist is the CNI config of a bridge network: bridge with host-local
+// IPAM on the network's subnets, and portmap when ports are published. The
+// file in conf/ is the full variant (gateway and ports); libcni caches the
+// variant each attachment used, and DEL uses the cached one.
 //
-// gateway says whether the container's default route goes through this
-// network: only one of a container's endpoints may carry it, as two
-// default routes would make an ECMP route out of both; an internal
-// network never does. The file in conf/ is the gateway variant; libcni
-// caches the variant each attachment used, and DEL uses the cached one.
-func (m *Manager) conflist(n *Network, gateway bool) ([]byte, error) {
+// Masquerading and letting the containers' traffic through FORWARD are
+// per-network rules (firewall.go), made once when the network is set up,
+// as Docker does, not the bridge plugin's ipMasq and the firewall plugin's
+// rules per container: those cost about 90 ms of iptables runs per
+// container start and stop, and the bridge plugin's ipMasq rules are left
+// behind when a namespace goes first (containernetworking/plugins#810).
+func (m *Manager) conflist(n *Network, v variant) ([]byte, error) {
 	type rng struct {
 		Subnet     string `json:"subnet"`
 		Gateway    string `json:"gateway,omitempty"`
@@ -44,7 +60,7 @@ func (m *Manager) conflist(n *Network, gateway bool) ([]byte, error) {
 			r.RangeStart, r.RangeEnd = first.String(), last.String()
 		}
 		ranges = append(ranges, []rng{r})
-		if gateway && !n.Internal {
+		if v.gateway && !n.Internal {
 			if c.Subnet.Addr().Is4() {
 				routes = append(routes, route{Dst: "0.0.0.0/0"})
 			} else {
@@ -59,7 +75,7 @@ func (m *Manager) conflist(n *Network, gateway bool) ([]byte, error) {
 			// The bridge carries the gateway address even on internal
 			// networks: the DNS responder listens there.
 			"isGateway":   true,
-			"ipMasq":      n.Masquerade && !n.Internal,
+			"ipMasq":      false,
 			"hairpinMode": true,
 			"mtu":         n.MTU,
 			"capabilities": map[string]bool{
@@ -74,18 +90,13 @@ func (m *Manager) conflist(n *Network, gateway bool) ([]byte, error) {
 			},
 		},
 	}
-	if !n.Internal {
+	if v.ports && !n.Internal {
 		plugins = append(plugins, map[string]any{
 			"type":         "portmap",
 			"capabilities": map[string]bool{"portMappings": true},
 			"snat":         true,
 		})
 	}
-	// The firewall plugin lets the containers' traffic through a FORWARD
-	// chain whose policy is DROP (as dockerd leaves it). Isolation between
-	// networks is Berth's own (isolation.go): the plugin's same-bridge
-	// policy never removes its rules.
-	plugins = append(plugins, map[string]any{"type": "firewall", "backend": "iptables"})
 	return json.MarshalIndent(map[string]any{
 		"cniVersion": "1.0.0",
 		"name":       cniName(n),

@@ -156,7 +156,7 @@ func (m *Manager) assignSubnets(n *Network) error {
 // auxiliary address reservations, DNS listener. It is idempotent (start-up
 // runs it for every network).
 func (m *Manager) setup(n *Network) error {
-	conf, err := m.conflist(n, true)
+	conf, err := m.conflist(n, variant{gateway: true, ports: true})
 	if err != nil {
 		return err
 	}

@@ -250,7 +250,7 @@ func TestRootUserNetworks(t *testing.T) {
 		t.Fatalf("bridge %q of network A", netA.Bridge)
 	}
 	conf, err := os.ReadFile(filepath.Join(e.cfg.confDir(), netA.Name+".conflist"))
-	if err != nil || !strings.Contains(string(conf), `"type": "host-local"`) || !strings.Contains(string(conf), `"type": "portmap"`) || !strings.Contains(string(conf), `"type": "firewall"`) {
+	if err != nil || !strings.Contains(string(conf), `"type": "host-local"`) || !strings.Contains(string(conf), `"type": "portmap"`) {
 		t.Fatalf("conflist: %v\n%s", err, conf)
 	}
 	gwA, gwB := netA.IPAM.Config[0].Gateway, netB.IPAM.Config[0].Gateway
@@ -326,6 +326,17 @@ func TestRootUserNetworks(t *testing.T) {
 			if m.Rcode != tc.rcode || !slices.Equal(answers(m), tc.want) {
 				t.Errorf("%s asks %s for %s over %s: rcode %s answers %v, want %s %v", tc.from.name, tc.server, tc.name, proto, dns.RcodeToString[m.Rcode], answers(m), dns.RcodeToString[tc.rcode], tc.want)
 			}
+		}
+	}
+	// Each network masquerades its subnet once, and lets its bridge's
+	// traffic through FORWARD.
+	save := run(t, "iptables-save")
+	for _, want := range []string{
+		"-A BERTH-POSTROUTING -s " + subA.String() + " ! -o " + netA.Bridge + ` -m comment --comment "berth ` + netA.ID + `" -j MASQUERADE`,
+		"-A BERTH-FORWARD -i " + netA.Bridge + ` -m comment --comment "berth ` + netA.ID + `" -j ACCEPT`,
+	} {
+		if !strings.Contains(save, want) {
+			t.Errorf("iptables lacks %q", want)
 		}
 	}
 	// AAAA of an IPv4-only container: NODATA, not a forward.

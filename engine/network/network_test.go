@@ -44,16 +44,16 @@ func TestConflist(t *testing.T) {
 		}
 		return c
 	}
-	b, err := m.conflist(n, true)
+	b, err := m.conflist(n, variant{gateway: true, ports: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := parse(b)
-	if c.CNIVersion != "1.0.0" || c.Name != "berth-0123456789ab" || len(c.Plugins) != 3 || c.Plugins[0].Type != "bridge" || c.Plugins[1].Type != "portmap" || c.Plugins[2].Type != "firewall" {
+	if c.CNIVersion != "1.0.0" || c.Name != "berth-0123456789ab" || len(c.Plugins) != 2 || c.Plugins[0].Type != "bridge" || c.Plugins[1].Type != "portmap" {
 		t.Fatalf("conflist %s", b)
 	}
 	br := c.Plugins[0]
-	if br.Bridge != "br-x" || !br.IPMasq || br.MTU != 1400 || !br.Capabilities["ips"] || !br.Capabilities["mac"] || br.IPAM.Type != "host-local" || br.IPAM.DataDir != "/r/ipam" {
+	if br.Bridge != "br-x" || br.IPMasq || br.MTU != 1400 || !br.Capabilities["ips"] || !br.Capabilities["mac"] || br.IPAM.Type != "host-local" || br.IPAM.DataDir != "/r/ipam" {
 		t.Errorf("bridge plugin %+v", br)
 	}
 	if r := br.IPAM.Ranges; len(r) != 2 || r[0][0]["rangeStart"] != "10.5.1.1" || r[0][0]["rangeEnd"] != "10.5.1.254" || r[1][0]["subnet"] != "fd00:5::/64" {
@@ -62,13 +62,13 @@ func TestConflist(t *testing.T) {
 	if r := br.IPAM.Routes; len(r) != 2 || r[0]["dst"] != "0.0.0.0/0" || r[1]["dst"] != "::/0" {
 		t.Errorf("routes of the gateway variant %v", r)
 	}
-	b, _ = m.conflist(n, false)
-	if r := parse(b).Plugins[0].IPAM.Routes; len(r) != 0 {
-		t.Errorf("routes of the second network's variant %v, want none", r)
+	c = parse(must(m.conflist(n, variant{})))
+	if r := c.Plugins[0].IPAM.Routes; len(r) != 0 || len(c.Plugins) != 1 {
+		t.Errorf("a second network without ports: routes %v, %d plugins; want no routes, bridge alone", r, len(c.Plugins))
 	}
 	n.Internal = true
-	c = parse(must(m.conflist(n, true)))
-	if len(c.Plugins) != 2 || c.Plugins[0].IPMasq || len(c.Plugins[0].IPAM.Routes) != 0 || c.Plugins[1].Type != "firewall" {
+	c = parse(must(m.conflist(n, variant{gateway: true, ports: true})))
+	if len(c.Plugins) != 1 || len(c.Plugins[0].IPAM.Routes) != 0 {
 		t.Errorf("internal network's conflist: %+v", c)
 	}
 }

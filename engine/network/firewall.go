@@ -8,18 +8,32 @@ import (
 	"strings"
 )
 
-// Isolation between networks, as Docker's DOCKER-ISOLATION-STAGE-1/2: a
-// packet that enters from one Berth bridge and leaves through another is
-// dropped, unless it was DNATed (a published port, reached from another
-// network through the host's address). Internal networks drop everything
-// that crosses their bridge; a network without ICC drops traffic between
-// its own containers. Every rule carries the comment "berth <network id>"
-// so that removing a network, or start-up after a crash, finds them all.
-// The firewall plugin's own ingressPolicy would do the first part, but it
-// never removes its rules.
+// Each network's rules, made when it is set up and removed with it, as
+// Docker's bridge driver does (the CNI plugins' per-container rules cost
+// tens of milliseconds per container start and stop):
+//
+//   - isolation (BERTH-ISOLATION-1/2, jumped to first from FORWARD): a
+//     packet that enters from one Berth bridge and leaves through another
+//     is dropped, unless it was DNATed (a published port, reached from
+//     another network through the host's address); an internal network
+//     drops everything that crosses its bridge; a network without ICC
+//     drops traffic between its own containers;
+//   - forwarding (BERTH-FORWARD, jumped to after isolation): what leaves a
+//     bridge, replies to it and published ports going in are accepted, so
+//     that containers work under a FORWARD policy of DROP (dockerd sets
+//     it);
+//   - masquerading (BERTH-POSTROUTING in nat): what leaves the network's
+//     subnet through another interface is NATed to the host's address.
+//
+// Every rule carries the comment "berth <network id>" so that removing a
+// network, or start-up after a crash, finds them all. The firewall
+// plugin's ingressPolicy would do the isolation, but it never removes its
+// rules.
 const (
-	chainStage1 = "BERTH-ISOLATION-1"
-	chainStage2 = "BERTH-ISOLATION-2"
+	chainStage1  = "BERTH-ISOLATION-1"
+	chainStage2  = "BERTH-ISOLATION-2"
+	chainForward = "BERTH-FORWARD"
+	chainNAT     = "BERTH-POSTROUTING"
 )
 
 // iptables runs one command of the family's binary, waiting for the xtables
@@ -50,14 +64,17 @@ func families(n *Network) []bool {
 	return []bool{false}
 }
 
-// ensureChains creates the isolation chains and FORWARD's jump to them,
-// first in FORWARD (before the firewall plugin's CNI-FORWARD accepts).
+// ensureChains creates the chains and the jumps to them: isolation first
+// in FORWARD (before anything that accepts), forwarding right after it,
+// masquerading in POSTROUTING.
 func (m *Manager) ensureChains(v6 bool) error {
-	for _, c := range []string{chainStage1, chainStage2} {
-		if _, err := m.iptables(v6, "-t", "filter", "-S", c); err != nil {
-			if _, err := m.iptables(v6, "-t", "filter", "-N", c); err != nil {
+	for _, c := range []struct{ table, chain string }{
+		{"filter", chainStage1}, {"filter", chainStage2}, {"filter", chainForward}, {"nat", chainNAT},
+	} {
+		if _, err := m.iptables(v6, "-t", c.table, "-S", c.chain); err != nil {
+			if _, err := m.iptables(v6, "-t", c.table, "-N", c.chain); err != nil {
 				// Made by a concurrent daemon between the two calls?
-				if _, err2 := m.iptables(v6, "-t", "filter", "-S", c); err2 != nil {
+				if _, err2 := m.iptables(v6, "-t", c.table, "-S", c.chain); err2 != nil {
 					return err
 				}
 			}
@@ -65,6 +82,31 @@ func (m *Manager) ensureChains(v6 bool) error {
 	}
 	if _, err := m.iptables(v6, "-t", "filter", "-C", "FORWARD", "-j", chainStage1); err != nil {
 		if _, err := m.iptables(v6, "-t", "filter", "-I", "FORWARD", "1", "-j", chainStage1); err != nil {
+			return err
+		}
+	}
+	if _, err := m.iptables(v6, "-t", "filter", "-C", "FORWARD", "-j", chainForward); err != nil {
+		// Right after the isolation jump, wherever that is now (dockerd
+		// inserts its own jumps first).
+		pos := "2"
+		if out, err := m.iptables(v6, "-t", "filter", "-S", "FORWARD"); err == nil {
+			n := 0
+			for _, line := range strings.Split(out, "\n") {
+				if !strings.HasPrefix(line, "-A ") {
+					continue
+				}
+				n++
+				if strings.HasSuffix(line, "-j "+chainStage1) {
+					pos = fmt.Sprint(n + 1)
+				}
+			}
+		}
+		if _, err := m.iptables(v6, "-t", "filter", "-I", "FORWARD", pos, "-j", chainForward); err != nil {
+			return err
+		}
+	}
+	if _, err := m.iptables(v6, "-t", "nat", "-C", "POSTROUTING", "-j", chainNAT); err != nil {
+		if _, err := m.iptables(v6, "-t", "nat", "-A", "POSTROUTING", "-j", chainNAT); err != nil {
 			return err
 		}
 	}
@@ -78,34 +120,42 @@ func (m *Manager) ensureChains(v6 bool) error {
 	return nil
 }
 
-// isolationRules are n's rules: chain, whether they go first, and the
-// match.
-func isolationRules(n *Network) []struct {
-	chain string
+// netRule is one of a network's rules.
+type netRule struct {
+	table, chain string
+	// first: inserted at the top of the chain, else appended.
 	first bool
 	rule  []string
-} {
-	type r = struct {
-		chain string
-		first bool
-		rule  []string
-	}
+}
+
+// networkRules are n's rules in the family v6.
+func networkRules(n *Network, v6 bool) []netRule {
 	br := n.Bridge
-	var out []r
+	var out []netRule
 	if n.Internal {
 		// Before the DNAT exemption: nothing crosses an internal bridge.
 		out = append(out,
-			r{chainStage1, true, []string{"-i", br, "!", "-o", br, "-j", "DROP"}},
-			r{chainStage1, true, []string{"-o", br, "!", "-i", br, "-j", "DROP"}},
+			netRule{"filter", chainStage1, true, []string{"-i", br, "!", "-o", br, "-j", "DROP"}},
+			netRule{"filter", chainStage1, true, []string{"-o", br, "!", "-i", br, "-j", "DROP"}},
+			netRule{"filter", chainForward, false, []string{"-i", br, "-o", br, "-j", "ACCEPT"}},
 		)
 	} else {
 		out = append(out,
-			r{chainStage1, false, []string{"-i", br, "!", "-o", br, "-j", chainStage2}},
-			r{chainStage2, false, []string{"-o", br, "-j", "DROP"}},
+			netRule{"filter", chainStage1, false, []string{"-i", br, "!", "-o", br, "-j", chainStage2}},
+			netRule{"filter", chainStage2, false, []string{"-o", br, "-j", "DROP"}},
+			netRule{"filter", chainForward, false, []string{"-i", br, "-j", "ACCEPT"}},
+			netRule{"filter", chainForward, false, []string{"-o", br, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "ACCEPT"}},
 		)
 	}
 	if !n.ICC {
-		out = append(out, r{chainStage1, true, []string{"-i", br, "-o", br, "-j", "DROP"}})
+		out = append(out, netRule{"filter", chainStage1, true, []string{"-i", br, "-o", br, "-j", "DROP"}})
+	}
+	if n.Masquerade && !n.Internal {
+		for _, c := range n.IPAM.Config {
+			if c.Subnet.Addr().Is6() == v6 {
+				out = append(out, netRule{"nat", chainNAT, false, []string{"-s", c.Subnet.String(), "!", "-o", br, "-j", "MASQUERADE"}})
+			}
+		}
 	}
 	return out
 }
@@ -114,19 +164,19 @@ func isolationRules(n *Network) []struct {
 func (m *Manager) ensureIsolation(n *Network) error {
 	for _, v6 := range families(n) {
 		if err := m.ensureChains(v6); err != nil {
-			return fmt.Errorf("isolate network %s: %w", n.Name, err)
+			return fmt.Errorf("firewall rules of network %s: %w", n.Name, err)
 		}
-		for _, r := range isolationRules(n) {
+		for _, r := range networkRules(n, v6) {
 			rule := append(append([]string{}, r.rule...), ruleComment(n)...)
-			if _, err := m.iptables(v6, append([]string{"-t", "filter", "-C", r.chain}, rule...)...); err == nil {
+			if _, err := m.iptables(v6, append([]string{"-t", r.table, "-C", r.chain}, rule...)...); err == nil {
 				continue
 			}
-			args := []string{"-t", "filter", "-A", r.chain}
+			args := []string{"-t", r.table, "-A", r.chain}
 			if r.first {
-				args = []string{"-t", "filter", "-I", r.chain, "1"}
+				args = []string{"-t", r.table, "-I", r.chain, "1"}
 			}
 			if _, err := m.iptables(v6, append(args, rule...)...); err != nil {
-				return fmt.Errorf("isolate network %s: %w", n.Name, err)
+				return fmt.Errorf("firewall rules of network %s: %w", n.Name, err)
 			}
 		}
 	}
@@ -138,8 +188,10 @@ func (m *Manager) ensureIsolation(n *Network) error {
 func (m *Manager) removeIsolation(n *Network) error {
 	marker := `"berth ` + n.ID + `"`
 	for _, v6 := range []bool{false, true} {
-		for _, chain := range []string{chainStage1, chainStage2} {
-			out, err := m.iptables(v6, "-t", "filter", "-S", chain)
+		for _, c := range []struct{ table, chain string }{
+			{"filter", chainStage1}, {"filter", chainStage2}, {"filter", chainForward}, {"nat", chainNAT},
+		} {
+			out, err := m.iptables(v6, "-t", c.table, "-S", c.chain)
 			if err != nil {
 				continue // no chain, no rules
 			}
@@ -149,10 +201,10 @@ func (m *Manager) removeIsolation(n *Network) error {
 				}
 				args, err := splitRule(strings.TrimPrefix(line, "-A "))
 				if err != nil {
-					return fmt.Errorf("remove isolation of network %s: %w", n.Name, err)
+					return fmt.Errorf("remove firewall rules of network %s: %w", n.Name, err)
 				}
-				if _, err := m.iptables(v6, append([]string{"-t", "filter", "-D"}, args...)...); err != nil {
-					return fmt.Errorf("remove isolation of network %s: %w", n.Name, err)
+				if _, err := m.iptables(v6, append([]string{"-t", c.table, "-D"}, args...)...); err != nil {
+					return fmt.Errorf("remove firewall rules of network %s: %w", n.Name, err)
 				}
 			}
 		}
