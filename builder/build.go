@@ -232,6 +232,9 @@ func (bd *build) tmpDir(prefix string) (string, error) {
 
 // run builds the stages the target needs and records the image.
 func (bd *build) run(ctx context.Context) (*Result, error) {
+	for _, w := range bd.opts.Warnings {
+		bd.info(ctx, "[Warning] %s", w)
+	}
 	df := bd.df
 	targetIdx := len(df.stages) - 1
 	if bd.opts.Target != "" {
@@ -573,11 +576,14 @@ func (bd *build) baseState(ctx context.Context, st *stage) (*state, error) {
 			return nil, err
 		}
 		s := base.clone()
+		if st.platform != nil {
+			s.arch = p.Arch
+		}
 		s.cmdSet = false
 		return s, nil
 	}
 	if strings.EqualFold(st.base, "scratch") {
-		s := &state{img: emptyImage(p), key: stepKey("", "FROM scratch", p.String()), workdirOK: true}
+		s := &state{img: emptyImage(p), key: stepKey("", "FROM scratch", p.String()), workdirOK: true, arch: p.Arch}
 		s.env = slices.Clone(envList(s.img.Config.Env))
 		return s, nil
 	}
@@ -589,6 +595,7 @@ func (bd *build) baseState(ctx context.Context, st *stage) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.arch = p.Arch
 	return s, nil
 }
 

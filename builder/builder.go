@@ -190,8 +190,11 @@ type Options struct {
 	Auth map[string]imagestore.Auth
 	// Secrets are the build secrets by id. They are kept in memory only.
 	Secrets map[string][]byte
-	// Progress receives the build's events; nil discards them.
+	// Progress receives the build's events; nil discards them. It may be
+	// called from several goroutines, one at a time.
 	Progress func(Event)
+	// Warnings are shown ("[Warning] ...") once the context is read.
+	Warnings []string
 }
 
 // Resources limit a RUN step.

@@ -977,7 +977,11 @@ func (c *copier) tryUnpack(srcPath, dest string, parentOwner *owner) (done bool,
 		return false, err
 	}
 	defer unix.Close(dfd)
-	if _, err := unpack.Apply(c.ctx, "/proc/self/fd/"+strconv.Itoa(dfd), dr, unpack.Options{Plain: true}); err != nil {
+	uo := unpack.Options{Plain: true}
+	if o := c.opts.chown; o != nil {
+		uo.Owner = &unpack.Owner{UID: o.uid, GID: o.gid}
+	}
+	if _, err := unpack.Apply(c.ctx, "/proc/self/fd/"+strconv.Itoa(dfd), dr, uo); err != nil {
 		return false, fmt.Errorf("ADD %s: unpack: %w", srcPath, err)
 	}
 	return true, nil

@@ -208,6 +208,7 @@ COPY dir/sub/deep.txt /etc/
 COPY --chown=www-data:www-data --chmod=0600 a.txt /owned
 COPY --chown=1234:5678 a.txt /numeric
 ADD archive.tar.gz /unpacked/
+ADD --chown=1234:5678 archive.tar.gz /unpacked-owned/
 ADD %s/file.txt /downloaded.txt
 COPY --link b.txt /linked/b.txt
 COPY escape/ /escape/
@@ -235,7 +236,7 @@ COPY escape/ /escape/
 			t.Errorf("%s should not be there: %v", p, err)
 		}
 	}
-	for p, want := range map[string][3]uint32{"owned": {0o600, 33, 33}, "numeric": {0o644, 1234, 5678}, "txt/a.txt": {0o644, 0, 0}, "unpacked/in/archive.txt": {0o640, 33, 33}, "downloaded.txt": {0o600, 0, 0}} {
+	for p, want := range map[string][3]uint32{"owned": {0o600, 33, 33}, "numeric": {0o644, 1234, 5678}, "txt/a.txt": {0o644, 0, 0}, "unpacked/in/archive.txt": {0o640, 33, 33}, "unpacked-owned/in/archive.txt": {0o640, 1234, 5678}, "downloaded.txt": {0o600, 0, 0}} {
 		fi, err := e.stat(img, p)
 		if err != nil {
 			t.Fatal(err)
@@ -322,6 +323,7 @@ func TestBuildErrors(t *testing.T) {
 		{"no from", "RUN true\n", nil, []string{"Dockerfile:1"}},
 		{"bad stopsignal", from + "STOPSIGNAL SIGNOPE\n", nil, []string{"Dockerfile:2", "SIGNOPE"}},
 		{"ssh mount", from + "RUN --mount=type=ssh true\n", nil, []string{"Dockerfile:2", "ssh", "not implemented"}},
+		{"foreign arch", "FROM --platform=linux/arm64 scratch\nRUN true\n", nil, []string{"Dockerfile:2", "linux/arm64", "host's architecture"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			files := map[string]string{"Dockerfile": tc.dockerfile}

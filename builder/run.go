@@ -111,6 +111,9 @@ func (bd *build) runRun(ctx context.Context, s *state, c *instructions.RunComman
 	default:
 		return fmt.Errorf("RUN --network=%s: %w", network, errdefs.ErrNotImplemented)
 	}
+	if s.arch != "" && s.arch != bd.host.Arch {
+		return fmt.Errorf("RUN in a linux/%s stage: only the host's architecture (%s) can run here (no emulation): %w", s.arch, bd.host.Arch, errdefs.ErrNotImplemented)
+	}
 	if sec := instructions.GetSecurity(c); sec == "insecure" {
 		return fmt.Errorf("RUN --security=insecure: privileged build steps are not served: %w", errdefs.ErrNotImplemented)
 	}

@@ -40,6 +40,8 @@ type state struct {
 	cmdSet bool
 	// workdirOK: the working dir is known to exist.
 	workdirOK bool
+	// arch is the stage's architecture (RUN can only run the host's).
+	arch string
 }
 
 func (s *state) clone() *state {

@@ -51,8 +51,9 @@ const (
 
 // buildRequest is a decoded POST /build.
 type buildRequest struct {
-	opts  builder.Options
-	quiet bool
+	opts      builder.Options
+	quiet     bool
+	cacheFrom []string
 }
 
 func intParam(q map[string][]string, name string) (int64, error) {
@@ -135,8 +136,7 @@ func decodeBuild(r *http.Request) (*buildRequest, error) {
 		}
 	}
 	if v := q.Get("cachefrom"); v != "" {
-		var from []string
-		if err := json.Unmarshal([]byte(v), &from); err != nil {
+		if err := json.Unmarshal([]byte(v), &br.cacheFrom); err != nil {
 			return nil, invalid("build: cachefrom: %v", err)
 		}
 	}
@@ -277,6 +277,11 @@ func (s *server) build(w http.ResponseWriter, r *http.Request) error {
 				out.progress(e.Pull)
 			}
 		}
+	}
+	if len(req.cacheFrom) > 0 {
+		// Said by the builder once it has read the context: the request
+		// body may not be read once the response has started.
+		opts.Warnings = append(opts.Warnings, fmt.Sprintf("cache-from %v is not used: Berth's build cache is keyed by content and kept by berthd, not taken from images", req.cacheFrom))
 	}
 	res, err := s.opts.Builder.Build(r.Context(), opts)
 	if err != nil {

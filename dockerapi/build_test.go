@@ -33,6 +33,9 @@ type fakeBuilder struct {
 func (f *fakeBuilder) Build(ctx context.Context, o builder.Options) (*builder.Result, error) {
 	f.got = o
 	f.context, _ = io.ReadAll(o.Context)
+	for _, w := range o.Warnings {
+		o.Progress(builder.Event{Kind: builder.EventInfo, Text: "[Warning] " + w})
+	}
 	f.secrets = map[string]string{}
 	for k, v := range o.Secrets {
 		f.secrets[k] = string(v)
@@ -107,7 +110,8 @@ func TestBuildQueryAndStream(t *testing.T) {
 			aux, _ = a["ID"].(string)
 		}
 	}
-	want := "Step 1/2 : FROM busybox\n ---> 0123456789ab\nStep 2/2 : RUN echo hi\n ---> Running in fedcba987654\nhi\n ---> Using cache\n" +
+	want := "[Warning] cache-from [x] is not used: Berth's build cache is keyed by content and kept by berthd, not taken from images\n" +
+		"Step 1/2 : FROM busybox\n ---> 0123456789ab\nStep 2/2 : RUN echo hi\n ---> Running in fedcba987654\nhi\n ---> Using cache\n" +
 		"Successfully built " + digest.FromString("image").Encoded()[:12] + "\nSuccessfully tagged app:1\nSuccessfully tagged example.com/x/app:v2\n"
 	if stream.String() != want {
 		t.Fatalf("stream:\n%s\nwant:\n%s", stream.String(), want)

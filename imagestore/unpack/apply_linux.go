@@ -56,6 +56,20 @@ type Options struct {
 	// device nodes are refused, and an absolute name is an error rather
 	// than a name to make relative.
 	Plain bool
+	// Owner, when set, owns everything instead of the tar's uid/gid (ADD
+	// --chown of an archive).
+	Owner *Owner
+}
+
+// Owner is a uid and gid.
+type Owner struct{ UID, GID int }
+
+// owner is who owns an entry: Options.Owner or the tar's.
+func (a *applier) owner(hdr *tar.Header) (int, int) {
+	if o := a.opts.Owner; o != nil {
+		return o.UID, o.GID
+	}
+	return hdr.Uid, hdr.Gid
 }
 
 // Stats describe the directory after Apply, counted the way `du -sb` and
@@ -588,7 +602,8 @@ func atime(hdr *tar.Header) time.Time {
 // set after the owner because chown clears set-id bits.
 func (a *applier) fdMeta(fd int, hdr *tar.Header) error {
 	if !a.opts.NoChown {
-		if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
+		uid, gid := a.owner(hdr)
+		if err := unix.Fchown(fd, uid, gid); err != nil {
 			return fmt.Errorf("chown: %w", err)
 		}
 	}
@@ -608,7 +623,8 @@ func (a *applier) fdMeta(fd int, hdr *tar.Header) error {
 // following it.
 func (a *applier) atMeta(pfd int, base string, hdr *tar.Header, chmod bool) error {
 	if !a.opts.NoChown {
-		if err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		uid, gid := a.owner(hdr)
+		if err := unix.Fchownat(pfd, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return fmt.Errorf("chown: %w", err)
 		}
 	}
