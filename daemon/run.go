@@ -206,7 +206,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	runtimeapi.RegisterRuntimeServiceServer(grpcSrv, criSvc)
 
 	httpSrv := &http.Server{
-		Handler: dockerapi.New(store, dockerapi.Options{Root: cfg.Root, StateDir: cfg.State, Version: Version, CgroupDriver: rt.CgroupDriver(), Builder: bld, Networks: networks}),
+		Handler: dockerapi.New(store, dockerapi.Options{Root: cfg.Root, StateDir: cfg.State, Version: Version, CgroupDriver: rt.CgroupDriver(), LoggingDriver: cfg.Logging.Driver, Builder: bld, Networks: networks}),
 		// Pulls and pushes stream for minutes: only the header read is bounded.
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

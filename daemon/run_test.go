@@ -163,8 +163,8 @@ func TestRunServesCRIAndDockerAPI(t *testing.T) {
 	}
 	// /info reports the runtime's cgroup driver (cgroupfs, the one this
 	// host runs with; the CRI's RuntimeConfig says the same).
-	if code, body := dockerGet(t, cfg.DockerSocket(), "/info"); code != http.StatusOK || !strings.Contains(body, `"CgroupDriver":"cgroupfs"`) {
-		t.Errorf("/info = %d %s, want the cgroupfs driver", code, body)
+	if code, body := dockerGet(t, cfg.DockerSocket(), "/info"); code != http.StatusOK || !strings.Contains(body, `"CgroupDriver":"cgroupfs"`) || !strings.Contains(body, `"LoggingDriver":"json-file"`) {
+		t.Errorf("/info = %d %s, want the cgroupfs driver and the default json-file log driver", code, body)
 	}
 
 	pulled, err := images.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: host + "/berth/busybox:1"}})
@@ -385,7 +385,12 @@ func TestStatusReportsMissingBinaries(t *testing.T) {
 	if err := os.WriteFile(cfg.Runtime.ShimBinary, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// And /info reports the configured default log driver, not a literal.
+	cfg.Logging.Driver, cfg.Logging.Opts = "local", nil
 	start(t, cfg)
+	if code, body := dockerGet(t, cfg.DockerSocket(), "/info"); code != http.StatusOK || !strings.Contains(body, `"LoggingDriver":"local"`) {
+		t.Errorf("/info = %d %s, want the configured log driver local", code, body)
+	}
 	rt, _ := criClients(t, cfg.CRISocket())
 	runtimeReady := func() *runtimeapi.RuntimeCondition {
 		t.Helper()

@@ -33,8 +33,7 @@ type Options struct {
 	// "systemd"), reported by /info.
 	CgroupDriver string
 	// LoggingDriver is the log driver a standalone container gets when it
-	// names none, reported by /info; empty while berthd runs no
-	// standalone containers.
+	// names none (berthd's [logging] driver), reported by /info.
 	LoggingDriver string
 	// Builder serves POST /build and /build/prune; nil answers them with
 	// NotImplemented.
