@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/events"
 
 	"github.com/berth-dev/berth/cni"
 )
@@ -373,7 +374,9 @@ func (m *Manager) attachEndpoint(ctx context.Context, c *ctrState, i int, gatewa
 	if n.Driver != DriverBridge {
 		// host and none: nothing to plumb; the endpoint exists for inspect.
 		c.rec.Endpoints[i].EndpointID = newID()
+		nn := n.clone()
 		m.mu.Unlock()
+		m.event(events.ActionConnect, &nn, c.rec.Container.ID)
 		return nil
 	}
 	// An address asked for is free unless another attached endpoint holds
@@ -465,6 +468,7 @@ func (m *Manager) attachEndpoint(ctx context.Context, c *ctrState, i int, gatewa
 		c.rec.Ports = append(c.rec.Ports, ports...)
 		c.held = append(c.held, held...)
 	}
+	m.event(events.ActionConnect, &nn, ctr.ID)
 	return nil
 }
 
@@ -485,7 +489,11 @@ func (m *Manager) nextIfName(c *ctrState) string {
 func (m *Manager) detachEndpoint(ctx context.Context, c *ctrState, i int, netns string) error {
 	m.mu.Lock()
 	e := c.rec.Endpoints[i]
-	n := m.networks[e.NetworkID]
+	var n *Network
+	if o := m.networks[e.NetworkID]; o != nil {
+		cl := o.clone()
+		n = &cl
+	}
 	id := c.rec.Container.ID
 	m.mu.Unlock()
 	if e.EndpointID == "" {
@@ -520,6 +528,7 @@ func (m *Manager) detachEndpoint(ctx context.Context, c *ctrState, i int, netns 
 			}
 		}
 	}
+	m.event(events.ActionDisconnect, n, id)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ep := &c.rec.Endpoints[i]

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/events"
 )
 
 // Defaults.
@@ -77,6 +78,14 @@ type Config struct {
 	// and ip6tables from PATH).
 	IPTables  string
 	IP6Tables string
+	// Events receives Docker's network events (create, destroy, connect,
+	// disconnect); nil drops them. engine/events' Bus implements it.
+	Events Events
+}
+
+// Events is where network events go.
+type Events interface {
+	Log(typ events.Type, action events.Action, id string, attrs map[string]string)
 }
 
 // Validate fills defaults and checks the rest.

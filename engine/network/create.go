@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/events"
 
 	"github.com/berth-dev/berth/engine/network/resolver"
 	"github.com/berth-dev/berth/internal/atomicfile"
@@ -115,6 +116,7 @@ func (m *Manager) Create(ctx context.Context, opts CreateOptions) (_ Network, re
 	m.mu.Lock()
 	m.networks[n.ID] = n
 	m.mu.Unlock()
+	m.event(events.ActionCreate, n, "")
 	return n.clone(), nil
 }
 
@@ -286,6 +288,7 @@ func (m *Manager) remove(ctx context.Context, n *Network) error {
 	delete(m.removing, n.ID)
 	m.refreshDNS()
 	m.mu.Unlock()
+	m.event(events.ActionDestroy, n, "")
 	return nil
 }
 

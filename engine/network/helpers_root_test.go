@@ -14,12 +14,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/moby/moby/api/types/events"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/logctx"
@@ -102,6 +104,26 @@ type testEnv struct {
 	// upstream is a DNS server in the host's namespace that answers
 	// "upstream.test." and NXDOMAIN for the rest.
 	upstream netip.Addr
+	// events are what the manager emitted.
+	events *eventLog
+}
+
+// eventLog records events as "action network-name container".
+type eventLog struct {
+	mu  sync.Mutex
+	log []string
+}
+
+func (l *eventLog) Log(typ events.Type, action events.Action, id string, attrs map[string]string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.log = append(l.log, strings.TrimSpace(fmt.Sprintf("%s %s %s %s", typ, action, attrs["name"], attrs["container"])))
+}
+
+func (l *eventLog) has(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Contains(l.log, s)
 }
 
 // newEnv makes a Manager on a temp root. The default network gets a
@@ -113,7 +135,7 @@ func newEnv(t *testing.T) *testEnv {
 	bin := plugins(t)
 	tag := randHex(3)
 	b2 := 128 + randInt(120)
-	e := &testEnv{t: t, root: t.TempDir(), tag: tag}
+	e := &testEnv{t: t, root: t.TempDir(), tag: tag, events: &eventLog{}}
 	e.upstream = startUpstream(t)
 	resolv := filepath.Join(e.root, "host-resolv.conf")
 	if err := os.WriteFile(resolv, []byte("nameserver "+e.upstream.String()+"\nsearch example.test\n"), 0o644); err != nil {
@@ -127,6 +149,7 @@ func newEnv(t *testing.T) *testEnv {
 		DefaultSubnet: netip.MustParsePrefix(fmt.Sprintf("10.%d.%d.0/24", b2, 250+randInt(5))),
 		AddressPools:  []Pool{{Base: netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/16", b2)), Size: 24}},
 		ResolvConf:    resolv,
+		Events:        e.events,
 	}
 	e.open()
 	t.Cleanup(e.cleanup)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/events"
 
 	"github.com/berth-dev/berth/cni"
 	"github.com/berth-dev/berth/engine/network/resolver"
@@ -457,6 +458,19 @@ func (m *Manager) inUse(id string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// event emits a network event as Docker does: the network's ID as the
+// actor, its name and type, and the container for connect and disconnect.
+func (m *Manager) event(action events.Action, n *Network, container string) {
+	if m.cfg.Events == nil || n == nil {
+		return
+	}
+	attrs := map[string]string{"name": n.Name, "type": n.Driver}
+	if container != "" {
+		attrs["container"] = container
+	}
+	m.cfg.Events.Log(events.NetworkEventType, action, n.ID, attrs)
 }
 
 // errJoin joins errors into one, nil when there are none.

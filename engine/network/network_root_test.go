@@ -392,6 +392,17 @@ func TestRootUserNetworks(t *testing.T) {
 	if left := e.leftovers(netA, netB); len(left) > 0 {
 		t.Errorf("left behind: %s", strings.Join(left, "\n"))
 	}
+	for _, want := range []string{
+		"network create " + netA.Name,
+		"network connect " + netA.Name + " " + db.id,
+		"network connect " + netB.Name + " " + both.id,
+		"network disconnect " + netA.Name + " " + db.id,
+		"network destroy " + netB.Name,
+	} {
+		if !e.events.has(want) {
+			t.Errorf("no event %q in %v", want, e.events.log)
+		}
+	}
 	if _, err := e.m.Get(netA.Name); !errdefs.IsNotFound(err) {
 		t.Errorf("Get after Remove: %v", err)
 	}
