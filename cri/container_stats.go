@@ -130,11 +130,26 @@ func memoryUsage(ts int64, workingSet, usage, rss, faults, majorFaults uint64, l
 	return m
 }
 
-// cpuRates derives usage_nano_cores from two consecutive readings of the
-// cumulative CPU time, as containerd does; the first reading gives 0.
+// cpuRates derives usage_nano_cores from the cumulative CPU time, over a
+// window of at least cpuRateWindow: every caller of the stats RPCs (the
+// kubelet's summary API, its eviction manager, its metrics, crictl) moves
+// the last reading, and containerd's "since the previous call" gives 0
+// whenever two calls come closer together than the CPU time advances, as
+// it does for an idle pod polled twice within a second. Within a window,
+// callers get the rate of the last complete one; the first reading gives
+// 0.
 type cpuRates struct {
 	mu   sync.Mutex
-	last map[string]cpuSample
+	last map[string]cpuWindow
+}
+
+// cpuRateWindow is the shortest interval a rate is measured over.
+const cpuRateWindow = time.Second
+
+type cpuWindow struct {
+	// start opens the window being measured.
+	start cpuSample
+	rate  uint64
 }
 
 type cpuSample struct {
@@ -146,14 +161,22 @@ func (r *cpuRates) rate(id string, at time.Time, usage uint64) uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.last == nil {
-		r.last = map[string]cpuSample{}
+		r.last = map[string]cpuWindow{}
 	}
-	prev, ok := r.last[id]
-	r.last[id] = cpuSample{at: at, usage: usage}
-	if !ok || !at.After(prev.at) || usage < prev.usage {
+	w, ok := r.last[id]
+	switch {
+	case !ok || at.Before(w.start.at) || usage < w.start.usage:
+		// First reading, or a counter that went back (a restarted
+		// container reusing the ID): start over.
+		r.last[id] = cpuWindow{start: cpuSample{at: at, usage: usage}}
 		return 0
+	case at.Sub(w.start.at) < cpuRateWindow:
+		return w.rate
 	}
-	return uint64(float64(usage-prev.usage) / float64(at.Sub(prev.at).Nanoseconds()) * 1e9)
+	w.rate = uint64(float64(usage-w.start.usage) / float64(at.Sub(w.start.at).Nanoseconds()) * 1e9)
+	w.start = cpuSample{at: at, usage: usage}
+	r.last[id] = w
+	return w.rate
 }
 
 // drop forgets a removed container's or pod's last sample.
