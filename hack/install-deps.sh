@@ -4,8 +4,9 @@
 # missing, and reaches only Debian's apt repositories and the Go module proxy.
 #
 #   hack/install-deps.sh            apt packages, a docker CLI, docker-compose, pinned Go
-#                                   tools (crictl, the compose v5 CLI plugin)
+#                                   tools (crictl, the compose v5 CLI plugin, kubelet)
 #   hack/install-deps.sh --critest  also build critest (the CRI conformance suite)
+#   hack/install-deps.sh --no-kubelet  skip the kubelet (a 4-7 minute build, once)
 #
 # Go tools go to _output/tools (not /usr/local/bin): the project's own pinned
 # versions, found by the Makefile, the scripts and the e2e tests.
@@ -13,12 +14,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CRI_TOOLS_VERSION=v1.37.0
+KUBELET_VERSION=v1.37.2
 TOOLS="$PWD/_output/tools"
 
 want_critest=0
+want_kubelet=1
 for arg in "$@"; do
 	case "$arg" in
 	--critest) want_critest=1 ;;
+	--no-kubelet) want_kubelet=0 ;;
 	-h | --help)
 		awk 'NR > 1 && /^#/ {print; next} NR > 1 {exit}' "$0"
 		exit 0
@@ -165,6 +169,16 @@ if ((want_critest)); then
 		fi
 		(cd "$dir" && GOFLAGS= GOWORK=off go test -mod=mod -c -o "$TOOLS/critest" ./cmd/critest)
 		echo "$CRI_TOOLS_VERSION" >"$TOOLS/critest.version"
+	fi
+fi
+
+if ((want_kubelet)); then
+	if [ -x "$TOOLS/kubelet" ] && [ -f "$TOOLS/kubelet.version" ] && [ "$(cat "$TOOLS/kubelet.version")" = "$KUBELET_VERSION" ]; then
+		say "kubelet $KUBELET_VERSION present in $TOOLS"
+	else
+		say "building kubelet $KUBELET_VERSION -> $TOOLS/kubelet (once; a few minutes)"
+		bash hack/kubelet-build.sh "$KUBELET_VERSION" "$TOOLS/kubelet"
+		echo "$KUBELET_VERSION" >"$TOOLS/kubelet.version"
 	fi
 fi
 
