@@ -39,7 +39,7 @@ NAME=bench-pull
 CT_BRIDGE="pull$$"
 [ "$(id -u)" = 0 ] || die "run as root (the daemons unpack layers with their owners)"
 
-bash hack/install-deps.sh >/dev/null
+bash hack/install-deps.sh --no-kubelet >/dev/null
 CRICTL="$REPO/_output/tools/crictl"
 BIN="$REPO/bin"
 if ((BERTH)); then make --no-print-directory build >/dev/null; fi

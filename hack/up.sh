@@ -41,8 +41,8 @@ die() {
 
 [ "$(id -u)" = 0 ] || die "run as root (berthd unpacks layers with their owners and mounts overlays)"
 
-say "installing dependencies (hack/install-deps.sh)"
-bash hack/install-deps.sh
+say "installing dependencies (hack/install-deps.sh --no-kubelet)"
+bash hack/install-deps.sh --no-kubelet
 
 # A second `make up` restarts what the first one started.
 if compgen -G "$PIDS/*.pid" >/dev/null; then

@@ -137,8 +137,8 @@ ct_tools() {
 	[ -x "$BIN/berthd" ] || die "no berthd in $BIN"
 	# berth-shim runs the berth-runc next to it.
 	[ ! -x "$BIN/berth-shim" ] || [ -x "$BIN/berth-runc" ] || die "no berth-runc next to berth-shim in $BIN (make build)"
-	say "installing critest and crictl (hack/install-deps.sh --critest)"
-	bash "$REPO/hack/install-deps.sh" --critest >/dev/null
+	say "installing critest and crictl (hack/install-deps.sh --critest --no-kubelet)"
+	bash "$REPO/hack/install-deps.sh" --critest --no-kubelet >/dev/null
 	CRITEST="$REPO/_output/tools/critest"
 	CRICTL="$REPO/_output/tools/crictl"
 	CNI_BIN="$REPO/_output/cni/bin"
