@@ -10,8 +10,8 @@ import (
 
 // GetContainerEvents streams container lifecycle events until the client
 // goes away. Each carries the pod's status and the statuses of all its
-// containers, as the kubelet's evented PLEG expects (a DELETED container is
-// no longer among them).
+// containers, newest first, as the kubelet's evented PLEG expects (a
+// DELETED container is no longer among them).
 func (s *RuntimeService) GetContainerEvents(_ *runtimeapi.GetEventsRequest, stream runtimeapi.RuntimeService_GetContainerEventsServer) error {
 	ctx := stream.Context()
 	for ev := range s.opts.Stats.Subscribe(ctx) {
@@ -24,13 +24,8 @@ func (s *RuntimeService) GetContainerEvents(_ *runtimeapi.GetEventsRequest, stre
 			if st, err := sandboxStatus(sb); err == nil {
 				resp.PodSandboxStatus = st
 			}
-			for _, c := range s.opts.Containers.ListContainers() {
-				if c.SandboxID != sb.ID {
-					continue
-				}
-				if cs, err := s.containerStatus(ctx, c); err == nil {
-					resp.ContainersStatuses = append(resp.ContainersStatuses, cs)
-				}
+			if cs, err := s.podContainerStatuses(ctx, sb.ID); err == nil {
+				resp.ContainersStatuses = cs
 			}
 		}
 		if err := stream.Send(resp); err != nil {

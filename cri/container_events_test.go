@@ -2,6 +2,8 @@ package cri
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -67,5 +69,48 @@ func TestGetContainerEvents(t *testing.T) {
 	// A container whose pod is gone is still reported, without statuses.
 	if e := stream.sent[1]; e.ContainerEventType != runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT || e.PodSandboxStatus != nil {
 		t.Errorf("deleted event = %v", e)
+	}
+}
+
+// TestPodContainerStatusesNewestFirst: with EventedPLEG the kubelet reads
+// PodSandboxStatus's container statuses in order and takes the first of a
+// name as the latest.
+func TestPodContainerStatusesNewestFirst(t *testing.T) {
+	s, rt, _, _ := newTestService()
+	pod, err := s.RunPodSandbox(t.Context(), podRequest("web", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, created := range []int64{10, 30, 20} {
+		rt.containers = append(rt.containers, &runtime.Container{
+			ID: fmt.Sprintf("c%d", i), SandboxID: pod.PodSandboxId, State: runtime.ContainerExited, CreatedAt: time.Unix(created, 0),
+			Config: runtime.ContainerConfig{Name: "app", Attempt: uint32(i)},
+		})
+	}
+	rt.containers = append(rt.containers, &runtime.Container{ID: "other", SandboxID: "another-pod", CreatedAt: time.Unix(40, 0)})
+	st, err := s.PodSandboxStatus(t.Context(), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod.PodSandboxId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, c := range st.ContainersStatuses {
+		ids = append(ids, c.Id)
+	}
+	if want := []string{"c1", "c2", "c0"}; !slices.Equal(ids, want) {
+		t.Errorf("container statuses %v, want newest first %v", ids, want)
+	}
+	s.opts.Stats = eventsRuntime{fakeRuntime: rt, events: []runtime.Event{
+		{ContainerID: "c1", SandboxID: pod.PodSandboxId, Type: runtime.EventStopped, Time: time.Unix(50, 0)},
+	}}
+	stream := &eventStream{ctx: t.Context()}
+	if err := s.GetContainerEvents(&runtimeapi.GetEventsRequest{}, stream); err != nil {
+		t.Fatal(err)
+	}
+	ids = nil
+	for _, c := range stream.sent[0].ContainersStatuses {
+		ids = append(ids, c.Id)
+	}
+	if want := []string{"c1", "c2", "c0"}; !slices.Equal(ids, want) {
+		t.Errorf("event's container statuses %v, want newest first %v", ids, want)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -24,15 +25,8 @@ func (s *RuntimeService) PodSandboxStatus(ctx context.Context, req *runtimeapi.P
 		return nil, fmt.Errorf("pod sandbox status %s: %w", sb.ID, err)
 	}
 	resp := &runtimeapi.PodSandboxStatusResponse{Status: st, Timestamp: time.Now().UnixNano()}
-	for _, c := range s.opts.Containers.ListContainers() {
-		if c.SandboxID != sb.ID {
-			continue
-		}
-		cs, err := s.containerStatus(ctx, c)
-		if err != nil {
-			return nil, fmt.Errorf("pod sandbox status %s: %w", sb.ID, err)
-		}
-		resp.ContainersStatuses = append(resp.ContainersStatuses, cs)
+	if resp.ContainersStatuses, err = s.podContainerStatuses(ctx, sb.ID); err != nil {
+		return nil, fmt.Errorf("pod sandbox status %s: %w", sb.ID, err)
 	}
 	if req.GetVerbose() {
 		info, err := json.Marshal(sandboxInfo{
@@ -131,4 +125,29 @@ func nonNilMap(m map[string]string) map[string]string {
 		return map[string]string{}
 	}
 	return m
+}
+
+// podContainerStatuses are the statuses of the pod's containers, newest
+// first. With EventedPLEG the kubelet takes them as the pod's container
+// statuses as they come, without sorting, and treats the first one of a
+// name as that container's latest: oldest first, it restarted a container
+// it had just restarted, under the attempt number of the one running, and
+// kept failing with "name taken".
+func (s *RuntimeService) podContainerStatuses(ctx context.Context, sandboxID string) ([]*runtimeapi.ContainerStatus, error) {
+	var cs []*runtime.Container
+	for _, c := range s.opts.Containers.ListContainers() {
+		if c.SandboxID == sandboxID {
+			cs = append(cs, c)
+		}
+	}
+	slices.SortStableFunc(cs, func(a, b *runtime.Container) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	out := make([]*runtimeapi.ContainerStatus, 0, len(cs))
+	for _, c := range cs {
+		st, err := s.containerStatus(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
 }
