@@ -75,6 +75,12 @@ func TestKubelet(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := newKubelet(t, e.d, e.CgParent)
+	t.Cleanup(func() {
+		// Kept with the kubelet's log, which a failed test leaves.
+		if t.Failed() {
+			os.WriteFile(filepath.Join(k.Dir, "berthd.log"), []byte(e.d.Log()), 0o644)
+		}
+	})
 	hostPort := freePort(t)
 	web, crash, chatty := k.PodName("web"), k.PodName("crash"), k.PodName("chatty")
 	// Every sandbox and container berthd ever had, for the leak check.
