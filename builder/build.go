@@ -28,6 +28,7 @@ import (
 
 	"github.com/berth-dev/berth/imagestore"
 	"github.com/berth-dev/berth/internal/logctx"
+	"github.com/berth-dev/berth/runtime"
 )
 
 // cleanupTimeout bounds the cleanup of a build, which runs on a context the
@@ -48,6 +49,11 @@ type build struct {
 	ctxDir   string
 	stateDir string // <state>/<id>: a tmpfs
 	lease    *imagestore.Lease
+	// sandbox is the build's network sandbox on the bridge (made by the
+	// first RUN that needs it).
+	sandboxOnce sync.Once
+	sandbox     *runtime.Sandbox
+	sandboxErr  error
 
 	df        *dockerfile
 	ignore    *patternmatcher.PatternMatcher
@@ -135,12 +141,15 @@ func (b *Builder) newBuild(ctx context.Context, id string, opts Options) (_ *bui
 		return nil, err
 	}
 	switch opts.Network {
-	case "", NetworkDefault, "bridge":
+	case "", NetworkDefault:
 		bd.network = b.cfg.DefaultNetwork
-	case NetworkHost, NetworkNone:
+	case NetworkHost, NetworkNone, NetworkBridge:
 		bd.network = opts.Network
 	default:
 		return nil, fmt.Errorf("build: network mode %q: only default, bridge, host and none are served for builds: %w", opts.Network, errdefs.ErrNotImplemented)
+	}
+	if bd.network == NetworkBridge && b.net == nil {
+		return nil, fmt.Errorf("build: network mode bridge: this berthd has no bridge network for builds: %w", errdefs.ErrNotImplemented)
 	}
 	if opts.Context == nil {
 		return nil, fmt.Errorf("build: no build context: %w", errdefs.ErrInvalidArgument)
@@ -187,6 +196,14 @@ func (bd *build) close(ctx context.Context) {
 	defer cancel()
 	log := logctx.From(ctx)
 	bd.secrets.wipe()
+	if sb := bd.sandbox; sb != nil {
+		if err := bd.b.net.Release(ctx, sb.ID); err != nil {
+			log.WarnContext(ctx, "release the build's network", "build", bd.id, "error", err)
+		}
+		if err := bd.b.rt.RemoveSandbox(ctx, sb.ID); err != nil {
+			log.WarnContext(ctx, "remove the build's sandbox", "build", bd.id, "error", err)
+		}
+	}
 	if err := unmountBelow(bd.dir); err != nil {
 		log.WarnContext(ctx, "unmount build mounts", "build", bd.id, "error", err)
 	}
@@ -658,4 +675,29 @@ func (bd *build) auth(named reference.Named) *imagestore.Auth {
 		}
 	}
 	return nil
+}
+
+// bridgeSandbox returns the build's sandbox on the default bridge, making
+// it on first use: one network namespace (and IP) for every RUN of the
+// build, as docker's classic builder gives each build step the bridge.
+func (bd *build) bridgeSandbox(ctx context.Context) (*runtime.Sandbox, error) {
+	bd.sandboxOnce.Do(func() {
+		ctx := context.WithoutCancel(ctx)
+		sb, err := bd.b.rt.CreateSandbox(ctx, runtime.SandboxConfig{
+			Name: "build-" + bd.id[:12], Namespace: "builder", UID: bd.id, Hostname: bd.id[:12],
+			Namespaces: runtime.SandboxNamespaces{Network: runtime.NamespacePod, IPC: runtime.NamespacePod, PID: runtime.NamespaceContainer},
+			Labels:     map[string]string{"berth.build": bd.id},
+		})
+		if err != nil {
+			bd.sandboxErr = fmt.Errorf("network sandbox for the build: %w", err)
+			return
+		}
+		if err := bd.b.net.Attach(ctx, sb.ID, bd.id[:12], sb.NetNSPath, sb.HostsPath, sb.ResolvConfPath, bd.opts.ExtraHosts); err != nil {
+			bd.b.rt.RemoveSandbox(ctx, sb.ID)
+			bd.sandboxErr = fmt.Errorf("attach the build to the bridge network: %w", err)
+			return
+		}
+		bd.sandbox = sb
+	})
+	return bd.sandbox, bd.sandboxErr
 }

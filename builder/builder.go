@@ -55,6 +55,10 @@ const (
 	// NetworkNone gives each RUN step a network namespace of its own with
 	// only a loopback interface.
 	NetworkNone = "none"
+	// NetworkBridge puts the RUN steps of a build in one network namespace
+	// on the standalone containers' default bridge, as docker's classic
+	// builder does (needs a Network).
+	NetworkBridge = "bridge"
 	// NetworkDefault is the configured default (Config.DefaultNetwork).
 	NetworkDefault = "default"
 )
@@ -69,8 +73,20 @@ type Config struct {
 	// same path as Root.
 	StateDir string
 	// DefaultNetwork is the network of RUN steps when a build asks for
-	// "default" or nothing: NetworkHost (the default here) or NetworkNone.
+	// "default" or nothing: NetworkHost (the default here), NetworkNone or
+	// NetworkBridge.
 	DefaultNetwork string
+}
+
+// Network is what bridge builds need of the standalone containers'
+// networks (daemon adapts engine/network to it).
+type Network interface {
+	// Attach puts the pinned network namespace netns of build sandbox id
+	// on the default bridge, with extraHosts ("name:ip"), and writes its
+	// hosts and resolv.conf files.
+	Attach(ctx context.Context, id, hostname, netns, hostsPath, resolvPath string, extraHosts []string) error
+	// Release detaches id and forgets it; an unknown id is fine.
+	Release(ctx context.Context, id string) error
 }
 
 // Validate checks c and fills defaults.
@@ -81,8 +97,8 @@ func (c *Config) Validate() error {
 	switch {
 	case !filepath.IsAbs(c.Root) || !filepath.IsAbs(c.StateDir):
 		return fmt.Errorf("builder config: root %q and state dir %q must be absolute: %w", c.Root, c.StateDir, errdefs.ErrInvalidArgument)
-	case c.DefaultNetwork != NetworkHost && c.DefaultNetwork != NetworkNone:
-		return fmt.Errorf("builder config: default network %q: want %q or %q: %w", c.DefaultNetwork, NetworkHost, NetworkNone, errdefs.ErrInvalidArgument)
+	case c.DefaultNetwork != NetworkHost && c.DefaultNetwork != NetworkNone && c.DefaultNetwork != NetworkBridge:
+		return fmt.Errorf("builder config: default network %q: want %q, %q or %q: %w", c.DefaultNetwork, NetworkHost, NetworkNone, NetworkBridge, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }
@@ -93,6 +109,8 @@ type Builder struct {
 	cfg    Config
 	images *imagestore.Store
 	rt     *runtime.Manager
+	// net is nil where there is no bridge for builds.
+	net Network
 
 	cacheMounts *cacheMounts
 
@@ -103,10 +121,14 @@ type Builder struct {
 }
 
 // New returns a Builder on the image store and the runtime (it takes the
-// runtime's builder-owned view itself). Call Sweep before the first build.
-func New(cfg Config, images *imagestore.Store, rt *runtime.Manager) (*Builder, error) {
+// runtime's builder-owned view itself); net, when not nil, serves bridge
+// builds. Call Sweep before the first build.
+func New(cfg Config, images *imagestore.Store, rt *runtime.Manager, net Network) (*Builder, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if cfg.DefaultNetwork == NetworkBridge && net == nil {
+		return nil, fmt.Errorf("builder config: default network bridge: no bridge network here: %w", errdefs.ErrInvalidArgument)
 	}
 	for _, d := range []string{cfg.Root, filepath.Join(cfg.Root, "tmp"), cfg.StateDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -121,6 +143,7 @@ func New(cfg Config, images *imagestore.Store, rt *runtime.Manager) (*Builder, e
 		cfg:         cfg,
 		images:      images,
 		rt:          rt.Owned(runtime.OwnerBuilder),
+		net:         net,
 		cacheMounts: cm,
 		running:     map[string]bool{},
 		snaps:       map[string]bool{},
@@ -174,8 +197,8 @@ type Options struct {
 	// ones.
 	NoCache bool
 	Pull    bool
-	// Network is the RUN steps' network: "default", "host" or "none"
-	// (also "bridge", taken as the default).
+	// Network is the RUN steps' network: "default", "host", "none" or
+	// "bridge".
 	Network string
 	// ExtraHosts are "name:ip" lines added to the RUN steps' /etc/hosts.
 	ExtraHosts []string

@@ -119,7 +119,7 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) open() {
 	var err error
-	e.b, err = New(Config{Root: filepath.Join(e.root, "builder"), StateDir: filepath.Join(e.state, "builder")}, e.images, e.rt)
+	e.b, err = New(Config{Root: filepath.Join(e.root, "builder"), StateDir: filepath.Join(e.state, "builder")}, e.images, e.rt, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -108,6 +108,10 @@ func (bd *build) runRun(ctx context.Context, s *state, c *instructions.RunComman
 	case "", NetworkDefault:
 		network = bd.network
 	case NetworkHost, NetworkNone:
+	case NetworkBridge:
+		if bd.b.net == nil {
+			return fmt.Errorf("RUN --network=%s: no bridge network for builds here: %w", network, errdefs.ErrNotImplemented)
+		}
 	default:
 		return fmt.Errorf("RUN --network=%s: %w", network, errdefs.ErrNotImplemented)
 	}
@@ -503,8 +507,16 @@ func (bd *build) exec(ctx context.Context, s *state, args []string, script *stri
 	}
 	tm.done("mounts")
 	hostname := id[:12]
-	files, err := bd.etcFiles(hostname, network)
-	if err != nil {
+	var sandboxID string
+	var files spec.Files
+	if network == NetworkBridge {
+		// The build's sandbox holds the bridge's namespace and files.
+		sb, err := bd.bridgeSandbox(ctx)
+		if err != nil {
+			return nil, err
+		}
+		sandboxID, hostname = sb.ID, sb.Config.Hostname
+	} else if files, err = bd.etcFiles(hostname, network); err != nil {
 		return nil, err
 	}
 	ns := spec.Namespaces{
@@ -547,7 +559,7 @@ func (bd *build) exec(ctx context.Context, s *state, args []string, script *stri
 	defer stopEvents()
 	events := bd.b.rt.Subscribe(evctx)
 	c, err := bd.b.rt.CreateContainer(ctx, runtime.ContainerConfig{
-		ID: id, Name: "build-" + bd.id[:12], Rootfs: rmounts, Spec: sc, LogPath: logPath,
+		ID: id, SandboxID: sandboxID, Name: "build-" + id[:12], Rootfs: rmounts, Spec: sc, LogPath: logPath,
 		Labels: map[string]string{"berth.build": bd.id},
 	})
 	if err != nil {

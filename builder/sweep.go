@@ -39,6 +39,20 @@ func (b *Builder) Sweep(ctx context.Context) (Swept, error) {
 		}
 		sw.Containers = append(sw.Containers, c.ID)
 	}
+	// Bridge builds' sandboxes: off the network, then gone.
+	for _, s := range b.rt.ListSandboxes() {
+		if b.net != nil {
+			if err := b.net.Release(ctx, s.ID); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		if err := b.rt.RemoveSandbox(ctx, s.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		sw.Containers = append(sw.Containers, s.ID)
+	}
 	for _, dir := range []string{filepath.Join(b.cfg.Root, "tmp"), b.cfg.StateDir} {
 		if err := unmountBelow(dir); err != nil {
 			errs = append(errs, err)

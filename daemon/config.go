@@ -113,9 +113,11 @@ type RuntimeConfig struct {
 // BuilderConfig is the [builder] section.
 type BuilderConfig struct {
 	// DefaultNetwork is the network of RUN steps when a build names none
-	// (or "default"): "host" (the default: Berth has no bridge of its own
-	// for builds yet, and BuildKit's standalone daemon falls back to the
-	// host's too) or "none".
+	// (or "default"): "host" (the default: builds work wherever berthd
+	// runs, with no bridge, CNI plugins or iptables rules to set up, as
+	// BuildKit's own daemon does without CNI), "bridge" (docker's classic
+	// builder's: the standalone containers' default bridge, isolated from
+	// the host's loopback services) or "none".
 	DefaultNetwork string `toml:"default_network"`
 }
 
@@ -282,9 +284,9 @@ func (c Config) Validate() error {
 		return invalid("stream_port %q is not a port number", c.StreamPort)
 	}
 	switch c.Builder.DefaultNetwork {
-	case "", builder.NetworkHost, builder.NetworkNone:
+	case "", builder.NetworkHost, builder.NetworkNone, builder.NetworkBridge:
 	default:
-		return invalid("builder.default_network %q is not host or none", c.Builder.DefaultNetwork)
+		return invalid("builder.default_network %q is not host, bridge or none", c.Builder.DefaultNetwork)
 	}
 	if c.Images.MaxConcurrentDownloads < 1 {
 		return invalid("images.max_concurrent_downloads %d must be at least 1", c.Images.MaxConcurrentDownloads)

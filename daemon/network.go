@@ -6,8 +6,10 @@ import (
 	"os/exec"
 	"path/filepath"
 
+	"github.com/berth-dev/berth/builder"
 	"github.com/berth-dev/berth/cni"
 	"github.com/berth-dev/berth/cri"
+	"github.com/berth-dev/berth/engine/network"
 )
 
 // podNetwork adapts the CNI manager to what the CRI RuntimeService asks of
@@ -41,6 +43,26 @@ func podArgs(p cri.PodNetwork) cni.PodArgs {
 	}
 	return a
 }
+
+// buildNetwork adapts the standalone containers' networks to what bridge
+// builds ask: a build's sandbox on the default bridge, as a container
+// would be.
+type buildNetwork struct{ m *network.Manager }
+
+var _ builder.Network = buildNetwork{}
+
+func (n buildNetwork) Attach(ctx context.Context, id, hostname, netns, hostsPath, resolvPath string, extraHosts []string) error {
+	if err := n.m.Register(ctx, network.Container{ID: id, Hostname: hostname, Mode: network.NameBridge, ExtraHosts: extraHosts}); err != nil {
+		return err
+	}
+	if _, err := n.m.Attach(ctx, network.AttachRequest{ID: id, NetNS: netns, HostsPath: hostsPath, ResolvConfPath: resolvPath}); err != nil {
+		n.m.Unregister(context.WithoutCancel(ctx), id)
+		return err
+	}
+	return nil
+}
+
+func (n buildNetwork) Release(ctx context.Context, id string) error { return n.m.Unregister(ctx, id) }
 
 // shimName is the shim executable's name.
 const shimName = "berth-shim"

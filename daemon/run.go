@@ -179,7 +179,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	// Builds a killed berthd left: their containers first (removing one
 	// unmounts its snapshot), mounts and temp dirs; their snapshots go
 	// with the sweep below.
-	bld, err := builder.New(cfg.builderConfig(), store, rt)
+	bld, err := builder.New(cfg.builderConfig(), store, rt, buildNetwork{networks})
 	if err != nil {
 		return fmt.Errorf("open builder: %w", err)
 	}

@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -476,7 +478,13 @@ func TestKill9DuringBuild(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "Dockerfile"), "FROM "+base.Ref+"\nCOPY f /f\nRUN echo started && sleep 300\n")
 	writeFile(t, filepath.Join(dir, "f"), "x\n")
-	bg := startBG(t, "env", append(slices.Clone(env), berth, "build", "--progress", "plain", "-t", "e2e/killed:1", dir)...)
+	// On the bridge when the plugins are there: the sweep must also take
+	// the build's sandbox off the network.
+	network := "host"
+	if builtCNIPlugins(t) != "" {
+		network = "bridge"
+	}
+	bg := startBG(t, "env", append(slices.Clone(env), berth, "build", "--progress", "plain", "--network", network, "-t", "e2e/killed:1", dir)...)
 	if !bg.waitLine(60*time.Second, func(l string) bool { return strings.Contains(l, "started") }) {
 		t.Fatalf("the RUN step did not start:\n%s", bg.output())
 	}
@@ -507,7 +515,12 @@ func TestKill9DuringBuild(t *testing.T) {
 	if got := strings.TrimSpace(run(t, env, berth, "images", "-q", "e2e/killed")); got != "" {
 		t.Errorf("a half-built image is tagged: %q", got)
 	}
-	for _, sub := range []string{"snapshots", "builder/tmp", "runtime/containers"} {
+	if network == "bridge" {
+		if veths, _ := exec.Command("ip", "-o", "link", "show", "master", d.Networks.Bridge).Output(); strings.TrimSpace(string(veths)) != "" {
+			t.Errorf("veths left on %s: %q", d.Networks.Bridge, veths)
+		}
+	}
+	for _, sub := range []string{"snapshots", "builder/tmp", "runtime/containers", "runtime/sandboxes"} {
 		ents, _ := os.ReadDir(filepath.Join(d.Root, sub))
 		for _, e := range ents {
 			if !strings.HasPrefix(e.Name(), ".") {
@@ -529,5 +542,62 @@ func TestKill9DuringBuild(t *testing.T) {
 	run(t, env, berth, "build", "--progress", "plain", "-t", "e2e/killed:1", dir)
 	if got := strings.TrimSpace(run(t, env, berth, "images", "-q", "e2e/killed")); got == "" {
 		t.Error("the build after the restart made no image")
+	}
+}
+
+// TestBuildOnBridge: with --network bridge the RUN steps of a build share
+// one namespace on the daemon's default bridge (an address of its pool,
+// the build's hostname), as docker's classic builder runs them; the
+// default is the host's network. Afterwards no sandbox, veth or lease of
+// the build is left.
+func TestBuildOnBridge(t *testing.T) {
+	testutil.LookPath(t, "iptables-save", "the CNI plugins need iptables")
+	if builtCNIPlugins(t) == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("no CNI plugins built (make build)")
+		}
+		t.Skip("no CNI plugins built (make build)")
+	}
+	reg := newRegistry(t)
+	base := push(t, mustImage(t, testimage.Busybox), reg.Host+"/berth/busybox:latest")
+	d := startDaemonWith(t, reg, daemonOptions{Shim: shimBinary(t)})
+	_, berth := binaries(t)
+	env := []string{"BERTH_HOST=unix://" + d.DockerSock, "HOME=" + t.TempDir()}
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "Dockerfile"), "FROM "+base.Ref+"\n"+
+		"RUN ip -4 -o addr show eth0 | awk '{print $4}' > /addr && hostname > /host1\n"+
+		"RUN hostname > /host2 && cat /addr /host1 /host2 && grep -c . /etc/resolv.conf\n")
+	out := run(t, env, berth, "build", "--progress", "plain", "--no-cache", "--network", "bridge", "-t", "e2e/bridge", dir)
+	_ = out
+	archive := filepath.Join(t.TempDir(), "i.tar")
+	run(t, env, berth, "save", "-o", archive, "e2e/bridge")
+	raw, _ := os.ReadFile(archive)
+	fs := savedFiles(t, raw)
+	ip, _, err := net.ParseCIDR(strings.TrimSpace(fs["addr"]))
+	if err != nil || !d.Networks.Pool.Contains(ip) {
+		t.Errorf("the RUN step's address %q is not in the daemon's pool %s", fs["addr"], d.Networks.Pool)
+	}
+	if fs["host1"] == "" || fs["host1"] != fs["host2"] {
+		t.Errorf("the build's RUN steps have hostnames %q and %q, want one", fs["host1"], fs["host2"])
+	}
+	for _, sub := range []string{"runtime/sandboxes", "runtime/containers", "snapshots"} {
+		if ents, _ := os.ReadDir(filepath.Join(d.Root, sub)); len(ents) != 0 {
+			t.Errorf("left in %s: %d entries", sub, len(ents))
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(d.State, "ns", "net")); len(ents) != 0 {
+		t.Errorf("pinned network namespaces left: %d", len(ents))
+	}
+	if veths, err := exec.Command("ip", "-o", "link", "show", "master", d.Networks.Bridge).Output(); err != nil || strings.TrimSpace(string(veths)) != "" {
+		t.Errorf("veths left on %s: %q %v", d.Networks.Bridge, veths, err)
+	}
+	// The default network is the host's: the same step sees the host's
+	// interfaces (no eth0 of the bridge pool).
+	writeFile(t, filepath.Join(dir, "Dockerfile"), "FROM "+base.Ref+"\nRUN ip -4 -o addr | awk '{print $4}' > /addrs\n")
+	run(t, env, berth, "build", "--progress", "plain", "-t", "e2e/hostnet", dir)
+	run(t, env, berth, "save", "-o", archive, "e2e/hostnet")
+	raw, _ = os.ReadFile(archive)
+	if addrs := savedFiles(t, raw)["addrs"]; !strings.Contains(addrs, "127.0.0.1/8") || strings.Count(addrs, "\n") < 2 {
+		t.Errorf("a default build's RUN saw %q, not the host's addresses", addrs)
 	}
 }
