@@ -27,7 +27,11 @@ import (
 	"github.com/berth-dev/berth/cni"
 	"github.com/berth-dev/berth/cri"
 	"github.com/berth-dev/berth/dockerapi"
+	"github.com/berth-dev/berth/engine"
+	"github.com/berth-dev/berth/engine/events"
+	"github.com/berth-dev/berth/engine/logs"
 	"github.com/berth-dev/berth/engine/network"
+	"github.com/berth-dev/berth/engine/volume"
 	"github.com/berth-dev/berth/imagestore"
 	"github.com/berth-dev/berth/internal/logctx"
 	"github.com/berth-dev/berth/runtime"
@@ -188,10 +192,51 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	} else if len(sw.Containers)+len(sw.Dirs) > 0 {
 		log.InfoContext(ctx, "removed what interrupted builds left", "containers", sw.Containers, "dirs", sw.Dirs)
 	}
+	// The standalone engine: Docker's containers on the runtime's
+	// "engine" view, so neither front sees the other's objects.
+	volumes, err := volume.Open(filepath.Join(cfg.Root, "volumes"))
+	if err != nil {
+		return err
+	}
+	bus := events.New()
+	logMgr, err := logs.New(logs.Options{Config: cfg.Logging, Logger: log})
+	if err != nil {
+		return err
+	}
+	// Forwarders keep their positions for the next berthd.
+	defer logMgr.Close()
+	engCfg := engine.DefaultConfig()
+	engCfg.Root = filepath.Join(cfg.Root, "engine")
+	engCfg.AllCapabilities = allCaps
+	if found {
+		// berth-shim acts as a tini-compatible init under that name.
+		engCfg.InitBinary = shim
+	}
+	eng, err := engine.Open(ctx, engine.Options{
+		Config:  engCfg,
+		Runtime: rt.Owned(runtime.OwnerEngine),
+		Images:  store,
+		Volumes: volumes,
+		Events:  bus,
+		Logs:    logMgr,
+		Network: networks,
+	})
+	if err != nil {
+		return fmt.Errorf("open engine in %s: %w", engCfg.Root, err)
+	}
+	defer eng.Close()
+	// The networks forget the containers the engine does not have (a
+	// creation a crash interrupted, a record removed by hand).
+	if gone, err := networks.GC(ctx, eng.IDs()); err != nil {
+		log.WarnContext(ctx, "release the networks of unknown containers", "released", gone, "error", err)
+	} else if len(gone) > 0 {
+		log.InfoContext(ctx, "released the networks of unknown containers", "containers", gone)
+	}
+
 	// Snapshots of containers that never got a record (berthd died inside
 	// a creation) would hold their disk space forever. Every front that
 	// names snapshots has its say.
-	if gone, err := sweepSnapshots(ctx, store, criSvc, bld); err != nil {
+	if gone, err := sweepSnapshots(ctx, store, criSvc, bld, eng); err != nil {
 		log.WarnContext(ctx, "remove the snapshots no front holds", "removed", gone, "error", err)
 	} else if len(gone) > 0 {
 		log.InfoContext(ctx, "removed the snapshots no front holds", "snapshots", gone)
@@ -206,7 +251,11 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	runtimeapi.RegisterRuntimeServiceServer(grpcSrv, criSvc)
 
 	httpSrv := &http.Server{
-		Handler: dockerapi.New(store, dockerapi.Options{Root: cfg.Root, StateDir: cfg.State, Version: Version, CgroupDriver: rt.CgroupDriver(), LoggingDriver: cfg.Logging.Driver, Builder: bld, Networks: networks}),
+		Handler: dockerapi.New(store, dockerapi.Options{
+			Root: cfg.Root, StateDir: cfg.State, Version: Version,
+			CgroupDriver: rt.CgroupDriver(), LoggingDriver: logMgr.Default().Type, Builder: bld, Networks: networks,
+			Engine: eng, Volumes: volumes, Events: bus, Logger: log,
+		}),
 		// Pulls and pushes stream for minutes: only the header read is bounded.
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

@@ -11,14 +11,18 @@
 package dockerapi
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
 	"strings"
 
-	"context"
 	"github.com/containerd/errdefs"
-	"io"
-	"net/http"
 
+	"github.com/berth-dev/berth/engine"
+	"github.com/berth-dev/berth/engine/events"
+	"github.com/berth-dev/berth/engine/volume"
 	"github.com/berth-dev/berth/imagestore"
 )
 
@@ -40,6 +44,16 @@ type Options struct {
 	Builder Builder
 	// Networks serves /networks; nil answers lookups 404 and the rest 501.
 	Networks Networks
+	// Engine serves the container endpoints; nil answers them 501.
+	Engine *engine.Engine
+	// Volumes serves the volume endpoints; nil answers them 501.
+	Volumes *volume.Store
+	// Events is the event bus GET /events streams and the image
+	// endpoints publish to; nil answers /events 501.
+	Events *events.Bus
+	// Logger receives one line per request (failed ones at warn level,
+	// with their error); nil logs nothing.
+	Logger *slog.Logger
 }
 
 // Images is what the handlers need of the image store; *imagestore.Store
@@ -70,15 +84,22 @@ func New(images *imagestore.Store, opts Options) http.Handler {
 
 // NewHandler is New for any Images implementation (tests serve fakes).
 func NewHandler(imgs Images, opts Options) http.Handler {
-	s := &server{images: imgs, opts: opts}
+	s := &server{images: imgs, opts: opts, engine: opts.Engine, volumes: opts.Volumes, events: opts.Events}
 	mux := http.NewServeMux()
 	s.routes(mux)
-	return withVersion(mux)
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return withLogging(log, withVersion(mux))
 }
 
 type server struct {
-	images Images
-	opts   Options
+	images  Images
+	opts    Options
+	engine  *engine.Engine
+	volumes *volume.Store
+	events  *events.Bus
 }
 
 // handlerFunc is an http handler that reports failure by returning an error;
@@ -88,6 +109,7 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 func adapt(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
+			noteError(r, err)
 			writeError(w, err)
 		}
 	})
@@ -115,23 +137,25 @@ func (s *server) routes(mux *http.ServeMux) {
 	handle("POST /build", s.build)
 	handle("POST /build/prune", s.buildPrune)
 
+	s.containerRoutes(handle)
+	s.volumeRoutes(handle)
+	handle("GET /events", s.eventsHandler)
+
 	// `docker inspect NAME` without --type asks for a container first and
-	// gives up on any answer but 404; Berth has no containers, networks or
-	// volumes yet, so "no such object" is the true answer to those lookups.
-	handle("GET /containers/{rest...}", noSuchObject("container", "/json"))
+	// gives up on any answer but 404; Berth has no plugins, so "no such
+	// object" is the true answer to those lookups.
 	if s.opts.Networks != nil {
 		s.networkRoutes(handle)
 	} else {
 		handle("GET /networks/{rest...}", noSuchObject("network", ""))
 	}
-	handle("GET /volumes/{rest...}", noSuchObject("volume", ""))
 	handle("GET /plugins/{rest...}", noSuchObject("plugin", "/json"))
 
 	// Endpoint families Berth will serve but does not yet: a clear 501
 	// rather than docker's "page not found".
 	for _, p := range []string{
-		"/containers/", "/exec/", "/build/", "/networks", "/networks/",
-		"/volumes", "/volumes/", "/events", "/system/", "/commit",
+		"/exec/", "/build/", "/networks", "/networks/",
+		"/system/", "/commit",
 		"/distribution/", "/session", "/grpc",
 		"/swarm", "/swarm/", "/services", "/services/", "/nodes", "/nodes/",
 		"/tasks", "/tasks/", "/secrets", "/secrets/", "/configs", "/configs/",

@@ -21,6 +21,7 @@ func (s *server) ping(w http.ResponseWriter, r *http.Request) error {
 	h.Set("API-Version", maxAPIVersion)
 	h.Set("OSType", runtime.GOOS)
 	h.Set("Docker-Experimental", "false")
+	h.Set("Swarm", "inactive")
 	h.Set("Cache-Control", "no-cache, no-store, must-revalidate")
 	h.Set("Pragma", "no-cache")
 	h.Set("Content-Type", "text/plain; charset=utf-8")
@@ -66,6 +67,7 @@ func (s *server) info(w http.ResponseWriter, r *http.Request) error {
 	s.hostInfo(&info)
 	s.imageInfo(r.Context(), &info)
 	s.runtimeInfo(&info)
+	s.engineInfo(r.Context(), &info)
 	if info.Warnings == nil {
 		info.Warnings = []string{}
 	}
@@ -118,6 +120,24 @@ func (s *server) runtimeInfo(info *system.Info) {
 	}
 	info.LoggingDriver = s.opts.LoggingDriver
 	info.DefaultRuntime = "berth"
+}
+
+// engineInfo fills the standalone engine's counts of containers by state.
+func (s *server) engineInfo(ctx context.Context, info *system.Info) {
+	if s.engine == nil {
+		return
+	}
+	for _, c := range s.engine.List(ctx) {
+		info.Containers++
+		switch {
+		case c.State.Paused:
+			info.ContainersPaused++
+		case c.State.Running:
+			info.ContainersRunning++
+		default:
+			info.ContainersStopped++
+		}
+	}
 }
 
 func uname() unix.Utsname {

@@ -1,6 +1,7 @@
 package dockerapi
 
 import (
+	"context"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -31,13 +32,29 @@ func withVersion(next http.Handler) http.Handler {
 				writeError(w, invalid("client version %s is too new. Maximum supported API version is %s", v, maxAPIVersion))
 				return
 			}
-			r2 := r.Clone(r.Context())
+			r2 := r.Clone(context.WithValue(r.Context(), versionKey{}, v))
 			r2.URL.Path = m[2]
 			r2.URL.RawPath = ""
 			r = r2
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+type versionKey struct{}
+
+// apiVersion is the request's API version: its path's, else the newest
+// (as dockerd treats unversioned requests).
+func apiVersion(r *http.Request) string {
+	if v, ok := r.Context().Value(versionKey{}).(string); ok {
+		return v
+	}
+	return maxAPIVersion
+}
+
+// versionBelow reports whether the request's API version is older than v.
+func versionBelow(r *http.Request, v string) bool {
+	return compareVersions(apiVersion(r), v) < 0
 }
 
 // compareVersions compares "major.minor" versions numerically.

@@ -410,6 +410,7 @@ func (m *Manager) applyExit(c *container, e wire.Exit) {
 	r := &c.rec
 	r.State = ContainerExited
 	r.Pid = 0
+	r.Paused = false
 	r.FinishedAt = e.FinishedAt
 	if r.StartedAt.IsZero() {
 		r.StartedAt = e.StartedAt

@@ -149,9 +149,11 @@ func (b *cappedBuffer) bytes() []byte {
 	return b.buf
 }
 
+func wireSize(s Size) wire.Size { return wire.Size{Width: s.Width, Height: s.Height} }
+
 // shimStreams converts s; the resize relay ends with ctx.
 func shimStreams(ctx context.Context, s Streams) shim.Streams {
-	out := shim.Streams{Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr}
+	out := shim.Streams{Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, Attached: s.Attached}
 	if s.Resize != nil {
 		ch := make(chan wire.Size)
 		go func() {
@@ -197,12 +199,20 @@ func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 	return e.Code, nil
 }
 
-// Attach connects s to the running container's stdio until it exits or
-// ctx ends.
+// Attach connects s to the container's stdio until it exits or ctx ends.
+// The container may be running or created but not started yet (Docker
+// attaches before it starts): s.Attached then tells when StartContainer
+// can no longer run output past the streams.
 func (m *Manager) Attach(ctx context.Context, id string, s Streams) error {
-	c, cl, err := m.running(id, "attach to container")
+	c, err := m.getContainer(id)
 	if err != nil {
-		return err
+		return fmt.Errorf("attach to container: %w", err)
+	}
+	m.mu.Lock()
+	state, cl := c.rec.State, c.client
+	m.mu.Unlock()
+	if (state != ContainerRunning && state != ContainerCreated) || cl == nil {
+		return fmt.Errorf("attach to container %s: container is %s: %w", c.rec.ID, state, errdefs.ErrFailedPrecondition)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -16,6 +16,7 @@ import (
 	"github.com/berth-dev/berth/internal/logctx"
 	"github.com/berth-dev/berth/runtime/namespace"
 	"github.com/berth-dev/berth/runtime/shim"
+	"github.com/berth-dev/berth/runtime/shim/wire"
 	"github.com/berth-dev/berth/runtime/spec"
 )
 
@@ -244,7 +245,12 @@ func (m *Manager) loadContainers(ctx context.Context) error {
 			close(c.exited)
 			return nil
 		}
-		if err == nil && st.Status == "running" && c.rec.State == ContainerCreated {
+		if err == nil {
+			// Paused or resumed while berthd was away (or before the
+			// record was written).
+			c.rec.Paused = st.Status == wire.StatusPaused
+		}
+		if err == nil && (st.Status == wire.StatusRunning || st.Status == wire.StatusPaused) && c.rec.State == ContainerCreated {
 			// Started, but berthd died before recording it.
 			c.rec.State = ContainerRunning
 			c.rec.StartedAt = st.StartedAt

@@ -204,6 +204,15 @@ type SandboxConfig struct {
 	// with the systemd driver); containers go below it.
 	CgroupParent string
 	Namespaces   SandboxNamespaces
+	// NetworkTarget is the sandbox whose network namespace this one joins
+	// (Namespaces.Network NamespaceTarget: Docker's --network
+	// container:<name>). The sandbox gets a UTS namespace of its own; the
+	// target keeps owning the network namespace. A target on the host's
+	// network gives the host's.
+	NetworkTarget string
+	// ShmSize is the size in bytes of the pod's /dev/shm (a pod with its
+	// own IPC namespace); 0 means 64 MiB, as in containerd and Docker.
+	ShmSize int64
 	// Sysctls are namespaced sysctls applied in the pod's namespaces:
 	// net.* in the network namespace, kernel.shm*, kernel.msg*, kernel.sem
 	// and fs.mqueue.* in the IPC namespace.
@@ -425,6 +434,9 @@ type Container struct {
 	Message string
 	// Pid is the host PID of the container's init while it runs.
 	Pid int
+	// Paused is set while the running container is frozen
+	// (PauseContainer).
+	Paused bool
 	// Bundle is the OCI bundle directory (config.json, rootfs).
 	Bundle string
 	// UpperDir is the writable layer's directory when the rootfs is an
@@ -457,6 +469,9 @@ type Streams struct {
 	Stderr io.Writer
 	// Resize carries terminal size changes until closed.
 	Resize <-chan Size
+	// Attached, when set, is called once the container's monitor accepted
+	// the streams (see Manager.Attach).
+	Attached func()
 }
 
 // ExecOptions describe a process run in a container. The process is the

@@ -61,7 +61,9 @@ func validateSandbox(c *SandboxConfig) error {
 		return fmt.Errorf("sandbox %s: hostname %q is longer than 64 bytes: %w", c.Name, c.Hostname, errdefs.ErrInvalidArgument)
 	case c.RuntimeHandler != "":
 		return fmt.Errorf("sandbox %s: runtime handler %q: %w", c.Name, c.RuntimeHandler, errdefs.ErrNotFound)
-	case c.Namespaces.Network != NamespacePod && c.Namespaces.Network != NamespaceNode:
+	case c.Namespaces.Network == NamespaceTarget && (c.NetworkTarget == "" || c.UserNS != nil):
+		return fmt.Errorf("sandbox %s: joining another sandbox's network needs its ID, and no user namespace: %w", c.Name, errdefs.ErrInvalidArgument)
+	case c.Namespaces.Network != NamespacePod && c.Namespaces.Network != NamespaceNode && c.Namespaces.Network != NamespaceTarget:
 		return fmt.Errorf("sandbox %s: network namespace mode %d: %w", c.Name, c.Namespaces.Network, errdefs.ErrInvalidArgument)
 	case c.Namespaces.IPC != NamespacePod && c.Namespaces.IPC != NamespaceNode:
 		return fmt.Errorf("sandbox %s: ipc namespace mode %d: %w", c.Name, c.Namespaces.IPC, errdefs.ErrInvalidArgument)
@@ -141,9 +143,22 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 	// The caller's hooks serve this call only.
 	s.rec.Config.Network = nil
 	s.rec.Config.Admit = nil
-	if cfg.Namespaces.Network == NamespacePod {
+	switch cfg.Namespaces.Network {
+	case NamespacePod:
 		s.rec.NetNSPath = m.nsPath("net", id)
 		s.rec.UTSNSPath = m.nsPath("uts", id)
+	case NamespaceTarget:
+		t, ok := m.sandboxes[cfg.NetworkTarget]
+		if !ok || !m.seesSandbox(t) || t.rec.Pending || t.rec.State != SandboxReady {
+			m.mu.Unlock()
+			return nil, fmt.Errorf("create sandbox %s: network of sandbox %s: %w", cfg.Name, cfg.NetworkTarget, errdefs.ErrNotFound)
+		}
+		// Joined, never pinned or unpinned here: the target owns it.
+		// A target on the host's network gives the host's.
+		s.rec.NetNSPath = t.rec.NetNSPath
+		if s.rec.NetNSPath != "" {
+			s.rec.UTSNSPath = m.nsPath("uts", id)
+		}
 	}
 	if cfg.Namespaces.IPC == NamespacePod {
 		s.rec.IPCNSPath = m.nsPath("ipc", id)
@@ -170,7 +185,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 	}()
 
 	var att *podAttach
-	if cfg.Network != nil && s.rec.NetNSPath != "" {
+	if cfg.Network != nil && s.rec.NetNSPath != "" && cfg.Namespaces.Network == NamespacePod {
 		att = &podAttach{net: cfg.Network, netns: s.rec.NetNSPath, done: make(chan struct{})}
 	}
 	defer func() {
@@ -214,7 +229,9 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 	// and what follows runs while it does.
 	pin := namespace.PinOptions{Paths: map[namespace.Kind]string{}, Sysctls: cfg.Sysctls}
 	if s.rec.NetNSPath != "" {
-		pin.Paths[namespace.Net] = s.rec.NetNSPath
+		if cfg.Namespaces.Network != NamespaceTarget {
+			pin.Paths[namespace.Net] = s.rec.NetNSPath
+		}
 		pin.Paths[namespace.UTS] = s.rec.UTSNSPath
 		pin.Hostname = s.rec.hostname()
 	}
@@ -280,7 +297,11 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		if err := os.MkdirAll(s.rec.ShmPath, 0o755); err != nil {
 			return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 		}
-		if err := unix.Mount("shm", s.rec.ShmPath, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size="+strconv.Itoa(shmSize)); err != nil {
+		size := cfg.ShmSize
+		if size <= 0 {
+			size = shmSize
+		}
+		if err := unix.Mount("shm", s.rec.ShmPath, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size="+strconv.FormatInt(size, 10)); err != nil {
 			return nil, fmt.Errorf("create sandbox %s: mount /dev/shm: %w", id, err)
 		}
 	}

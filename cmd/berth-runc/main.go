@@ -9,6 +9,8 @@
 //	berth-runc exec   --root DIR --id ID [STDIO]   (process JSON on stdin)
 //	berth-runc kill   --root DIR --id ID --signal N
 //	berth-runc update --root DIR --id ID           (resources JSON on stdin)
+//	berth-runc pause  --root DIR --id ID
+//	berth-runc resume --root DIR --id ID
 //	berth-runc delete --root DIR --id ID
 //
 // STDIO is --stdin-fd, --stdout-fd, --stderr-fd or --console-fd: inherited
@@ -65,7 +67,7 @@ func main() {
 
 func run(args []string) (wire.RuncResult, error) {
 	if len(args) < 1 {
-		return wire.RuncResult{}, fmt.Errorf("usage: berth-runc create|start|exec|kill|update|delete [flags]: %w", errdefs.ErrInvalidArgument)
+		return wire.RuncResult{}, fmt.Errorf("usage: berth-runc create|start|exec|kill|update|delete|pause|resume [flags]: %w", errdefs.ErrInvalidArgument)
 	}
 	cmd := args[0]
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
@@ -107,6 +109,10 @@ func run(args []string) (wire.RuncResult, error) {
 		return wire.RuncResult{}, libct.Update(*root, *id, &r)
 	case "delete":
 		return wire.RuncResult{}, libct.Delete(*root, *id)
+	case "pause":
+		return wire.RuncResult{}, libct.Pause(*root, *id)
+	case "resume":
+		return wire.RuncResult{}, libct.Resume(*root, *id)
 	}
 	return wire.RuncResult{}, fmt.Errorf("berth-runc: unknown command %q: %w", cmd, errdefs.ErrInvalidArgument)
 }

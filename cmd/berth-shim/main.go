@@ -5,6 +5,7 @@
 //
 //	berth-shim run --standby [--runc FILE]   (the container as a wire.Job line on fd 4)
 //	berth-shim pause
+//	docker-init -- CMD [ARG...]              (called so inside a container: --init)
 //
 // containermaxprocs=0: lean sets GOMAXPROCS itself, so the runtime's
 // start-up probe of the cgroup CPU limit (which parses
@@ -30,6 +31,11 @@ import (
 )
 
 func main() {
+	if filepath.Base(os.Args[0]) == "docker-init" {
+		// Mounted into a container for Docker's --init.
+		lean()
+		os.Exit(monitor.Init(os.Args[1:]))
+	}
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: berth-shim run|pause [flags]")
 		os.Exit(2)

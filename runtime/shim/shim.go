@@ -384,6 +384,18 @@ func (c *Client) Update(ctx context.Context, r *specs.LinuxResources) error {
 	return err
 }
 
+// Pause freezes the container's processes.
+func (c *Client) Pause(ctx context.Context) error {
+	_, err := c.call(ctx, wire.Request{Op: wire.OpPause})
+	return err
+}
+
+// Resume thaws a paused container.
+func (c *Client) Resume(ctx context.Context) error {
+	_, err := c.call(ctx, wire.Request{Op: wire.OpResume})
+	return err
+}
+
 // ReopenLog makes the shim reopen the log file (after the kubelet rotated
 // it).
 func (c *Client) ReopenLog(ctx context.Context) error {
@@ -420,6 +432,9 @@ type Streams struct {
 	Stderr io.Writer
 	// Resize carries terminal size changes until it is closed.
 	Resize <-chan wire.Size
+	// Attached, when set, is called once the shim accepted the stream:
+	// from then on no output of the process is missed.
+	Attached func()
 }
 
 // ExecOptions describe a process to run in the container.
@@ -442,7 +457,11 @@ func (c *Client) Exec(ctx context.Context, o ExecOptions) (wire.Exit, error) {
 // returned Exit) or ctx ends.
 func (c *Client) Attach(ctx context.Context, s Streams) (wire.Exit, error) {
 	req := wire.Request{Op: wire.OpAttach, Attach: &wire.Attach{Stdin: s.Stdin != nil, Stdout: s.Stdout != nil, Stderr: s.Stderr != nil}}
-	return c.stream(ctx, req, s, nil)
+	var started func(int)
+	if s.Attached != nil {
+		started = func(int) { s.Attached() }
+	}
+	return c.stream(ctx, req, s, started)
 }
 
 func (c *Client) stream(ctx context.Context, req wire.Request, s Streams, started func(pid int)) (wire.Exit, error) {

@@ -263,6 +263,9 @@ type Resources struct {
 	// memory.memsw.*), where runc fails on writing it.
 	NoSwapLimit bool
 	PidsLimit   int64
+	// MemoryReservation is the soft memory limit in bytes (Docker's
+	// --memory-reservation).
+	MemoryReservation int64
 	// HugepageLimits maps a page size ("2MB", "1GB") to a limit in bytes.
 	HugepageLimits []HugepageLimit
 	// Unified are cgroup v2 files to write (CRI "unified"). runc refuses

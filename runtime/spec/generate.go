@@ -345,6 +345,16 @@ func applyResources(r *specs.LinuxResources, in Resources) error {
 	} else if in.MemorySwap != nil {
 		return fmt.Errorf("memory+swap limit without a memory limit: %w", errdefs.ErrInvalidArgument)
 	}
+	if in.MemoryReservation < 0 {
+		return fmt.Errorf("memory reservation %d: %w", in.MemoryReservation, errdefs.ErrInvalidArgument)
+	}
+	if in.MemoryReservation > 0 {
+		if r.Memory == nil {
+			r.Memory = &specs.LinuxMemory{}
+		}
+		v := in.MemoryReservation
+		r.Memory.Reservation = &v
+	}
 	if in.PidsLimit != 0 {
 		v := in.PidsLimit
 		r.Pids = &specs.LinuxPids{Limit: &v}

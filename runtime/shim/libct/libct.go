@@ -212,12 +212,23 @@ func Kill(root, id string, sig unix.Signal) error {
 	if err != nil {
 		return err
 	}
+	paused := false
+	if st, err := c.Status(); err == nil && st == libcontainer.Paused {
+		paused = true
+	}
 	err = c.Signal(sig)
 	if errors.Is(err, libcontainer.ErrNotRunning) {
 		return fmt.Errorf("signal container %s: %w: %w", id, errdefs.ErrNotFound, err)
 	}
 	if err != nil {
 		return fmt.Errorf("signal container %s: %w", id, err)
+	}
+	if sig == unix.SIGKILL && paused {
+		// A frozen process dies only once thawed (cgroup v1), and
+		// libcontainer thaws only on its own PID-namespace path.
+		if err := c.Resume(); err != nil && !errors.Is(err, libcontainer.ErrNotPaused) {
+			return fmt.Errorf("thaw killed container %s: %w", id, err)
+		}
 	}
 	return nil
 }
@@ -251,6 +262,36 @@ func Delete(root, id string) error {
 		return err
 	}
 	return os.Remove(cgroupDirsFile(root, id))
+}
+
+// Pause freezes every process of the container (the freezer cgroup).
+func Pause(root, id string) error {
+	c, err := load(root, id)
+	if err != nil {
+		return err
+	}
+	if err := c.Pause(); err != nil {
+		if errors.Is(err, libcontainer.ErrNotRunning) {
+			return fmt.Errorf("pause container %s: %w: %w", id, errdefs.ErrFailedPrecondition, err)
+		}
+		return fmt.Errorf("pause container %s: %w", id, err)
+	}
+	return nil
+}
+
+// Resume thaws a paused container.
+func Resume(root, id string) error {
+	c, err := load(root, id)
+	if err != nil {
+		return err
+	}
+	if err := c.Resume(); err != nil {
+		if errors.Is(err, libcontainer.ErrNotPaused) {
+			return fmt.Errorf("resume container %s: %w: %w", id, errdefs.ErrFailedPrecondition, err)
+		}
+		return fmt.Errorf("resume container %s: %w", id, err)
+	}
+	return nil
 }
 
 // Update changes the container's cgroup limits; fields left nil stay.

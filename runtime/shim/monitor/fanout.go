@@ -52,10 +52,12 @@ type fanout struct {
 
 func newFanout() *fanout { return &fanout{clients: map[*attacher]struct{}{}} }
 
-// add registers a; if the init already exited it gets the exit at once.
-func (f *fanout) add(a *attacher) {
+// add runs first (the attach's answer), then registers a; if the init
+// already exited a gets the exit at once.
+func (f *fanout) add(a *attacher, first func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	first()
 	if f.finished != nil {
 		_ = a.fc.writeExit(f.finished)
 		close(a.done)

@@ -93,7 +93,9 @@ type monitor struct {
 	reapedCh chan struct{}
 	// stdinDone is set once a stdin_once attach ended; guarded by mu.
 	stdinDone bool
-	startMu   sync.Mutex
+	// paused is set while the container is frozen; guarded by mu.
+	paused  bool
+	startMu sync.Mutex
 }
 
 // Run creates the container and serves until a shutdown request. It
@@ -432,9 +434,9 @@ func (m *monitor) state() wire.State {
 	case m.deleted || m.exit != nil || m.reaped:
 	case m.startedAt.IsZero():
 		s.Status = wire.StatusCreated
+	case m.paused:
+		s.Status = wire.StatusPaused
 	default:
-		// Berth never pauses a container, so a started one whose init
-		// lives is running.
 		s.Status = wire.StatusRunning
 	}
 	return s

@@ -91,6 +91,10 @@ func (m *monitor) do(req wire.Request) (wire.Response, error) {
 		return wire.Response{}, m.log.Reopen()
 	case wire.OpDelete:
 		return wire.Response{}, m.delete(req.Force)
+	case wire.OpPause:
+		return wire.Response{}, m.freeze(true)
+	case wire.OpResume:
+		return wire.Response{}, m.freeze(false)
 	case wire.OpShutdown:
 		m.mu.Lock()
 		defer m.mu.Unlock()
@@ -128,17 +132,22 @@ func readLine(r io.Reader, limit int) ([]byte, error) {
 func (m *monitor) signal(sig unix.Signal) error {
 	m.mu.Lock()
 	gone := m.deleted || m.exit != nil || m.reaped
-	pid := m.pid
+	pid, paused := m.pid, m.paused
 	m.mu.Unlock()
 	if gone {
 		return fmt.Errorf("signal container %s: %w", m.opts.ID, errdefs.ErrNotFound)
 	}
-	if sig == unix.SIGKILL && !m.privatePID {
+	if sig == unix.SIGKILL && (!m.privatePID || paused) {
 		// Without its own PID namespace the container's other processes
-		// survive their init: berth-runc kills the whole cgroup.
+		// survive their init: berth-runc kills the whole cgroup. A frozen
+		// process dies only once thawed (cgroup v1), which libcontainer's
+		// SIGKILL does.
 		if _, err := m.runc.call(runcCall{op: "kill", args: []string{"--signal", strconv.Itoa(int(sig))}}); err != nil {
 			return fmt.Errorf("signal container %s: %w", m.opts.ID, err)
 		}
+		m.mu.Lock()
+		m.paused = false
+		m.mu.Unlock()
 		return nil
 	}
 	// The init is this process's child until reaped (checked above under
@@ -192,6 +201,34 @@ func (m *monitor) update(r *specs.LinuxResources) error {
 	return nil
 }
 
+// freeze pauses (true) or resumes (false) the running container through
+// berth-runc (libcontainer's freezer).
+func (m *monitor) freeze(pause bool) error {
+	m.mu.Lock()
+	running := m.exit == nil && !m.reaped && !m.deleted && !m.startedAt.IsZero()
+	paused := m.paused
+	m.mu.Unlock()
+	op, what := "pause", "pause"
+	if !pause {
+		op, what = "resume", "unpause"
+	}
+	switch {
+	case !running:
+		return fmt.Errorf("%s container %s: it is not running: %w", what, m.opts.ID, errdefs.ErrFailedPrecondition)
+	case pause && paused:
+		return fmt.Errorf("%s container %s: it is already paused: %w", what, m.opts.ID, errdefs.ErrFailedPrecondition)
+	case !pause && !paused:
+		return fmt.Errorf("%s container %s: it is not paused: %w", what, m.opts.ID, errdefs.ErrFailedPrecondition)
+	}
+	if _, err := m.runc.call(runcCall{op: op}); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.paused = pause
+	m.mu.Unlock()
+	return nil
+}
+
 func (m *monitor) delete(force bool) error {
 	m.mu.Lock()
 	deleted := m.deleted
@@ -235,9 +272,11 @@ func (m *monitor) attach(conn net.Conn, req wire.Request) {
 			return
 		}
 	}
-	reply(conn, wire.Response{Pid: m.pid}, nil)
 	at := &attacher{fc: &frameConn{conn: conn}, stdout: a.Stdout, stderr: a.Stderr, done: make(chan struct{})}
-	m.out.add(at)
+	// Answered under the fan-out's lock: once the client has the answer
+	// (and may start a created container) no output can miss it, and no
+	// frame goes out before the answer.
+	m.out.add(at, func() { reply(conn, wire.Response{Pid: m.pid}, nil) })
 	go func() {
 		defer m.out.remove(at)
 		if a.Stdin && m.opts.StdinOnce {

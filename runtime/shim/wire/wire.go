@@ -41,6 +41,9 @@ const (
 	OpReopenLog = "reopen-log"
 	OpDelete    = "delete"
 	OpShutdown  = "shutdown"
+	// OpPause and OpResume freeze and thaw the container's processes.
+	OpPause  = "pause"
+	OpResume = "resume"
 )
 
 // Container statuses reported in State.Status (libcontainer's words).
