@@ -125,6 +125,10 @@ registry: ## run a local registry on 127.0.0.1:5000 in the foreground
 test-images: ## push the test images to the registry at REGISTRY (default 127.0.0.1:5000)
 	$(GO) run ./hack/testimages --registry $${REGISTRY:-127.0.0.1:5000}
 
+.PHONY: bench-build
+bench-build: ## build benchmark: berthd vs BuildKit in Debian's dockerd 20.10, cold and warm
+	bash hack/bench-build.sh $(ARGS)
+
 .PHONY: bench-pull
 bench-pull: ## pull benchmark: berthd (and with ARGS=--vs-containerd, containerd)
 	bash hack/bench-pull.sh $(ARGS)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	goruntime "runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -368,3 +369,54 @@ func TestBuildErrors(t *testing.T) {
 	}
 	e.leftovers()
 }
+
+// The rest of the directives' semantics: ONBUILD triggers run in a child
+// build (and do not carry over), SHELL changes RUN's shell, the automatic
+// platform ARGs, COPY --from an image, and --pull pulls a present image.
+func TestBuildMoreDirectives(t *testing.T) {
+	e := newEnv(t)
+	parent := fmt.Sprintf("FROM %s\nONBUILD RUN echo triggered > /onbuild\n", e.busybox)
+	p := e.mustBuild(map[string]string{"Dockerfile": parent}, Options{Tags: []string{"test/parent:1"}})
+	if c := config(t, p.res.Image); len(c.Config.OnBuild) != 1 {
+		t.Fatalf("parent OnBuild %v", c.Config.OnBuild)
+	}
+	child := fmt.Sprintf(`FROM test/parent:1
+SHELL ["/bin/sh", "-ec"]
+ARG TARGETARCH
+RUN echo "$TARGETARCH" > /arch
+SHELL ["/bin/echo"]
+RUN shell-was-echo > /dev/null
+COPY --from=%s /etc/passwd /copied-passwd
+`, e.busybox)
+	c := e.mustBuild(map[string]string{"Dockerfile": child}, Options{Pull: false})
+	img := c.res.Image
+	if got, _ := e.readFile(img, "onbuild"); got != "triggered\n" {
+		t.Errorf("ONBUILD trigger: %q", got)
+	}
+	if cfg := config(t, img); len(cfg.Config.OnBuild) != 0 || !slices.Equal(cfg.Config.Shell, []string{"/bin/echo"}) {
+		t.Errorf("child config OnBuild %v Shell %v", cfg.Config.OnBuild, cfg.Config.Shell)
+	}
+	if got, _ := e.readFile(img, "arch"); strings.TrimSpace(got) != goruntimeArch() {
+		t.Errorf("TARGETARCH = %q", got)
+	}
+	if !strings.Contains(c.output, "shell-was-echo > /dev/null") {
+		t.Errorf("SHELL [\"/bin/echo\"] did not run echo: %q", c.output)
+	}
+	if got, _ := e.readFile(img, "copied-passwd"); !strings.Contains(got, "www-data") {
+		t.Errorf("COPY --from an image: %q", got)
+	}
+	// --pull pulls the base again even though it is present.
+	pulled := e.mustBuild(map[string]string{"Dockerfile": fmt.Sprintf("FROM %s\nRUN true\n", e.busybox)}, Options{Pull: true})
+	n := 0
+	for _, ev := range pulled.events {
+		if ev.Kind == EventPull {
+			n++
+		}
+	}
+	if n == 0 {
+		t.Error("--pull did not pull")
+	}
+	e.leftovers()
+}
+
+func goruntimeArch() string { return goruntime.GOARCH }
