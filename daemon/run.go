@@ -122,6 +122,9 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	if err != nil {
 		return err
 	}
+	// Docker's events of every kind go through one bus (GET /events).
+	bus := events.New()
+	ncfg.Events = bus
 	networks, err := network.Open(ctx, ncfg)
 	if err != nil {
 		return fmt.Errorf("open networks in %s: %w", ncfg.Root, err)
@@ -198,7 +201,6 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	if err != nil {
 		return err
 	}
-	bus := events.New()
 	logMgr, err := logs.New(logs.Options{Config: cfg.Logging, Logger: log})
 	if err != nil {
 		return err

@@ -103,4 +103,12 @@ func (s *server) eventsHandler(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// imageEvent publishes an image event as dockerd does: the image (or the
+// reference) and its name.
+func (s *server) imageEvent(action events.Action, id, name string) {
+	if s.events != nil {
+		s.events.Log(events.ImageEventType, action, id, map[string]string{"name": name})
+	}
+}
+
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }

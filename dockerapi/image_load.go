@@ -3,6 +3,7 @@ package dockerapi
 import (
 	"net/http"
 
+	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/jsonstream"
 )
 
@@ -19,6 +20,7 @@ func (s *server) imageLoad(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := newStream(w)
 	for _, img := range imgs {
+		s.imageEvent(events.ActionLoad, img.ID.String(), img.ID.String())
 		if len(img.RepoTags) == 0 {
 			out.send(jsonstream.Message{Stream: "Loaded image ID: " + img.ID.String() + "\n"})
 			continue

@@ -7,6 +7,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/distribution/reference"
+	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -74,6 +75,7 @@ func (s *server) imageCreate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return out.fail(pullDenied(ref, err))
 	}
+	s.imageEvent(events.ActionPull, reference.FamiliarString(ref), reference.FamiliarName(ref))
 	out.send(jsonstream.Message{Status: "Digest: " + img.ManifestDigest.String()})
 	if before != "" && before == img.ManifestDigest {
 		out.send(jsonstream.Message{Status: "Status: Image is up to date for " + reference.FamiliarString(ref)})

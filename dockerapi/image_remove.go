@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/image"
 
 	"github.com/berth-dev/berth/imagestore"
@@ -23,9 +24,11 @@ func (s *server) imageRemove(w http.ResponseWriter, r *http.Request) error {
 	out := []image.DeleteResponse{}
 	for _, u := range removed.Untagged {
 		out = append(out, image.DeleteResponse{Untagged: familiar(u)})
+		s.imageEvent(events.ActionUnTag, familiar(u), familiar(u))
 	}
 	for _, d := range removed.Deleted {
 		out = append(out, image.DeleteResponse{Deleted: d.String()})
+		s.imageEvent(events.ActionDelete, d.String(), d.String())
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/distribution/reference"
+	"github.com/moby/moby/api/types/events"
 )
 
 // imageTag is POST /images/{name}/tag?repo=&tag=.
@@ -32,6 +33,7 @@ func (s *server) imageTag(w http.ResponseWriter, r *http.Request, name string) e
 	if err := s.images.Tag(r.Context(), name, target.String()); err != nil {
 		return noSuchImage(name, err)
 	}
+	s.imageEvent(events.ActionTag, name, reference.FamiliarString(target))
 	w.WriteHeader(http.StatusCreated)
 	return nil
 }
