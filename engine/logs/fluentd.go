@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fluent/fluent-logger-golang/fluent"
@@ -14,10 +15,13 @@ import (
 )
 
 // fluentdSink posts records as dockerd's fluentd driver builds them, with
-// fluentd's own client (forward protocol, msgpack, acks).
+// fluentd's own client (forward protocol, msgpack, acks), synchronously:
+// the client's writes and ack reads have deadlines, and the forwarder
+// does the retrying.
 type fluentdSink struct {
-	cfg *fluentdConfig
-	f   *fluent.Fluent
+	cfg  *fluentdConfig
+	f    *fluent.Fluent
+	once sync.Once
 }
 
 // dialTimeout bounds a connection attempt; writeTimeout a write to an
@@ -74,7 +78,11 @@ func (s *fluentdSink) send(r logfile.Record) error {
 	return nil
 }
 
-func (s *fluentdSink) close() error { return s.f.Close() }
+func (s *fluentdSink) close() error {
+	var err error
+	s.once.Do(func() { err = s.f.Close() })
+	return err
+}
 
 // partials gives a line cut into records dockerd's partial_* fields: one
 // ID per line, the pieces' ordinals, and partial_last on its last piece.

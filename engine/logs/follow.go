@@ -132,13 +132,17 @@ func (fl *follower) changed() change {
 // cursor (the current file when no rotated one does). io.EOF: the log has
 // no file yet.
 //
-// The choice is made twice, before and after the open, and must name the
-// same file: a rotation between listing and opening would otherwise make
-// the follower open the next file and skip the one before it.
+// The choice is made on a stable listing (see stableFiles), and the file
+// opened must be the one listed: a rotation between listing and opening
+// would otherwise make the follower skip a file.
 func (fl *follower) advance() error {
-	for attempt := 0; attempt < 20; attempt++ {
-		fi, err := fl.pick()
+	for attempt := 0; attempt < 50; attempt++ {
+		files, err := stableFiles(fl.path)
 		if err != nil {
+			return err
+		}
+		fi, ok, err := fl.choose(files)
+		if err != nil || !ok {
 			return err
 		}
 		f, err := os.Open(fi.Path)
@@ -148,70 +152,107 @@ func (fl *follower) advance() error {
 		if err != nil {
 			return err
 		}
-		st, err := f.Stat()
-		f.Close()
-		if err != nil {
-			return err
-		}
-		again, err := fl.pick()
-		if err != nil {
-			return err
-		}
-		if cur, err := os.Stat(again.Path); err != nil || !os.SameFile(cur, st) {
+		if st, err := f.Stat(); err != nil || !os.SameFile(st, fi.info) {
+			f.Close()
 			continue
 		}
-		err = fl.open(again, 0)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err == nil {
-			// Opened by name again: make sure it is the file chosen.
-			if st2, err := fl.f.Stat(); err != nil || !os.SameFile(st2, st) {
-				fl.close()
-				continue
-			}
-		}
-		return err
+		return fl.use(f, fi.File, 0)
 	}
-	return fmt.Errorf("follow %s: the log rotates faster than it can be opened", fl.path)
+	return fmt.Errorf("follow %s: the log rotates faster than it can be listed", fl.path)
 }
 
-// pick lists the chain and chooses the file to read next.
-func (fl *follower) pick() (logfile.File, error) {
-	files, err := logfile.Files(fl.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return logfile.File{}, io.EOF
+// listed is a file of a listing with what it was when listed.
+type listed struct {
+	logfile.File
+	info fs.FileInfo
+}
+
+// stableFiles lists the chain until two listings in a row agree on every
+// name and file: a directory read while the shim renames files in it may
+// miss one (it moved past the reader's position), and nothing else tells.
+func stableFiles(path string) ([]listed, error) {
+	var prev []listed
+	for attempt := 0; attempt < 50; attempt++ {
+		files, err := logfile.Files(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, io.EOF
+		}
+		if err != nil {
+			return nil, err
+		}
+		cur := make([]listed, 0, len(files))
+		for _, f := range files {
+			st, err := os.Stat(f.Path)
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					cur = nil
+					break
+				}
+				return nil, err
+			}
+			cur = append(cur, listed{f, st})
+		}
+		if cur != nil && sameListing(prev, cur) {
+			return cur, nil
+		}
+		prev = cur
 	}
-	if err != nil {
-		return logfile.File{}, err
+	return nil, fmt.Errorf("list %s: the log rotates faster than it can be listed", path)
+}
+
+func sameListing(a, b []listed) bool {
+	if a == nil || len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Path != b[i].Path || !os.SameFile(a[i].info, b[i].info) {
+			return false
+		}
+	}
+	return true
+}
+
+// choose picks the file to read next from a listing: the oldest holding
+// records after the cursor.
+func (fl *follower) choose(files []listed) (listed, bool, error) {
+	if len(files) == 0 {
+		return listed{}, false, io.EOF
 	}
 	for _, fi := range files {
 		if fi.Index > 0 && !fl.cursor.IsZero() {
-			last, ok, err := lastTime(fi, fl.format)
+			last, ok, err := lastTime(fi.File, fl.format)
 			if errors.Is(err, fs.ErrNotExist) {
-				// Renamed or compressed meanwhile: list again.
-				return fl.pick()
+				// Renamed meanwhile: the caller lists again.
+				return fi, true, nil
 			}
 			if err != nil {
-				return logfile.File{}, err
+				return listed{}, false, err
 			}
 			if ok && !last.After(fl.cursor) {
 				continue
 			}
 		}
-		return fi, nil
+		return fi, true, nil
 	}
-	return logfile.File{}, io.EOF
+	return listed{}, false, io.EOF
 }
 
-// open makes fi the file being read, from offset (plain files).
+// open makes the file fi names the file being read, from offset (plain
+// files).
 func (fl *follower) open(fi logfile.File, offset int64) error {
 	f, err := os.Open(fi.Path)
 	if err != nil {
 		return err
 	}
+	return fl.use(f, fi, offset)
+}
+
+// use makes f, the file fi lists, the file being read, from offset; it
+// takes f over.
+func (fl *follower) use(f *os.File, fi logfile.File, offset int64) error {
 	var r io.Reader = f
 	var zr *gzip.Reader
+	var err error
 	if fi.Compressed {
 		if zr, err = gzip.NewReader(f); err != nil {
 			f.Close()
@@ -267,8 +308,20 @@ func lastTime(fi logfile.File, format logfile.Format) (time.Time, bool, error) {
 // seekTail positions the follower at the last n records of the chain (all
 // of it when it holds fewer).
 func (fl *follower) seekTail(n int) error {
-	files, err := logfile.Files(fl.path)
-	if errors.Is(err, fs.ErrNotExist) {
+	for attempt := 0; attempt < 50; attempt++ {
+		err := fl.tryTail(n)
+		if !errors.Is(err, errListingChanged) {
+			return err
+		}
+	}
+	return fmt.Errorf("tail %s: the log rotates faster than it can be read", fl.path)
+}
+
+var errListingChanged = errors.New("log files changed while tailing")
+
+func (fl *follower) tryTail(n int) error {
+	files, err := stableFiles(fl.path)
+	if errors.Is(err, io.EOF) {
 		return nil
 	}
 	if err != nil {
@@ -277,19 +330,34 @@ func (fl *follower) seekTail(n int) error {
 	need := n
 	for i := len(files) - 1; i >= 0 && need > 0; i-- {
 		fi := files[i]
+		f, err := os.Open(fi.Path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return errListingChanged
+		}
+		if err != nil {
+			return err
+		}
+		st, err := f.Stat()
+		if err != nil || !os.SameFile(st, fi.info) {
+			f.Close()
+			return errListingChanged
+		}
 		if fi.Compressed {
-			count, err := countRecords(fi, fl.format)
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
+			count, err := countRecords(f, fl.format)
 			if err != nil {
-				return err
+				f.Close()
+				return fmt.Errorf("read %s: %w", fi.Path, err)
 			}
 			if count < need {
+				f.Close()
 				need -= count
 				continue
 			}
-			if err := fl.open(fi, 0); err != nil {
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				f.Close()
+				return err
+			}
+			if err := fl.use(f, fi.File, 0); err != nil {
 				return err
 			}
 			for range count - need {
@@ -299,42 +367,27 @@ func (fl *follower) seekTail(n int) error {
 			}
 			return nil
 		}
-		f, err := os.Open(fi.Path)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		st, err := f.Stat()
+		off, found, err := logfile.TailOffset(f, st.Size(), fl.format, need)
 		if err != nil {
 			f.Close()
-			return err
-		}
-		off, found, err := logfile.TailOffset(f, st.Size(), fl.format, need)
-		f.Close()
-		if err != nil {
 			return fmt.Errorf("tail %s: %w", fi.Path, err)
 		}
 		if found < need {
+			f.Close()
 			need -= found
 			continue
 		}
-		return fl.open(fi, off)
+		return fl.use(f, fi.File, off)
 	}
 	// Fewer records than asked for: everything, from the oldest file.
 	return nil
 }
 
-func countRecords(fi logfile.File, format logfile.Format) (int, error) {
-	f, err := os.Open(fi.Path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
+// countRecords counts the records of a gzipped file.
+func countRecords(f *os.File, format logfile.Format) (int, error) {
 	zr, err := gzip.NewReader(f)
 	if err != nil {
-		return 0, fmt.Errorf("read %s: %w", fi.Path, err)
+		return 0, err
 	}
 	defer zr.Close()
 	sc := logfile.NewScanner(zr, format)
@@ -347,7 +400,7 @@ func countRecords(fi logfile.File, format logfile.Format) (int, error) {
 		case errors.Is(err, io.EOF):
 			return n, nil
 		default:
-			return n, fmt.Errorf("read %s: %w", fi.Path, err)
+			return n, err
 		}
 	}
 }

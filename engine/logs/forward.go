@@ -28,7 +28,8 @@ type sinkConfig interface {
 }
 
 // sink sends records to one endpoint. The forwarder retries a failed
-// send; a sink that failed is closed and dialled again.
+// send; a sink that failed is closed and dialled again. close may be
+// called while send blocks, and more than once.
 type sink interface {
 	send(r logfile.Record) error
 	close() error
@@ -228,6 +229,11 @@ func (f *forwarder) poke() {
 
 func (f *forwarder) run(ctx context.Context) {
 	defer close(f.done)
+	// Wakes both goroutines' waits when ctx ends. Registered for the
+	// whole run: a stop by one goroutine returning first could otherwise
+	// suppress the wake-up the other needs.
+	stop := context.AfterFunc(ctx, f.poke)
+	defer stop()
 	sent := make(chan struct{})
 	go func() {
 		defer close(sent)
@@ -241,8 +247,6 @@ func (f *forwarder) run(ctx context.Context) {
 func (f *forwarder) read(ctx context.Context) {
 	fl := &follower{path: f.path, format: logfile.Local, cursor: loadPosition(f.dir)}
 	defer fl.close()
-	stop := context.AfterFunc(ctx, f.poke)
-	defer stop()
 	draining := false
 	for ctx.Err() == nil {
 		rec, err := fl.next()
@@ -360,7 +364,12 @@ func (f *forwarder) send(ctx context.Context) {
 			s, err = f.cfg.dial(f.hostname)
 		}
 		if err == nil {
+			// Remove and Close must not wait for an endpoint that
+			// stopped reading.
+			cur := s
+			stop := context.AfterFunc(ctx, func() { cur.close() })
 			err = s.send(r)
+			stop()
 		}
 		if err != nil {
 			if !failing {

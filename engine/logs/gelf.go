@@ -1,9 +1,12 @@
 package logs
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/Graylog2/go-gelf/gelf"
@@ -11,13 +14,24 @@ import (
 	"github.com/berth-dev/berth/runtime/logfile"
 )
 
-// gelfSink sends GELF messages as dockerd's gelf driver builds them, over
-// Graylog's own client (chunking, compression, TCP's null delimiter).
+// gelfSink sends GELF messages as dockerd's gelf driver builds them,
+// encoded by Graylog's client: over UDP with its writer (chunking,
+// compression); over TCP as its TCPWriter frames them (the JSON, then a
+// null byte) but on a connection of our own with a write deadline:
+// TCPWriter writes without one and redials while holding its lock, so an
+// endpoint that accepts and never reads would hold the forwarder forever,
+// past Remove and Close.
 type gelfSink struct {
-	w        gelf.Writer
+	w        gelf.Writer // UDP
+	conn     net.Conn    // TCP
 	hostname string
 	extra    json.RawMessage
+	buf      bytes.Buffer
+	once     sync.Once
 }
+
+// sendTimeout bounds one write to a TCP endpoint that stopped reading.
+const sendTimeout = 10 * time.Second
 
 func (g *gelfConfig) dial(hostname string) (sink, error) {
 	if hostname == "" {
@@ -48,13 +62,11 @@ func (g *gelfConfig) dial(hostname string) (sink, error) {
 		}
 		s.w = w
 	default:
-		w, err := gelf.NewTCPWriter(g.address)
+		conn, err := net.DialTimeout("tcp", g.address, dialTimeout)
 		if err != nil {
 			return nil, fmt.Errorf("gelf: cannot connect to GELF endpoint: %s %v", g.address, err)
 		}
-		// go-gelf multiplies the delay by a second, as dockerd sets it.
-		w.MaxReconnect, w.ReconnectDelay = g.maxReconnect, time.Duration(g.reconnectDelay)
-		s.w = w
+		s.conn = conn
 	}
 	return s, nil
 }
@@ -73,12 +85,43 @@ func (s *gelfSink) send(r logfile.Record) error {
 		Level:    int32(level),
 		RawExtra: s.extra,
 	}
-	if err := s.w.WriteMessage(&m); err != nil {
+	if s.conn == nil {
+		if err := s.w.WriteMessage(&m); err != nil {
+			return fmt.Errorf("gelf: cannot send GELF message: %v", err)
+		}
+		return nil
+	}
+	s.buf.Reset()
+	if err := m.MarshalJSONBuf(&s.buf); err != nil {
+		return fmt.Errorf("gelf: encode message: %v", err)
+	}
+	s.buf.WriteByte(0)
+	_ = s.conn.SetWriteDeadline(time.Now().Add(sendTimeout))
+	if _, err := s.conn.Write(s.buf.Bytes()); err != nil {
 		return fmt.Errorf("gelf: cannot send GELF message: %v", err)
 	}
 	return nil
 }
 
-func (s *gelfSink) close() error { return s.w.Close() }
+// close may run while send blocks (it then fails at once).
+func (s *gelfSink) close() error {
+	var err error
+	s.once.Do(func() {
+		if s.conn != nil {
+			err = s.conn.Close()
+		} else {
+			err = s.w.Close()
+		}
+	})
+	return err
+}
 
-func (g *gelfConfig) retry() (time.Duration, int) { return retryMin, 0 }
+// retry never gives a record up: the forwarder waits for the endpoint
+// (the file keeps what the container wrote meanwhile). Over TCP the first
+// delay is gelf-tcp-reconnect-delay.
+func (g *gelfConfig) retry() (time.Duration, int) {
+	if g.network == "tcp" && g.reconnectDelay > 0 {
+		return time.Duration(g.reconnectDelay) * time.Second, 0
+	}
+	return retryMin, 0
+}

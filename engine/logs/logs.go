@@ -34,7 +34,8 @@
 //	err = m.Start(c)                                  // after each start, and for every container at berthd start-up
 //	m.Stop(c.ID)                                      // the container exited: forward the rest, then stop
 //	m.Remove(c.ID)                                    // before its directory goes
-//	err = m.Read(ctx, c, ReadOptions{...}, w)         // GET /containers/{id}/logs
+//	err = m.Read(ctx, c, ReadOptions{...}, w)         // GET /containers/{id}/logs: the whole body
+//	err = m.Messages(ctx, c, ReadOptions{...}, fn)    // or record by record, the caller framing them
 //
 // For the logs endpoint, ParseTail and ParseTime read the tail, since and
 // until query values as dockerd does; Read returns before writing

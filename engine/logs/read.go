@@ -78,6 +78,34 @@ func ParseTime(s string) (time.Time, error) {
 	return time.Unix(sec, nsec), nil
 }
 
+// Message is one record of a container's log, as dockerd's log readers
+// hand them to its logs endpoint.
+type Message struct {
+	// Stream is "stdout" or "stderr".
+	Stream string
+	Time   time.Time
+	// Line is the output with its newline, without one for a partial
+	// record (a line cut at 16 KiB, or output that did not end a line).
+	Line []byte
+	// Attrs are json-file's attrs (labels, env, tag): docker logs
+	// --details.
+	Attrs map[string]string
+	// Err is set, alone, for a record or file that could not be read;
+	// dockerd writes "Error grabbing logs: <Err>" into the stream (the
+	// Systemerr stream when multiplexed) and goes on.
+	Err error
+}
+
+// Messages calls fn with each record of the container's log that o
+// selects, in order, until the log ends (or, following, until ctx ends or
+// the container stopped). fn's error ends it and is returned. Like Read,
+// it returns ErrReadNotSupported or an invalid argument before calling fn
+// when the log cannot be read at all. Timestamps, Details and the TTY are
+// for the caller to apply; Line is valid only during the call.
+func (m *Manager) Messages(ctx context.Context, c Container, o ReadOptions, fn func(Message) error) error {
+	return m.messages(ctx, c, o, fn, nil)
+}
+
 // Read writes the container's log to w as dockerd's logs endpoint sends
 // it: each record's line (with its newline, none for a partial one) in
 // stdcopy frames (stdout 1, stderr 2, errors 3), or raw for a TTY
@@ -88,6 +116,22 @@ func ParseTime(s string) (time.Time, error) {
 // error of w (the client left) ends it. w is flushed (when it has Flush,
 // as an http.ResponseWriter) whenever Read waits for more output.
 func (m *Manager) Read(ctx context.Context, c Container, o ReadOptions, w io.Writer) error {
+	out := newStreamWriter(w, !c.TTY)
+	err := m.messages(ctx, c, o, func(msg Message) error {
+		if msg.Err != nil {
+			return out.frame(stdcopy.Systemerr, []byte("Error grabbing logs: "+msg.Err.Error()+"\n"))
+		}
+		return out.message(msg, o)
+	}, out.flush)
+	if err != nil {
+		return err
+	}
+	return out.flush()
+}
+
+// messages is Messages; idle, when set, is called whenever it is about
+// to wait for more output.
+func (m *Manager) messages(ctx context.Context, c Container, o ReadOptions, fn func(Message) error, idle func() error) error {
 	if !o.Stdout && !o.Stderr {
 		return invalid("Bad parameters: you must choose at least one stream")
 	}
@@ -113,9 +157,9 @@ func (m *Manager) Read(ctx context.Context, c Container, o ReadOptions, w io.Wri
 		// Whole files before since are skipped unread.
 		fl.cursor = o.Since.Add(-time.Nanosecond)
 	}
-	out := newStreamWriter(w, !c.TTY)
 	draining := false
 	var timer *time.Timer
+	var line []byte
 	for {
 		rec, err := fl.next()
 		if err == nil {
@@ -123,28 +167,38 @@ func (m *Manager) Read(ctx context.Context, c Container, o ReadOptions, w io.Wri
 				continue
 			}
 			if !o.Until.IsZero() && rec.Time.After(o.Until) {
-				return out.flush()
+				return nil
 			}
 			if (rec.Stream == logfile.Stderr && !o.Stderr) || (rec.Stream != logfile.Stderr && !o.Stdout) {
 				continue
 			}
-			if err := out.record(rec, o); err != nil {
+			line = append(line[:0], rec.Line...)
+			if !rec.Partial {
+				line = append(line, '\n')
+			}
+			stream := logfile.Stdout
+			if rec.Stream == logfile.Stderr {
+				stream = logfile.Stderr
+			}
+			if err := fn(Message{Stream: stream, Time: rec.Time, Line: line, Attrs: rec.Attrs}); err != nil {
 				return err
 			}
 			continue
 		}
 		if !errors.Is(err, io.EOF) {
-			if werr := out.frame(stdcopy.Systemerr, []byte("Error grabbing logs: "+err.Error()+"\n")); werr != nil {
-				return werr
+			if err := fn(Message{Err: err}); err != nil {
+				return err
 			}
 			if fl.sc != nil {
 				continue
 			}
 			// The chain itself cannot be listed: nothing more to read.
-			return out.flush()
+			return nil
 		}
-		if err := out.flush(); err != nil {
-			return err
+		if idle != nil {
+			if err := idle(); err != nil {
+				return err
+			}
 		}
 		if !o.Follow || draining {
 			return nil
@@ -166,19 +220,31 @@ func (m *Manager) Read(ctx context.Context, c Container, o ReadOptions, w io.Wri
 	}
 }
 
-// seekEnd positions the follower after the last record written so far.
+// seekEnd positions the follower after the last record written so far:
+// at the end of the current file, with the cursor at the newest record of
+// the chain, so that a rotation before anything new was read does not
+// send it back to older files.
 func (fl *follower) seekEnd() error {
-	files, err := logfile.Files(fl.path)
-	if err != nil || len(files) == 0 || files[len(files)-1].Index != 0 {
-		// No current file (none yet, or one being rotated): what comes
-		// is what the clock says is new.
-		fl.cursor = time.Now()
+	files, err := stableFiles(fl.path)
+	if errors.Is(err, io.EOF) || len(files) == 0 {
 		return nil
 	}
+	if err != nil {
+		return err
+	}
+	for i := len(files) - 1; i >= 0; i-- {
+		if t, ok, err := lastTime(files[i].File, fl.format); err == nil && ok {
+			fl.cursor = t
+			break
+		}
+	}
 	cur := files[len(files)-1]
+	if cur.Index != 0 {
+		// Between a rename and the new file: the next one is new.
+		return nil
+	}
 	f, err := os.Open(cur.Path)
 	if err != nil {
-		fl.cursor = time.Now()
 		return nil
 	}
 	st, err := f.Stat()
@@ -187,11 +253,11 @@ func (fl *follower) seekEnd() error {
 		return err
 	}
 	off, _, err := logfile.TailOffset(f, st.Size(), fl.format, 0)
-	f.Close()
 	if err != nil {
+		f.Close()
 		return err
 	}
-	return fl.open(cur, off)
+	return fl.use(f, cur.File, off)
 }
 
 // streamWriter frames records as dockerd's logs endpoint does.
@@ -222,31 +288,32 @@ func (s *streamWriter) frame(stream stdcopy.StdType, p []byte) error {
 	return err
 }
 
-func (s *streamWriter) record(r logfile.Record, o ReadOptions) error {
+func (s *streamWriter) message(m Message, o ReadOptions) error {
 	b := s.buf[:0]
 	if o.Timestamps {
-		b = r.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000000Z07:00")
+		b = m.Time.UTC().AppendFormat(b, TimestampFormat)
 		b = append(b, ' ')
 	}
 	if o.Details {
-		b = appendAttrs(b, r.Attrs)
+		b = AppendAttrs(b, m.Attrs)
 		b = append(b, ' ')
 	}
-	b = append(b, r.Line...)
-	if !r.Partial {
-		b = append(b, '\n')
-	}
+	b = append(b, m.Line...)
 	s.buf = b
 	stream := stdcopy.Stdout
-	if r.Stream == logfile.Stderr {
+	if m.Stream == logfile.Stderr {
 		stream = stdcopy.Stderr
 	}
 	return s.frame(stream, b)
 }
 
-// appendAttrs writes attrs as docker logs --details does: sorted,
+// TimestampFormat is docker logs --timestamps' (jsonmessage's
+// RFC3339NanoFixed).
+const TimestampFormat = "2006-01-02T15:04:05.000000000Z07:00"
+
+// AppendAttrs writes attrs as docker logs --details does: sorted,
 // query-escaped k=v pairs joined by commas.
-func appendAttrs(b []byte, attrs map[string]string) []byte {
+func AppendAttrs(b []byte, attrs map[string]string) []byte {
 	keys := make([]string, 0, len(attrs))
 	for k := range attrs {
 		keys = append(keys, k)

@@ -378,3 +378,31 @@ func TestFollowEndsWithContext(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestMessages: the callback form gives the same records, lines with
+// their newline (none for a partial one), and stops at fn's error.
+func TestMessages(t *testing.T) {
+	m := newManager(t, DefaultConfig())
+	c := ctrWith(t, m, container.LogConfig{Type: JSONFile, Config: map[string]string{"labels": "app"}})
+	w := shimWriter(t, m, c)
+	w.Write(logfile.Stdout, true, []byte("a"))
+	w.Write(logfile.Stdout, false, []byte("b"))
+	w.Write(logfile.Stderr, false, []byte("c"))
+	var got []string
+	err := m.Messages(t.Context(), c, ReadOptions{Stdout: true, Stderr: true, Tail: -1}, func(msg Message) error {
+		if msg.Err != nil || msg.Time.IsZero() || msg.Attrs["app"] != "shop" {
+			t.Errorf("message %+v", msg)
+		}
+		got = append(got, msg.Stream+":"+string(msg.Line))
+		return nil
+	})
+	if err != nil || strings.Join(got, "|") != "stdout:a|stdout:b\n|stderr:c\n" {
+		t.Fatalf("messages %q, %v", got, err)
+	}
+	stop := errors.New("enough")
+	n := 0
+	err = m.Messages(t.Context(), c, ReadOptions{Stdout: true, Stderr: true, Tail: -1}, func(Message) error { n++; return stop })
+	if !errors.Is(err, stop) || n != 1 {
+		t.Fatalf("fn's error: %v after %d", err, n)
+	}
+}

@@ -164,7 +164,9 @@ func (c *compressor) run() {
 }
 
 // sweep queues the plain rotated files a previous writer left (it was
-// stopped before compressing them).
+// stopped before compressing them). This writer's own rotations, which may
+// have happened already, have their jobs: they hold the first w.gen
+// indices.
 func (c *compressor) sweep() {
 	w := c.w
 	w.mu.Lock()
@@ -173,8 +175,10 @@ func (c *compressor) sweep() {
 	if err != nil {
 		return
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, f := range files {
-		if f.Index > 0 && !f.Compressed {
+		if f.Index > w.gen && !f.Compressed {
 			c.jobs = append(c.jobs, compressJob{gen: w.gen + 1 - f.Index})
 		}
 	}
