@@ -385,8 +385,11 @@ func TestBuildWithBerth(t *testing.T) {
 	}
 	checkEveryDirective(t, d, cli, "e2e/every:1", true)
 
-	// Unchanged: every step but the FROMs comes from the cache, and the
-	// image is the same.
+	// Unchanged, and after a restart of berthd (the cache is on disk):
+	// every step but the FROMs comes from the cache, and the image is the
+	// same.
+	d.Stop()
+	d.Start()
 	out, again := build()
 	states := stepStates(out)
 	if again != id || len(states) < 20 {
