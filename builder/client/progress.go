@@ -8,6 +8,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/moby/moby/api/types/jsonstream"
@@ -33,6 +34,13 @@ type Progress struct {
 	mode string
 	now  func() time.Time
 
+	// Width is the terminal's width; the live line is cut to it (0: 80).
+	Width int
+
+	// mu serializes the stream's events with the TTY's clock ticks.
+	mu      sync.Mutex
+	lastOut string
+
 	total   int
 	step    int
 	name    string
@@ -56,8 +64,31 @@ func NewProgress(out io.Writer, mode string) *Progress {
 // build's error.
 func (p *Progress) Read(r io.Reader) (string, error) {
 	p.begun = p.now()
+	if p.mode == ModeTTY {
+		// The running step's clock moves even when it prints nothing.
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			t := time.NewTicker(200 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-t.C:
+					p.mu.Lock()
+					if p.name != "" {
+						p.redraw(p.lastOut)
+					}
+					p.mu.Unlock()
+				case <-stop:
+					return
+				}
+			}
+		}()
+	}
 	var buildErr error
 	err := decodeStream(r, func(m jsonstream.Message) error {
+		p.mu.Lock()
+		defer p.mu.Unlock()
 		switch {
 		case m.Error != nil:
 			buildErr = errors.New(m.Error.Message)
@@ -76,6 +107,8 @@ func (p *Progress) Read(r io.Reader) (string, error) {
 	if err == nil {
 		err = buildErr
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.partial != "" {
 		p.line(p.partial)
 		p.partial = ""
@@ -118,7 +151,7 @@ func (p *Progress) line(l string) {
 		p.finishStep()
 		fmt.Sscan(m[1], &p.step)
 		fmt.Sscan(m[2], &p.total)
-		p.name, p.started, p.cached, p.output = m[3], p.now(), false, nil
+		p.name, p.started, p.cached, p.output, p.lastOut = m[3], p.now(), false, nil, ""
 		p.steps++
 		if p.mode == ModePlain {
 			fmt.Fprintf(p.out, "#%d [%d/%d] %s\n", p.step, p.step, p.total, p.name)
@@ -151,6 +184,7 @@ func (p *Progress) line(l string) {
 	if p.mode == ModePlain {
 		fmt.Fprintf(p.out, "#%d %.3f %s\n", p.step, p.now().Sub(p.started).Seconds(), l)
 	} else {
+		p.lastOut = l
 		p.redraw(l)
 	}
 }
@@ -233,13 +267,20 @@ func (p *Progress) redraw(out string) {
 	if p.mode != ModeTTY {
 		return
 	}
+	width := p.Width
+	if width <= 0 {
+		width = 80
+	}
+	// A line longer than the terminal wraps, and \r cannot take it back.
+	head := fmt.Sprintf(" => [%d/%d] ", p.step, p.total)
+	clock := fmt.Sprintf("%.1fs", p.now().Sub(p.started).Seconds())
+	room := width - 1 - len(head) - len(clock) - 1
+	name := cut(p.name, room)
+	room -= len(name) + 2
 	var b bytes.Buffer
 	b.WriteString("\r\x1b[K")
-	fmt.Fprintf(&b, " => [%d/%d] %s %s", p.step, p.total, p.name, dim(fmt.Sprintf("%.1fs", p.now().Sub(p.started).Seconds())))
-	if out != "" {
-		if len(out) > 60 {
-			out = out[:60] + "..."
-		}
+	b.WriteString(head + name + " " + dim(clock))
+	if out = cut(out, room); out != "" {
 		b.WriteString("  " + dim(out))
 	}
 	p.out.Write(b.Bytes())
@@ -254,3 +295,14 @@ func (p *Progress) clearLive() {
 }
 
 func dim(s string) string { return "\x1b[2m" + s + "\x1b[0m" }
+
+// cut shortens s to n bytes (with "..." when cut); n < 4 gives "".
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	if n < 4 {
+		return ""
+	}
+	return s[:n-3] + "..."
+}

@@ -55,7 +55,7 @@ func newBuildCommand(dockerCli command.Cli, docker *cobra.Command) *cobra.Comman
 				mode = client.ModeQuiet
 			case mode == "auto" || mode == "":
 				mode = client.ModePlain
-				if dockerCli.Out().IsTerminal() {
+				if dockerCli.Err().IsTerminal() {
 					mode = client.ModeTTY
 				}
 			case mode != client.ModePlain && mode != client.ModeTTY:
@@ -74,7 +74,11 @@ func newBuildCommand(dockerCli command.Cli, docker *cobra.Command) *cobra.Comman
 			}
 			// Progress goes to stderr, as BuildKit's does, so that
 			// stdout carries only what -q asks for.
-			id, err := client.Build(cmd.Context(), dockerCli.Client().Dialer(), o, client.NewProgress(dockerCli.Err(), mode))
+			p := client.NewProgress(dockerCli.Err(), mode)
+			if _, w := dockerCli.Err().GetTtySize(); w > 0 {
+				p.Width = int(w)
+			}
+			id, err := client.Build(cmd.Context(), dockerCli.Client().Dialer(), o, p)
 			if err != nil {
 				return err
 			}
