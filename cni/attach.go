@@ -91,25 +91,44 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (Result, error)
 		return Result{}, fmt.Errorf("attach pod %s: %w", req.ID, err)
 	}
 
+	// Before any plugin runs: from here on a crash leaves something that
+	// only this record names.
+	it := &intent{Args: req, Network: net.list.Bytes}
+	if err := m.writeIntent(it, true); err != nil {
+		return Result{}, fmt.Errorf("attach pod %s: %w", req.ID, err)
+	}
+	// undo rolls the ADD back; the intent goes only if every DEL did.
+	undo := func(list *libcni.NetworkConfigList, last []byte, loRT *libcni.RuntimeConf) {
+		if m.rollback(ctx, list, last, loRT, rt) == nil {
+			m.removeIntent(req.ID)
+		}
+	}
+
 	loRT := *rt
 	loRT.IfName = loopbackIfName
 	loRT.CapabilityArgs = nil
 	if !m.cfg.LoopbackUp {
 		if _, err := m.cni.AddNetwork(ctx, m.loopback, &loRT); err != nil {
-			m.rollback(ctx, nil, nil, &loRT, rt)
+			undo(nil, nil, &loRT)
 			return Result{}, fmt.Errorf("attach pod %s: bring up loopback: %w", req.ID, classify(err))
 		}
 	}
-	// A CNIConfig of its own for this ADD, to learn how far the chain got.
-	rec := &addRecorder{Exec: m.exec}
+	// A CNIConfig of its own for this ADD, to learn how far the chain got
+	// (and record it in the intent).
+	rec := &addRecorder{Exec: m.exec, done: func(out []byte) {
+		it.Result = out
+		// Best effort: without it a DEL still frees the lease and the
+		// veth, only firewall and portmap lose the addresses.
+		_ = m.writeIntent(it, false)
+	}}
 	res, err := libcni.NewCNIConfigWithCacheDir(m.cfg.BinDirs, m.cfg.CacheDir, rec).AddNetworkList(ctx, net.list, rt)
 	if err != nil {
-		m.rollback(ctx, net.list, rec.last, &loRT, rt)
+		undo(net.list, rec.last, &loRT)
 		return Result{}, fmt.Errorf("attach pod %s to network %s: %w", req.ID, net.list.Name, classify(err))
 	}
 	out, err := resultFromCNI(res, rt.IfName)
 	if err != nil {
-		m.rollback(ctx, net.list, rec.last, &loRT, rt)
+		undo(net.list, rec.last, &loRT)
 		return Result{}, fmt.Errorf("attach pod %s to network %s: %w", req.ID, net.list.Name, err)
 	}
 	out.Network = net.list.Name
@@ -122,13 +141,14 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (Result, error)
 // such as firewall removes only the rules for the addresses it is told.
 // Each plugin gets its DEL even when a later one's fails (DelNetworkList
 // stops at the first failure, and the plugin that broke the ADD often
-// breaks its DEL too), so the IPAM plugin always frees the address. Errors
-// are dropped: the caller reports the ADD failure, and a later Detach
-// (which the caller's own cleanup runs) retries the DEL. A nil loRT skips
-// loopback (AttachNetwork leaves lo to the caller).
-func (m *Manager) rollback(ctx context.Context, list *libcni.NetworkConfigList, lastResult []byte, loRT, rt *libcni.RuntimeConf) {
+// breaks its DEL too), so the IPAM plugin always frees the address. It
+// returns the DELs' errors joined; Attach drops them (it reports the ADD
+// failure, and the intent stays for a later Detach or GC to retry). A nil
+// loRT skips loopback (AttachNetwork leaves lo to the caller).
+func (m *Manager) rollback(ctx context.Context, list *libcni.NetworkConfigList, lastResult []byte, loRT, rt *libcni.RuntimeConf) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 	defer cancel()
+	var errs []error
 	if list != nil {
 		inject := map[string]any{"name": list.Name, "cniVersion": list.CNIVersion}
 		var prev map[string]any
@@ -143,25 +163,35 @@ func (m *Manager) rollback(ctx context.Context, list *libcni.NetworkConfigList, 
 			// DelNetwork reads from the plugin's own config.
 			pc, err := libcni.InjectConf(list.Plugins[i], inject)
 			if err == nil {
-				_ = m.cni.DelNetwork(ctx, pc, rt)
+				err = m.cni.DelNetwork(ctx, pc, rt)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", list.Plugins[i].Network.Type, classify(err)))
 			}
 		}
 	}
 	if loRT != nil {
+		// lo has nothing to release: its DEL only drops a cache entry.
 		_ = m.cni.DelNetwork(ctx, m.loopback, loRT)
 	}
+	return errors.Join(errs...)
 }
 
-// addRecorder keeps the output of the last successful ADD it ran.
+// addRecorder keeps the output of the last successful ADD it ran and
+// hands it to done.
 type addRecorder struct {
 	invoke.Exec
 	last []byte
+	done func([]byte)
 }
 
 func (r *addRecorder) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, environ []string) ([]byte, error) {
 	out, err := r.Exec.ExecPlugin(ctx, pluginPath, stdin, environ)
 	if err == nil && slices.Contains(environ, "CNI_COMMAND=ADD") {
 		r.last = out
+		if r.done != nil {
+			r.done(out)
+		}
 	}
 	return out, err
 }

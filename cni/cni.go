@@ -19,14 +19,22 @@
 //     runs DEL with the config, arguments and result libcni cached at ADD
 //     (Config.CacheDir), and with an empty CNI_NETNS when the path no longer
 //     exists, so IPAM still releases the lease. Without a cache entry (a
-//     crash during ADD, or a second Detach) it runs DEL with the current
-//     config, which plugins treat as a no-op when nothing is left.
+//     crash during ADD, or a second Detach) it runs DEL with the intent's
+//     config, else the current one, which plugins treat as a no-op when
+//     nothing is left.
 //   - Detach before unpinning the namespace. With the namespace gone the
 //     lease, veth, portmap and firewall rules still go, but the bridge
 //     plugin (v1.10.0) finds the pod's addresses only on its veth and leaves
 //     its ipMasq rules behind (containernetworking/plugins#810).
-//   - GC, at start-up, detaches the cached attachments of pods the caller
-//     no longer knows.
+//   - Before its first plugin runs, Attach records an intent (Config.IntentDir,
+//     written durably) with the pod's arguments and the config list; after
+//     each plugin's ADD it adds that plugin's result. A successful Detach
+//     removes it. Detach of a pod without a cache entry runs its DEL with
+//     the intent's config and last result.
+//   - GC, at start-up, detaches the cached attachments and the intents of
+//     pods the caller no longer knows: a crash at any point of an Attach
+//     or Detach leaks no lease, veth or rule. Release detaches one pod only
+//     if it has an intent or a cached attachment.
 //
 // Errors are classified with github.com/containerd/errdefs: bad input is
 // ErrInvalidArgument, no usable config or a missing plugin
@@ -46,7 +54,10 @@ import (
 const (
 	DefaultConfDir  = "/etc/cni/net.d"
 	DefaultCacheDir = "/var/lib/berth/cni/cache"
-	DefaultNetNSDir = "/run/berth/netns"
+	// DefaultIntentDir is IntentDir's default when CacheDir is the
+	// default; otherwise IntentDir defaults to <CacheDir>/intents.
+	DefaultIntentDir = DefaultCacheDir + "/intents"
+	DefaultNetNSDir  = "/run/berth/netns"
 	// DefaultIfName is the pod's interface, as the kubelet expects it.
 	DefaultIfName = "eth0"
 )
@@ -66,6 +77,12 @@ type Config struct {
 	// restart; it must survive reboots as IPAM leases do (default
 	// /var/lib/berth/cni/cache).
 	CacheDir string
+	// IntentDir holds a record for every pod whose Attach may have begun
+	// and whose Detach has not succeeded (default <CacheDir>/intents): what
+	// GC needs to release a pod that a crash interrupted in the middle of
+	// its ADD, which libcni's cache never saw. Like CacheDir, it must
+	// survive reboots.
+	IntentDir string
 	// NetNSDir is where the runtime pins network namespaces (default
 	// /run/berth/netns). Attach refuses any other path: a plugin pointed at
 	// the wrong namespace would rewire the host.
@@ -82,11 +99,12 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		ConfDir:  DefaultConfDir,
-		BinDirs:  append([]string(nil), DefaultBinDirs...),
-		CacheDir: DefaultCacheDir,
-		NetNSDir: DefaultNetNSDir,
-		IfName:   DefaultIfName,
+		ConfDir:   DefaultConfDir,
+		BinDirs:   append([]string(nil), DefaultBinDirs...),
+		CacheDir:  DefaultCacheDir,
+		IntentDir: DefaultIntentDir,
+		NetNSDir:  DefaultNetNSDir,
+		IfName:    DefaultIfName,
 	}
 }
 
@@ -102,6 +120,9 @@ func (c *Config) Validate() error {
 	if c.CacheDir == "" {
 		c.CacheDir = d.CacheDir
 	}
+	if c.IntentDir == "" {
+		c.IntentDir = filepath.Join(c.CacheDir, "intents")
+	}
 	if c.NetNSDir == "" {
 		c.NetNSDir = d.NetNSDir
 	}
@@ -109,7 +130,7 @@ func (c *Config) Validate() error {
 		c.IfName = d.IfName
 	}
 	// libcni passes relative paths to plugins that run with another cwd.
-	for _, p := range append([]string{c.ConfDir, c.CacheDir, c.NetNSDir}, c.BinDirs...) {
+	for _, p := range append([]string{c.ConfDir, c.CacheDir, c.IntentDir, c.NetNSDir}, c.BinDirs...) {
 		if !filepath.IsAbs(p) {
 			return fmt.Errorf("cni config: path %q must be absolute: %w", p, errdefs.ErrInvalidArgument)
 		}

@@ -20,6 +20,9 @@ import (
 var fakeBin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(attachHelperEnv) != "" {
+		os.Exit(attachHelper())
+	}
 	os.Exit(runTests(m))
 }
 
@@ -610,10 +613,15 @@ func TestConfigValidate(t *testing.T) {
 	if !reflect.DeepEqual(c, DefaultConfig()) {
 		t.Errorf("zero config after Validate = %+v, want the defaults", c)
 	}
+	c = Config{CacheDir: "/srv/cni"}
+	if err := c.Validate(); err != nil || c.IntentDir != "/srv/cni/intents" {
+		t.Errorf("intent dir with cache dir /srv/cni: %q, %v", c.IntentDir, err)
+	}
 	for _, bad := range []Config{
 		{ConfDir: "net.d"},
 		{BinDirs: []string{"/opt/cni/bin", "bin"}},
 		{IfName: "a-very-long-interface-name"},
+		{IntentDir: "intents"},
 	} {
 		if err := bad.Validate(); !errdefs.IsInvalidArgument(err) {
 			t.Errorf("Validate(%+v) = %v, want InvalidArgument", bad, err)

@@ -14,8 +14,23 @@ import (
 // path; a missing path becomes an empty CNI_NETNS, as containerd does, so
 // IPAM still frees the lease). It uses the config, CNI_ARGS and capability
 // args cached at ADD, so a config changed or removed since still tears down
-// what was set up.
+// what was set up; for a pod whose ADD never completed (no cache entry),
+// the config and partial result its intent recorded. On success the
+// pod's intent is removed.
 func (m *Manager) Detach(ctx context.Context, req DetachRequest) error {
+	it, err := m.readIntent(req.ID)
+	if err != nil {
+		// A damaged intent cannot help; the cache or the current config
+		// still can.
+		it = nil
+	}
+	if err := m.detach(ctx, req, it); err != nil {
+		return err
+	}
+	return m.removeIntent(req.ID)
+}
+
+func (m *Manager) detach(ctx context.Context, req DetachRequest, it *intent) error {
 	netns := req.NetNS
 	if netns != "" {
 		if err := m.checkNetNS(netns); errors.Is(err, errdefs.ErrNotFound) {
@@ -32,6 +47,29 @@ func (m *Manager) Detach(ctx context.Context, req DetachRequest) error {
 	targets, err := m.detachTargets(rt)
 	if err != nil {
 		return fmt.Errorf("detach pod %s: %w", req.ID, err)
+	}
+	if len(targets) == 0 && it != nil {
+		// The ADD never completed: DEL each plugin of the config it ran
+		// with, told what the plugins that did run returned.
+		list, err := it.list()
+		if err != nil {
+			return fmt.Errorf("detach pod %s: %w", req.ID, err)
+		}
+		if err := findPlugins(m.cfg.BinDirs, pluginTypes(m.loopback, list)...); err != nil {
+			return fmt.Errorf("detach pod %s from network %s: %w", req.ID, list.Name, err)
+		}
+		loRT := *rt
+		loRT.IfName = loopbackIfName
+		loRT.CapabilityArgs = nil
+		if err := m.rollback(ctx, list, it.Result, &loRT, rt); err != nil {
+			return fmt.Errorf("detach pod %s from network %s: %w", req.ID, list.Name, err)
+		}
+		return nil
+	}
+	if len(targets) == 0 {
+		if targets, err = m.currentTarget(rt); err != nil {
+			return fmt.Errorf("detach pod %s: %w", req.ID, err)
+		}
 	}
 	for _, t := range targets {
 		if err := findPlugins(m.cfg.BinDirs, pluginTypes(m.loopback, t.list)...); err != nil {
@@ -62,8 +100,7 @@ type detachTarget struct {
 }
 
 // detachTargets returns the networks the pod is attached to according to
-// libcni's cache, each with the arguments its ADD had; without a cache
-// entry, the current network with rt.
+// libcni's cache, each with the arguments its ADD had.
 func (m *Manager) detachTargets(rt *libcni.RuntimeConf) ([]detachTarget, error) {
 	atts, err := m.cni.GetCachedAttachments(rt.ContainerID)
 	if err != nil {
@@ -90,9 +127,12 @@ func (m *Manager) detachTargets(rt *libcni.RuntimeConf) ([]detachTarget, error) 
 		}
 		out = append(out, detachTarget{list: list, rt: &art})
 	}
-	if len(out) > 0 {
-		return out, nil
-	}
+	return out, nil
+}
+
+// currentTarget is the DEL of the current network with rt, for a pod
+// nothing records: plugins treat it as a no-op when nothing is left.
+func (m *Manager) currentTarget(rt *libcni.RuntimeConf) ([]detachTarget, error) {
 	net, err := m.loadNetwork()
 	if errors.Is(err, errdefs.ErrFailedPrecondition) {
 		// No cache entry and no config: nothing was attached that we could

@@ -37,15 +37,18 @@ type Manager struct {
 	ready   readyCache
 }
 
-// New returns a Manager for cfg (validated here). It creates CacheDir; a
-// missing ConfDir or plugin is not an error (Ready reports it) because a
-// node's network is often installed after the runtime starts.
+// New returns a Manager for cfg (validated here). It creates CacheDir and
+// IntentDir; a missing ConfDir or plugin is not an error (Ready reports
+// it) because a node's network is often installed after the runtime
+// starts.
 func New(cfg Config) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.CacheDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create cni cache dir: %w", err)
+	for _, d := range []string{cfg.CacheDir, cfg.IntentDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("create cni state dir: %w", err)
+		}
 	}
 	lo, err := libcni.NetworkPluginConfFromBytes(loopbackConf)
 	if err != nil {

@@ -89,7 +89,18 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	case !found:
 		log.WarnContext(ctx, "no berth-shim next to berthd or in PATH; pods and containers cannot start until one is installed")
 	}
-	rt, err := runtime.Open(ctx, cfg.runtimeConfig(shim))
+	podNet, err := cni.New(cfg.cniConfig())
+	if err != nil {
+		return fmt.Errorf("open cni: %w", err)
+	}
+	rtCfg := cfg.runtimeConfig(shim)
+	// A pod whose creation berthd's death interrupted may be half attached
+	// (a lease, a veth, rules): released while its namespace is pinned.
+	rtCfg.ReleaseNetwork = func(ctx context.Context, id, netns string) error {
+		_, err := podNet.Release(ctx, id, netns)
+		return err
+	}
+	rt, err := runtime.Open(ctx, rtCfg)
 	if err != nil {
 		return fmt.Errorf("open runtime in %s: %w", cfg.Root, err)
 	}
@@ -99,14 +110,11 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		// CRI Status says so too, until they are installed.
 		log.WarnContext(ctx, "pods and containers cannot start until berth-shim and berth-runc are installed side by side", "error", err)
 	}
-	podNet, err := cni.New(cfg.cniConfig())
-	if err != nil {
-		return fmt.Errorf("open cni: %w", err)
-	}
 	// Pods whose records are gone (lost in a crash, removed by hand) still
-	// hold IP leases, veths and portmap rules; release them before serving,
+	// hold IP leases, veths and portmap rules, and so may pods whose ADD a
+	// crash interrupted (their intents); release them before serving,
 	// while no Attach can be in flight. A failure is not fatal: those pods
-	// stay cached and the next start-up tries again.
+	// stay recorded and the next start-up tries again.
 	var known []string
 	for _, s := range rt.ListSandboxes() {
 		known = append(known, s.ID)

@@ -171,6 +171,12 @@ func (m *Manager) loadSandboxes(ctx context.Context) error {
 		}
 		s := &sandbox{dir: m.sandboxDir(id), rec: rec}
 		if s.rec.Pending {
+			if s.rec.NetNSPath != "" && m.cfg.ReleaseNetwork != nil {
+				// While the namespace is still pinned.
+				if err := m.cfg.ReleaseNetwork(ctx, id, s.rec.NetNSPath); err != nil {
+					logctx.From(ctx).WarnContext(ctx, "release the network of half-created sandbox", "id", id, "error", err)
+				}
+			}
 			for _, c := range m.podContainers(id) {
 				if err := m.remove(ctx, c); err != nil {
 					logctx.From(ctx).WarnContext(ctx, "remove container of half-created sandbox", "id", c.rec.ID, "error", err)

@@ -80,6 +80,13 @@ type Config struct {
 	// debug log, as Docker and containerd do: the kubelet sends hugepage
 	// limits on every host.
 	StrictResources bool
+	// ReleaseNetwork, when set, is called by Open for each sandbox whose
+	// creation a crash interrupted, before its network namespace is
+	// unpinned: the caller's CNI DEL of a pod whose ADD may have begun
+	// (berthd passes cni.Manager.Release). The bridge plugin finds the
+	// addresses whose masquerade rules it must remove only inside the
+	// namespace, so this cannot wait for a GC after Open.
+	ReleaseNetwork func(ctx context.Context, sandboxID, netns string) error
 }
 
 // DefaultConfig returns the defaults; ShimBinary still has to be set.

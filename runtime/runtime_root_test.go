@@ -1004,7 +1004,25 @@ func TestOpenUndoesPendingCreations(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m2 := openManager(t)
+	// The network of the half-created pod is released first, while its
+	// namespace is still pinned (the bridge plugin's DEL needs it).
+	var released []string
+	cfg := testConfig()
+	cfg.ReleaseNetwork = func(_ context.Context, id, netns string) error {
+		released = append(released, id)
+		if netns != sb.NetNSPath || !isMounted(netns) {
+			t.Errorf("ReleaseNetwork(%s, %s): want the pinned %s", id, netns, sb.NetNSPath)
+		}
+		return nil
+	}
+	m2, err := berthruntime.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m2.Close() })
+	if len(released) != 1 || released[0] != sb.ID {
+		t.Errorf("ReleaseNetwork called for %v, want the pending sandbox %s", released, sb.ID)
+	}
 	if _, err := m2.Sandbox(sb.ID); !errdefs.IsNotFound(err) {
 		t.Errorf("pending sandbox after Open: %v", err)
 	}

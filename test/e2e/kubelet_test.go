@@ -416,7 +416,7 @@ func (s *seenIDs) add(t *testing.T, e *podEnv) {
 	}
 }
 
-func (e *podEnv) sandboxes(t *testing.T) []*runtimeapi.PodSandbox {
+func (e *podEnv) sandboxes(t testing.TB) []*runtimeapi.PodSandbox {
 	t.Helper()
 	r, err := e.rt.ListPodSandbox(ctxT(t), &runtimeapi.ListPodSandboxRequest{})
 	if err != nil {

@@ -232,13 +232,20 @@ type podEnv struct {
 // every pod left is removed through the CRI (a failed test must not leave
 // containers running), then whatever berthd started that still runs is
 // killed by PID.
-func newPodEnv(t testing.TB) *podEnv {
+func newPodEnv(t testing.TB) *podEnv { return newPodEnvNet(t, nil) }
+
+// newPodEnvNet is newPodEnv with a hook that changes the test network (its
+// conflist, its plugin dirs) before berthd starts.
+func newPodEnvNet(t testing.TB, configure func(*testNetwork)) *podEnv {
 	t.Helper()
 	requireRoot(t)
 	testutil.LookPath(t, "iptables-save", "the CNI portmap/firewall plugins need iptables")
 	reg := newRegistry(t)
 	bb := push(t, mustImage(t, testimage.Busybox), reg.Host+"/berth/busybox:1")
 	n := newTestNetwork(t)
+	if configure != nil {
+		configure(n)
+	}
 	var rnd [3]byte
 	rand.Read(rnd[:])
 	e := &podEnv{t: t, net: n, Image: bb.Ref, CgParent: "/be2e-" + hex.EncodeToString(rnd[:]), LogDir: t.TempDir()}

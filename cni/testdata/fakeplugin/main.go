@@ -8,7 +8,9 @@
 //   - ADD: prevResult if it has one (a chained plugin), else a result with a
 //     host-side interface carrying the gateway's address and the pod's
 //     interface carrying "ip" (with "gateway"); "failAdd" answers error code
-//     11 (try again later) instead;
+//     11 (try again later) instead; "hangAdd" creates <record>.hang and
+//     waits for its parent to die (a runtime killed in the middle of an
+//     ADD), then fails;
 //   - DEL, CHECK: nothing; "failDel" answers error code 999.
 //
 // It only uses the standard library so TestMain builds it in a second.
@@ -20,6 +22,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 type conf struct {
@@ -32,6 +35,7 @@ type conf struct {
 	Gateway    string          `json:"gateway"`
 	FailAdd    bool            `json:"failAdd"`
 	FailDel    bool            `json:"failDel"`
+	HangAdd    bool            `json:"hangAdd"`
 	PrevResult json.RawMessage `json:"prevResult"`
 }
 
@@ -78,6 +82,16 @@ func main() {
 	case "ADD":
 		if c.FailAdd {
 			fail(11, "fake add failure", c.Type)
+		}
+		if c.HangAdd {
+			parent := os.Getppid()
+			if err := os.WriteFile(c.Record+".hang", nil, 0o600); err != nil {
+				fail(5, "write hang file", err.Error())
+			}
+			for os.Getppid() == parent {
+				time.Sleep(10 * time.Millisecond)
+			}
+			fail(11, "parent died", c.Type)
 		}
 		if len(c.PrevResult) > 0 {
 			var prev map[string]any
