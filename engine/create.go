@@ -57,6 +57,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	if o.Config == nil {
 		return CreateResult{}, invalid("config cannot be empty in order to create a container")
 	}
+	st := startSteps(ctx, "docker create")
 	cfg := *o.Config
 	hc := &container.HostConfig{}
 	if o.HostConfig != nil {
@@ -83,6 +84,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 		}
 		return CreateResult{}, fmt.Errorf("create container: image %s: %w", cfg.Image, err)
 	}
+	st.done("checks+image")
 	mergeImage(&cfg, img.Config.Config, configExt(img.RawConfig))
 	path, args, err := command(&cfg)
 	if err != nil {
@@ -170,10 +172,11 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	if err := os.MkdirAll(e.containerDir(id), 0o711); err != nil {
 		return CreateResult{}, fmt.Errorf("create container %s: %w", id, err)
 	}
-	// Durable before anything is made: Open undoes what this lists.
-	if err := e.save(c); err != nil {
+	// Written before anything is made: Open undoes what this lists.
+	if err := e.note(c); err != nil {
 		return CreateResult{}, err
 	}
+	st.done("save-pending")
 
 	// The network manager checks the request's networks, ports, DNS and
 	// hosts entries as dockerd does, and records them for the start.
@@ -190,6 +193,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 		}
 	}
 
+	st.done("network-register")
 	// Volumes: named ones are made if missing, anonymous ones always.
 	for i := range mounts {
 		mp := &mounts[i]
@@ -240,10 +244,12 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 		}
 	}
 
+	st.done("volumes")
 	rootfs, err := e.images.Prepare(ctx, id, img.ID.String())
 	if err != nil {
 		return CreateResult{}, fmt.Errorf("create container %s: %w", id, err)
 	}
+	st.done("snapshot")
 
 	sb, err := e.sandboxConfig(ctx, id, &cfg, hc, netKind, netTarget)
 	if err != nil {
@@ -253,6 +259,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	if err != nil {
 		return CreateResult{}, fmt.Errorf("create container %s: %w", id, err)
 	}
+	st.done("sandbox")
 
 	devices, err := e.devices(hc)
 	if err != nil {
@@ -304,10 +311,12 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	for _, m := range rootfs {
 		rc.Rootfs = append(rc.Rootfs, runtime.Mount{Type: m.Type, Source: m.Source, Options: m.Options})
 	}
+	st.done("spec")
 	rtc, err := e.rt.CreateContainer(ctx, rc)
 	if err != nil {
 		return CreateResult{}, fmt.Errorf("create container %s: %w", id, err)
 	}
+	st.done("runtime-create")
 	if err := prepareRootfs(filepath.Join(rtc.Bundle, "rootfs"), &cfg, mounts); err != nil {
 		return CreateResult{}, fmt.Errorf("create container %s: %w", id, err)
 	}
@@ -323,6 +332,8 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	if err := e.save(c); err != nil {
 		return CreateResult{}, err
 	}
+	st.done("save")
+	st.log(id)
 	e.log(c, events.ActionCreate, nil)
 	if warnings == nil {
 		warnings = []string{}

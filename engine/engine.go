@@ -358,6 +358,18 @@ func (e *Engine) save(c *ctr) error {
 	return writeRecord(e.containerDir(rec.ID), rec)
 }
 
+// note writes c's record atomically but without syncing it: for a
+// creation's pending record, which only a later Open reads to undo what it
+// lists. A kill -9 leaves it in the page cache; a power loss may lose it,
+// as the runtime's own pending records (see runtime/record.go), and the
+// snapshot sweep at start-up then frees the writable layer.
+func (e *Engine) note(c *ctr) error {
+	e.mu.Lock()
+	rec := c.rec.clone()
+	e.mu.Unlock()
+	return noteRecord(e.containerDir(rec.ID), rec)
+}
+
 // update changes c's record under e.mu and saves it.
 func (e *Engine) update(c *ctr, fn func(r *record)) error {
 	e.mu.Lock()

@@ -87,6 +87,7 @@ func shouldRestart(p container.RestartPolicy, exitCode int, restarts int, stoppe
 // restart policy (after its backoff) or --rm.
 func (e *Engine) handleExit(ctx context.Context, c *ctr, rc runtime.Container, o exitOptions) {
 	log := logctx.From(ctx)
+	st := startSteps(ctx, "docker exit")
 	e.mu.Lock()
 	if c.removed || c.rec.Pending || !rc.FinishedAt.After(c.rec.HandledExit) {
 		e.mu.Unlock()
@@ -121,6 +122,7 @@ func (e *Engine) handleExit(ctx context.Context, c *ctr, rc runtime.Container, o
 	if err := e.save(c); err != nil {
 		log.WarnContext(ctx, "record container exit", "id", rc.ID, "error", err)
 	}
+	st.done("save")
 	if rc.Reason == runtime.ReasonOOMKilled {
 		e.log(c, events.ActionOOM, nil)
 	}
@@ -132,6 +134,8 @@ func (e *Engine) handleExit(ctx context.Context, c *ctr, rc runtime.Container, o
 		log.WarnContext(ctx, "detach exited container's network", "id", rc.ID, "error", err)
 	}
 	e.logs.Stop(rc.ID)
+	st.done("network-detach")
+	st.log(rc.ID)
 	if !o.atStartup {
 		e.unmountVolumes(e.volumeNames(c))
 	}

@@ -112,6 +112,17 @@ func writeRecord(dir string, r record) error {
 	return nil
 }
 
+func noteRecord(dir string, r record) error {
+	b, err := json.MarshalIndent(r, "", "\t")
+	if err != nil {
+		return fmt.Errorf("encode container record %s: %w", r.ID, err)
+	}
+	if err := atomicfile.Replace(filepath.Join(dir, recordFile), b, 0o600); err != nil {
+		return fmt.Errorf("save container %s: %w", r.ID, err)
+	}
+	return nil
+}
+
 // readRecord reads dir's record; os.ErrNotExist when there is none (or
 // only a torn one: the write was never acknowledged).
 func readRecord(dir string) (record, error) {

@@ -91,21 +91,30 @@ func (e *Engine) finishRemove(ctx context.Context, c *ctr, o removeOptions) erro
 	e.mu.Lock()
 	rec := c.rec.clone()
 	e.mu.Unlock()
+	st := startSteps(ctx, "docker remove")
+	defer st.log(rec.ID)
 	var errs []error
 	if e.net != nil {
 		if err := e.net.Unregister(ctx, rec.ID); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	st.done("network")
 	if err := e.rt.RemoveContainer(ctx, rec.ID); err != nil {
 		errs = append(errs, err)
 	}
+	st.done("runtime-container")
+	// The sandbox and the writable layer (unmounted with the container)
+	// go at once: one is unmounts and cgroups, the other a tree to delete.
+	snapErr := make(chan error, 1)
+	go func() { snapErr <- e.images.RemoveSnapshot(ctx, rec.ID) }()
 	if err := e.rt.RemoveSandbox(ctx, rec.ID); err != nil {
 		errs = append(errs, err)
 	}
-	if err := e.images.RemoveSnapshot(ctx, rec.ID); err != nil {
+	if err := <-snapErr; err != nil {
 		errs = append(errs, err)
 	}
+	st.done("sandbox+snapshot")
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}

@@ -46,6 +46,8 @@ func (e *Engine) start(ctx context.Context, c *ctr, o startOptions) error {
 	if removed {
 		return noSuchContainer(id)
 	}
+	st := startSteps(ctx, "docker start")
+	defer st.log(id)
 	rc, err := e.rt.Container(id)
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", id, err)
@@ -62,6 +64,7 @@ func (e *Engine) start(ctx context.Context, c *ctr, o startOptions) error {
 	case rc.State != runtime.ContainerCreated:
 		return fmt.Errorf("start container %s: it is %s: %w", id, rc.State, errdefs.ErrFailedPrecondition)
 	}
+	st.done("recreate")
 	if err := e.checkNetworkTarget(c); err != nil {
 		return err
 	}
@@ -73,9 +76,11 @@ func (e *Engine) start(ctx context.Context, c *ctr, o startOptions) error {
 		e.unmountVolumes(mounted)
 		return err
 	}
+	st.done("network")
 	// Attach sessions waiting for this run get its streams before it
 	// writes anything.
 	e.connectAttachers(ctx, c)
+	st.done("attachers")
 	// Recorded before the process runs: its exit, which may come at
 	// once, is judged by the policy with these.
 	if err := e.update(c, func(r *record) {
@@ -95,11 +100,13 @@ func (e *Engine) start(ctx context.Context, c *ctr, o startOptions) error {
 	c.starting = started
 	e.mu.Unlock()
 	defer close(started)
+	st.done("save")
 	if err := e.rt.StartContainer(ctx, id); err != nil {
 		e.unmountVolumes(mounted)
 		_ = e.detachNetwork(context.WithoutCancel(ctx), c)
 		return fmt.Errorf("start container %s: %w", id, err)
 	}
+	st.done("runtime-start")
 	e.touch(c)
 	e.mu.Lock()
 	lc := logContainer(e.containerDir(id), c.rec)

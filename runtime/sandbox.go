@@ -613,6 +613,9 @@ func (m *Manager) releaseSandbox(ctx context.Context, s *sandbox) error {
 // for a moment after its last process died, hence the retries.
 func removeCgroupDirs(ctx context.Context, dirs []string) error {
 	for _, d := range dirs {
+		// The kernel lets go of a cgroup within a millisecond or two
+		// mostly: retry soon, then every 20 ms.
+		wait := time.Millisecond
 		for i := 0; ; i++ {
 			err := unix.Rmdir(d)
 			if err == nil || errors.Is(err, unix.ENOENT) {
@@ -627,10 +630,11 @@ func removeCgroupDirs(ctx context.Context, dirs []string) error {
 				return fmt.Errorf("remove cgroup %s: %w", d, err)
 			}
 			select {
-			case <-time.After(20 * time.Millisecond):
+			case <-time.After(wait):
 			case <-ctx.Done():
 				return fmt.Errorf("remove cgroup %s: %w", d, ctx.Err())
 			}
+			wait = min(2*wait, 20*time.Millisecond)
 		}
 	}
 	return nil
