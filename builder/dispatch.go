@@ -359,7 +359,16 @@ func (bd *build) runWorkdir(ctx context.Context, s *state, c *instructions.Workd
 		return bd.done(ctx, s)
 	}
 	var layer bool
-	if wd != "/" {
+	exists := wd == "/"
+	if !exists {
+		// Most WORKDIRs name a dir the image has or a step just made:
+		// looked up in the layers, no snapshot to mount.
+		if dirs, err := bd.b.images.LayerDirs(s.layers); err == nil {
+			found, sure := existsInLowers(dirs, wd)
+			exists = found && sure
+		}
+	}
+	if !exists {
 		l, err := bd.onRootfs(ctx, s, s.layers, func(root string) error {
 			uid, gid, err := bd.resolveUser(root, s.img.Config.User)
 			if err != nil {

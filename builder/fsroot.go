@@ -163,11 +163,13 @@ func (bd *build) onRootfs(ctx context.Context, s *state, lowers []imagestore.Lay
 
 // existsInLowers says whether rel exists in the union of lowers (topmost
 // first): the topmost layer that has it, or a whiteout of it or of a
-// parent, or an opaque parent, decides.
-func existsInLowers(lowers []string, rel string) bool {
+// parent, or an opaque parent, decides. A symlink on the way (which only a
+// mount resolves right, inside the image) makes the answer unsure: sure is
+// then false.
+func existsInLowers(lowers []string, rel string) (exists, sure bool) {
 	rel = strings.TrimLeft(path.Clean("/"+rel), "/")
 	if rel == "" {
-		return true
+		return true, true
 	}
 	comps := strings.Split(rel, "/")
 	for _, l := range lowers {
@@ -178,14 +180,15 @@ func existsInLowers(lowers []string, rel string) bool {
 			if err := unix.Lstat(p, &st); err != nil {
 				break // not in this layer: look lower
 			}
-			if st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0 {
-				return false // whited out here
-			}
-			if i == len(comps)-1 {
-				return true
-			}
-			if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-				return false // a file hides what lower layers have below
+			switch {
+			case st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0:
+				return false, true // whited out here
+			case i == len(comps)-1:
+				return true, true
+			case st.Mode&unix.S_IFMT == unix.S_IFLNK:
+				return false, false
+			case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+				return false, true // a file hides what lower layers have below
 			}
 			if v, _ := getxattr(p, "trusted.overlay.opaque"); v == "y" {
 				// Nothing below this dir comes from lower layers: the
@@ -195,12 +198,20 @@ func existsInLowers(lowers []string, rel string) bool {
 			cur = p
 		}
 	}
-	return false
+	return false, true
 }
 
-func existsIn(dir string, comps []string) bool {
-	_, err := os.Lstat(filepath.Join(append([]string{dir}, comps...)...))
-	return err == nil
+func existsIn(dir string, comps []string) (exists, sure bool) {
+	for i := range comps {
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(append([]string{dir}, comps[:i+1]...)...), &st); err != nil {
+			return false, true
+		}
+		if i < len(comps)-1 && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			return false, false
+		}
+	}
+	return true, true
 }
 
 func getxattr(p, name string) (string, error) {
@@ -230,7 +241,10 @@ func cleanStubs(upper string, lowers []string, targets []string) {
 			if unix.Lstat(full, &st) != nil {
 				continue
 			}
-			inLower := existsInLowers(lowers, p)
+			inLower, sure := existsInLowers(lowers, p)
+			if !sure {
+				continue // under a symlink of the image: leave it be
+			}
 			switch st.Mode & unix.S_IFMT {
 			case unix.S_IFREG:
 				if st.Size == 0 && !inLower && i == len(comps) {

@@ -466,7 +466,7 @@ func (bd *build) exec(ctx context.Context, s *state, args []string, script *stri
 	if wd == "" {
 		wd = "/"
 	}
-	if !s.workdirOK && wd != "/" && !existsInLowers(lowers, wd) {
+	if found, sure := existsInLowers(lowers, wd); !s.workdirOK && wd != "/" && !found && sure {
 		// runc needs the working dir; BuildKit makes it too.
 		if err := mkdirInRoot(upper, wd, 0o755, nil); err != nil {
 			return nil, err

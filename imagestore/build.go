@@ -116,6 +116,13 @@ func (s *Store) layerDirs(layers []Layer) ([]string, error) {
 	return dirs, nil
 }
 
+// LayerDirs returns the unpacked directories of layers (base first),
+// topmost first as overlay stacks them, for reading them without a mount.
+// The caller holds the layers (a lease).
+func (s *Store) LayerDirs(layers []Layer) ([]string, error) {
+	return s.layerDirs(layers)
+}
+
 // PrepareBuild creates a writable snapshot over layers (base first; none
 // for an empty root) whose changes CommitSnapshot can turn into a layer.
 func (s *Store) PrepareBuild(ctx context.Context, id string, layers []Layer) ([]Mount, error) {
