@@ -136,6 +136,8 @@ docker_listen = "$T/berth/docker.sock"
 registry_config_dir = "$d/certs.d"
 [cni]
 bin_dirs = ["$CNI_BIN"]
+[nri]
+disable = true
 [network]
 default_bridge = "$BERTH_BRIDGE"
 default_address_pools = [{base = "$BERTH_POOL", size = 24}]
