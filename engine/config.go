@@ -177,9 +177,6 @@ func verifySettings(cfg *container.Config, hc *container.HostConfig) ([]string, 
 	if len(hc.VolumesFrom) > 0 {
 		return nil, errdefs.ErrNotImplemented.WithMessage("--volumes-from is not supported by berth yet")
 	}
-	if len(hc.Links) > 0 {
-		return nil, errdefs.ErrNotImplemented.WithMessage("--link is not supported by berth yet")
-	}
 	if hc.UsernsMode.IsHost() {
 		// The daemon runs no user-namespace remapping: host is what
 		// every container gets.

@@ -108,6 +108,9 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 			}
 		}
 	}
+	if len(hc.Links) > 0 && e.net == nil {
+		return CreateResult{}, errdefs.ErrNotImplemented.WithMessage("--link needs the standalone networks, which this berthd runs without")
+	}
 	if hc.IpcMode.IsContainer() {
 		return CreateResult{}, errdefs.ErrNotImplemented.WithMessage("--ipc container:<name> is not supported by berth yet")
 	}

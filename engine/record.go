@@ -61,6 +61,9 @@ type record struct {
 	// Backoff is the delay before the next restart of the policy: 100 ms
 	// doubling up to a minute, reset after 10 s of running.
 	Backoff time.Duration `json:",omitempty"`
+	// Rebuild is set while the runtime's side is made again after a
+	// reboot (see rebuildIfLost).
+	Rebuild *rebuildState `json:",omitempty"`
 	// Pending is set while the creation runs; Open undoes it.
 	Pending bool `json:",omitempty"`
 	// Removing is set once a removal started; Open finishes it, removing

@@ -48,6 +48,9 @@ func (e *Engine) start(ctx context.Context, c *ctr, o startOptions) error {
 	}
 	st := startSteps(ctx, "docker start")
 	defer st.log(id)
+	if err := e.rebuildIfLost(ctx, c); err != nil {
+		return err
+	}
 	rc, err := e.rt.Container(id)
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", id, err)

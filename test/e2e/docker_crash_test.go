@@ -255,3 +255,51 @@ func TestDockerAndCRISeparation(t *testing.T) {
 	}
 	e.cli("rm", "-f", "standalone")
 }
+
+// TestDockerAfterReboot: a reboot (simulated: berthd, the shims and the
+// containers killed, every mount under the daemon's directories gone, the
+// state directory emptied as a tmpfs /run is) loses every namespace and
+// mount; at its return berthd restarts the containers whose policy says
+// so, on their writable layer and with a network, and the others can be
+// started by hand.
+func TestDockerAfterReboot(t *testing.T) {
+	e := newDockerEnv(t)
+	img := e.Image
+	e.cli("run", "-d", "--name", "always", "--restart", "always", img, "sh", "-c", "echo run >> /runs; cat /runs | wc -l; sleep 300")
+	e.cli("run", "-d", "--name", "plain", "-v", "keep:/data", img, "sh", "-c", "echo x >> /data/x; sleep 300")
+	await(t, "the first runs", func() bool { return strings.Contains(e.cli("logs", "always"), "1") })
+	var pids []int
+	for _, n := range []string{"always", "plain"} {
+		pid, _ := strconv.Atoi(strings.TrimSpace(e.cli("inspect", "--format", "{{.State.Pid}}", n)))
+		pids = append(pids, pid)
+	}
+	e.d.Kill9()
+	for _, pid := range append(pids, e.d.shimPids()...) {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	time.Sleep(300 * time.Millisecond)
+	unmountAll(filepath.Dir(e.d.Root))
+	if err := os.RemoveAll(e.d.State); err != nil {
+		t.Fatal(err)
+	}
+	e.d.Start()
+	e.api = e.d.Docker()
+	await(t, "the always container's restart after the reboot", func() bool {
+		out, _, _ := e.cliErr("inspect", "--format", "{{.State.Status}} {{.RestartCount}}", "always")
+		return out == "running 1\n"
+	})
+	await(t, "its second run's output", func() bool { return strings.Contains(e.cli("logs", "always"), "2") })
+	if got := strings.Fields(e.cli("logs", "always")); len(got) != 2 || got[1] != "2" {
+		t.Errorf("the writable layer did not survive: logs %q", got)
+	}
+	if ip := strings.TrimSpace(e.cli("inspect", "--format", "{{.NetworkSettings.Networks.bridge.IPAddress}}", "always")); ip == "" {
+		t.Error("no address on the default bridge after the reboot")
+	}
+	if got := e.cli("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", "plain"); got != "exited 255\n" {
+		t.Errorf("plain after the reboot: %q", got)
+	}
+	e.cli("start", "plain")
+	if got := e.cli("inspect", "--format", "{{.State.Status}}", "plain"); got != "running\n" {
+		t.Errorf("plain started by hand after the reboot: %q", got)
+	}
+}

@@ -46,13 +46,30 @@ func stockDocker(t testing.TB) string {
 
 func newDockerEnv(t *testing.T) *dockerEnv {
 	t.Helper()
+	return newCLIEnv(t, stockDocker(t), func(d *daemon) []string {
+		return []string{"DOCKER_HOST=unix://" + d.DockerSock, "DOCKER_CONTEXT="}
+	})
+}
+
+// newBerthEnv is newDockerEnv with the berth CLI, which follows
+// BERTH_HOST (DOCKER_HOST points elsewhere, as at a machine with dockerd).
+func newBerthEnv(t *testing.T) *dockerEnv {
+	t.Helper()
+	_, berth := binaries(t)
+	return newCLIEnv(t, berth, func(d *daemon) []string {
+		return []string{"BERTH_HOST=unix://" + d.DockerSock, "DOCKER_HOST=unix:///nonexistent/docker.sock", "DOCKER_CONTEXT=nosuch"}
+	})
+}
+
+func newCLIEnv(t *testing.T, bin string, hostEnv func(*daemon) []string) *dockerEnv {
+	t.Helper()
 	reg := newRegistry(t)
 	bb := push(t, mustImage(t, testimage.Busybox), reg.Host+"/berth/busybox:latest")
 	d := startDaemonWith(t, reg, daemonOptions{Shim: shimBinary(t)})
 	home := t.TempDir()
 	e := &dockerEnv{
-		t: t, d: d, reg: reg, bin: stockDocker(t), Image: bb.Ref,
-		env: []string{"HOME=" + home, "DOCKER_CONFIG=" + filepath.Join(home, ".docker"), "DOCKER_HOST=unix://" + d.DockerSock, "DOCKER_CONTEXT="},
+		t: t, d: d, reg: reg, bin: bin, Image: bb.Ref,
+		env: append([]string{"HOME=" + home, "DOCKER_CONFIG=" + filepath.Join(home, ".docker")}, hostEnv(d)...),
 	}
 	e.api = d.Docker()
 	e.cli("pull", "-q", e.Image)

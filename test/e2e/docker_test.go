@@ -18,8 +18,12 @@ import (
 
 // TestDockerTutorial runs the Docker tutorial's container commands with the
 // stock docker CLI against berthd and checks what a user would see.
-func TestDockerTutorial(t *testing.T) {
-	e := newDockerEnv(t)
+func TestDockerTutorial(t *testing.T) { tutorial(t, newDockerEnv(t)) }
+
+// TestBerthTutorial runs the same commands with the berth CLI.
+func TestBerthTutorial(t *testing.T) { tutorial(t, newBerthEnv(t)) }
+
+func tutorial(t *testing.T, e *dockerEnv) {
 	img := e.Image
 
 	// run --rm: the output, the exit code, and nothing left behind.
@@ -92,7 +96,9 @@ func TestDockerTutorial(t *testing.T) {
 		t.Errorf("rm of a running container: code %d, %q", code, errOut)
 	}
 	e.cli("rm", "-f", "web")
-	if _, errOut, code := e.cliErr("inspect", "web"); code == 0 || !strings.Contains(errOut, "No such object: web") {
+	// docker 28 says "Error: No such object", docker 29 "error: no such
+	// object".
+	if _, errOut, code := e.cliErr("inspect", "web"); code == 0 || !strings.Contains(strings.ToLower(errOut), "no such object: web") {
 		t.Errorf("inspect after rm: %d %q", code, errOut)
 	}
 
