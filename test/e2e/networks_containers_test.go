@@ -206,6 +206,10 @@ func TestDockerCLINetworkModesAndPorts(t *testing.T) {
 	if out, errOut, code := e.cliErr("run", "--rm", "--network", "late-net", e.Image, "ping", "-c", "1", "-W", "2", "fx"); code != 0 {
 		t.Errorf("the alias given at connect before start: exit %d %s%s", code, out, errOut)
 	}
+	// --network twice (API 1.44+): one interface on each.
+	if got := strings.TrimSpace(e.cli("run", "--rm", "--network", "static", "--network", "late-net", e.Image, "sh", "-c", "ip -o -4 addr show | grep -c eth")); got != "2" {
+		t.Errorf("--network twice: %s interfaces, want 2", got)
+	}
 	if _, errOut, code := e.cliErr("run", "--rm", "--network", "static", "--ip", "10.1.2.3", e.Image, "true"); code == 0 || !strings.Contains(errOut, "no configured subnet contains IP address 10.1.2.3") {
 		t.Errorf("--ip outside the subnet: exit %d %s", code, errOut)
 	}
