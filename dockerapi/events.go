@@ -11,8 +11,8 @@ import (
 	bevents "github.com/berth-dev/berth/engine/events"
 )
 
-// legacyEvent is an event as API < 1.52 sent it, with the fields of the
-// pre-1.22 format beside the current ones.
+// legacyEvent is an event with the fields of the pre-1.22 format (status,
+// id, from) beside the current ones, as dockerd sent them below API 1.52.
 type legacyEvent struct {
 	Status string `json:"status,omitempty"`
 	ID     string `json:"id,omitempty"`
@@ -62,7 +62,6 @@ func (s *server) eventsHandler(w http.ResponseWriter, r *http.Request) error {
 	if flusher != nil {
 		flusher.Flush()
 	}
-	legacy := versionBelow(r, "1.52")
 	enc := json.NewEncoder(w)
 	send := func(m events.Message) bool {
 		if !until.IsZero() && m.TimeNano > until.UnixNano() {
@@ -71,17 +70,17 @@ func (s *server) eventsHandler(w http.ResponseWriter, r *http.Request) error {
 		if !f.Match(m) {
 			return true
 		}
-		var err error
-		if legacy {
-			le := legacyEvent{Message: m}
-			if m.Type == events.ContainerEventType || m.Type == events.ImageEventType {
-				le.Status, le.ID = string(m.Action), m.Actor.ID
-				le.From = m.Actor.Attributes["image"]
-			}
-			err = enc.Encode(le)
-		} else {
-			err = enc.Encode(m)
+		// Every version gets the legacy fields, not only those below
+		// 1.52: docker-compose 1.29 (docker-py) asks at the version
+		// /version reports and reads a container event's "id" and
+		// "status" (logs -f and up attached follow new containers so);
+		// without them it crashes. To newer clients they are extra keys.
+		le := legacyEvent{Message: m}
+		if m.Type == events.ContainerEventType || m.Type == events.ImageEventType {
+			le.Status, le.ID = string(m.Action), m.Actor.ID
+			le.From = m.Actor.Attributes["image"]
 		}
+		err := enc.Encode(le)
 		if flusher != nil {
 			flusher.Flush()
 		}
