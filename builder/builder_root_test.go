@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func buildShim(t *testing.T) string {
+func buildShim(t testing.TB) string {
 	t.Helper()
 	shimOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "berth-shim-")
@@ -62,7 +62,7 @@ func buildShim(t *testing.T) string {
 // env is a builder on a real image store and runtime, with a registry on
 // 127.0.0.1 holding busybox.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	root    string
 	state   string
 	images  *imagestore.Store
@@ -76,7 +76,7 @@ var (
 	regHost string
 )
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	testutil.RequireRoot(t, "builds run containers on overlay snapshots")
 	shim := buildShim(t)
@@ -127,7 +127,7 @@ func (e *env) open() {
 
 // contextTar makes a build context from name -> content ("name/" is a
 // directory, "name@" content is a symlink target).
-func contextTar(t *testing.T, files map[string]string) []byte {
+func contextTar(t testing.TB, files map[string]string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -228,7 +228,7 @@ func (e *env) stat(img *imagestore.Image, p string) (os.FileInfo, error) {
 	return os.Lstat(filepath.Join(dir, p))
 }
 
-func config(t *testing.T, img *imagestore.Image) dockerspec.DockerOCIImage {
+func config(t testing.TB, img *imagestore.Image) dockerspec.DockerOCIImage {
 	t.Helper()
 	var c dockerspec.DockerOCIImage
 	if err := json.Unmarshal(img.RawConfig, &c); err != nil {

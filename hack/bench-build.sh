@@ -90,7 +90,8 @@ mkdir -p "$HOSTS_DIR/$REG"
 printf 'server = "http://%s"\n' "$REG" >"$HOSTS_DIR/$REG/hosts.toml"
 B="$T/berth"
 mkdir -p "$B"
-: >"$B/berthd.toml"
+# NRI off: the node's NRI socket is another runtime's business.
+printf '[nri]\ndisable = true\n' >"$B/berthd.toml"
 ct_start "$B/berthd.log" "$BIN/berthd" --root "$B/root" --state "$B/run" --config "$B/berthd.toml" --registry-config-dir "$HOSTS_DIR"
 ct_wait_socket "$B/run/docker.sock" "$B/berthd.log"
 berth() { BERTH_HOST="unix://$B/run/docker.sock" HOME="$T" "$BIN/berth" "$@"; }
