@@ -145,9 +145,15 @@ func TestDockerCLINetworkTutorial(t *testing.T) {
 	if _, errOut, code := e.cliErr("network", "rm", "app-net"); code == 0 || !strings.Contains(errOut, "has active endpoints") {
 		t.Errorf("rm of a network in use: exit %d %s", code, errOut)
 	}
-	// The default bridge has no names.
+	// The default bridge has no names; --link puts one in /etc/hosts.
 	if _, _, code := e.fetch("bridge", "db"); code == 0 {
 		t.Error("a container on the default bridge resolved db")
+	}
+	e.cli(append([]string{"run", "-d", "--name", "olddb", e.Image}, dbCommand("olddb")...)...)
+	oldIP := strings.TrimSpace(e.cli("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "olddb"))
+	out = e.cli("run", "--rm", "--link", "olddb:legacy", e.Image, "sh", "-c", "grep legacy /etc/hosts; "+getCommand("legacy")[2])
+	if !strings.Contains(out, oldIP+"\tlegacy olddb") || !strings.Contains(out, "hello from olddb") {
+		t.Errorf("--link olddb:legacy (olddb at %s):\n%s", oldIP, out)
 	}
 }
 
