@@ -310,16 +310,17 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (Settings, erro
 		done = append(done, i)
 	}
 	m.mu.Lock()
-	if err := m.saveContainer(c); err != nil {
+	err = m.writeFiles(c)
+	if err == nil {
+		err = m.saveContainer(c)
+	}
+	if err != nil {
 		m.mu.Unlock()
 		undo()
 		return Settings{}, fmt.Errorf("start container %s: %w", shortID(req.ID), err)
 	}
 	defer m.mu.Unlock()
 	m.refreshDNS()
-	if err := m.writeFiles(c); err != nil {
-		return m.settings(c), fmt.Errorf("start container %s: %w", shortID(req.ID), err)
-	}
 	return m.settings(c), nil
 }
 
@@ -603,7 +604,10 @@ func (m *Manager) Unregister(ctx context.Context, id string) error {
 	c.op.Lock()
 	defer c.op.Unlock()
 	if err := m.detachAll(ctx, c); err != nil {
-		return err
+		// The container goes all the same, as docker rm does: what the DEL
+		// left (a lease, a libcni cache entry) no record owns any more,
+		// and the next start-up's sweeps free it.
+		m.log.Warn("detach a container being removed", "container", id, "error", err)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
