@@ -1,0 +1,443 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+
+	"github.com/berth-dev/berth/engine/events"
+	"github.com/berth-dev/berth/engine/logs"
+	"github.com/berth-dev/berth/engine/volume"
+	"github.com/berth-dev/berth/imagestore"
+	"github.com/berth-dev/berth/internal/shimbuild"
+	"github.com/berth-dev/berth/internal/testimage"
+	"github.com/berth-dev/berth/internal/testutil"
+	"github.com/berth-dev/berth/runtime"
+)
+
+var (
+	shimOnce sync.Once
+	shimPath string
+	shimErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shimPath != "" {
+		os.RemoveAll(filepath.Dir(shimPath))
+	}
+	os.Exit(code)
+}
+
+// env is an engine on real parts: a runtime with berth-shim, an image
+// store with busybox pulled from an in-process registry, volumes, logs.
+type env struct {
+	t       *testing.T
+	dir     string
+	images  *imagestore.Store
+	rt      *runtime.Manager
+	volumes *volume.Store
+	bus     *events.Bus
+	e       *Engine
+	image   string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	testutil.RequireRoot(t, "runs containers: namespaces, overlay mounts, cgroups")
+	shimOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "berth-engine-shim-")
+		if err == nil {
+			shimPath, err = shimbuild.Build(dir)
+		}
+		shimErr = err
+	})
+	if shimErr != nil {
+		t.Fatal(shimErr)
+	}
+	// Short: shim sockets live below the state dir.
+	dir, err := os.MkdirTemp("", "beng-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &env{t: t, dir: dir}
+	t.Cleanup(v.cleanup)
+	v.images, err = imagestore.Open(t.Context(), imagestore.Config{Root: filepath.Join(dir, "root"), StallTimeout: time.Minute, MaxConcurrentDownloads: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(reg.Close)
+	v.image = strings.TrimPrefix(reg.URL, "http://") + "/berth/busybox:latest"
+	if err := testimage.Push(t.Context(), testimage.Require(t, testimage.Busybox), v.image); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.images.Pull(t.Context(), v.image, imagestore.PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v.open()
+	return v
+}
+
+// open opens (or reopens, as berthd after a crash) the runtime and the
+// engine on the same directories.
+func (v *env) open() {
+	v.t.Helper()
+	var err error
+	v.rt, err = runtime.Open(v.t.Context(), runtime.Config{Root: filepath.Join(v.dir, "root", "runtime"), StateDir: filepath.Join(v.dir, "run"), ShimBinary: shimPath})
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	if v.volumes, err = volume.Open(filepath.Join(v.dir, "root", "volumes")); err != nil {
+		v.t.Fatal(err)
+	}
+	lm, err := logs.New(logs.Options{})
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	v.bus = events.New()
+	v.e, err = Open(v.t.Context(), Options{
+		Config:  Config{Root: filepath.Join(v.dir, "root", "engine")},
+		Runtime: v.rt.Owned(runtime.OwnerEngine), Images: v.images, Volumes: v.volumes, Events: v.bus, Logs: lm,
+	})
+	if err != nil {
+		v.t.Fatal(err)
+	}
+}
+
+// crash drops the engine and runtime as kill -9 would: nothing is undone,
+// shims and containers keep running.
+func (v *env) crash() {
+	v.e.Close()
+	v.rt.Close()
+}
+
+func (v *env) cleanup() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if v.e != nil {
+		for _, c := range v.e.List(ctx) {
+			if err := v.e.Remove(ctx, c.ID, RemoveOptions{Force: true, Volumes: true}); err != nil {
+				v.t.Errorf("cleanup: remove %s: %v", c.ID[:12], err)
+			}
+		}
+		v.e.Close()
+	}
+	if v.rt != nil {
+		v.rt.Close()
+	}
+	if v.images != nil {
+		v.images.Close()
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	var left []string
+	for _, l := range strings.Split(string(mi), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], v.dir+"/") {
+			left = append(left, f[4])
+		}
+	}
+	for i := len(left) - 1; i >= 0; i-- {
+		syscall.Unmount(left[i], syscall.MNT_DETACH)
+		if !strings.Contains(left[i], "/ns/") {
+			v.t.Errorf("leftover mount %s", left[i])
+		}
+	}
+	os.RemoveAll(v.dir)
+}
+
+func (v *env) create(o CreateOptions) string {
+	v.t.Helper()
+	if o.Config.Image == "" {
+		o.Config.Image = v.image
+	}
+	res, err := v.e.Create(v.t.Context(), o)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return res.ID
+}
+
+func (v *env) wait(id string, cond container.WaitCondition) int {
+	v.t.Helper()
+	ch, err := v.e.Wait(v.t.Context(), id, cond)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	select {
+	case r := <-ch:
+		return r.StatusCode
+	case <-time.After(30 * time.Second):
+		v.t.Fatalf("%s did not reach %s", id[:12], cond)
+	}
+	return -1
+}
+
+func (v *env) logs(id string) string {
+	v.t.Helper()
+	var raw bytes.Buffer
+	if err := v.e.Logs(v.t.Context(), id, logs.ReadOptions{Stdout: true, Stderr: true, Tail: -1}, &raw); err != nil {
+		v.t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &out, &raw); err != nil {
+		v.t.Fatal(err)
+	}
+	return out.String()
+}
+
+// snapshots lists the image store's snapshots.
+func (v *env) snapshots() []string {
+	s, err := v.images.Snapshots(v.t.Context())
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return s
+}
+
+// TestLifecycle: create, start, wait, logs, restart by the user, remove;
+// nothing of the container is left.
+func TestLifecycle(t *testing.T) {
+	v := newEnv(t)
+	id := v.create(CreateOptions{Name: "one", Config: &container.Config{Cmd: []string{"sh", "-c", "echo hello $N; exit 4"}, Env: []string{"N=1"}}})
+	if c, _ := v.e.Inspect(t.Context(), "one"); c.State.Status != container.StateCreated || c.Name != "one" {
+		t.Fatalf("after create: %+v", c.State)
+	}
+	if err := v.e.Start(t.Context(), "one"); err != nil {
+		t.Fatal(err)
+	}
+	if code := v.wait(id, container.WaitConditionNotRunning); code != 4 {
+		t.Errorf("exit code %d", code)
+	}
+	if err := v.e.Start(t.Context(), id[:12]); err != nil {
+		t.Fatal(err)
+	}
+	v.wait(id, container.WaitConditionNotRunning)
+	if got := v.logs(id); got != "hello 1\nhello 1\n" {
+		t.Errorf("logs %q", got)
+	}
+	c, _ := v.e.Inspect(t.Context(), id)
+	if c.State.Status != container.StateExited || c.State.ExitCode != 4 || c.RestartCount != 0 {
+		t.Errorf("inspect after two runs: %+v, restarts %d", c.State, c.RestartCount)
+	}
+	if err := v.e.Remove(t.Context(), "one", RemoveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.e.Inspect(t.Context(), id); !errdefs.IsNotFound(err) {
+		t.Errorf("inspect after remove: %v", err)
+	}
+	if s := v.snapshots(); len(s) != 0 {
+		t.Errorf("snapshots left: %v", s)
+	}
+	if _, err := os.Stat(v.e.containerDir(id)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("container dir left: %v", err)
+	}
+	if l := v.rt.ListContainers(); len(l) != 0 {
+		t.Errorf("runtime containers left: %d", len(l))
+	}
+}
+
+// TestOpenUndoesPendingCreate: a creation that berthd died in (its record
+// pending, some of its parts made) is undone by the next Open, and its
+// name is free again.
+func TestOpenUndoesPendingCreate(t *testing.T) {
+	v := newEnv(t)
+	// The first steps of a creation, as Create makes them, then a crash.
+	id := newID()
+	anon := newID()
+	mp := MountPoint{Anonymous: true}
+	mp.Type, mp.Name, mp.Destination = mount.TypeVolume, anon, "/anon"
+	c := &ctr{changed: make(chan struct{}), rec: record{
+		ID: id, Name: "halfway", Created: time.Now(), Path: "sleep", Args: []string{"9"},
+		Config: &container.Config{Image: v.image}, HostConfig: &container.HostConfig{},
+		Mounts: []MountPoint{mp}, Pending: true,
+	}}
+	if err := os.MkdirAll(v.e.containerDir(id), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.e.note(c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.volumes.Create(t.Context(), volume.CreateOptions{Name: anon, Labels: map[string]string{volume.AnonymousLabel: ""}}); err != nil {
+		t.Fatal(err)
+	}
+	img, _ := v.images.Get(t.Context(), v.image)
+	rootfs, err := v.images.Prepare(t.Context(), id, img.ID.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.rt.Owned(runtime.OwnerEngine).CreateSandbox(t.Context(), runtime.SandboxConfig{ID: id, Name: id, Namespace: "engine",
+		Namespaces: runtime.SandboxNamespaces{PID: runtime.NamespaceContainer}}); err != nil {
+		t.Fatal(err)
+	}
+	rc := runtime.ContainerConfig{ID: id, SandboxID: id, Name: "halfway", Rootfs: []runtime.Mount{{Type: rootfs[0].Type, Source: rootfs[0].Source, Options: rootfs[0].Options}}}
+	rc.Spec.Args = []string{"sleep", "9"}
+	if _, err := v.rt.Owned(runtime.OwnerEngine).CreateContainer(t.Context(), rc); err != nil {
+		t.Fatal(err)
+	}
+	v.crash()
+	v.open()
+
+	if _, err := v.e.Inspect(t.Context(), "halfway"); !errdefs.IsNotFound(err) {
+		t.Errorf("the half-made container is visible: %v", err)
+	}
+	if _, err := os.Stat(v.e.containerDir(id)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("its record is left: %v", err)
+	}
+	if l := v.rt.ListContainers(); len(l) != 0 {
+		t.Errorf("its runtime container is left: %d", len(l))
+	}
+	if l := v.rt.ListSandboxes(); len(l) != 0 {
+		t.Errorf("its sandbox is left: %d", len(l))
+	}
+	if s := v.snapshots(); len(s) != 0 {
+		t.Errorf("its snapshot is left: %v", s)
+	}
+	if _, err := v.volumes.Get(anon); !errdefs.IsNotFound(err) {
+		t.Errorf("its anonymous volume is left: %v", err)
+	}
+	// The name is free.
+	v.create(CreateOptions{Name: "halfway", Config: &container.Config{Cmd: []string{"true"}}})
+}
+
+// TestOpenFinishesRemoval: a removal berthd died in is finished by the
+// next Open.
+func TestOpenFinishesRemoval(t *testing.T) {
+	v := newEnv(t)
+	id := v.create(CreateOptions{Name: "going", Config: &container.Config{Cmd: []string{"sleep", "300"}, Volumes: map[string]struct{}{"/anon": {}}}})
+	if err := v.e.Start(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := v.e.lookup(id)
+	// What remove does first, then the crash.
+	if err := v.e.update(c, func(r *record) { r.Removing = true; r.RemoveVolumes = true }); err != nil {
+		t.Fatal(err)
+	}
+	v.crash()
+	v.open()
+	if _, err := v.e.Inspect(t.Context(), id); !errdefs.IsNotFound(err) {
+		t.Errorf("inspect after the finished removal: %v", err)
+	}
+	if l := v.rt.ListContainers(); len(l) != 0 {
+		t.Errorf("runtime containers left: %d", len(l))
+	}
+	if s := v.snapshots(); len(s) != 0 {
+		t.Errorf("snapshots left: %v", s)
+	}
+	if l := v.volumes.List(); len(l) != 0 {
+		t.Errorf("volumes left: %+v", l)
+	}
+	if _, err := v.e.Create(t.Context(), CreateOptions{Name: "going", Config: &container.Config{Image: v.image, Cmd: []string{"true"}}}); err != nil {
+		t.Errorf("name not freed: %v", err)
+	}
+}
+
+// TestPolicyAfterRestart: an exit while no engine ran is handled by the
+// next Open: the policy restarts with its backoff kept in the record, and
+// the die event is published.
+func TestPolicyAfterRestart(t *testing.T) {
+	v := newEnv(t)
+	id := v.create(CreateOptions{Name: "flaky", Config: &container.Config{Cmd: []string{"sh", "-c", "echo run; sleep 300"}},
+		HostConfig: &container.HostConfig{RestartPolicy: container.RestartPolicy{Name: "on-failure", MaximumRetryCount: 5}}})
+	if err := v.e.Start(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := v.e.Inspect(t.Context(), id)
+	v.crash()
+	if err := syscall.Kill(c.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	v.open()
+	past, _ := v.bus.Subscribe(t.Context(), time.Unix(0, 1))
+	var sawDie bool
+	for _, m := range past {
+		sawDie = sawDie || (m.Action == "die" && m.Actor.ID == id && m.Actor.Attributes["exitCode"] == "137")
+	}
+	if !sawDie {
+		t.Errorf("no die event for the exit while down: %+v", past)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := v.e.Inspect(t.Context(), id)
+		if err == nil && c.State.Running && c.RestartCount == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not restarted: %+v %v", c, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c2, _ := v.e.lookup(id)
+	v.e.mu.Lock()
+	backoff := c2.rec.Backoff
+	v.e.mu.Unlock()
+	if backoff != backoffStart {
+		t.Errorf("backoff recorded %s, want %s", backoff, backoffStart)
+	}
+	if got := v.logs(id); got != "run\nrun\n" {
+		t.Errorf("logs %q", got)
+	}
+}
+
+// TestAttachStartStdin: a session attached before the start gets all of
+// the run's output; its input reaches the process and its end closes the
+// process's stdin (StdinOnce).
+func TestAttachStartStdin(t *testing.T) {
+	v := newEnv(t)
+	id := v.create(CreateOptions{Config: &container.Config{Cmd: []string{"sh", "-c", "echo first; cat; echo done >&2"}, OpenStdin: true, StdinOnce: true, AttachStdin: true}})
+	var out, errOut bytes.Buffer
+	var mu sync.Mutex
+	done := make(chan error, 1)
+	ready := make(chan struct{})
+	go func() {
+		done <- v.e.Attach(context.Background(), id, AttachOptions{Stdin: true, Stdout: true, Stderr: true, Stream: true,
+			Streams: func(tty bool) (io.Reader, io.Writer, io.Writer, io.Writer, error) {
+				defer close(ready)
+				return strings.NewReader("piped\n"), lockedWriter{&mu, &out}, lockedWriter{&mu, &errOut}, io.Discard, nil
+			}})
+	}()
+	<-ready
+	if err := v.e.Start(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("attach did not end")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if out.String() != "first\npiped\n" || errOut.String() != "done\n" {
+		t.Errorf("stdout %q stderr %q", out.String(), errOut.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
