@@ -95,7 +95,7 @@ func randInt(n int) int {
 
 // testEnv is one test's manager: its own root, default bridge and pools.
 type testEnv struct {
-	t    *testing.T
+	t    testing.TB
 	root string
 	cfg  Config
 	m    *Manager
@@ -129,7 +129,7 @@ func (l *eventLog) has(s string) bool {
 // newEnv makes a Manager on a temp root. The default network gets a
 // random /24 of 10.128.0.0/9 and user networks come from a random /16 of
 // it, so that parallel tests and daemons do not meet.
-func newEnv(t *testing.T) *testEnv {
+func newEnv(t testing.TB) *testEnv {
 	t.Helper()
 	requireRoot(t)
 	bin := plugins(t)
