@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -68,6 +69,11 @@ func (m *Manager) Create(ctx context.Context, opts CreateOptions) (_ Network, re
 	}
 	if err := checkIPAM(n.IPAM.Config, n.EnableIPv6); err != nil {
 		return Network{}, err
+	}
+	if n.EnableIPv6 {
+		if b, err := os.ReadFile("/proc/sys/net/ipv6/conf/all/disable_ipv6"); err != nil || strings.TrimSpace(string(b)) != "0" {
+			return Network{}, errdefs.ErrNotImplemented.WithMessage("IPv6 is disabled on this host (net.ipv6.conf.all.disable_ipv6, or no IPv6 in the kernel): cannot create an IPv6 network")
+		}
 	}
 
 	m.netOp.Lock()

@@ -718,6 +718,41 @@ func TestRootRestartReconciles(t *testing.T) {
 	}
 }
 
+func TestRootAuxAddresses(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	sub := e.routedPrefix(210)
+	aux := sub.Addr().Next().Next() // .2, the first address IPAM would give
+	n, err := e.m.Create(ctx, CreateOptions{Name: "aux-" + e.tag, IPAM: IPAM{Config: []IPAMConfig{{Subnet: sub, AuxAddress: map[string]netip.Addr{"router": aux}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease := filepath.Join(e.cfg.ipamDir(), cniName(&n), aux.String())
+	if b, err := os.ReadFile(lease); err != nil || string(b) != auxPrefix+"router" {
+		t.Fatalf("aux reservation %s: %q, %v", lease, b, err)
+	}
+	id := ctrID()
+	if err := e.m.Register(ctx, Container{ID: id, Name: "c", Mode: n.Name}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.m.Attach(ctx, AttachRequest{ID: id, NetNS: e.netns("c")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Endpoints[0].IPv4.Addr(); got == aux || !sub.Contains(got) {
+		t.Errorf("container got %s, the auxiliary address is %s", got, aux)
+	}
+	// The start-up sweep of stale leases keeps the reservation.
+	e.crash()
+	e.open()
+	if !fileExists(lease) {
+		t.Error("the aux reservation did not survive a restart")
+	}
+	if got, _ := e.m.Get(n.Name); got.IPAM.Config[0].AuxAddress["router"] != aux {
+		t.Errorf("inspect after restart: %+v", got.IPAM)
+	}
+}
+
 func TestRootIPv6AndInternal(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()

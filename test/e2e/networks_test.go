@@ -72,7 +72,8 @@ func TestDockerCLINetworkObjects(t *testing.T) {
 	ipRange := strings.TrimSuffix(sub, "0/24") + "128/25"
 	id := strings.TrimSpace(docker.ok("network", "create", "--subnet", sub, "--gateway", gw, "--ip-range", ipRange,
 		"-o", "com.docker.network.driver.mtu=1400", "--label", "tier=back", "custom"))
-	auto := strings.TrimSpace(docker.ok("network", "create", "--internal", "auto"))
+	named := d.Networks.Bridge + "n"
+	auto := strings.TrimSpace(docker.ok("network", "create", "--internal", "-o", "com.docker.network.bridge.name="+named, "auto"))
 	if len(id) != 64 || len(auto) != 64 {
 		t.Fatalf("network create printed %q and %q, want IDs", id, auto)
 	}
@@ -101,6 +102,9 @@ func TestDockerCLINetworkObjects(t *testing.T) {
 	// listens on the gateway).
 	if link, err := net.InterfaceByName("br-" + id[:12]); err != nil || link.MTU != 1400 {
 		t.Errorf("bridge br-%s: %v %+v", id[:12], err, link)
+	}
+	if _, err := net.InterfaceByName(named); err != nil {
+		t.Errorf("bridge %s named by com.docker.network.bridge.name: %v", named, err)
 	}
 
 	for _, tc := range []struct {
@@ -150,12 +154,12 @@ func TestDockerCLINetworkObjects(t *testing.T) {
 	if got := strings.Fields(docker.ok("network", "ls", "--format", "{{.Name}}")); len(got) != 3 {
 		t.Errorf("networks left: %v", got)
 	}
-	for _, b := range []string{"br-" + id[:12], "br-" + auto[:12]} {
+	for _, b := range []string{"br-" + id[:12], named} {
 		if _, err := net.InterfaceByName(b); err == nil {
 			t.Errorf("bridge %s still there after rm", b)
 		}
 	}
-	if out, _ := exec.Command("iptables-save").Output(); strings.Contains(string(out), "br-"+id[:12]) || strings.Contains(string(out), "br-"+auto[:12]) {
+	if out, _ := exec.Command("iptables-save").Output(); strings.Contains(string(out), "br-"+id[:12]) || strings.Contains(string(out), named+" ") {
 		t.Errorf("iptables rules of removed networks left")
 	}
 }
