@@ -25,6 +25,15 @@ func newDockerCLI(t *testing.T, d *daemon) *dockerCLI {
 	return &dockerCLI{t: t, bin: docker, env: []string{"DOCKER_HOST=unix://" + d.DockerSock, "HOME=" + home, "DOCKER_CONFIG=" + filepath.Join(home, ".docker")}}
 }
 
+// newBerthCLI is the berth CLI against d (docker's command tree, pointed
+// at berthd by BERTH_HOST; DOCKER_HOST must not matter).
+func newBerthCLI(t *testing.T, d *daemon) *dockerCLI {
+	_, berth := binaries(t)
+	home := t.TempDir()
+	return &dockerCLI{t: t, bin: berth, env: []string{"BERTH_HOST=unix://" + d.DockerSock, "HOME=" + home, "DOCKER_CONFIG=" + filepath.Join(home, ".docker"),
+		"DOCKER_HOST=unix:///nonexistent/docker.sock", "DOCKER_CONTEXT=nosuch"}}
+}
+
 // ok runs docker and returns its stdout; a failure fails the test.
 func (c *dockerCLI) ok(args ...string) string {
 	c.t.Helper()
@@ -54,7 +63,17 @@ func (n engineNetworks) subnet(i int) string {
 func TestDockerCLINetworkObjects(t *testing.T) {
 	reg := newRegistry(t)
 	d := startDaemon(t, reg)
-	docker := newDockerCLI(t, d)
+	networkObjects(t, d, newDockerCLI(t, d))
+}
+
+// TestBerthCLINetworkObjects is the same with `berth network`.
+func TestBerthCLINetworkObjects(t *testing.T) {
+	reg := newRegistry(t)
+	d := startDaemon(t, reg)
+	networkObjects(t, d, newBerthCLI(t, d))
+}
+
+func networkObjects(t *testing.T, d *daemon, docker *dockerCLI) {
 
 	out := docker.ok("network", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}}")
 	for _, want := range []string{"bridge bridge local", "host host local", "none null local"} {
