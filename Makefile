@@ -133,6 +133,10 @@ bench-build: ## build benchmark: berthd vs BuildKit in Debian's dockerd 20.10, c
 bench-kubelet: ## a real kubelet's manifest-to-Ready time, berthd vs Debian's containerd, EventedPLEG off and on, median of 10 (hack/bench-kubelet.sh $(ARGS))
 	bash hack/bench-kubelet.sh $(ARGS)
 
+.PHONY: bench-network
+bench-network: ## networks: start on a user network, DNS lookups and a 10k qps flood, berthd vs Debian's dockerd 20.10 (hack/bench-network.sh $(ARGS))
+	bash hack/bench-network.sh $(ARGS)
+
 .PHONY: bench-pull
 bench-pull: ## pull benchmark: berthd (and with ARGS=--vs-containerd, containerd)
 	bash hack/bench-pull.sh $(ARGS)
