@@ -41,15 +41,13 @@ func (m *Manager) execProcess(c *container, o ExecOptions) (specs.Process, error
 	if len(o.Cmd) == 0 {
 		return specs.Process{}, fmt.Errorf("exec in %s: empty command: %w", c.rec.ID, errdefs.ErrInvalidArgument)
 	}
-	var sp specs.Spec
-	b, err := os.ReadFile(filepath.Join(c.rec.Bundle, "config.json"))
+	base, err := m.bundleProcess(c)
 	if err != nil {
-		return specs.Process{}, fmt.Errorf("exec in %s: read bundle: %w", c.rec.ID, err)
+		return specs.Process{}, err
 	}
-	if err := json.Unmarshal(b, &sp); err != nil || sp.Process == nil {
-		return specs.Process{}, fmt.Errorf("exec in %s: decode bundle: %w: %w", c.rec.ID, errdefs.ErrDataLoss, err)
-	}
-	p := *sp.Process
+	// A copy; nothing below changes what it shares with the cache in
+	// place (mergeEnv copies, the rest is replaced whole).
+	p := *base
 	p.Args = o.Cmd
 	p.Terminal = o.TTY
 	p.ConsoleSize = nil
@@ -78,6 +76,31 @@ func (m *Manager) execProcess(c *container, o ExecOptions) (specs.Process, error
 		p.Capabilities = &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps}
 	}
 	return p, nil
+}
+
+// bundleProcess is the process of c's bundle, read once.
+func (m *Manager) bundleProcess(c *container) (*specs.Process, error) {
+	m.mu.Lock()
+	p := c.process
+	m.mu.Unlock()
+	if p != nil {
+		return p, nil
+	}
+	// Only the process is decoded; the rest of the spec is skipped.
+	var sp struct {
+		Process *specs.Process `json:"process"`
+	}
+	b, err := os.ReadFile(filepath.Join(c.rec.Bundle, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("exec in %s: read bundle: %w", c.rec.ID, err)
+	}
+	if err := json.Unmarshal(b, &sp); err != nil || sp.Process == nil {
+		return nil, fmt.Errorf("exec in %s: decode bundle: %w: %w", c.rec.ID, errdefs.ErrDataLoss, err)
+	}
+	m.mu.Lock()
+	c.process = sp.Process
+	m.mu.Unlock()
+	return sp.Process, nil
 }
 
 // mergeEnv replaces the entries of env whose key set has, and appends the

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-dev/berth/internal/logctx"
 	"github.com/berth-dev/berth/runtime/namespace"
@@ -101,6 +102,10 @@ type container struct {
 	exited chan struct{}
 	// unwatch stops the exit watcher (for Remove).
 	unwatch context.CancelFunc
+	// process is the bundle's process, decoded once for execs (the
+	// bundle never changes; decoding it, seccomp profile and all, was
+	// most of an exec's cost here). Guarded by Manager.mu.
+	process *specs.Process
 }
 
 func (m *Manager) sandboxDir(id string) string {
