@@ -55,10 +55,13 @@ func (b *Bus) Publish(m events.Message) {
 	if m.Actor.Attributes == nil {
 		m.Actor.Attributes = map[string]string{}
 	}
-	b.past = append(b.past, m)
-	if len(b.past) > history {
+	// Trimmed once it holds twice the history, not at every event: a copy
+	// of the whole history per event cost berthd more than the
+	// healthchecks that caused the events (three per probe).
+	if len(b.past) >= 2*history {
 		b.past = append(b.past[:0:0], b.past[len(b.past)-history:]...)
 	}
+	b.past = append(b.past, m)
 	for ch := range b.subs {
 		select {
 		case ch <- m:
@@ -81,7 +84,7 @@ func (b *Bus) Subscribe(ctx context.Context, since time.Time) ([]events.Message,
 	b.mu.Lock()
 	var past []events.Message
 	if !since.IsZero() {
-		for _, m := range b.past {
+		for _, m := range b.past[max(0, len(b.past)-history):] {
 			if m.TimeNano >= since.UnixNano() {
 				past = append(past, m)
 			}
