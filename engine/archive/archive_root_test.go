@@ -26,6 +26,7 @@ func TestChanges(t *testing.T) {
 		"usr/bin/x":    "x",
 		"var/lib/a":    "a",
 		"opaque/old":   "old",
+		"dev/x":        "x",
 	})
 	old := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, d := range []string{"etc", "usr", "usr/bin", "var", "var/lib", "opaque"} {
@@ -53,7 +54,15 @@ func TestChanges(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, err := Changes(upper, []string{lower})
+	// The runtime's mount points are no change; /etc/hosts alone would
+	// not make /etc one.
+	testutil.WriteFiles(t, upper, map[string]string{"etc/hosts": "", "proc/.keep": "", "dev/shm/.keep": ""})
+	for _, f := range []string{"proc/.keep", "dev/shm/.keep"} {
+		if err := os.Remove(filepath.Join(upper, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := Changes(upper, []string{lower}, []string{"/etc/hosts", "/proc", "/dev/shm"})
 	if err != nil {
 		t.Fatal(err)
 	}

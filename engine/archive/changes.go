@@ -22,9 +22,18 @@ import (
 // not change (it is only there because something below it changed);
 // anything else is an addition; and the parent of an addition or deletion
 // is reported as modified once. Paths come in walk (lexical) order.
-func Changes(upper string, lowers []string) ([]container.FilesystemChange, error) {
+//
+// The paths in ignore (container paths) are left out as if they were not
+// in upper: the mount points a runtime creates (Docker keeps those in an
+// init layer under the container's), and a directory that holds nothing
+// else is no change either.
+func Changes(upper string, lowers []string, ignore []string) ([]container.FilesystemChange, error) {
 	var changes []container.FilesystemChange
 	changedDirs := map[string]bool{}
+	skip := map[string]bool{}
+	for _, p := range ignore {
+		skip[cleanPath(p)] = true
+	}
 	err := filepath.WalkDir(upper, func(hostPath string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -34,8 +43,11 @@ func Changes(upper string, lowers []string) ([]container.FilesystemChange, error
 			return err
 		}
 		p := cleanPath(filepath.ToSlash(r))
-		if p == "/" {
+		if p == "/" || skip[p] {
 			return nil
+		}
+		if d.IsDir() && len(skip) > 0 && onlyIgnored(hostPath, p, skip) && existsIn(lowers, r) {
+			return fs.SkipDir
 		}
 		fi, err := d.Info()
 		if errors.Is(err, fs.ErrNotExist) {
@@ -84,6 +96,34 @@ func Changes(upper string, lowers []string) ([]container.FilesystemChange, error
 		return nil, fmt.Errorf("changes in %s: %w", upper, err)
 	}
 	return changes, nil
+}
+
+// onlyIgnored tells whether the upper directory at hostPath (container
+// path p) holds nothing but ignored paths, at any depth.
+func onlyIgnored(hostPath, p string, skip map[string]bool) bool {
+	ents, err := os.ReadDir(hostPath)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		cp := path.Join(p, e.Name())
+		if skip[cp] {
+			continue
+		}
+		if !e.IsDir() || !onlyIgnored(filepath.Join(hostPath, e.Name()), cp, skip) {
+			return false
+		}
+	}
+	return true
+}
+
+func existsIn(lowers []string, r string) bool {
+	for _, l := range lowers {
+		if _, err := os.Lstat(filepath.Join(l, r)); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // whiteout tells whether an upper dir entry marks a deletion: overlay's

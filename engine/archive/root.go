@@ -103,3 +103,43 @@ func splitPath(p string) (dir, base string) {
 	}
 	return path.Dir(c), path.Base(c)
 }
+
+// MountTarget opens the container path p under root for a mount on it
+// (with every symlink resolved inside the root, so a container cannot
+// aim the mount at a host path), making it when missing: a directory, or
+// an empty file when dir is false, with its parents. The caller mounts
+// on FdPath(f) and closes f.
+func MountTarget(root, p string, dir bool) (*os.File, error) {
+	rootfd, err := openRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(rootfd)
+	p = cleanPath(p)
+	fd, err := inRoot(rootfd, p, unix.O_PATH)
+	if errors.Is(err, unix.ENOENT) {
+		if dir {
+			fd, err = mkdirAllIn(rootfd, p)
+		} else {
+			parent, perr := mkdirAllIn(rootfd, path.Dir(p))
+			if perr != nil {
+				return nil, perr
+			}
+			f, cerr := unix.Openat(parent, path.Base(p), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+			unix.Close(parent)
+			if cerr == nil {
+				unix.Close(f)
+			} else if !errors.Is(cerr, unix.EEXIST) {
+				return nil, fmt.Errorf("create mount point %s: %w", p, cerr)
+			}
+			fd, err = inRoot(rootfd, p, unix.O_PATH)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mount point %s: %w", p, err)
+	}
+	return os.NewFile(uintptr(fd), p), nil
+}
+
+// FdPath is the magic link through which a file opened here is mounted on.
+func FdPath(f *os.File) string { return fdPath(int(f.Fd())) }

@@ -55,10 +55,15 @@ func Command(hc *container.HealthConfig, shell []string) []string {
 }
 
 // Prober runs one probe in the container: cmd with its output to out,
-// killed when ctx ends.
+// killed when ctx ends or timeout after it started (the time an exec takes
+// to start does not count, as in dockerd); a probe killed by its timeout
+// returns an error wrapping ErrTimeout.
 type Prober interface {
-	Probe(ctx context.Context, cmd []string, out io.Writer) (exitCode int, err error)
+	Probe(ctx context.Context, cmd []string, timeout time.Duration, out io.Writer) (exitCode int, err error)
 }
+
+// ErrTimeout is a probe that ran past its timeout.
+var ErrTimeout = errors.New("health check timed out")
 
 // Config is one run of a container's healthchecks.
 type Config struct {
@@ -72,8 +77,11 @@ type Config struct {
 	StartedAt time.Time
 	// Previous is the state the last run left; its log carries over (as
 	// Docker keeps it across restarts), its status starts again at
-	// "starting".
+	// "starting", unless Resume.
 	Previous *container.Health
+	// Resume continues from Previous's status and failing streak: the
+	// container was paused, not restarted.
+	Resume bool
 }
 
 // FromHealthConfig fills Config's settings from hc.
@@ -118,8 +126,11 @@ func Start(cfg Config, p Prober, onChange func(status container.HealthStatus)) *
 	cfg.defaults()
 	m := &Monitor{cfg: cfg, prober: p, onChange: onChange, stop: make(chan struct{}), done: make(chan struct{})}
 	m.state.Status = container.Starting
-	if cfg.Previous != nil {
-		m.state.Log = slices.Clone(cfg.Previous.Log)
+	if p := cfg.Previous; p != nil {
+		m.state.Log = slices.Clone(p.Log)
+		if cfg.Resume && p.Status != "" {
+			m.state.Status, m.state.FailingStreak = p.Status, p.FailingStreak
+		}
 	}
 	go m.loop()
 	return m
@@ -197,12 +208,10 @@ func (m *Monitor) loop() {
 func (m *Monitor) probe(ctx context.Context) container.HealthcheckResult {
 	start := time.Now()
 	out := &limitedBuffer{}
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
-	defer cancel()
-	code, err := m.prober.Probe(ctx, m.cfg.Cmd, out)
+	code, err := m.prober.Probe(ctx, m.cfg.Cmd, m.cfg.Timeout, out)
 	r := container.HealthcheckResult{Start: start, End: time.Now(), ExitCode: code, Output: out.String()}
 	switch {
-	case err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+	case errors.Is(err, ErrTimeout):
 		r.ExitCode = -1
 		r.Output = fmt.Sprintf("Health check exceeded timeout (%v)", m.cfg.Timeout)
 		if o := out.String(); o != "" {

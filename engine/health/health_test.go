@@ -90,15 +90,19 @@ type script struct {
 	out   string
 }
 
-func (s *script) Probe(ctx context.Context, cmd []string, out io.Writer) (int, error) {
+func (s *script) Probe(ctx context.Context, cmd []string, timeout time.Duration, out io.Writer) (int, error) {
 	s.mu.Lock()
 	i := min(s.calls, len(s.codes)-1)
 	s.calls++
 	s.mu.Unlock()
 	io.WriteString(out, s.out)
 	if s.hang {
-		<-ctx.Done()
-		return 0, ctx.Err()
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(timeout):
+			return 0, fmt.Errorf("probe: %w", ErrTimeout)
+		}
 	}
 	if s.codes[i] < 0 {
 		return 0, fmt.Errorf("exec failed")
