@@ -61,6 +61,9 @@ func containerSummary(c *engine.Container) container.Summary {
 	if sum.Labels == nil {
 		sum.Labels = map[string]string{}
 	}
+	if h := c.State.Health; h != nil {
+		sum.Health = &container.HealthSummary{Status: h.Status, FailingStreak: h.FailingStreak}
+	}
 	sum.HostConfig.NetworkMode = string(c.HostConfig.NetworkMode)
 	sum.HostConfig.Annotations = c.HostConfig.Annotations
 	sum.NetworkSettings = &container.NetworkSettingsSummary{Networks: c.Networks}
@@ -93,6 +96,12 @@ func statusString(st engine.State, now time.Time) string {
 		return fmt.Sprintf("Restarting (%d) %s ago", st.ExitCode, units.HumanDuration(now.Sub(st.FinishedAt)))
 	case st.Paused:
 		return fmt.Sprintf("Up %s (Paused)", units.HumanDuration(now.Sub(st.StartedAt)))
+	case st.Running && st.Health != nil:
+		h := string(st.Health.Status)
+		if st.Health.Status == container.Starting {
+			h = "health: starting"
+		}
+		return fmt.Sprintf("Up %s (%s)", units.HumanDuration(now.Sub(st.StartedAt)), h)
 	case st.Running:
 		return fmt.Sprintf("Up %s", units.HumanDuration(now.Sub(st.StartedAt)))
 	case st.Status == container.StateRemoving:

@@ -36,9 +36,16 @@ func (s *server) containerRoutes(handle func(string, handlerFunc)) {
 	handle("POST /containers/{name}/attach", h(s.containerAttach))
 	handle("GET /containers/{name}/logs", h(s.containerLogs))
 	handle("DELETE /containers/{name}", h(s.containerRemove))
-	// The rest (exec, top, stats, update, archive, export, changes,
-	// prune) comes with the engine's extras: a clear 501 until then, and
-	// docker's 404 for a container that does not exist.
+	handle("GET /containers/{name}/stats", h(s.containerStats))
+	handle("GET /containers/{name}/top", h(s.containerTop))
+	handle("POST /containers/{name}/update", h(s.containerUpdate))
+	handle("GET /containers/{name}/changes", h(s.containerChanges))
+	handle("GET /containers/{name}/export", h(s.containerExport))
+	handle("HEAD /containers/{name}/archive", h(s.containerArchiveHead))
+	handle("GET /containers/{name}/archive", h(s.containerArchiveGet))
+	handle("PUT /containers/{name}/archive", h(s.containerArchivePut))
+	handle("POST /containers/prune", h(s.containerPrune))
+	s.execRoutes(handle)
 	handle("/containers/", h(func(w http.ResponseWriter, r *http.Request) error {
 		return notImplemented(w, r)
 	}))

@@ -26,6 +26,9 @@ type hijacked struct {
 	// out is the stream to the client: raw, or stdcopy-multiplexed with
 	// Stdout and Stderr writers.
 	mu sync.Mutex
+	// rmu serialises reads of in: a session's stdin pump may still be
+	// reading when close drains the input.
+	rmu sync.Mutex
 }
 
 // hijack answers the request by taking over its connection: 101 UPGRADED
@@ -72,7 +75,11 @@ func (h *hijacked) Write(p []byte) (int, error) {
 }
 
 // Read reads the client's input.
-func (h *hijacked) Read(p []byte) (int, error) { return h.in.Read(p) }
+func (h *hijacked) Read(p []byte) (int, error) {
+	h.rmu.Lock()
+	defer h.rmu.Unlock()
+	return h.in.Read(p)
+}
 
 // drainTimeout bounds how long close waits for the client's input to end.
 const drainTimeout = 2 * time.Second
@@ -87,7 +94,7 @@ func (h *hijacked) close() {
 	if cw, ok := h.conn.(closeWriter); ok {
 		_ = cw.CloseWrite()
 		_ = h.conn.SetReadDeadline(time.Now().Add(drainTimeout))
-		_, _ = io.Copy(io.Discard, h.in)
+		_, _ = io.Copy(io.Discard, h)
 	}
 	_ = h.conn.Close()
 }

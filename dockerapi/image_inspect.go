@@ -39,7 +39,7 @@ func (s *server) imagePostSuffix(w http.ResponseWriter, r *http.Request) error {
 		return s.imagePush(w, r, name)
 	}
 	if name == "prune" {
-		return notImplemented(w, r)
+		return s.imagePrune(w, r)
 	}
 	return pageNotFound(w, r)
 }

@@ -136,6 +136,7 @@ func (s *server) routes(mux *http.ServeMux) {
 
 	handle("POST /build", s.build)
 	handle("POST /build/prune", s.buildPrune)
+	handle("GET /system/df", s.systemDF)
 
 	s.containerRoutes(handle)
 	s.volumeRoutes(handle)
@@ -154,7 +155,7 @@ func (s *server) routes(mux *http.ServeMux) {
 	// Endpoint families Berth will serve but does not yet: a clear 501
 	// rather than docker's "page not found".
 	for _, p := range []string{
-		"/exec/", "/build/", "/networks", "/networks/",
+		"/build/", "/networks", "/networks/",
 		"/system/", "/commit",
 		"/distribution/", "/session", "/grpc",
 		"/swarm", "/swarm/", "/services", "/services/", "/nodes", "/nodes/",

@@ -129,6 +129,10 @@ type Engine struct {
 	// names maps each name (without "/") to its container's ID,
 	// reservations of creations under way included.
 	names map[string]string
+	// execs are the exec instances, health the healthcheck monitors
+	// (exec.go, health.go).
+	execs  execs
+	health healthChecks
 
 	// closed ends the exit handler and the restart timers.
 	closed    chan struct{}
@@ -213,6 +217,7 @@ func (e *Engine) Close() error {
 		}
 	}
 	e.mu.Unlock()
+	e.stopAllHealth()
 	e.bg.Wait()
 	return nil
 }
@@ -300,6 +305,9 @@ func (e *Engine) reconcile(ctx context.Context) {
 			// Exited while berthd was down (or before its exit was
 			// handled): as if it had just happened.
 			e.handleExit(e.bgCtx, c, *rc, exitOptions{atStartup: true})
+		}
+		if rc.State == runtime.ContainerRunning {
+			e.startHealth(c, rc.StartedAt)
 		}
 	}
 }

@@ -93,6 +93,13 @@ func (e *Engine) handleExit(ctx context.Context, c *ctr, rc runtime.Container, o
 		e.mu.Unlock()
 		return
 	}
+	e.mu.Unlock()
+	e.stopHealth(c)
+	e.mu.Lock()
+	if c.removed || c.rec.Pending || !rc.FinishedAt.After(c.rec.HandledExit) {
+		e.mu.Unlock()
+		return
+	}
 	rec := &c.rec
 	rec.HandledExit = rc.FinishedAt
 	if c.stopping {

@@ -49,6 +49,8 @@ type Container struct {
 	UpperDir string
 	// Pid is the init's host PID while it runs.
 	Pid int
+	// ExecIDs are the exec instances that did not finish.
+	ExecIDs []string
 }
 
 // State is Docker's container state.
@@ -66,6 +68,8 @@ type State struct {
 	Error      string
 	StartedAt  time.Time
 	FinishedAt time.Time
+	// Health is the healthcheck's state; nil without a healthcheck.
+	Health *container.Health
 }
 
 // Inspect returns the container's snapshot.
@@ -144,6 +148,8 @@ func (e *Engine) snapshot(c *ctr) *Container {
 	if rec.Removing {
 		st.Status = container.StateRemoving
 	}
+	st.Health = e.healthOf(rec.ID, rec.Config)
+	out.ExecIDs = e.execIDs(rec.ID)
 	if e.net != nil {
 		if ns, err := e.net.Settings(rec.ID); err == nil {
 			out.NetworkSettings = &ns

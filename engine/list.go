@@ -214,9 +214,14 @@ func (f *containerFilter) match(c *Container) bool {
 	if vs := f.f["status"]; len(vs) > 0 && !slices.Contains(vs, string(c.State.Status)) {
 		return false
 	}
-	if vs := f.f["health"]; len(vs) > 0 && !slices.Contains(vs, "none") {
-		// No healthchecks run yet: every container's health is "none".
-		return false
+	if vs := f.f["health"]; len(vs) > 0 {
+		h := string(container.NoHealthcheck)
+		if c.State.Health != nil {
+			h = string(c.State.Health.Status)
+		}
+		if !slices.Contains(vs, h) {
+			return false
+		}
 	}
 	if vs := f.f["isolation"]; len(vs) > 0 && !slices.Contains(vs, "default") && !slices.Contains(vs, "") {
 		return false

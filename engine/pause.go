@@ -19,7 +19,10 @@ func (e *Engine) Pause(ctx context.Context, ref string) error {
 	if rc.Paused {
 		return errdefs.ErrConflict.WithMessage(fmt.Sprintf("container %s is already paused", c.rec.ID))
 	}
+	// As dockerd: no healthchecks while paused.
+	e.stopHealth(c)
 	if err := e.rt.PauseContainer(ctx, c.rec.ID); err != nil {
+		e.resumeHealth(c)
 		return fmt.Errorf("cannot pause container %s: %w", ref, err)
 	}
 	e.touch(c)
@@ -40,6 +43,7 @@ func (e *Engine) Unpause(ctx context.Context, ref string) error {
 		return fmt.Errorf("cannot unpause container %s: %w", ref, err)
 	}
 	e.touch(c)
+	e.resumeHealth(c)
 	e.log(c, events.ActionUnPause, nil)
 	return nil
 }

@@ -64,6 +64,9 @@ type record struct {
 	// Rebuild is set while the runtime's side is made again after a
 	// reboot (see rebuildIfLost).
 	Rebuild *rebuildState `json:",omitempty"`
+	// ResourcesPending: an update changed HostConfig.Resources while the
+	// container did not run; its next start applies them.
+	ResourcesPending bool `json:",omitempty"`
 	// Pending is set while the creation runs; Open undoes it.
 	Pending bool `json:",omitempty"`
 	// Removing is set once a removal started; Open finishes it, removing

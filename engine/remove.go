@@ -140,11 +140,13 @@ func (e *Engine) finishRemove(ctx context.Context, c *ctr, o removeOptions) erro
 	if err := removeRecord(e.containerDir(rec.ID)); err != nil {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}
+	e.dropHealth(rec.ID)
 	e.mu.Lock()
 	delete(e.containers, rec.ID)
 	e.releaseNameLocked(rec.Name, rec.ID)
 	c.removed = true
 	c.notify()
+	e.pruneExecsLocked()
 	e.mu.Unlock()
 	e.log(c, events.ActionDestroy, nil)
 	for _, v := range removedVolumes {

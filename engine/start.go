@@ -64,6 +64,9 @@ func (e *Engine) start(ctx context.Context, c *ctr, o startOptions) error {
 		if err := e.rt.RecreateContainer(ctx, id); err != nil {
 			return fmt.Errorf("start container %s: %w", id, err)
 		}
+		if err := e.applyPendingResources(ctx, c); err != nil {
+			return err
+		}
 	case rc.State != runtime.ContainerCreated:
 		return fmt.Errorf("start container %s: it is %s: %w", id, rc.State, errdefs.ErrFailedPrecondition)
 	}
@@ -118,6 +121,11 @@ func (e *Engine) start(ctx context.Context, c *ctr, o startOptions) error {
 		logctx.From(ctx).WarnContext(ctx, "forward container log", "id", id, "error", err)
 	}
 	e.log(c, events.ActionStart, nil)
+	startedAt := time.Now()
+	if rc, err := e.rt.Container(id); err == nil {
+		startedAt = rc.StartedAt
+	}
+	e.startHealth(c, startedAt)
 	return nil
 }
 

@@ -370,6 +370,17 @@ type BuildCacheUsage struct {
 	// Bytes counts the blobs and unpacked layers that only the build
 	// cache keeps (what a full prune would free).
 	Bytes int64
+	// Records are the entries, each with the bytes of Bytes it holds
+	// first (a layer two entries share is counted once, with the first).
+	Records []BuildCacheRecordUsage
+}
+
+// BuildCacheRecordUsage is one build cache entry's share of the usage.
+type BuildCacheRecordUsage struct {
+	Key      digest.Digest
+	Created  time.Time
+	LastUsed time.Time
+	Bytes    int64
 }
 
 // BuildCachePrune configures PruneBuildCache.
@@ -435,16 +446,19 @@ func (s *Store) BuildCacheUsage(ctx context.Context) (BuildCacheUsage, error) {
 	u := BuildCacheUsage{Entries: len(recs)}
 	seen := map[digest.Digest]bool{}
 	for _, r := range recs {
+		ru := BuildCacheRecordUsage{Key: r.Key, Created: r.Created, LastUsed: r.LastUsed}
 		for _, l := range r.Layers {
 			if byImage[l.ChainID] || seen[l.ChainID] {
 				continue
 			}
 			seen[l.ChainID] = true
-			u.Bytes += l.Size
+			ru.Bytes += l.Size
 			if info, err := s.layers.Info(l.ChainID); err == nil {
-				u.Bytes += info.Size
+				ru.Bytes += info.Size
 			}
 		}
+		u.Bytes += ru.Bytes
+		u.Records = append(u.Records, ru)
 	}
 	return u, nil
 }
