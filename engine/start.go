@@ -64,11 +64,13 @@ func (e *Engine) start(ctx context.Context, c *ctr, o startOptions) error {
 		if err := e.rt.RecreateContainer(ctx, id); err != nil {
 			return fmt.Errorf("start container %s: %w", id, err)
 		}
-		if err := e.applyPendingResources(ctx, c); err != nil {
-			return err
-		}
 	case rc.State != runtime.ContainerCreated:
 		return fmt.Errorf("start container %s: it is %s: %w", id, rc.State, errdefs.ErrFailedPrecondition)
+	}
+	// Created by now (recreated, or rebuilt after a reboot from the
+	// runtime's record): an update made while it was stopped applies.
+	if err := e.applyPendingResources(ctx, c); err != nil {
+		return err
 	}
 	st.done("recreate")
 	if err := e.checkNetworkTarget(c); err != nil {
