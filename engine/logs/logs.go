@@ -70,7 +70,7 @@ const (
 
 // ErrReadNotSupported is what `docker logs` gets for none and for a remote
 // driver with cache-disabled: dockerd's message, a NotImplemented (501).
-var ErrReadNotSupported = fmt.Errorf("configured logging driver does not support reading: %w", errdefs.ErrNotImplemented)
+var ErrReadNotSupported = errdefs.ErrNotImplemented.WithMessage("configured logging driver does not support reading")
 
 // Config is the daemon's default log driver: dockerd's log-driver and
 // log-opts (daemon.json), the [logging] section of berthd's config.

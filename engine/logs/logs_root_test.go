@@ -62,24 +62,36 @@ func TestMain(m *testing.M) {
 // running args.
 func bundle(t *testing.T, name string, args []string) string {
 	t.Helper()
+	testutil.LookPath(t, "busybox", "apt-get install busybox-static")
 	b := filepath.Join(rootDir, "bundles", name)
+	if err := writeBundle(b, name, args); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(b) })
+	return b
+}
+
+func writeBundle(b, name string, args []string) error {
 	rootfs := filepath.Join(b, "rootfs")
 	for _, d := range []string{"bin", "proc", "dev", "sys", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
-	busybox := testutil.LookPath(t, "busybox", "apt-get install busybox-static")
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		return err
+	}
 	bb, err := os.ReadFile(busybox)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if err := os.WriteFile(filepath.Join(rootfs, "bin/busybox"), bb, 0o755); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	list, err := exec.Command(busybox, "--list").Output()
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	for _, a := range strings.Fields(string(list)) {
 		if a != "busybox" {
@@ -105,11 +117,7 @@ func bundle(t *testing.T, name string, args []string) string {
 		},
 	}
 	js, _ := json.Marshal(spec)
-	if err := os.WriteFile(filepath.Join(b, "config.json"), js, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(b) })
-	return b
+	return os.WriteFile(filepath.Join(b, "config.json"), js, 0o644)
 }
 
 // run starts a container whose shim logs as the Manager says for c.
@@ -286,4 +294,91 @@ func TestForwardFromRealShim(t *testing.T) {
 		t.Errorf("received %q", logs)
 	}
 	waitNotForwarding(t, m, c.ID)
+}
+
+// BenchmarkShimLogThroughput: a container writes 64 MB of 100-byte lines
+// through berth-shim into each driver's file (none: the shim reads and
+// discards); MB/s is what the container sees, start to exit.
+//
+//	go test -run XXX -bench BenchmarkShimLogThroughput -benchtime 3x ./engine/logs
+func BenchmarkShimLogThroughput(b *testing.B) {
+	testutil.RequireRoot(b, "runs containers through berth-shim")
+	const size = 64 << 20
+	script := `yes "$(printf '%099d' 7)" | head -c ` + strconv.Itoa(size)
+	for _, tc := range []struct {
+		name string
+		lc   container.LogConfig
+	}{
+		{"none", container.LogConfig{Type: None}},
+		{"json-file", container.LogConfig{Type: JSONFile, Config: map[string]string{}}},
+		{"json-file-rotated", container.LogConfig{Type: JSONFile, Config: map[string]string{"max-size": "10m", "max-file": "5", "compress": "true"}}},
+		{"local", container.LogConfig{Type: Local}},
+		{"json-file-nonblocking", container.LogConfig{Type: JSONFile, Config: map[string]string{"mode": "non-blocking", "max-buffer-size": "4m"}}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			m, err := New(Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer m.Close()
+			lc, err := m.Resolve(tc.lc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(size)
+			for i := 0; b.Loop(); i++ {
+				dir := filepath.Join(rootDir, "c", fmt.Sprintf("bench-%s-%d", tc.name, i))
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					b.Fatal(err)
+				}
+				c := Container{ID: strings.Repeat("b", 64), Name: "/bench", Dir: dir, LogConfig: lc}
+				cl := runB(b, m, c, []string{"sh", "-c", script})
+				ctx, cancel := context.WithTimeout(b.Context(), 5*time.Minute)
+				e, err := cl.Wait(ctx)
+				cancel()
+				if err != nil || e.Code != 0 {
+					b.Fatalf("exit %+v %v", e, err)
+				}
+				b.StopTimer()
+				stopB(b, cl)
+				os.RemoveAll(dir)
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+// runB is run for a benchmark: no cleanup registered, stopB undoes it.
+func runB(b *testing.B, m *Manager, c Container, args []string) *shim.Client {
+	path, lc, err := m.RuntimeLog(c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if path != "" {
+		os.MkdirAll(filepath.Dir(path), 0o755)
+	}
+	name := filepath.Base(c.Dir)
+	bdir := filepath.Join(rootDir, "bundles", name)
+	if err := writeBundle(bdir, name, args); err != nil {
+		b.Fatal(err)
+	}
+	cl, err := shim.Start(b.Context(), shim.StartOptions{
+		Binary: shimBinary, ID: name, Bundle: bdir, StateDir: filepath.Join(rootDir, "s", name), LogPath: path, Log: wireLog(lc),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cl
+}
+
+func stopB(b *testing.B, cl *shim.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.Delete(ctx, shim.DeleteOptions{Force: true}); err != nil {
+		b.Fatal(err)
+	}
+	if err := cl.Shutdown(ctx); err != nil {
+		b.Fatal(err)
+	}
+	os.RemoveAll(cl.StateDir())
 }

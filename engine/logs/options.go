@@ -49,8 +49,10 @@ func set(keys ...string) map[string]bool {
 	return m
 }
 
+// invalid is an invalid argument with dockerd's message, as is (the
+// docker CLI prints it after "Error response from daemon: ").
 func invalid(format string, args ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
+	return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf(format, args...))
 }
 
 // validate checks a driver and its options with dockerd's messages

@@ -29,9 +29,10 @@ type ReadOptions struct {
 	// Stopped is closed. dockerd follows only a running container: pass
 	// Follow false for one that is not (or a closed Stopped).
 	Follow bool
-	// Stopped is closed once the container has exited. The shim writes
-	// all of a container's output before its exit is recorded, so Read
-	// then sends what is left and returns. Nil: until ctx ends.
+	// Stopped is closed once the container has exited: Read then sends
+	// what is left, reading until the file has stopped growing for a poll
+	// (the shim may still be writing what the container wrote last), and
+	// returns. Nil: until ctx ends.
 	Stopped <-chan struct{}
 	// Tail sends only the last Tail records of the log; negative sends
 	// all (docker's "all"; see ParseTail).
@@ -157,12 +158,17 @@ func (m *Manager) messages(ctx context.Context, c Container, o ReadOptions, fn f
 		// Whole files before since are skipped unread.
 		fl.cursor = o.Since.Add(-time.Nanosecond)
 	}
-	draining := false
+	// draining: the container stopped; read on until a pass finds
+	// nothing new (quiet): the shim may still be writing output the
+	// container wrote just before its exit (it records the exit after at
+	// most 2 s of draining).
+	draining, quiet := false, false
 	var timer *time.Timer
 	var line []byte
 	for {
 		rec, err := fl.next()
 		if err == nil {
+			quiet = false
 			if !o.Since.IsZero() && rec.Time.Before(o.Since) {
 				continue
 			}
@@ -200,8 +206,11 @@ func (m *Manager) messages(ctx context.Context, c Container, o ReadOptions, fn f
 				return err
 			}
 		}
-		if !o.Follow || draining {
+		if !o.Follow || (draining && quiet) {
 			return nil
+		}
+		if draining {
+			quiet = true
 		}
 		if timer == nil {
 			timer = time.NewTimer(pollInterval)
@@ -213,8 +222,11 @@ func (m *Manager) messages(ctx context.Context, c Container, o ReadOptions, fn f
 		case <-ctx.Done():
 			return nil
 		case <-o.Stopped:
-			// One more pass: what the shim wrote before the exit.
-			draining = true
+			if !draining {
+				draining = true
+				// Stopped stays closed: from now on wait on the timer.
+				o.Stopped = nil
+			}
 		case <-timer.C:
 		}
 	}

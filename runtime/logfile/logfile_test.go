@@ -219,17 +219,26 @@ func readChain(t testing.TB, path string, f Format) []rec {
 // without gap, duplicate or reordering, and the oldest are gone.
 func TestRotationKeepsAContiguousTail(t *testing.T) {
 	for _, f := range []Format{JSON, Local, CRI} {
-		for _, compress := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/compress=%v", f, compress), func(t *testing.T) {
+		for _, tc := range []struct {
+			compress bool
+			batch    int
+		}{{false, 1}, {true, 1}, {false, 37}, {true, 37}} {
+			compress := tc.compress
+			t.Run(fmt.Sprintf("%s/compress=%v/batch=%d", f, compress, tc.batch), func(t *testing.T) {
 				path := filepath.Join(t.TempDir(), "c.log")
 				w, err := Open(path, Options{Format: f, MaxSize: 4096, MaxFiles: 4, Compress: compress})
 				if err != nil {
 					t.Fatal(err)
 				}
 				const n = 5000
+				var batch []Line
 				for i := range n {
-					if err := w.Write(Stdout, false, []byte("line "+strconv.Itoa(i))); err != nil {
-						t.Fatal(err)
+					batch = append(batch, Line{Line: []byte("line " + strconv.Itoa(i))})
+					if len(batch) == tc.batch || i == n-1 {
+						if err := w.WriteLines(Stdout, batch); err != nil {
+							t.Fatal(err)
+						}
+						batch = nil
 					}
 				}
 				if err := w.Close(); err != nil {
@@ -498,29 +507,36 @@ func validUTF8(b []byte) []byte {
 }
 
 // BenchmarkWrite is the shim's log writer alone: 80-byte lines, rotated
-// at 10 MB into 5 files (compressed), per format and mode.
+// at 10 MB into 5 files (compressed), per format and mode, one line per
+// call or 64 (one read of the pipe).
 func BenchmarkWrite(b *testing.B) {
 	line := bytes.Repeat([]byte("0123456789"), 8)
 	for _, f := range []Format{CRI, JSON, Local} {
 		for _, nb := range []bool{false, true} {
-			name := string(f)
-			if f == CRI {
-				name = "cri"
+			for _, batch := range []int{1, 64} {
+				name := string(f)
+				if f == CRI {
+					name = "cri"
+				}
+				b.Run(fmt.Sprintf("%s/nonblocking=%v/batch=%d", name, nb, batch), func(b *testing.B) {
+					w, err := Open(filepath.Join(b.TempDir(), "log"), Options{Format: f, MaxSize: 10 << 20, MaxFiles: 5, Compress: true, NonBlocking: nb, MaxBuffer: 64 << 20})
+					if err != nil {
+						b.Fatal(err)
+					}
+					lines := make([]Line, batch)
+					for i := range lines {
+						lines[i].Line = line
+					}
+					b.SetBytes(int64(len(line) * batch))
+					for b.Loop() {
+						w.WriteLines(Stdout, lines)
+					}
+					w.Close()
+					if d := w.Dropped(); d > 0 {
+						b.ReportMetric(float64(d), "dropped")
+					}
+				})
 			}
-			b.Run(fmt.Sprintf("%s/nonblocking=%v", name, nb), func(b *testing.B) {
-				w, err := Open(filepath.Join(b.TempDir(), "log"), Options{Format: f, MaxSize: 10 << 20, MaxFiles: 5, Compress: true, NonBlocking: nb, MaxBuffer: 64 << 20})
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.SetBytes(int64(len(line)))
-				for b.Loop() {
-					w.Write(Stdout, false, line)
-				}
-				w.Close()
-				if d := w.Dropped(); d > 0 {
-					b.ReportMetric(float64(d), "dropped")
-				}
-			})
 		}
 	}
 }

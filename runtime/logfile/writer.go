@@ -150,40 +150,73 @@ func (w *Writer) next() time.Time {
 	return t
 }
 
+// Line is one record's content for WriteLines.
+type Line struct {
+	Partial bool
+	Line    []byte
+}
+
 // Write appends one record. A blocking Writer returns the write's error;
 // a non-blocking one returns ErrDropped when its buffer is full. Callers
 // that must not stop a container on a full disk ignore the error.
 func (w *Writer) Write(stream string, partial bool, line []byte) error {
+	return w.WriteLines(stream, []Line{{Partial: partial, Line: line}})
+}
+
+// WriteLines appends records of one stream with one write where it can
+// (the output of one read of the container's pipe): the file is still
+// rotated before the first record that finds it full.
+func (w *Writer) WriteLines(stream string, lines []Line) error {
 	if w.opts.NonBlocking {
-		return w.enqueue(stream, partial, line)
+		return w.enqueue(stream, lines)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return os.ErrClosed
 	}
-	t := w.next()
-	w.buf = appendRecord(w.buf[:0], w.opts.Format, stream, t, partial, line, w.attrs)
-	return w.writeLocked(w.buf, t)
+	w.buf = w.buf[:0]
+	var last time.Time
+	var firstErr error
+	for _, l := range lines {
+		if w.opts.MaxSize > 0 && w.size+int64(len(w.buf)) >= w.opts.MaxSize && len(w.buf) > 0 {
+			if err := w.writeLocked(w.buf, last); err != nil && firstErr == nil {
+				firstErr = err
+			}
+			w.buf = w.buf[:0]
+		}
+		last = w.next()
+		w.buf = appendRecord(w.buf, w.opts.Format, stream, last, l.Partial, l.Line, w.attrs)
+	}
+	if len(w.buf) > 0 {
+		if err := w.writeLocked(w.buf, last); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return firstErr
 }
 
-func (w *Writer) enqueue(stream string, partial bool, line []byte) error {
+func (w *Writer) enqueue(stream string, lines []Line) error {
 	w.qmu.Lock()
 	defer w.qmu.Unlock()
 	if w.qclosed {
 		return os.ErrClosed
 	}
-	// Counted as dockerd's ring buffer counts: the line.
-	size := int64(len(line))
-	if w.queued+size > w.opts.MaxBuffer && len(w.queue) > 0 {
-		w.dropped++
-		return ErrDropped
+	var err error
+	for _, l := range lines {
+		// Counted as dockerd's ring buffer counts: the line.
+		size := int64(len(l.Line))
+		if w.queued+size > w.opts.MaxBuffer && len(w.queue) > 0 {
+			w.dropped++
+			err = ErrDropped
+			continue
+		}
+		t := w.next()
+		w.queue = append(w.queue, queued{b: appendRecord(nil, w.opts.Format, stream, t, l.Partial, l.Line, w.attrs), t: t, size: size})
+		w.queued += size
 	}
-	t := w.next()
-	w.queue = append(w.queue, queued{b: appendRecord(nil, w.opts.Format, stream, t, partial, line, w.attrs), t: t, size: size})
-	w.queued += size
 	w.wake.Signal()
-	return nil
+	return err
 }
 
 // writeLocked rotates if the file is full, then writes b, ending with a
