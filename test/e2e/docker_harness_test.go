@@ -118,8 +118,15 @@ func (e *dockerEnv) cliIn(stdin string, args ...string) (string, int) {
 
 // tty runs the CLI under a pseudo terminal (script), with a stdin that
 // stays open for hold (a closed stdin makes script type ^D or NUL into the
-// terminal) and returns what the terminal showed.
+// terminal) and returns what the terminal showed. Input is typed a second
+// after the start, once the CLI has the terminal in raw mode (before, the
+// line discipline would eat control characters such as ^Q); an input of
+// several parts is typed a part a second.
 func (e *dockerEnv) tty(input string, hold time.Duration, args ...string) (string, int) {
+	return e.ttyParts([]string{input}, hold, args...)
+}
+
+func (e *dockerEnv) ttyParts(input []string, hold time.Duration, args ...string) (string, int) {
 	e.t.Helper()
 	scriptBin := testutil.LookPath(e.t, "script", "util-linux's script runs commands under a pty")
 	line := e.bin
@@ -136,7 +143,10 @@ func (e *dockerEnv) tty(input string, hold time.Duration, args ...string) (strin
 		e.t.Fatal(err)
 	}
 	go func() {
-		io.WriteString(pw, input)
+		for _, part := range input {
+			time.Sleep(time.Second)
+			io.WriteString(pw, part)
+		}
 		time.Sleep(hold)
 		pw.Close()
 	}()

@@ -478,3 +478,45 @@ func TestDockerWaitHeadersFirst(t *testing.T) {
 		rest += string(buf[:m])
 	}
 }
+
+// TestDockerAttachAndFollow: docker attach to a running terminal
+// container and its detach keys, start -a of a stopped container, logs -f
+// until the container exits.
+func TestDockerAttachAndFollow(t *testing.T) {
+	e := newDockerEnv(t)
+	img := e.Image
+	e.cli("run", "-dit", "--name", "shell", img, "sh")
+	// Type a command, then ctrl-p ctrl-q: the CLI leaves, the shell stays.
+	out, code := e.ttyParts([]string{"echo typed-$((6*7))\n", "\x10\x11"}, 3*time.Second, "attach", "shell")
+	if !strings.Contains(out, "typed-42") || !strings.Contains(out, "read escape sequence") {
+		t.Errorf("attach: exit %d, terminal:\n%q", code, out)
+	}
+	if got := e.cli("inspect", "--format", "{{.State.Running}}", "shell"); got != "true\n" {
+		t.Errorf("after detaching: running %q", got)
+	}
+	e.cli("rm", "-f", "shell")
+
+	// start -a: the new run's output, its exit code.
+	e.cli("create", "--name", "again", img, "sh", "-c", "echo run-output; exit 3")
+	for i := range 2 {
+		out, _, code := e.cliErr("start", "-a", "again")
+		if out != "run-output\n" || code != 3 {
+			t.Errorf("start -a, run %d: %q exit %d", i+1, out, code)
+		}
+	}
+
+	// logs -f follows until the exit.
+	e.cli("run", "-d", "--name", "ticker", img, "sh", "-c", "for i in 1 2 3 4 5; do echo tick $i; sleep 0.3; done")
+	start := time.Now()
+	if got := e.cli("logs", "-f", "ticker"); got != "tick 1\ntick 2\ntick 3\ntick 4\ntick 5\n" {
+		t.Errorf("logs -f = %q", got)
+	}
+	if took := time.Since(start); took < time.Second {
+		t.Errorf("logs -f returned after %s, before the container ended", took)
+	}
+	// attach to a running container that then exits: its exit code.
+	e.cli("run", "-d", "--name", "ending", img, "sh", "-c", "sleep 1; echo bye; exit 9")
+	if out, _, code := e.cliErr("attach", "ending"); out != "bye\n" || code != 9 {
+		t.Errorf("attach until exit: %q %d", out, code)
+	}
+}
