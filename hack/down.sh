@@ -14,8 +14,14 @@ alive() {
 	[ -n "$s" ] && [ "$s" != Z ]
 }
 
-# The first pod goes before berthd: its containers would outlive berthd
-# (that is their design), so make down removes them through the CRI.
+# The first standalone container and the first pod go before berthd: they
+# would outlive berthd (that is their design), so make down removes them
+# through berthd's own APIs.
+if [ -S _output/run/docker.sock ] && [ -x bin/berth ]; then
+	if BERTH_HOST="unix://$PWD/_output/run/docker.sock" bin/berth rm -f hello >/dev/null 2>&1; then
+		echo "==> removed the container hello"
+	fi
+fi
 if [ -f _output/first/pod.id ] && [ -S _output/run/berth.sock ] && [ -x _output/tools/crictl ] && [ -f _output/crictl.yaml ]; then
 	pod="$(cat _output/first/pod.id)"
 	echo "==> removing the first pod ($pod)"

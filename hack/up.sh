@@ -7,9 +7,11 @@
 # starts bin/berthd on _output/root and _output/run (NRI plugins connect to
 # _output/run/nri.sock), pulls berth/busybox
 # through it, lists the images, and runs a first pod with a busybox httpd
-# container through the CRI (crictl), then fetches its page. Everything it
-# starts is recorded in _output/pids and stopped by `make down`
-# (hack/down.sh), which removes the pod first.
+# container through the CRI (crictl), then fetches its page. Then the
+# standalone half: `berth build` makes berth/hello from hack/hello, and
+# `berth run -d -p` starts a first container from it, whose page it fetches
+# too. Everything it starts is recorded in _output/pids and stopped by
+# `make down` (hack/down.sh), which removes the container and the pod first.
 #
 # Environment: BERTH_REGISTRY (default 127.0.0.1:5000), BIG_MB (64),
 # BIG_LAYERS (8).
@@ -168,6 +170,22 @@ done
 say "GET http://127.0.0.1:18080/ (host port -> pod $POD_IP:8080): ${PAGE:-no answer}"
 [ -n "${PAGE:-}" ] || die "the first container did not answer on 127.0.0.1:18080 (log: $OUT/first/logs/web.log)"
 
+# The standalone half, in docker's words: build an image, run a container
+# from it with a published port.
+BERTH=("$REPO/bin/berth")
+say "berth build -t berth/hello hack/hello"
+"${BERTH[@]}" build --progress plain --build-arg "BASE=$REG/berth/busybox:latest" -t berth/hello:latest hack/hello
+say "berth run -d --name hello -p 127.0.0.1:18081:8080 berth/hello"
+"${BERTH[@]}" run -d --name hello --restart unless-stopped -p 127.0.0.1:18081:8080 berth/hello:latest >/dev/null
+"${BERTH[@]}" ps
+HELLO=""
+for _ in $(seq 50); do
+	if HELLO="$(http_get 18081 2>/dev/null)"; then break; fi
+	sleep 0.1
+done
+say "GET http://127.0.0.1:18081/ (host port -> container hello:8080): ${HELLO:-no answer}"
+[ -n "${HELLO:-}" ] || die "the first standalone container did not answer on 127.0.0.1:18081 (berth logs hello)"
+
 cat <<MSG
 
 Berth is up.
@@ -175,13 +193,21 @@ Berth is up.
   registry       http://$REG (pid $(cat "$PIDS/registry.pid")): berth/{busybox,whiteouts,nonroot,big}:latest
 
   first pod      $POD (ip $POD_IP), container web: http://127.0.0.1:18080/
+  hello          a standalone container built from hack/hello: http://127.0.0.1:18081/
 
-Use it:
+Use it as docker:
+  export BERTH_HOST=unix://$OUT/run/docker.sock
+  bin/berth ps
+  bin/berth logs -f hello
+  bin/berth exec -it hello sh
+  bin/berth run --rm -it $REG/berth/busybox sh
+  DOCKER_HOST=unix://$OUT/run/docker.sock docker ps
+
+Use it as the kubelet does:
   _output/tools/crictl --config _output/crictl.yaml ps
   _output/tools/crictl --config _output/crictl.yaml logs $CTR
   _output/tools/crictl --config _output/crictl.yaml exec -it $CTR sh
 
-  export BERTH_HOST=unix://$OUT/run/docker.sock
   bin/berth images
   bin/berth pull $REG/berth/nonroot:latest
 
