@@ -22,9 +22,10 @@ import (
 // "builder build") lists them all, so that every spelling runs Berth's.
 // Berth's build (`build --secret` through Berth's extension of POST /build)
 // is one such entry, with newBuildCommand in build.go. Compose's subcommands are in the tree
-// by then, so "compose build" or "compose up" can be extended here the
-// same way (compose itself builds through its classic builder path, not
-// through `berth build`).
+// by then and are extended the same way: compose builds through its
+// classic builder path, not through `berth build`, except the services
+// with build secrets, which "compose build", "up", "create" and "run"
+// build through Berth's builder first (compose_build.go).
 type verb struct {
 	paths []string
 	make  func(dockerCli command.Cli, docker *cobra.Command) *cobra.Command
@@ -34,6 +35,9 @@ var berthVerbs = []verb{
 	{paths: []string{"context use"}, make: newContextUseCommand},
 	{paths: []string{"bake"}, make: withoutBake},
 	{paths: []string{"build", "image build", "builder build"}, make: newBuildCommand},
+	// Compose's build secrets through Berth's builder (compose_build.go).
+	{paths: []string{"compose build"}, make: composeBuildWithSecrets},
+	{paths: []string{"compose up", "compose create", "compose run"}, make: composeUpWithSecrets},
 }
 
 // withoutBake hides docker's `bake`, an alias of `buildx bake` that berth
