@@ -4,16 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"github.com/containerd/errdefs"
-	securejoin "github.com/cyphar/filepath-securejoin"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-dev/berth/imagestore"
@@ -197,7 +192,7 @@ func (s *RuntimeService) imageVolume(ctx context.Context, id string, i int, m *r
 	}
 	mnt := ms[0]
 	if sub := m.GetImageSubPath(); sub != "" {
-		if mnt, err = subPathMount(mnt, sub); err != nil {
+		if mnt, err = imagestore.SubPath(mnt, sub); err != nil {
 			return spec.Mount{}, fmt.Errorf("image volume on %s: %w", dst, err)
 		}
 	}
@@ -211,51 +206,6 @@ func (s *RuntimeService) imageVolume(ctx context.Context, id string, i int, m *r
 		Destination: dst,
 		ReadOnly:    true,
 	}, nil
-}
-
-// subPathMount narrows a read-only snapshot mount to sub: the same overlay
-// with each layer's sub directory as a lower (layers without it drop out),
-// or a bind mount when one layer remains. Each join stays inside its layer
-// (securejoin). A whiteout of sub itself in an upper layer is not honoured:
-// the lower layers' copies still show.
-func subPathMount(m imagestore.Mount, sub string) (imagestore.Mount, error) {
-	if !filepath.IsLocal(sub) {
-		return imagestore.Mount{}, fmt.Errorf("%w: sub-path %q must be relative and stay inside the image", errdefs.ErrInvalidArgument, sub)
-	}
-	var roots, rest []string
-	switch m.Type {
-	case "bind":
-		roots = []string{m.Source}
-		rest = []string{"ro", "rbind"}
-	case "overlay":
-		for _, o := range m.Options {
-			if l, ok := strings.CutPrefix(o, "lowerdir="); ok {
-				roots = strings.Split(l, ":")
-			} else {
-				rest = append(rest, o)
-			}
-		}
-	default:
-		return imagestore.Mount{}, fmt.Errorf("%w: sub-path of a %s mount", errdefs.ErrNotImplemented, m.Type)
-	}
-	var dirs []string
-	for _, r := range roots {
-		p, err := securejoin.SecureJoin(r, sub)
-		if err != nil {
-			return imagestore.Mount{}, fmt.Errorf("resolve sub-path %q: %w", sub, err)
-		}
-		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-			dirs = append(dirs, p)
-		}
-	}
-	switch len(dirs) {
-	case 0:
-		return imagestore.Mount{}, fmt.Errorf("%w: sub-path %q is not a directory in the image", errdefs.ErrNotFound, sub)
-	case 1:
-		// An overlay needs two lowers when it has no upper.
-		return imagestore.Mount{Type: "bind", Source: dirs[0], Options: []string{"ro", "rbind"}}, nil
-	}
-	return imagestore.Mount{Type: "overlay", Source: "overlay", Options: append(rest, "lowerdir="+strings.Join(dirs, ":"))}, nil
 }
 
 // imageVolumeID names the read-only snapshot of a container's i-th mount.
@@ -273,41 +223,23 @@ func imageRef(img *imagestore.Image) string {
 // prepareHostPaths creates missing bind-mount sources as directories, as
 // the kubelet's hostPath volumes and containerd expect.
 func prepareHostPaths(mounts []*runtimeapi.Mount) error {
+	var paths []string
 	for _, m := range mounts {
-		src := m.GetHostPath()
-		if src == "" || m.GetImage().GetImage() != "" {
-			continue
-		}
-		if _, err := os.Stat(src); errors.Is(err, fs.ErrNotExist) {
-			if err := os.MkdirAll(src, 0o755); err != nil {
-				return fmt.Errorf("create mount source %s: %w", src, err)
-			}
-		} else if err != nil {
-			return fmt.Errorf("mount source %s: %w", src, err)
+		if m.GetHostPath() != "" && m.GetImage().GetImage() == "" {
+			paths = append(paths, m.GetHostPath())
 		}
 	}
-	return nil
+	return spec.MakeHostDirs(paths...)
 }
 
 // resolveDevices turns the requested host devices into device nodes; a
 // privileged container gets every host device, as in containerd.
 func resolveDevices(cfg *runtimeapi.ContainerConfig) ([]spec.Device, error) {
-	var out []spec.Device
-	if cfg.GetLinux().GetSecurityContext().GetPrivileged() {
-		hd, err := spec.HostDevices()
-		if err != nil {
-			return nil, fmt.Errorf("list host devices: %w", err)
-		}
-		out = append(out, hd...)
-	}
+	var reqs []spec.DeviceRequest
 	for _, d := range cfg.GetDevices() {
-		ds, err := spec.DevicesFromPath(d.GetHostPath(), d.GetContainerPath(), d.GetPermissions())
-		if err != nil {
-			return nil, fmt.Errorf("device %s: %w", d.GetHostPath(), err)
-		}
-		out = append(out, ds...)
+		reqs = append(reqs, spec.DeviceRequest{HostPath: d.GetHostPath(), ContainerPath: d.GetContainerPath(), Permissions: d.GetPermissions()})
 	}
-	return out, nil
+	return spec.ResolveDevices(cfg.GetLinux().GetSecurityContext().GetPrivileged(), reqs)
 }
 
 // newID returns a container or sandbox ID: 64 random hex digits.

@@ -201,17 +201,11 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	for i := range mounts {
 		mp := &mounts[i]
 		if mp.Type != mount.TypeVolume {
-			if mp.Type == mount.TypeBind && mp.Spec == nil {
-				// -v creates a missing host directory (--mount refuses).
-				if _, err := os.Stat(mp.Source); errors.Is(err, os.ErrNotExist) {
-					if err := os.MkdirAll(mp.Source, 0o755); err != nil {
-						return CreateResult{}, fmt.Errorf("create mount source %s: %w", mp.Source, err)
-					}
-				}
-			}
-			if mp.Type == mount.TypeBind && mp.Spec != nil && mp.Spec.BindOptions != nil && mp.Spec.BindOptions.CreateMountpoint {
-				if err := os.MkdirAll(mp.Source, 0o755); err != nil {
-					return CreateResult{}, fmt.Errorf("create mount source %s: %w", mp.Source, err)
+			// -v creates a missing host directory; --mount only with
+			// create-mountpoint.
+			if mp.Type == mount.TypeBind && (mp.Spec == nil || (mp.Spec.BindOptions != nil && mp.Spec.BindOptions.CreateMountpoint)) {
+				if err := spec.MakeHostDirs(mp.Source); err != nil {
+					return CreateResult{}, err
 				}
 			}
 			continue
@@ -388,24 +382,21 @@ func (e *Engine) sandboxConfig(ctx context.Context, id string, cfg *container.Co
 
 // devices resolves --device and, with --privileged, every host device.
 func (e *Engine) devices(hc *container.HostConfig) ([]spec.Device, error) {
-	var out []spec.Device
-	if hc.Privileged {
-		hd, err := spec.HostDevices()
-		if err != nil {
-			return nil, fmt.Errorf("list host devices: %w", err)
-		}
-		out = append(out, hd...)
-	}
+	var reqs []spec.DeviceRequest
 	for _, d := range hc.Devices {
-		dst := cmpOr(d.PathInContainer, d.PathOnHost)
-		ds, err := spec.DevicesFromPath(d.PathOnHost, dst, cmpOr(d.CgroupPermissions, "rwm"))
-		if err != nil {
-			if errdefs.IsNotFound(err) || errors.Is(err, os.ErrNotExist) {
+		reqs = append(reqs, spec.DeviceRequest{HostPath: d.PathOnHost, ContainerPath: cmpOr(d.PathInContainer, d.PathOnHost), Permissions: cmpOr(d.CgroupPermissions, "rwm")})
+	}
+	out, err := spec.ResolveDevices(hc.Privileged, reqs)
+	if err != nil && (errdefs.IsNotFound(err) || errors.Is(err, os.ErrNotExist)) {
+		// dockerd's words for a device that is not there.
+		for _, d := range hc.Devices {
+			if _, serr := os.Stat(d.PathOnHost); serr != nil {
 				return nil, invalid("error gathering device information while adding custom device %q: no such file or directory", d.PathOnHost)
 			}
-			return nil, invalid("error gathering device information while adding custom device %q: %v", d.PathOnHost, err)
 		}
-		out = append(out, ds...)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

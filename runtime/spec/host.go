@@ -182,3 +182,50 @@ func validPermissions(p string) error {
 func fileMode(m uint32) fs.FileMode {
 	return fs.FileMode(m & 0o777)
 }
+
+// DeviceRequest is one host device a container asks for (CRI's Device,
+// Docker's --device).
+type DeviceRequest struct {
+	HostPath      string
+	ContainerPath string
+	// Permissions are the cgroup access ("rwm" when empty).
+	Permissions string
+}
+
+// ResolveDevices turns device requests into device nodes (each host path
+// may be a directory of devices); privileged adds every host device, as
+// containerd and dockerd do.
+func ResolveDevices(privileged bool, reqs []DeviceRequest) ([]Device, error) {
+	var out []Device
+	if privileged {
+		hd, err := HostDevices()
+		if err != nil {
+			return nil, fmt.Errorf("list host devices: %w", err)
+		}
+		out = append(out, hd...)
+	}
+	for _, d := range reqs {
+		ds, err := DevicesFromPath(d.HostPath, d.ContainerPath, d.Permissions)
+		if err != nil {
+			return nil, fmt.Errorf("device %s: %w", d.HostPath, err)
+		}
+		out = append(out, ds...)
+	}
+	return out, nil
+}
+
+// MakeHostDirs creates the bind-mount sources that do not exist as
+// directories, as the kubelet's hostPath volumes, containerd and Docker's
+// -v expect.
+func MakeHostDirs(paths ...string) error {
+	for _, p := range paths {
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return fmt.Errorf("create mount source %s: %w", p, err)
+			}
+		} else if err != nil {
+			return fmt.Errorf("mount source %s: %w", p, err)
+		}
+	}
+	return nil
+}

@@ -169,6 +169,7 @@ func TestDockerRunOptions(t *testing.T) {
 		{"memory", []string{"--memory", "64m", img, "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"}, "67108864\n"},
 		{"pids-limit", []string{"--pids-limit", "42", img, "sh", "-c", "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"}, "42\n"},
 		{"stop-signal recorded", []string{"--stop-signal", "SIGUSR1", "--stop-timeout", "7", img, "true"}, ""},
+		{"device", []string{"--device", "/dev/null:/dev/mynull:rw", img, "sh", "-c", "stat -c '%t,%T' /dev/mynull; echo x > /dev/mynull && echo written"}, "1,3\nwritten\n"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			out, errOut, code := e.cliErr(append([]string{"run", "--rm"}, c.args...)...)
@@ -183,7 +184,12 @@ func TestDockerRunOptions(t *testing.T) {
 		}
 	}
 	// The image's STOPSIGNAL and --stop-signal are what stop sends.
-	e.cli("run", "-d", "--name", "usr1", "--stop-signal", "USR1", img, "sh", "-c", "trap 'echo got-usr1; exit 7' USR1; while true; do sleep 0.1; done")
+	e.cli("run", "-d", "--name", "usr1", "--stop-signal", "USR1", img, "sh", "-c", "trap 'echo got-usr1; exit 7' USR1; echo ready; while true; do sleep 0.1; done")
+	// PID 1 ignores a signal it has no handler for yet: stop once the
+	// trap is set.
+	if !waitFor(10*time.Second, func() bool { return e.cli("logs", "usr1") == "ready\n" }) {
+		t.Errorf("usr1 never became ready")
+	}
 	e.cli("stop", "-t", "10", "usr1")
 	if got := e.cli("inspect", "--format", "{{.State.ExitCode}} {{.Config.StopSignal}}", "usr1"); got != "7 USR1\n" {
 		t.Errorf("stop with --stop-signal: %q", got)
@@ -421,6 +427,7 @@ func TestDockerBadRequests(t *testing.T) {
 		{"GET", "/volumes/nope", "", 404, "get nope: no such volume"},
 		{"POST", "/volumes/create", `{"Name":"a/b"}`, 400, "includes invalid characters"},
 		{"POST", "/containers/create", `{"Image":"` + e.Image + `","HostConfig":{"AutoRemove":true,"RestartPolicy":{"Name":"always"}}}`, 400, "can't create 'AutoRemove' container with restart policy"},
+		{"POST", "/containers/create", `{"Image":"` + e.Image + `","HostConfig":{"Devices":[{"PathOnHost":"/dev/nosuchdevice","PathInContainer":"/dev/x","CgroupPermissions":"rwm"}]}}`, 400, `error gathering device information while adding custom device \"/dev/nosuchdevice\": no such file or directory`},
 	} {
 		resp := e.d.rawRequest(t, c.method, "/v1.50"+c.path, c.body)
 		if resp.status != c.status || !strings.Contains(resp.body, c.want) {

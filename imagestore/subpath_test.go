@@ -1,4 +1,4 @@
-package cri
+package imagestore
 
 import (
 	"os"
@@ -7,11 +7,9 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
-
-	"github.com/berth-dev/berth/imagestore"
 )
 
-func TestSubPathMount(t *testing.T) {
+func TestSubPath(t *testing.T) {
 	dir := t.TempDir()
 	top, mid, base := filepath.Join(dir, "top"), filepath.Join(dir, "mid"), filepath.Join(dir, "base")
 	for _, d := range []string{filepath.Join(top, "etc"), filepath.Join(base, "etc"), filepath.Join(base, "only-base"), mid} {
@@ -24,32 +22,32 @@ func TestSubPathMount(t *testing.T) {
 	if err := os.Symlink(filepath.Join(top, "etc"), filepath.Join(mid, "etc")); err != nil {
 		t.Fatal(err)
 	}
-	overlay := imagestore.Mount{Type: "overlay", Source: "overlay", Options: []string{"ro", "lowerdir=" + top + ":" + mid + ":" + base}}
+	overlay := Mount{Type: "overlay", Source: "overlay", Options: []string{"ro", "lowerdir=" + top + ":" + mid + ":" + base}}
 
-	got, err := subPathMount(overlay, "etc")
+	got, err := SubPath(overlay, "etc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := imagestore.Mount{Type: "overlay", Source: "overlay", Options: []string{"ro", "lowerdir=" + filepath.Join(top, "etc") + ":" + filepath.Join(base, "etc")}}
+	want := Mount{Type: "overlay", Source: "overlay", Options: []string{"ro", "lowerdir=" + filepath.Join(top, "etc") + ":" + filepath.Join(base, "etc")}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("overlay sub-path = %+v\nwant %+v", got, want)
 	}
-	got, err = subPathMount(overlay, "only-base")
+	got, err = SubPath(overlay, "only-base")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (imagestore.Mount{Type: "bind", Source: filepath.Join(base, "only-base"), Options: []string{"ro", "rbind"}}); !reflect.DeepEqual(got, want) {
+	if want := (Mount{Type: "bind", Source: filepath.Join(base, "only-base"), Options: []string{"ro", "rbind"}}); !reflect.DeepEqual(got, want) {
 		t.Errorf("single-layer sub-path = %+v, want %+v", got, want)
 	}
-	got, err = subPathMount(imagestore.Mount{Type: "bind", Source: top, Options: []string{"ro", "rbind"}}, "etc")
+	got, err = SubPath(Mount{Type: "bind", Source: top, Options: []string{"ro", "rbind"}}, "etc")
 	if err != nil || got.Source != filepath.Join(top, "etc") {
 		t.Errorf("bind sub-path = %+v, %v", got, err)
 	}
-	if _, err := subPathMount(overlay, "missing"); !errdefs.IsNotFound(err) {
+	if _, err := SubPath(overlay, "missing"); !errdefs.IsNotFound(err) {
 		t.Errorf("missing sub-path: %v, want NotFound", err)
 	}
 	for _, bad := range []string{"../x", "/etc", ""} {
-		if _, err := subPathMount(overlay, bad); !errdefs.IsInvalidArgument(err) {
+		if _, err := SubPath(overlay, bad); !errdefs.IsInvalidArgument(err) {
 			t.Errorf("sub-path %q: %v, want InvalidArgument", bad, err)
 		}
 	}
