@@ -94,15 +94,23 @@ func GzipLastTime(h gzip.Header) (time.Time, bool) {
 
 // compressor gzips rotated files one at a time in its own goroutine: a
 // burst of rotations never waits for it, and never runs several
-// compressions at once (the shim has one P).
+// compressions at once (the shim has one P). The goroutine starts at the
+// first rotation, or sweepDelay after Open to compress what a previous
+// writer left: never on the container's start path.
 type compressor struct {
-	w    *Writer
-	mu   sync.Mutex
-	jobs []compressJob
-	stop chan struct{}
-	wake chan struct{}
-	done chan struct{}
+	w       *Writer
+	mu      sync.Mutex
+	jobs    []compressJob
+	started bool
+	stopped bool
+	timer   *time.Timer
+	stop    chan struct{}
+	wake    chan struct{}
+	done    chan struct{}
 }
+
+// sweepDelay keeps the leftovers' sweep off the container's start.
+const sweepDelay = 2 * time.Second
 
 type compressJob struct {
 	// gen is the Writer's rotation count when the file became <path>.1.
@@ -112,23 +120,42 @@ type compressJob struct {
 
 func newCompressor(w *Writer) *compressor {
 	c := &compressor{w: w, stop: make(chan struct{}), wake: make(chan struct{}, 1), done: make(chan struct{})}
-	go c.run()
+	c.timer = time.AfterFunc(sweepDelay, c.start)
 	return c
+}
+
+func (c *compressor) start() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.started || c.stopped {
+		return
+	}
+	c.started = true
+	go c.run()
 }
 
 func (c *compressor) add(gen int64, last time.Time) {
 	c.mu.Lock()
 	c.jobs = append(c.jobs, compressJob{gen: gen, last: last})
 	c.mu.Unlock()
+	c.start()
 	select {
 	case c.wake <- struct{}{}:
 	default:
 	}
 }
 
-// stop waits for the compression in progress; queued ones stay undone
-// (the next shim on this log picks them up).
+// stopAndWait waits for the compression in progress; queued ones stay
+// undone (the next writer on this log picks them up).
 func (c *compressor) stopAndWait() {
+	c.timer.Stop()
+	c.mu.Lock()
+	c.stopped = true
+	started := c.started
+	c.mu.Unlock()
+	if !started {
+		return
+	}
 	close(c.stop)
 	<-c.done
 }
@@ -136,14 +163,18 @@ func (c *compressor) stopAndWait() {
 func (c *compressor) run() {
 	defer close(c.done)
 	c.sweep()
+	worked := false
 	for {
 		c.mu.Lock()
 		if len(c.jobs) == 0 {
 			c.mu.Unlock()
-			// The compressor's buffers (a few hundred kB) would stay in
-			// the shim's RSS until the scavenger returns them: every
-			// container pays for the shim's private memory.
-			debug.FreeOSMemory()
+			if worked {
+				// The compressor's buffers (a few hundred kB) would stay
+				// in the shim's RSS until the scavenger returns them:
+				// every container pays for the shim's private memory.
+				debug.FreeOSMemory()
+				worked = false
+			}
 			select {
 			case <-c.wake:
 				continue
@@ -160,6 +191,7 @@ func (c *compressor) run() {
 		default:
 		}
 		c.compress(j)
+		worked = true
 	}
 }
 

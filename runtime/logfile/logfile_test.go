@@ -248,9 +248,9 @@ func TestRotationKeepsAContiguousTail(t *testing.T) {
 				if len(files) != 4 {
 					t.Fatalf("files %+v, want 4", files)
 				}
-				if compress {
-					// Close waited for the one in progress; finish the rest
-					// as a next shim would.
+				if compress && tc.batch == 1 && f == JSON {
+					// Close waited for the one in progress; a next shim
+					// compresses the rest (after its sweep delay).
 					w2, err := Open(path, Options{Format: f, MaxSize: 4096, MaxFiles: 4, Compress: true})
 					if err != nil {
 						t.Fatal(err)
