@@ -212,6 +212,22 @@ func TestRootPortConflict(t *testing.T) {
 	if st.Endpoints[0].Attached() || st.SandboxKey != "" {
 		t.Errorf("failed Attach left %+v", st)
 	}
+	// A port a host process holds is the userland proxy's failure, as
+	// Docker words it.
+	l, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	taken := l.Addr().(*net.TCPAddr).Port
+	d := ctrID()
+	if err := e.m.Register(ctx, Container{ID: d, Name: "c" + d[:4], PortBindings: map[Port][]PortBinding{{80, "tcp"}: {{HostPort: fmt.Sprint(taken)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.m.Attach(ctx, AttachRequest{ID: d, NetNS: e.netns("d")})
+	if want := fmt.Sprintf("Error starting userland proxy: listen tcp4 0.0.0.0:%d: bind: address already in use", taken); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("a port a host process holds: %v, want %q", err, want)
+	}
 	// A range picks the next free port.
 	c := ctrID()
 	if err := e.m.Register(ctx, Container{ID: c, Name: "c", PortBindings: map[Port][]PortBinding{{80, "tcp"}: {{HostPort: fmt.Sprintf("%d-%d", hostPort, hostPort+5)}}}}); err != nil {

@@ -183,7 +183,8 @@ func (m *Manager) allocate(c *Container, defaultIP netip.Addr) (_ []PortMapping,
 				r, port, err = m.bindRange(p.Proto, ip, lo, hi)
 			}
 			if err != nil {
-				return nil, nil, bindError(c, p, ip, b.HostPort, lo, err)
+				ours := lo != 0 && m.portHeld(c.ID, p.Proto, ip, lo)
+				return nil, nil, bindError(c, p, ip, b.HostPort, lo, ours, err)
 			}
 			held = append(held, r)
 			out = append(out, PortMapping{Port: p, HostIP: ip, HostPort: port})
@@ -237,10 +238,29 @@ func cniPortsOf(ms []PortMapping) []cniPort {
 	return out
 }
 
-// bindError words a failed reservation as Docker does: another container
-// (or process) holding the port is "port is already allocated", anything
-// else what the userland proxy would have said.
-func bindError(c *Container, p Port, ip netip.Addr, hostPort string, lo uint16, err error) error {
+// portHeld reports whether another container of this manager publishes
+// proto's port on an address that overlaps ip (invalid: all addresses).
+func (m *Manager) portHeld(id, proto string, ip netip.Addr, port uint16) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for cid, st := range m.containers {
+		if cid == id {
+			continue
+		}
+		for _, pm := range st.rec.Ports {
+			if pm.HostPort == port && pm.Port.Proto == proto && (!ip.IsValid() || !pm.HostIP.IsValid() || pm.HostIP == ip) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// bindError words a failed reservation as Docker does: a port another
+// container holds (ours) is "port is already allocated" (Docker's port
+// allocator); anything else, a host process's port included, is what the
+// userland proxy says when its bind fails.
+func bindError(c *Container, p Port, ip netip.Addr, hostPort string, lo uint16, ours bool, err error) error {
 	shown := "0.0.0.0"
 	if ip.IsValid() {
 		shown = ip.String()
@@ -249,7 +269,7 @@ func bindError(c *Container, p Port, ip netip.Addr, hostPort string, lo uint16, 
 		hostPort = "0"
 	}
 	prefix := fmt.Sprintf("driver failed programming external connectivity on endpoint %s (%s)", c.Name, shortID(c.ID))
-	if errors.Is(err, unix.EADDRINUSE) {
+	if ours && errors.Is(err, unix.EADDRINUSE) {
 		return errdefs.ErrConflict.WithMessage(fmt.Sprintf("%s: Bind for %s:%s failed: port is already allocated", prefix, shown, hostPort))
 	}
 	family := "tcp4"
