@@ -63,6 +63,9 @@ func (e *Engine) ArchiveGet(ctx context.Context, ref, path string, begin func(co
 		}
 		return src.WriteTo(ctx, w)
 	})
+	if err == nil {
+		e.log(c, events.ActionArchivePath, map[string]string{"path": path})
+	}
 	return cpError(err, path, ref)
 }
 

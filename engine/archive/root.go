@@ -56,21 +56,29 @@ func openRoot(root string) (int, error) {
 // the root rootfd refers to.
 func inRoot(rootfd int, p string, flags int) (int, error) {
 	p = cleanPath(p)
-	for {
-		fd, err := unix.Openat2(rootfd, rel(p), &unix.OpenHow{
+	var err error
+	for range maxRetries {
+		var fd int
+		fd, err = unix.Openat2(rootfd, rel(p), &unix.OpenHow{
 			Flags:   uint64(flags | unix.O_CLOEXEC),
 			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
 		})
-		// EAGAIN: a rename raced the lookup; the kernel asks to retry.
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-			continue
+		if err == nil {
+			return fd, nil
 		}
-		if err != nil {
-			return -1, &os.PathError{Op: "open", Path: p, Err: err}
+		// EAGAIN: a rename or mount anywhere on the host raced a ".."
+		// (a symlink's) in the walk; the kernel asks to retry. Bounded:
+		// on a busy host (or against a container that renames in a loop)
+		// an unbounded retry spins.
+		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
+			break
 		}
-		return fd, nil
 	}
+	return -1, &os.PathError{Op: "open", Path: p, Err: err}
 }
+
+// maxRetries bounds the retries of a path walk that raced.
+const maxRetries = 64
 
 // fdPath is the magic link that reopens fd.
 func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }

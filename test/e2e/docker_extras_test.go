@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -76,6 +78,13 @@ func TestDockerStatsTopUpdate(t *testing.T) {
 	_, v2 := st.MemoryStats.Stats["inactive_file"]
 	if !v1 && !v2 {
 		t.Errorf("memory stats lack inactive_file: %v", st.MemoryStats.Stats)
+	}
+
+	// The stream: a reading a second, the second with the first as its
+	// precpu_stats.
+	sr := e.streamStats(t, "busy", 2)
+	if len(sr) != 2 || sr[1].PreCPU.SystemUsage != sr[0].CPU.SystemUsage || sr[1].CPU.SystemUsage <= sr[0].CPU.SystemUsage {
+		t.Errorf("stats stream: %+v", sr)
 	}
 
 	// top: the container's processes only, with ps's columns.
@@ -425,4 +434,37 @@ func TestDockerSystemDFAndPrune(t *testing.T) {
 	if _, errOut, code := e.cliErr("image", "prune", "-f", "--filter", "color=red"); code == 0 || !strings.Contains(errOut, "invalid filter 'color'") {
 		t.Errorf("image prune with a bad filter: exit %d %q", code, errOut)
 	}
+}
+
+type statsReading struct {
+	CPU struct {
+		SystemUsage uint64 `json:"system_cpu_usage"`
+	} `json:"cpu_stats"`
+	PreCPU struct {
+		SystemUsage uint64 `json:"system_cpu_usage"`
+	} `json:"precpu_stats"`
+}
+
+// streamStats reads n readings of GET stats?stream=true.
+func (e *dockerEnv) streamStats(t *testing.T, name string, n int) []statsReading {
+	t.Helper()
+	conn := e.d.dialDocker(t)
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET /containers/"+name+"/stats HTTP/1.1\r\nHost: docker\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("stats stream: %v %v", resp, err)
+	}
+	dec := json.NewDecoder(resp.Body)
+	var out []statsReading
+	for range n {
+		var r statsReading
+		if err := dec.Decode(&r); err != nil {
+			t.Fatalf("stats stream reading: %v", err)
+		}
+		out = append(out, r)
+	}
+	return out
 }

@@ -110,10 +110,26 @@ func TestDockerHealthcheck(t *testing.T) {
 		t.Errorf("in the start period: %s streak %d", s, streak)
 	}
 
+	// Paused: no probe runs; unpaused, they go on from the status it had.
+	e.cli("pause", "overridden")
+	_, _, before := health("overridden")
+	time.Sleep(2500 * time.Millisecond)
+	if _, _, after := health("overridden"); len(after) != len(before) || after[len(after)-1]["Start"] != before[len(before)-1]["Start"] {
+		t.Errorf("probes ran while paused")
+	}
+	e.cli("unpause", "overridden")
+	if s, _, _ := health("overridden"); s != "healthy" {
+		t.Errorf("status after unpause: %s", s)
+	}
+	await(t, "a probe after unpause", func() bool {
+		_, _, after := health("overridden")
+		return after[len(after)-1]["Start"] != before[len(before)-1]["Start"]
+	})
+
 	// Stopped: the last status stays, no probe runs.
 	e.cli("kill", "web")
 	await(t, "web to stop", func() bool { return e.cli("inspect", "--format", "{{.State.Running}}", "web") == "false\n" })
-	_, _, before := health("web")
+	_, _, before = health("web")
 	time.Sleep(2 * time.Second)
 	if _, _, after := health("web"); len(after) != len(before) || after[len(after)-1]["Start"] != before[len(before)-1]["Start"] {
 		t.Errorf("probes ran after the container stopped")
