@@ -129,6 +129,10 @@ test-images: ## push the test images to the registry at REGISTRY (default 127.0.
 bench-build: ## build benchmark: berthd vs BuildKit in Debian's dockerd 20.10, cold and warm
 	bash hack/bench-build.sh $(ARGS)
 
+.PHONY: bench-compose
+bench-compose: ## compose: up -d to all running and down -v of a three-service project, berthd vs Debian's dockerd 20.10, same docker-compose 1.29 (or ARGS=--client plugin), median of 7 (hack/bench-compose.sh $(ARGS))
+	bash hack/bench-compose.sh $(ARGS)
+
 .PHONY: bench-kubelet
 bench-kubelet: ## a real kubelet's manifest-to-Ready time, berthd vs Debian's containerd, EventedPLEG off and on, median of 10 (hack/bench-kubelet.sh $(ARGS))
 	bash hack/bench-kubelet.sh $(ARGS)
