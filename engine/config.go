@@ -174,9 +174,6 @@ func verifySettings(cfg *container.Config, hc *container.HostConfig) ([]string, 
 	if len(hc.DeviceRequests) > 0 {
 		return nil, errdefs.ErrNotImplemented.WithMessage("device requests (--gpus) are not supported by berth")
 	}
-	if len(hc.VolumesFrom) > 0 {
-		return nil, errdefs.ErrNotImplemented.WithMessage("--volumes-from is not supported by berth yet")
-	}
 	if hc.UsernsMode.IsHost() {
 		// The daemon runs no user-namespace remapping: host is what
 		// every container gets.

@@ -90,7 +90,11 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	if err != nil {
 		return CreateResult{}, err
 	}
-	mounts, err := planMounts(&cfg, hc)
+	from, err := e.volumesFrom(hc.VolumesFrom)
+	if err != nil {
+		return CreateResult{}, err
+	}
+	mounts, err := planMounts(&cfg, hc, from)
 	if err != nil {
 		return CreateResult{}, err
 	}
@@ -208,6 +212,16 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 					return CreateResult{}, err
 				}
 			}
+			continue
+		}
+		if mp.From != "" {
+			// Another container's volume: it must still be there.
+			v, err := e.volumes.Get(mp.Name)
+			if err != nil {
+				return CreateResult{}, err
+			}
+			e.volumes.Ref(mp.Name, id)
+			mp.Source = v.Mountpoint
 			continue
 		}
 		labels := map[string]string{}

@@ -269,9 +269,10 @@ func tmpfsOptions(o *mount.TmpfsOptions, readOnly bool) ([]string, error) {
 }
 
 // planMounts resolves every mount of a create request: --mount, -v,
-// --tmpfs, then the config's and image's VOLUMEs that nothing else covers
-// (anonymous volumes). A destination may appear once.
-func planMounts(cfg *container.Config, hc *container.HostConfig) ([]MountPoint, error) {
+// --tmpfs, then the mounts of --volumes-from (from, see volumesFrom) and
+// the config's and image's VOLUMEs that nothing before covers (anonymous
+// volumes). A destination may appear once among the first three.
+func planMounts(cfg *container.Config, hc *container.HostConfig, from []MountPoint) ([]MountPoint, error) {
 	var out []MountPoint
 	seen := map[string]bool{}
 	add := func(mp MountPoint) error {
@@ -319,6 +320,12 @@ func planMounts(cfg *container.Config, hc *container.HostConfig) ([]MountPoint, 
 		}
 		if err := add(mp); err != nil {
 			return nil, err
+		}
+	}
+	for _, mp := range from {
+		if !seen[mp.Destination] {
+			seen[mp.Destination] = true
+			out = append(out, mp)
 		}
 	}
 	vols := make([]string, 0, len(cfg.Volumes))

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -110,7 +111,7 @@ func TestPlanMounts(t *testing.T) {
 		Tmpfs:  map[string]string{"/run": "size=1m,exec"},
 		Mounts: []mount.Mount{{Type: "volume", Source: "mv", Target: "/etc/app"}},
 	}
-	mps, err := planMounts(cfg, hc)
+	mps, err := planMounts(cfg, hc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,8 +128,60 @@ func TestPlanMounts(t *testing.T) {
 		t.Errorf("planned %v with %d anonymous volumes", dsts, anon)
 	}
 	hc.Binds = append(hc.Binds, "/other:/h")
-	if _, err := planMounts(cfg, hc); err == nil || !strings.Contains(err.Error(), "Duplicate mount point: /h") {
+	if _, err := planMounts(cfg, hc, nil); err == nil || !strings.Contains(err.Error(), "Duplicate mount point: /h") {
 		t.Errorf("duplicate destination: %v", err)
+	}
+}
+
+// TestVolumesFromPlan: the mounts of --volumes-from give way to -v and
+// --mount at the same destination and cover the image's VOLUMEs.
+func TestVolumesFromPlan(t *testing.T) {
+	from := func(dst, name string) MountPoint {
+		x := MountPoint{From: "src", NoCopy: true}
+		x.Type, x.Destination, x.Name, x.RW = mount.TypeVolume, dst, name, true
+		return x
+	}
+	cfg := &container.Config{Volumes: map[string]struct{}{"/data": {}, "/img": {}}}
+	hc := &container.HostConfig{Binds: []string{"mine:/b"}}
+	mps, err := planMounts(cfg, hc, []MountPoint{from("/data", "shared"), from("/b", "theirs")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, m := range mps {
+		got[m.Destination] = m.Name
+		if m.Anonymous {
+			got[m.Destination] = "anonymous"
+		}
+	}
+	want := map[string]string{"/b": "mine", "/data": "shared", "/img": "anonymous"}
+	if !maps.Equal(got, want) {
+		t.Errorf("planned %v, want %v", got, want)
+	}
+}
+
+func TestParseVolumesFrom(t *testing.T) {
+	for _, c := range []struct {
+		in, ref, mode, err string
+	}{
+		{"data", "data", "rw", ""},
+		{"data:ro", "data", "ro", ""},
+		{"data:rw,z", "data", "rw,z", ""},
+		{"", "", "", "volumes-from specification cannot be an empty string"},
+		{"data:rshared", "", "", "invalid mode: rshared"},
+		{"data:nocopy", "", "", "invalid mode: nocopy"},
+		{"data:bogus", "", "", "invalid mode: bogus"},
+	} {
+		ref, mode, err := parseVolumesFrom(c.in)
+		if c.err != "" {
+			if err == nil || err.Error() != c.err || !errdefs.IsInvalidArgument(err) {
+				t.Errorf("%q: %v, want %q", c.in, err, c.err)
+			}
+			continue
+		}
+		if err != nil || ref != c.ref || mode != c.mode {
+			t.Errorf("%q: %q %q %v", c.in, ref, mode, err)
+		}
 	}
 }
 

@@ -82,6 +82,12 @@ type MountPoint struct {
 	// Anonymous volumes were made for this container (-v /path, image
 	// VOLUME); rm -v and --rm remove them.
 	Anonymous bool `json:",omitempty"`
+	// From is the container whose mount point --volumes-from copied.
+	From string `json:",omitempty"`
+	// SharedAnonymous marks the copy of another container's anonymous
+	// volume: rm -v removes it once no container uses it, as dockerd's,
+	// and an undone create never does.
+	SharedAnonymous bool `json:",omitempty"`
 	// NoCopy skips the copy of the image's content into an empty volume.
 	NoCopy bool `json:",omitempty"`
 	// Subpath mounts a directory of the volume.

@@ -124,7 +124,7 @@ func (e *Engine) finishRemove(ctx context.Context, c *ctr, o removeOptions) erro
 			continue
 		}
 		e.volumes.Unref(mp.Name, rec.ID)
-		if mp.Anonymous && o.volumes {
+		if (mp.Anonymous || mp.SharedAnonymous) && o.volumes {
 			err := e.volumes.Remove(ctx, mp.Name, volume.RemoveOptions{})
 			switch {
 			case err == nil:

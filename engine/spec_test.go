@@ -37,7 +37,7 @@ func generate(t testing.TB, rootfs string, cfg container.Config, hc container.Ho
 		return nil, spec.Container{}, err
 	}
 	mergeImage(&cfg, ocispec.ImageConfig{Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}, dockerspec.DockerOCIImageConfigExt{})
-	mounts, err := planMounts(&cfg, &hc)
+	mounts, err := planMounts(&cfg, &hc, nil)
 	if err != nil {
 		return nil, spec.Container{}, err
 	}

@@ -295,6 +295,33 @@ func TestDockerVolumes(t *testing.T) {
 	if got := e.cli("run", "--rm", "--mount", "type=volume,source=mvol,target=/v", img, "sh", "-c", "echo x > /v/x && cat /v/x"); got != "x\n" {
 		t.Errorf("--mount volume = %q", got)
 	}
+	// --volumes-from: a data container's anonymous volume and bind, ro
+	// applied to both; rm -v of the consumer keeps what the data
+	// container still uses; a missing container is a 404.
+	e.cli("create", "--name", "store", "-v", "/shared", "-v", dir+":/hostdir", img, "true")
+	e.cli("run", "--rm", "--volumes-from", "store", img, "sh", "-c", "echo one > /shared/f")
+	if got := e.cli("run", "--name", "reader", "--volumes-from", "store:ro", img, "sh", "-c", "cat /shared/f /hostdir/host.txt; touch /shared/g 2>/dev/null || echo read-only"); got != "one\nfrom host\nread-only\n" {
+		t.Errorf("--volumes-from store:ro = %q", got)
+	}
+	var storeMounts []container.MountPoint
+	json.Unmarshal([]byte(e.cli("inspect", "--format", "{{json .Mounts}}", "store")), &storeMounts)
+	e.cli("rm", "-v", "reader")
+	var anon string
+	for _, m := range storeMounts {
+		if m.Destination == "/shared" {
+			anon = m.Name
+		}
+	}
+	if anon == "" || !strings.Contains(e.cli("volume", "ls", "-q"), anon) {
+		t.Errorf("rm -v of a --volumes-from consumer removed the data container's volume %q (mounts %+v)", anon, storeMounts)
+	}
+	e.cli("rm", "-v", "store")
+	if anon != "" && strings.Contains(e.cli("volume", "ls", "-q"), anon) {
+		t.Errorf("rm -v of the data container left its volume %s", anon)
+	}
+	if _, errOut, code := e.cliErr("run", "--rm", "--volumes-from", "nosuchstore", img, "true"); code != 125 || !strings.Contains(errOut, "No such container: nosuchstore") {
+		t.Errorf("--volumes-from a missing container: %d %q", code, errOut)
+	}
 	// Bad input: a relative host path, a bad volume name, a bad mode.
 	for _, c := range []struct {
 		arg, want string
