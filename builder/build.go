@@ -55,9 +55,12 @@ type build struct {
 	sandbox     *runtime.Sandbox
 	sandboxErr  error
 
-	df        *dockerfile
-	ignore    *patternmatcher.PatternMatcher
-	lex       *shell.Lex
+	df     *dockerfile
+	ignore *patternmatcher.PatternMatcher
+	// escape is the Dockerfile's escape token: lexer() makes a shell.Lex
+	// per use, as a Lex keeps its scratch buffer and stages run
+	// concurrently.
+	escape    rune
 	global    envList
 	buildArgs map[string]string
 	usedArgs  map[string]bool
@@ -185,7 +188,7 @@ func (b *Builder) newBuild(ctx context.Context, id string, opts Options) (_ *bui
 	if bd.ignore, err = ignoreMatcher(bd.ctxDir, rel); err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	}
-	bd.lex = shell.NewLex(bd.df.escape)
+	bd.escape = bd.df.escape
 	return bd, nil
 }
 
@@ -217,6 +220,10 @@ func (bd *build) close(ctx context.Context) {
 	}
 	bd.lease.Release()
 }
+
+// lexer returns a Lex for one expansion: a Lex is not safe for concurrent
+// use (it keeps a word buffer) and stages expand concurrently.
+func (bd *build) lexer() *shell.Lex { return shell.NewLex(bd.escape) }
 
 // emit reports e for the stage ctx belongs to.
 func (bd *build) emit(ctx context.Context, e Event) {
@@ -268,7 +275,7 @@ func (bd *build) run(ctx context.Context) (*Result, error) {
 		targetIdx = i
 	}
 	targetName := df.stages[targetIdx].Name
-	global, err := metaArgs(df, bd.lex, defaultArgs(bd.host, bd.target, targetName), bd.buildArgs)
+	global, err := metaArgs(df, bd.lexer(), defaultArgs(bd.host, bd.target, targetName), bd.buildArgs)
 	if err != nil {
 		return nil, err
 	}
@@ -372,7 +379,7 @@ func (bd *build) planStages() error {
 	for i := range df.stages {
 		def := &df.stages[i]
 		st := &stage{index: i, def: def, baseStage: -1, name: def.Name, done: make(chan struct{})}
-		base, _, err := bd.lex.ProcessWord(def.BaseName, bd.global)
+		base, _, err := bd.lexer().ProcessWord(def.BaseName, bd.global)
 		if err != nil {
 			return lineError(df.name, def.Location, err)
 		}
@@ -385,7 +392,7 @@ func (bd *build) planStages() error {
 			st.deps = append(st.deps, j)
 		}
 		if def.Platform != "" {
-			pv, _, err := bd.lex.ProcessWord(def.Platform, bd.global)
+			pv, _, err := bd.lexer().ProcessWord(def.Platform, bd.global)
 			if err != nil {
 				return lineError(df.name, def.Location, err)
 			}

@@ -115,7 +115,7 @@ func (bd *build) expand(s *state, cmd instructions.Command) error {
 	if _, isArg := cmd.(*instructions.ArgCommand); !isArg {
 		if ex, ok := cmd.(instructions.SupportsSingleWordExpansion); ok {
 			err := ex.Expand(func(word string) (string, error) {
-				w, _, err := bd.lex.ProcessWord(word, s.env)
+				w, _, err := bd.lexer().ProcessWord(word, s.env)
 				return w, err
 			})
 			if err != nil {
@@ -157,7 +157,7 @@ func (bd *build) metadata(ctx context.Context, s *state, cmd instructions.Comman
 			if v, ok := bd.buildArgs[kv.Key]; ok {
 				kv.Value = &v
 			} else if kv.Value != nil {
-				v, _, err := bd.lex.ProcessWord(*kv.Value, s.env)
+				v, _, err := bd.lexer().ProcessWord(*kv.Value, s.env)
 				if err != nil {
 					return err
 				}
@@ -225,7 +225,7 @@ func (bd *build) metadata(ctx context.Context, s *state, cmd instructions.Comman
 	case *instructions.ExposeCommand:
 		var ports []string
 		for _, p := range c.Ports {
-			words, err := bd.lex.ProcessWords(p, s.env)
+			words, err := bd.lexer().ProcessWords(p, s.env)
 			if err != nil {
 				return err
 			}

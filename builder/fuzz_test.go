@@ -15,7 +15,6 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
-	"github.com/moby/buildkit/frontend/dockerfile/shell"
 )
 
 func fuzzTar(entries ...tar.Header) []byte {
@@ -109,9 +108,9 @@ func FuzzDockerfile(f *testing.F) {
 		if err != nil {
 			return
 		}
-		bd := &build{df: df, lex: shell.NewLex(df.escape), buildArgs: map[string]string{}, usedArgs: map[string]bool{},
+		bd := &build{df: df, escape: df.escape, buildArgs: map[string]string{}, usedArgs: map[string]bool{},
 			opts: Options{NoCache: true}, printer: newPrinter(nil), host: platform{OS: "linux", Arch: "amd64"}, target: platform{OS: "linux", Arch: "amd64"}}
-		bd.global, err = metaArgs(df, bd.lex, defaultArgs(bd.host, bd.target, ""), nil)
+		bd.global, err = metaArgs(df, bd.lexer(), defaultArgs(bd.host, bd.target, ""), nil)
 		check(err)
 		if err != nil {
 			return
