@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -31,10 +33,7 @@ func (e *Engine) Prune(ctx context.Context, filters map[string][]string) (contai
 		if err != nil {
 			continue
 		}
-		var size uint64
-		if st, err := e.rt.ContainerStats(ctx, snap.ID); err == nil {
-			size = st.WritableLayerBytes
-		}
+		size := layerSize(snap.UpperDir)
 		c.op.Lock()
 		err = e.pruneOne(ctx, c)
 		c.op.Unlock()
@@ -49,6 +48,25 @@ func (e *Engine) Prune(ctx context.Context, filters map[string][]string) (contai
 	e.events.Publish(events.Message{Type: events.ContainerEventType, Action: events.ActionPrune,
 		Actor: events.Actor{Attributes: map[string]string{"reclaimed": strconv.FormatUint(report.SpaceReclaimed, 10)}}})
 	return report, nil
+}
+
+// layerSize is what dockerd reports as a writable layer's size (SizeRw,
+// prune's reclaimed space): the sizes of its regular files.
+func layerSize(upper string) uint64 {
+	var n uint64
+	if upper == "" {
+		return 0
+	}
+	_ = filepath.WalkDir(upper, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if fi, err := d.Info(); err == nil && fi.Mode().IsRegular() {
+			n += uint64(fi.Size())
+		}
+		return nil
+	})
+	return n
 }
 
 // pruneOne removes c unless it runs by now; called with c.op held.
