@@ -72,7 +72,8 @@ func (e *Engine) ArchiveGet(ctx context.Context, ref, path string, begin func(co
 // ArchivePutOptions are PUT archive's query options.
 type ArchivePutOptions struct {
 	NoOverwriteDirNonDir bool
-	// CopyUIDGID gives everything extracted the container's user.
+	// CopyUIDGID gives everything extracted the container's user, if it
+	// has one (otherwise the tar's owners stay, as without it).
 	CopyUIDGID bool
 }
 
@@ -90,7 +91,11 @@ func (e *Engine) ArchivePut(ctx context.Context, ref, path string, r io.Reader, 
 	e.mu.Unlock()
 	err = e.inView(c, viewOptions{writable: true}, func(root string) error {
 		xo := archive.ExtractOptions{NoOverwriteDirNonDir: o.NoOverwriteDirNonDir}
-		if o.CopyUIDGID {
+		// As dockerd (tarCopyOptions): copyUIDGID means the container's
+		// user only when it has one; without, the tar's owners stay,
+		// which is how compose v5 gives a secret or config its uid and
+		// gid.
+		if o.CopyUIDGID && user != "" {
 			uid, gid, _, err := spec.ResolveUser(root, user, spec.GroupsStrict)
 			if err != nil {
 				return err

@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net/http/httptest"
@@ -440,4 +442,59 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestArchivePutOwners: PUT archive keeps the tar's owners, and
+// copyUIDGID gives the container's user only when it has one (dockerd's
+// tarCopyOptions; compose v5 copies secrets and configs with their uid and
+// gid so).
+func TestArchivePutOwners(t *testing.T) {
+	v := newEnv(t)
+	tarOf := func(name string, uid, gid int) *bytes.Buffer {
+		var b bytes.Buffer
+		tw := tar.NewWriter(&b)
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o400, Size: 2, Uid: uid, Gid: gid, Typeflag: tar.TypeReg})
+		tw.Write([]byte("x\n"))
+		tw.Close()
+		return &b
+	}
+	stat := func(id, path string) string {
+		var out string
+		c, err := v.e.lookup(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = v.e.inView(c, viewOptions{}, func(root string) error {
+			fi, err := os.Lstat(filepath.Join(root, path))
+			if err != nil {
+				return err
+			}
+			st := fi.Sys().(*syscall.Stat_t)
+			out = fmt.Sprintf("%o %d:%d", fi.Mode().Perm(), st.Uid, st.Gid)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	plain := v.create(CreateOptions{Name: "plain", Config: &container.Config{Cmd: []string{"true"}}})
+	withUser := v.create(CreateOptions{Name: "user", Config: &container.Config{Cmd: []string{"true"}, User: "33:44"}})
+	for _, c := range []struct {
+		id, name   string
+		copyUIDGID bool
+		want       string
+	}{
+		{plain, "kept", false, "400 1000:1001"},
+		{plain, "kept-copy", true, "400 1000:1001"},
+		{withUser, "kept", false, "400 1000:1001"},
+		{withUser, "user", true, "400 33:44"},
+	} {
+		if err := v.e.ArchivePut(t.Context(), c.id, "/", tarOf(c.name, 1000, 1001), ArchivePutOptions{CopyUIDGID: c.copyUIDGID}); err != nil {
+			t.Fatal(err)
+		}
+		if got := stat(c.id, c.name); got != c.want {
+			t.Errorf("%s copyUIDGID=%v: %s, want %s", c.name, c.copyUIDGID, got, c.want)
+		}
+	}
 }
