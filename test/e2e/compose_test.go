@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -304,6 +305,10 @@ func composeTutorial(t *testing.T, e *composeEnv, port int, webImage string) {
 		t.Errorf("web's image in the registry after push: %v %v", resp, err)
 	}
 
+	if !e.c.v1 {
+		composeV5Verbs(t, e, port)
+	}
+
 	// up attached: the services' output, and Ctrl-C stops the project.
 	e.compose("stop")
 	up := e.startBG("up")
@@ -335,4 +340,61 @@ func composeTutorial(t *testing.T, e *composeEnv, port int, webImage string) {
 		t.Errorf("down -v left %d volumes", len(vols.Items))
 	}
 	_ = webImage
+}
+
+// composeV5Verbs are the compose v5 verbs docker-compose 1.29 lacks or that
+// the tutorial does not need: ls (a key-only label filter), wait (a wait
+// without condition), port, top, images, cp, pause/unpause, kill, rm, and
+// up --wait.
+func composeV5Verbs(t *testing.T, e *composeEnv, port int) {
+	if out := e.compose("ls"); !regexp.MustCompile(`(?m)^tut\s+running\(3\)`).MatchString(out) {
+		t.Errorf("ls:\n%s", out)
+	}
+	if out := e.compose("ls", "--all", "--format", "json"); !strings.Contains(out, `"Name":"tut"`) || !strings.Contains(out, "exited(1)") {
+		t.Errorf("ls --all --format json: %s", out)
+	}
+	if _, errOut, code := e.composeErr("wait", "setup"); code != 0 {
+		t.Errorf("wait setup: exit %d, %s", code, errOut)
+	}
+	if got := e.compose("port", "web", "80"); got != fmt.Sprintf("0.0.0.0:%d\n", port) {
+		t.Errorf("port web 80 = %q", got)
+	}
+	if out := e.compose("top", "redis"); !strings.Contains(out, "nc -ll -p 6379") {
+		t.Errorf("top redis:\n%s", out)
+	}
+	if out := e.compose("images"); !strings.Contains(out, "tut/web") {
+		t.Errorf("images:\n%s", out)
+	}
+	src := filepath.Join(t.TempDir(), "copied")
+	writeFile(t, src, "copied in\n")
+	e.compose("cp", src, "worker:/tmp/copied")
+	if got := e.compose("exec", "-T", "worker", "cat", "/tmp/copied"); got != "copied in\n" {
+		t.Errorf("cp into worker: %q", got)
+	}
+	dst := filepath.Join(t.TempDir(), "back")
+	e.compose("cp", "worker:/tmp/copied", dst)
+	if b, err := os.ReadFile(dst); err != nil || string(b) != "copied in\n" {
+		t.Errorf("cp from worker: %q, %v", b, err)
+	}
+	e.compose("pause", "worker")
+	if st := e.one("worker").State; !st.Paused {
+		t.Errorf("pause worker: %+v", st)
+	}
+	e.compose("unpause", "worker")
+	e.compose("kill", "worker")
+	if st := e.one("worker").State; st.Running || st.ExitCode != 137 {
+		t.Errorf("kill worker: %s %d", st.Status, st.ExitCode)
+	}
+	e.compose("rm", "-f", "worker")
+	if n := len(e.containers("worker")); n != 0 {
+		t.Errorf("rm -f worker left %d", n)
+	}
+	// up --wait returns once every service runs and redis is healthy.
+	e.compose("up", "-d", "--wait")
+	if st := e.one("worker").State; st.Status != "running" {
+		t.Errorf("up --wait: worker %s", st.Status)
+	}
+	if h := e.one("redis").State.Health; h == nil || h.Status != "healthy" {
+		t.Errorf("up --wait: redis %+v", h)
+	}
 }
