@@ -498,3 +498,38 @@ func TestArchivePutOwners(t *testing.T) {
 		}
 	}
 }
+
+// TestFailedStartState: a start that fails leaves the container created
+// with the failure as State.Error and exit code 128, as dockerd keeps it,
+// until a start succeeds; a container that does not run shows no PID.
+func TestFailedStartState(t *testing.T) {
+	v := newEnv(t)
+	target := v.create(CreateOptions{Name: "target", Config: &container.Config{Cmd: []string{"sleep", "600"}}})
+	joiner := v.create(CreateOptions{Name: "joiner", Config: &container.Config{Cmd: []string{"sleep", "600"}},
+		HostConfig: &container.HostConfig{NetworkMode: "container:target"}})
+	if c, _ := v.e.Inspect(t.Context(), target); c.State.Pid != 0 {
+		t.Errorf("a created container shows PID %d", c.State.Pid)
+	}
+	err := v.e.Start(t.Context(), joiner)
+	if err == nil {
+		t.Fatal("start joined to a container that does not run succeeded")
+	}
+	c, _ := v.e.Inspect(t.Context(), joiner)
+	if c.State.Status != container.StateCreated || c.State.ExitCode != 128 || c.State.Error != err.Error() || c.State.Pid != 0 {
+		t.Errorf("after a failed start: %+v, want created, 128, %q", c.State, err)
+	}
+	for _, id := range []string{target, joiner} {
+		if err := v.e.Start(t.Context(), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _ = v.e.Inspect(t.Context(), joiner)
+	if c.State.Status != container.StateRunning || c.State.ExitCode != 0 || c.State.Error != "" || c.State.Pid == 0 {
+		t.Errorf("after a start that succeeded: %+v", c.State)
+	}
+	for _, id := range []string{joiner, target} {
+		if err := v.e.Remove(t.Context(), id, RemoveOptions{Force: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

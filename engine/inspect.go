@@ -145,6 +145,18 @@ func (e *Engine) snapshot(c *ctr) *Container {
 	if restarting {
 		st.Status, st.Restarting, st.Running = container.StateRestarting, true, true
 	}
+	if !st.Running {
+		// The runtime knows the init of a created container, waiting to
+		// be started; Docker shows a PID only while it runs.
+		st.Pid = 0
+		out.Pid = 0
+		if rec.StartError != "" {
+			st.Error = rec.StartError
+			if st.ExitCode == 0 {
+				st.ExitCode = 128
+			}
+		}
+	}
 	if rec.Removing {
 		st.Status = container.StateRemoving
 	}

@@ -67,6 +67,10 @@ type record struct {
 	// ResourcesPending: an update changed HostConfig.Resources while the
 	// container did not run; its next start applies them.
 	ResourcesPending bool `json:",omitempty"`
+	// StartError is why the last start failed (cleared by a start that
+	// succeeds): inspect's State.Error, with exit code 128, as dockerd
+	// keeps it.
+	StartError string `json:",omitempty"`
 	// Pending is set while the creation runs; Open undoes it.
 	Pending bool `json:",omitempty"`
 	// Removing is set once a removal started; Open finishes it, removing

@@ -39,13 +39,21 @@ type startOptions struct {
 }
 
 // start runs c; called with c.op held.
-func (e *Engine) start(ctx context.Context, c *ctr, o startOptions) error {
+func (e *Engine) start(ctx context.Context, c *ctr, o startOptions) (retErr error) {
 	e.mu.Lock()
 	id, removed := c.rec.ID, c.removed || c.rec.Removing
 	e.mu.Unlock()
 	if removed {
 		return noSuchContainer(id)
 	}
+	defer func() {
+		if retErr != nil {
+			msg := retErr.Error()
+			if err := e.update(c, func(r *record) { r.StartError = msg }); err != nil {
+				logctx.From(ctx).WarnContext(ctx, "record a failed start", "id", id, "error", err)
+			}
+		}
+	}()
 	st := startSteps(ctx, "docker start")
 	defer st.log(id)
 	if err := e.rebuildIfLost(ctx, c); err != nil {
@@ -93,6 +101,7 @@ func (e *Engine) start(ctx context.Context, c *ctr, o startOptions) error {
 	// once, is judged by the policy with these.
 	if err := e.update(c, func(r *record) {
 		r.StartedBefore = true
+		r.StartError = ""
 		if o.byUser {
 			r.RestartCount = 0
 			r.StoppedByUser = false
