@@ -69,8 +69,8 @@ func TestComposePortTaken(t *testing.T) {
 			t.Errorf("app is %s after web failed, want running", st.Status)
 		}
 		web := e.one("web")
-		if web.State.Running || web.State.Status == "running" {
-			t.Errorf("web is %s with its port taken", web.State.Status)
+		if st := web.State; st.Status != "created" || st.ExitCode != 128 || !strings.Contains(st.Error, "port is already allocated") || st.Pid != 0 {
+			t.Errorf("web with its port taken: %+v, want created, exit code 128 and the error, as dockerd", st)
 		}
 		if body, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/", held)); err == nil && body != "" {
 			t.Errorf("the held port answered %q", body)
