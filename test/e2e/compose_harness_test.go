@@ -162,6 +162,41 @@ func (e *composeEnv) name(service string, n int) string {
 	return fmt.Sprintf("%s-%s-%d", e.project, service, n)
 }
 
+// composeTTY runs the client under a pseudo terminal (util-linux's
+// script) with input typed into it, the terminal kept open for hold, and
+// returns what the terminal showed (carriage returns dropped) and the
+// exit code.
+func (e *composeEnv) composeTTY(input string, hold time.Duration, args ...string) (string, int) {
+	e.t.Helper()
+	scriptBin := testutil.LookPath(e.t, "script", "util-linux's script runs commands under a pty")
+	line := ""
+	for _, a := range append(append(append([]string{}, e.c.argv...), "-p", e.project), args...) {
+		line += " '" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, scriptBin, "-qec", line, "/dev/null")
+	cmd.Dir = e.dir
+	cmd.Env = append(os.Environ(), e.cenv...)
+	pr, pw := io.Pipe()
+	cmd.Stdin = pr
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	go func() {
+		io.WriteString(pw, input)
+		time.Sleep(hold)
+		pw.Close()
+	}()
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil || ctx.Err() != nil {
+		e.t.Fatalf("%s %v under a tty: %v %v\n%s", e.c.name, args, err, ctx.Err(), out.String())
+	}
+	return strings.ReplaceAll(out.String(), "\r", ""), code
+}
+
 // bgCompose is a long-running compose command (logs -f, up attached)
 // whose output lines the test watches.
 type bgCompose struct {

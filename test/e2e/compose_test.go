@@ -292,6 +292,13 @@ func composeTutorial(t *testing.T, e *composeEnv, port int, webImage string) {
 	if got := e.compose("run", "--rm", "-T", "worker", "sh", "-c", "echo run $(nc redis 6379 </dev/null)"); !regexp.MustCompile(`^run \d+\n$`).MatchString(got) {
 		t.Errorf("run --rm worker = %q", got)
 	}
+	// run and exec on a terminal, as a user types them.
+	if out, code := e.composeTTY("echo tty-$((6*7)); exit 3\n", 3*time.Second, "run", "--rm", "worker", "sh"); code != 3 || !strings.Contains(out, "\ntty-42\n") {
+		t.Errorf("run --rm worker sh on a terminal: exit %d\n%s", code, out)
+	}
+	if out, code := e.composeTTY("cat /data/marker; exit 4\n", 3*time.Second, "exec", "redis", "sh"); code != 4 || !strings.Contains(out, "\nkept\n") {
+		t.Errorf("exec redis sh on a terminal: exit %d\n%s", code, out)
+	}
 	oneoff, err := e.api.ContainerList(ctxT(t), client.ContainerListOptions{All: true, Filters: client.Filters{}.Add("label", "com.docker.compose.oneoff=True")})
 	if err != nil || len(oneoff.Items) != 0 {
 		t.Errorf("run --rm left %d one-off containers (%v)", len(oneoff.Items), err)
