@@ -3,9 +3,11 @@ package dockerapi
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"time"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/image"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -49,8 +51,41 @@ func (s *server) imageInspect(w http.ResponseWriter, r *http.Request, name strin
 	if err != nil {
 		return noSuchImage(name, err)
 	}
-	writeJSON(w, http.StatusOK, inspect(img))
+	out := inspect(img)
+	if !versionBelow(r, "1.45") && !composeV1(r) {
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	}
+	writeJSON(w, http.StatusOK, legacyImageInspect{InspectResponse: out, ContainerConfig: containerConfig(img)})
 	return nil
+}
+
+// legacyImageInspect is image inspect with ContainerConfig (the config of
+// the container a classic build committed), which dockerd sends below
+// API 1.45. docker-compose 1.29 reads it at any version (the one /version
+// reports) when it recreates a container, and fails with KeyError
+// 'ContainerConfig' without it, as it does against dockerd 26 and later.
+type legacyImageInspect struct {
+	image.InspectResponse
+	ContainerConfig *container.Config
+}
+
+// containerConfig is the image config's container_config, or an empty
+// one (dockerd 25's for images that have none).
+func containerConfig(img *imagestore.Image) *container.Config {
+	var raw struct {
+		ContainerConfig *container.Config `json:"container_config"`
+	}
+	if len(img.RawConfig) > 0 && json.Unmarshal(img.RawConfig, &raw) == nil && raw.ContainerConfig != nil {
+		return raw.ContainerConfig
+	}
+	return &container.Config{}
+}
+
+// composeV1 tells docker-compose 1.x (Python, docker-py) by its
+// User-Agent: "docker-compose/1.29.2 docker-py/7.1.0 Linux/...".
+func composeV1(r *http.Request) bool {
+	return strings.HasPrefix(r.UserAgent(), "docker-compose/1.")
 }
 
 func inspect(img *imagestore.Image) image.InspectResponse {

@@ -491,3 +491,52 @@ func TestInfoWarnsWhenListFails(t *testing.T) {
 		t.Errorf("warnings = %v", info.Info.Warnings)
 	}
 }
+
+// TestImageInspectContainerConfig: ContainerConfig (the classic build's
+// container_config, or an empty one) below API 1.45, as dockerd, and for
+// docker-compose 1.x at any version: it reads it when it recreates a
+// container. Other clients at 1.45+ get docker's current shape.
+func TestImageInspectContainerConfig(t *testing.T) {
+	f := dockerapitest.New()
+	a := dockerapitest.Image("a", "built:v1")
+	a.RawConfig = []byte(`{"architecture":"amd64","os":"linux","config":{"Cmd":["sh"]},"container_config":{"Cmd":["/bin/sh","-c","#(nop) CMD [\"sh\"]"],"Volumes":{"/data":{}}}}`)
+	b := dockerapitest.Image("b", "pulled:v1")
+	f.Add(a)
+	f.Add(b)
+	srv, _ := newTestServer(t, f)
+	for _, c := range []struct {
+		path, ua string
+		want     string // ContainerConfig's Cmd and Volumes; empty: none
+	}{
+		{"/v1.44/images/built:v1/json", "Docker-Client/28.2.2 (linux)", `[/bin/sh -c #(nop) CMD ["sh"]] map[/data:{}]`},
+		{"/v1.57/images/built:v1/json", "docker-compose/1.29.2 docker-py/7.1.0 Linux/6.1.0", `[/bin/sh -c #(nop) CMD ["sh"]] map[/data:{}]`},
+		{"/v1.57/images/pulled:v1/json", "docker-compose/1.29.2 docker-py/7.1.0 Linux/6.1.0", `[] map[]`},
+		{"/v1.57/images/built:v1/json", "Docker-Client/28.2.2 (linux)", ""},
+		{"/v1.45/images/built:v1/json", "docker-sdk-python/7.1.0", ""},
+	} {
+		resp, body := do(t, srv, http.MethodGet, c.path, nil, "User-Agent", c.ua)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", c.path, resp.StatusCode, body)
+		}
+		var got map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(body), &got); err != nil {
+			t.Fatal(err)
+		}
+		cc, ok := got["ContainerConfig"]
+		switch {
+		case c.want == "" && ok:
+			t.Errorf("%s (%s): ContainerConfig %s, want none", c.path, c.ua, cc)
+		case c.want != "":
+			var cfg struct {
+				Cmd     []string
+				Volumes map[string]struct{}
+			}
+			if err := json.Unmarshal(cc, &cfg); err != nil || fmt.Sprint(cfg.Cmd, " ", cfg.Volumes) != c.want {
+				t.Errorf("%s (%s): ContainerConfig %s (%v), want %s", c.path, c.ua, cc, err, c.want)
+			}
+		}
+		if _, ok := got["Id"]; !ok {
+			t.Errorf("%s: no Id in %s", c.path, body)
+		}
+	}
+}
