@@ -93,9 +93,15 @@ func (e *composeEnv) composeCmd(ctx context.Context, env []string, args ...strin
 // composeErr runs the client and returns stdout, stderr and the exit code.
 func (e *composeEnv) composeErr(args ...string) (string, string, int) {
 	e.t.Helper()
+	return e.composeEnvErr(nil, args...)
+}
+
+// composeEnvErr is composeErr with env added to the client's environment.
+func (e *composeEnv) composeEnvErr(env []string, args ...string) (string, string, int) {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := e.composeCmd(ctx, nil, args...)
+	cmd := e.composeCmd(ctx, env, args...)
 	var o, er bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &er
 	err := cmd.Run()

@@ -83,6 +83,8 @@ echo "Hello from $GREETING! I have been seen $(nc $REDIS_HOST 6379 </dev/null) t
   worker:
     image: ` + image + `
     command: ["sh", "-c", "trap 'exit 0' TERM; while true; do echo \"worker got $$(nc redis 6379 </dev/null)\"; sleep 1 & wait; done"]
+    environment:
+      MODE: ${WORKER_MODE:-a}
     networks: [back]
     depends_on:
       - redis
@@ -274,6 +276,21 @@ func composeTutorial(t *testing.T, e *composeEnv, port int, webImage string) {
 	if got := e.compose("exec", "-T", "redis", "cat", "/data/marker"); got != "kept\n" {
 		t.Errorf("the volume's file after down + up: %q", got)
 	}
+
+	// A changed service is recreated (compose renames the new container
+	// into place, connects it before it starts), the others stay.
+	oldWorker, redisID := e.one("worker"), e.one("redis").ID
+	if out, errOut, code := e.composeEnvErr([]string{"WORKER_MODE=b"}, "up", "-d"); code != 0 {
+		t.Fatalf("up -d with worker changed: exit %d\n%s%s", code, out, errOut)
+	}
+	newWorker := e.one("worker")
+	if newWorker.ID == oldWorker.ID || newWorker.Name != oldWorker.Name || newWorker.State.Status != "running" || e.one("redis").ID != redisID {
+		t.Errorf("up -d with worker changed: worker %s %s %s (was %s), redis %s (was %s)", newWorker.ID[:12], newWorker.Name, newWorker.State.Status, oldWorker.ID[:12], e.one("redis").ID[:12], redisID[:12])
+	}
+	if got := e.compose("exec", "-T", "worker", "sh", "-c", "echo $MODE $(nc redis 6379 </dev/null)"); !regexp.MustCompile(`^b \d+\n$`).MatchString(got) {
+		t.Errorf("the recreated worker: %q", got)
+	}
+	e.compose("up", "-d")
 
 	// restart, stop, start, run --rm, config, pull, push.
 	before := e.one("worker")
