@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,8 +19,13 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 func layerDigests(t *testing.T, img v1.Image) []digest.Digest {
@@ -376,5 +382,49 @@ func TestFailingMirrorFallsBackToServer(t *testing.T) {
 	}
 	if asked.Load() == 0 {
 		t.Fatal("the mirror was not tried first")
+	}
+}
+
+// TestSparseLayerRefused: a registry serves an image whose layer holds a
+// sparse file (2.5 KiB of tar that read as 1 GiB of zeros; the diff ID is
+// right, so only the unpacker can tell). The pull fails as a bad layer at
+// that entry, before writing it: no image, no blob of the layer, and the
+// store's disk use stays small.
+func TestSparseLayerRefused(t *testing.T) {
+	reg := newRegistry(t)
+	hostile := testutil.SparseTar("var/log/lastlog", 1<<30)
+	bad, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(hostile)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := random.Layer(32<<10, types.DockerLayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, good, bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := reg.push(t, "test/sparse:v1", img)
+	badDigest := layerDigests(t, img)[1]
+	s := openStore(t, Config{})
+	_, err = s.Pull(t.Context(), ref, PullOptions{})
+	if err == nil {
+		t.Fatal("pull of a layer with a sparse file succeeded")
+	}
+	t.Log(err)
+	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "var/log/lastlog") || !strings.Contains(err.Error(), "sparse") {
+		t.Fatalf("error is not a bad layer naming the sparse entry: %v", err)
+	}
+	assertNothingStored(t, s, badDigest)
+	var used int64
+	filepath.Walk(s.cfg.Root, func(p string, fi os.FileInfo, err error) error {
+		if err == nil {
+			used += fi.Sys().(*syscall.Stat_t).Blocks * 512
+		}
+		return nil
+	})
+	if used > 16<<20 {
+		t.Fatalf("the store uses %d bytes after the refused pull", used)
 	}
 }

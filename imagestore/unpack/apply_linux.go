@@ -11,6 +11,8 @@
 // error naming the entry and wrapping errdefs.ErrInvalidArgument. A symlink
 // with an absolute or ".." target is ordinary content (it is resolved inside
 // the container at run time); it is only never followed while unpacking.
+// Sparse entries are refused: their holes read as zeros, so a few KiB of
+// archive would write terabytes before the caller's digest check.
 // Needs Linux 5.8 (openat2, utimensat with AT_EMPTY_PATH).
 package unpack
 
@@ -232,12 +234,18 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 	case tar.TypeDir:
 		return a.mkdir(pfd, rel, base, hdr)
 	case tar.TypeReg, tar.TypeRegA:
-		if a.opts.Plain && sparse(hdr) {
+		if sparse(hdr) {
 			// A sparse entry reads as its whole size of zeros: a few
-			// bytes of archive could fill the disk.
-			return errInvalid("sparse file in the archive")
+			// bytes of archive could fill the disk, long before a
+			// layer's diff ID check could fail. No image builder writes
+			// them (Go's archive/tar, which docker, BuildKit, containerd
+			// and buildah use, cannot), so they are refused, in layers
+			// as in build contexts.
+			return errInvalid("sparse file of %d bytes in the archive: sparse files are not supported", hdr.Size)
 		}
 		return a.file(pfd, rel, base, hdr, r)
+	case tar.TypeGNUSparse:
+		return errInvalid("sparse file of %d bytes in the archive (old GNU format): sparse files are not supported", hdr.Size)
 	case tar.TypeSymlink:
 		return a.symlink(pfd, rel, base, hdr)
 	case tar.TypeLink:
@@ -578,8 +586,9 @@ func (a *applier) whiteout(parentRel, base string) error {
 	return nil
 }
 
-// sparse says whether hdr is a PAX-format sparse file (the old GNU 'S' type
-// is refused anyway).
+// sparse says whether hdr is a PAX-format sparse file (any of GNU's 0.0,
+// 0.1 and 1.0 encodings; archive/tar reports them as regular files of
+// their expanded size).
 func sparse(hdr *tar.Header) bool {
 	for k := range hdr.PAXRecords {
 		if strings.HasPrefix(k, "GNU.sparse.") {

@@ -308,28 +308,66 @@ func TestApplyPlain(t *testing.T) {
 		t.Fatalf("a .wh. name in a plain archive: %v", err)
 	}
 	char := ent{name: "null", typ: tar.TypeChar, mode: 0o666, major: 1, minor: 3}
-	// Go's writer will not write a sparse file: a PAX 1.0 sparse entry by
-	// hand, 2 KiB that read as 1 TB of zeros.
-	var sp bytes.Buffer
-	pax := paxRecord("GNU.sparse.major", "1") + paxRecord("GNU.sparse.minor", "0") +
-		paxRecord("GNU.sparse.name", "sparse") + paxRecord("GNU.sparse.realsize", "1000000000000")
-	sp.Write(rawHeader("pax", 'x', len(pax)))
-	sp.Write(padBlock([]byte(pax)))
-	sparseMap := padBlock([]byte("1\n0\n0\n"))
-	sp.Write(rawHeader("sparse", '0', len(sparseMap)))
-	sp.Write(sparseMap)
-	sp.Write(make([]byte, 1024))
 	for name, data := range map[string][]byte{
 		"absolute": buildTar(t, file("/etc/x", "x")),
 		"dotdot":   buildTar(t, dir("a/"), file("a/../../x", "x")),
 		"device":   buildTar(t, char),
 		"link up":  buildTar(t, hardlink("h", "../x")),
-		"sparse":   sp.Bytes(),
+		"sparse":   testutil.SparseTar("sparse", 1000000000000),
 	} {
 		if _, err := plain(data); !errdefs.IsInvalidArgument(err) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
+}
+
+// TestApplySparseRefused: a sparse entry in a layer, in any of GNU's
+// encodings, fails the unpack at its header (a few KiB that read as 1 TB
+// of zeros), naming the entry, with nothing written.
+func TestApplySparseRefused(t *testing.T) {
+	const tb = 1000000000000
+	for name, data := range map[string][]byte{
+		"pax 1.0":  testutil.SparseTar("big", tb),
+		"pax 0.1":  sparsePAX01("big", tb),
+		"old gnu":  sparseOldGNU("big", tb),
+		"in a dir": append(buildTar(t, dir("d/"))[:512], testutil.SparseTar("d/big", tb)...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := newSandbox(t)
+			_, err := apply(t, s.layer, data)
+			t.Log(err)
+			if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "sparse") || !strings.Contains(err.Error(), "big") {
+				t.Fatalf("sparse entry: %v, want an invalid argument naming it", err)
+			}
+			if _, err := os.Lstat(filepath.Join(s.layer, "big")); !os.IsNotExist(err) {
+				t.Errorf("the sparse file was created: %v", err)
+			}
+		})
+	}
+}
+
+// sparsePAX01 is testutil.SparseTar in PAX 0.1 (the map in a PAX record).
+func sparsePAX01(name string, size int64) []byte {
+	var sp bytes.Buffer
+	pax := paxRecord("GNU.sparse.numblocks", "1") + paxRecord("GNU.sparse.map", "0,0") +
+		paxRecord("GNU.sparse.name", name) + paxRecord("GNU.sparse.size", strconv.FormatInt(size, 10))
+	sp.Write(rawHeader("pax", 'x', len(pax)))
+	sp.Write(padBlock([]byte(pax)))
+	sp.Write(rawHeader(name, '0', 0))
+	sp.Write(make([]byte, 1024))
+	return sp.Bytes()
+}
+
+// sparseOldGNU is testutil.SparseTar in the old GNU format (type 'S', the map and
+// the real size in the header), at most 8 GiB (11 octal digits).
+func sparseOldGNU(name string, size int64) []byte {
+	size = min(size, 0o77777777777)
+	h := rawHeader(name, 'S', 0)
+	copy(h[257:], "ustar  \x00") // GNU magic
+	copy(h[386:], fmt.Sprintf("%011o\x00%011o\x00", 0, 0))
+	copy(h[483:], fmt.Sprintf("%011o\x00", size))
+	testutil.TarChecksum(h)
+	return append(h, make([]byte, 1024)...)
 }
 
 func rawHeader(name string, typ byte, size int) []byte {
