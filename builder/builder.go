@@ -73,8 +73,9 @@ type Config struct {
 	// same path as Root.
 	StateDir string
 	// DefaultNetwork is the network of RUN steps when a build asks for
-	// "default" or nothing: NetworkHost (the default here), NetworkNone or
-	// NetworkBridge.
+	// "default" or nothing: NetworkBridge (the default, as docker's
+	// classic builder: a RUN does not see the host's loopback services),
+	// NetworkHost or NetworkNone. The bridge needs a Network (New).
 	DefaultNetwork string
 }
 
@@ -92,7 +93,7 @@ type Network interface {
 // Validate checks c and fills defaults.
 func (c *Config) Validate() error {
 	if c.DefaultNetwork == "" {
-		c.DefaultNetwork = NetworkHost
+		c.DefaultNetwork = NetworkBridge
 	}
 	switch {
 	case !filepath.IsAbs(c.Root) || !filepath.IsAbs(c.StateDir):
@@ -128,7 +129,7 @@ func New(cfg Config, images *imagestore.Store, rt *runtime.Manager, net Network)
 		return nil, err
 	}
 	if cfg.DefaultNetwork == NetworkBridge && net == nil {
-		return nil, fmt.Errorf("builder config: default network bridge: no bridge network here: %w", errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("builder config: default network bridge: no bridge network here (choose %q or %q): %w", NetworkHost, NetworkNone, errdefs.ErrInvalidArgument)
 	}
 	for _, d := range []string{cfg.Root, filepath.Join(cfg.Root, "tmp"), cfg.StateDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {

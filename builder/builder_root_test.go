@@ -119,7 +119,9 @@ func newEnv(t testing.TB) *env {
 
 func (e *env) open() {
 	var err error
-	e.b, err = New(Config{Root: filepath.Join(e.root, "builder"), StateDir: filepath.Join(e.state, "builder")}, e.images, e.rt, nil)
+	// No bridge here (that is berthd's, tested end to end): RUN steps on
+	// the host's network.
+	e.b, err = New(Config{Root: filepath.Join(e.root, "builder"), StateDir: filepath.Join(e.state, "builder"), DefaultNetwork: NetworkHost}, e.images, e.rt, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}

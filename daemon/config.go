@@ -113,11 +113,11 @@ type RuntimeConfig struct {
 // BuilderConfig is the [builder] section.
 type BuilderConfig struct {
 	// DefaultNetwork is the network of RUN steps when a build names none
-	// (or "default"): "host" (the default: builds work wherever berthd
-	// runs, with no bridge, CNI plugins or iptables rules to set up, as
-	// BuildKit's own daemon does without CNI), "bridge" (docker's classic
-	// builder's: the standalone containers' default bridge, isolated from
-	// the host's loopback services) or "none".
+	// (or "default"): "bridge" (the default, docker's classic builder's:
+	// the standalone containers' default bridge, so that a RUN does not
+	// reach the host's loopback services), "host" (the host's network, as
+	// BuildKit's own daemon runs without CNI: no bridge, plugins or
+	// iptables rules needed) or "none".
 	DefaultNetwork string `toml:"default_network"`
 }
 

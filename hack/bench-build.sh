@@ -9,9 +9,10 @@
 #   hack/bench-build.sh [-n N] [--berth-only]
 #
 # Both daemons run on temp dirs under /var/tmp, pull the base image from a
-# registry on 127.0.0.1, and build with RUN on the host's network (berthd's
-# default; --network host for dockerd, which runs without a bridge of its
-# own here). The base image is pulled once before timing. Installs Debian's
+# registry on 127.0.0.1, and build with --network host (dockerd runs
+# without a bridge of its own here; berthd's default bridge would add its
+# sandbox's setup to every build): the builders are compared, not the
+# networks. The base image is pulled once before timing. Installs Debian's
 # docker.io if missing. Needs root. Stops only the processes it started and
 # removes its temp dir (KEEP=1 keeps it). Timings on a busy machine are
 # noise: take the figures on a quiet one.
@@ -124,7 +125,7 @@ time_ms() {
 	echo $(((t1 - t0) / 1000000))
 }
 
-berth_build() { berth build --progress plain --secret "id=token,src=$T/secret" --build-arg "BASE=$BASE" -t bench:berth "$@" "$CTX"; }
+berth_build() { berth build --network host --progress plain --secret "id=token,src=$T/secret" --build-arg "BASE=$BASE" -t bench:berth "$@" "$CTX"; }
 docker_build() { docker build --network host --progress plain --secret "id=token,src=$T/secret" --build-arg "BASE=$BASE" -t bench:buildkit "$@" "$CTX"; }
 
 # Prime both (not timed): the first build of each pays one-time costs.

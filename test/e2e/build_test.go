@@ -548,11 +548,11 @@ func TestKill9DuringBuild(t *testing.T) {
 	}
 }
 
-// TestBuildOnBridge: with --network bridge the RUN steps of a build share
-// one namespace on the daemon's default bridge (an address of its pool,
-// the build's hostname), as docker's classic builder runs them; the
-// default is the host's network. Afterwards no sandbox, veth or lease of
-// the build is left.
+// TestBuildOnBridge: by default (and with --network bridge) the RUN steps
+// of a build share one namespace on the daemon's default bridge (an
+// address of its pool, the build's hostname), as docker's classic builder
+// runs them; --network host gives the host's network, --network none only
+// a loopback. Afterwards no sandbox, veth or lease of the build is left.
 func TestBuildOnBridge(t *testing.T) {
 	testutil.LookPath(t, "iptables-save", "the CNI plugins need iptables")
 	if builtCNIPlugins(t) == "" {
@@ -570,37 +570,45 @@ func TestBuildOnBridge(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "Dockerfile"), "FROM "+base.Ref+"\n"+
 		"RUN ip -4 -o addr show eth0 | awk '{print $4}' > /addr && hostname > /host1\n"+
 		"RUN hostname > /host2 && cat /addr /host1 /host2 && grep -c . /etc/resolv.conf\n")
-	out := run(t, env, berth, "build", "--progress", "plain", "--no-cache", "--network", "bridge", "-t", "e2e/bridge", dir)
-	_ = out
 	archive := filepath.Join(t.TempDir(), "i.tar")
-	run(t, env, berth, "save", "-o", archive, "e2e/bridge")
-	raw, _ := os.ReadFile(archive)
-	fs := savedFiles(t, raw)
-	ip, _, err := net.ParseCIDR(strings.TrimSpace(fs["addr"]))
-	if err != nil || !d.Networks.Pool.Contains(ip) {
-		t.Errorf("the RUN step's address %q is not in the daemon's pool %s", fs["addr"], d.Networks.Pool)
-	}
-	if fs["host1"] == "" || fs["host1"] != fs["host2"] {
-		t.Errorf("the build's RUN steps have hostnames %q and %q, want one", fs["host1"], fs["host2"])
-	}
-	for _, sub := range []string{"runtime/sandboxes", "runtime/containers", "snapshots"} {
-		if ents, _ := os.ReadDir(filepath.Join(d.Root, sub)); len(ents) != 0 {
-			t.Errorf("left in %s: %d entries", sub, len(ents))
+	for _, flags := range [][]string{nil, {"--network", "bridge"}} {
+		args := append(append([]string{"build", "--progress", "plain", "--no-cache"}, flags...), "-t", "e2e/bridge", dir)
+		run(t, env, berth, args...)
+		run(t, env, berth, "save", "-o", archive, "e2e/bridge")
+		raw, _ := os.ReadFile(archive)
+		fs := savedFiles(t, raw)
+		ip, _, err := net.ParseCIDR(strings.TrimSpace(fs["addr"]))
+		if err != nil || !d.Networks.Pool.Contains(ip) {
+			t.Errorf("build %v: the RUN step's address %q is not in the daemon's pool %s", flags, fs["addr"], d.Networks.Pool)
+		}
+		if fs["host1"] == "" || fs["host1"] != fs["host2"] {
+			t.Errorf("build %v: the build's RUN steps have hostnames %q and %q, want one", flags, fs["host1"], fs["host2"])
+		}
+		for _, sub := range []string{"runtime/sandboxes", "runtime/containers", "snapshots"} {
+			if ents, _ := os.ReadDir(filepath.Join(d.Root, sub)); len(ents) != 0 {
+				t.Errorf("build %v: left in %s: %d entries", flags, sub, len(ents))
+			}
+		}
+		if ents, _ := os.ReadDir(filepath.Join(d.State, "ns", "net")); len(ents) != 0 {
+			t.Errorf("build %v: pinned network namespaces left: %d", flags, len(ents))
+		}
+		if veths, err := exec.Command("ip", "-o", "link", "show", "master", d.Networks.Bridge).Output(); err != nil || strings.TrimSpace(string(veths)) != "" {
+			t.Errorf("build %v: veths left on %s: %q %v", flags, d.Networks.Bridge, veths, err)
 		}
 	}
-	if ents, _ := os.ReadDir(filepath.Join(d.State, "ns", "net")); len(ents) != 0 {
-		t.Errorf("pinned network namespaces left: %d", len(ents))
-	}
-	if veths, err := exec.Command("ip", "-o", "link", "show", "master", d.Networks.Bridge).Output(); err != nil || strings.TrimSpace(string(veths)) != "" {
-		t.Errorf("veths left on %s: %q %v", d.Networks.Bridge, veths, err)
-	}
-	// The default network is the host's: the same step sees the host's
-	// interfaces (no eth0 of the bridge pool).
+	// --network host: the step sees the host's interfaces (no eth0 of the
+	// bridge pool); none: only a loopback.
 	writeFile(t, filepath.Join(dir, "Dockerfile"), "FROM "+base.Ref+"\nRUN ip -4 -o addr | awk '{print $4}' > /addrs\n")
-	run(t, env, berth, "build", "--progress", "plain", "-t", "e2e/hostnet", dir)
-	run(t, env, berth, "save", "-o", archive, "e2e/hostnet")
-	raw, _ = os.ReadFile(archive)
-	if addrs := savedFiles(t, raw)["addrs"]; !strings.Contains(addrs, "127.0.0.1/8") || strings.Count(addrs, "\n") < 2 {
-		t.Errorf("a default build's RUN saw %q, not the host's addresses", addrs)
+	for _, mode := range []string{"host", "none"} {
+		run(t, env, berth, "build", "--progress", "plain", "--network", mode, "-t", "e2e/"+mode+"net", dir)
+		run(t, env, berth, "save", "-o", archive, "e2e/"+mode+"net")
+		raw, _ := os.ReadFile(archive)
+		addrs := savedFiles(t, raw)["addrs"]
+		switch {
+		case mode == "host" && (!strings.Contains(addrs, "127.0.0.1/8") || strings.Count(addrs, "\n") < 2):
+			t.Errorf("a --network host build's RUN saw %q, not the host's addresses", addrs)
+		case mode == "none" && addrs != "127.0.0.1/8\n":
+			t.Errorf("a --network none build's RUN saw %q, want only the loopback", addrs)
+		}
 	}
 }
