@@ -89,8 +89,10 @@ type monitor struct {
 	deleted  bool
 	exited   chan struct{}
 	shutdown chan struct{}
-	// reapedCh is closed when reaped is set.
-	reapedCh chan struct{}
+	// reapedCh is closed when reaped is set; initStatus is then the
+	// init's wait status.
+	reapedCh   chan struct{}
+	initStatus unix.WaitStatus
 	// stdinDone is set once a stdin_once attach ended; guarded by mu.
 	stdinDone bool
 	// paused is set while the container is frozen; guarded by mu.
@@ -295,14 +297,28 @@ func (m *monitor) openExecFifo() error {
 	select {
 	case res = <-ch:
 	case <-m.reapedCh:
-		// Nobody will open the write side: do it to free the opener.
-		if w, err := os.OpenFile(path, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
-			w.Close()
+		// The init is gone, but it may have started the process first:
+		// on a busy machine a process that exits at once is reaped before
+		// the opener above runs again to report. So let the opener finish
+		// (a writer of our own frees it if the init never opened the
+		// fifo) and read the fifo: the init's byte there means the
+		// process ran.
+		deadline := time.Now().Add(drainTimeout)
+		for res.f == nil && res.err == nil {
+			if w, err := os.OpenFile(path, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
+				w.Close()
+				res = <-ch
+				break
+			}
+			// ENXIO: the opener has not reached its open yet.
+			select {
+			case res = <-ch:
+			case <-time.After(5 * time.Millisecond):
+				if time.Now().After(deadline) {
+					return fmt.Errorf("init exited before it was started (%s): %w", m.initEnd(), errdefs.ErrFailedPrecondition)
+				}
+			}
 		}
-		if r := <-ch; r.f != nil {
-			r.f.Close()
-		}
-		return fmt.Errorf("init exited before it was started: %w", errdefs.ErrFailedPrecondition)
 	}
 	if res.err != nil {
 		return fmt.Errorf("open exec fifo: %w", res.err)
@@ -314,7 +330,13 @@ func (m *monitor) openExecFifo() error {
 		return fmt.Errorf("read exec fifo: %w", err)
 	}
 	if len(b) == 0 {
-		return fmt.Errorf("init exited before it was started: %w", errdefs.ErrFailedPrecondition)
+		// The init let go of the fifo without its byte: it failed.
+		select {
+		case <-m.reapedCh:
+			return fmt.Errorf("init exited before it started the process (%s): %w", m.initEnd(), errdefs.ErrFailedPrecondition)
+		case <-time.After(drainTimeout):
+			return fmt.Errorf("init closed the exec fifo without starting the process: %w", errdefs.ErrFailedPrecondition)
+		}
 	}
 	// libcontainer tells created from running by the fifo's presence.
 	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
@@ -323,10 +345,22 @@ func (m *monitor) openExecFifo() error {
 	return nil
 }
 
+// initEnd says how the init ended, once reapedCh is closed.
+func (m *monitor) initEnd() string {
+	m.mu.Lock()
+	ws := m.initStatus
+	m.mu.Unlock()
+	if ws.Signaled() {
+		return "killed by " + ws.Signal().String()
+	}
+	return "exit status " + strconv.Itoa(ws.ExitStatus())
+}
+
 func (m *monitor) onInitExit(ws unix.WaitStatus) {
 	finished := time.Now()
 	m.mu.Lock()
 	m.reaped = true
+	m.initStatus = ws
 	m.mu.Unlock()
 	close(m.reapedCh)
 	// A start in flight sees reapedCh and returns; its StartedAt belongs
