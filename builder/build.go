@@ -71,6 +71,8 @@ type build struct {
 
 	stages  []*stage
 	printer *printer
+	// tm times the build's phases (debug level; nil when off).
+	tm *timings
 
 	// mu guards what concurrent stages share below.
 	mu sync.Mutex
@@ -302,10 +304,12 @@ func (bd *build) run(ctx context.Context) (*Result, error) {
 	}
 	bd.printer.start(order, total)
 	err = bd.runStages(ctx, order)
+	bd.tm.done("stages")
 	// Steps that succeeded stay cached even when a later one failed.
 	if rerr := bd.recordCache(ctx); rerr != nil && err == nil {
 		err = rerr
 	}
+	bd.tm.done("cache")
 	if err != nil {
 		return nil, err
 	}
@@ -354,6 +358,7 @@ func (bd *build) run(ctx context.Context) (*Result, error) {
 		return nil, fmt.Errorf("build: encode config: %w", err)
 	}
 	img, err := bd.b.images.CommitImage(ctx, imagestore.ImageCommit{Config: raw, Layers: final.layers, Tags: bd.opts.Tags})
+	bd.tm.done("image")
 	if err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	}

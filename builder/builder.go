@@ -294,10 +294,17 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*Result, error) {
 		delete(b.running, id)
 		b.mu.Unlock()
 	}()
+	tm := startTimings(ctx, "build")
+	defer tm.log("build", id)
 	bd, err := b.newBuild(ctx, id, opts)
+	tm.done("context")
 	if err != nil {
 		return nil, err
 	}
-	defer bd.close(ctx)
+	defer func() {
+		bd.close(ctx)
+		tm.done("close")
+	}()
+	bd.tm = tm
 	return bd.run(ctx)
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/imagestore"
+	"github.com/berth-dev/berth/internal/logctx"
 	"github.com/berth-dev/berth/internal/shimbuild"
 	"github.com/berth-dev/berth/internal/testimage"
 	"github.com/berth-dev/berth/internal/testutil"
@@ -182,6 +184,16 @@ func (e *env) build(files map[string]string, opts Options) (*buildOut, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	if p := os.Getenv("BERTH_BUILD_LOG"); p != "" {
+		// The builder's debug timings (as berthd --log-level debug logs
+		// them) for a benchmark run.
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		defer f.Close()
+		ctx = logctx.With(ctx, slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	}
 	res, err := e.b.Build(ctx, opts)
 	out.res = res
 	return out, err

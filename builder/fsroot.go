@@ -132,12 +132,15 @@ func topChain(layers []imagestore.Layer) digest.Digest {
 // or none for COPY --link), mounted under the build's dir, and commits
 // what fn changed as a layer on top of s (nil when nothing changed).
 func (bd *build) onRootfs(ctx context.Context, s *state, lowers []imagestore.Layer, fn func(root string) error) (_ *imagestore.Layer, retErr error) {
+	tm := startTimings(ctx, "step on rootfs")
+	defer tm.log()
 	snap, release := bd.b.newSnapshot()
 	defer release()
 	ms, err := bd.b.images.PrepareBuild(ctx, snap, lowers)
 	if err != nil {
 		return nil, err
 	}
+	tm.done("snapshot")
 	defer func() {
 		if retErr != nil {
 			_ = bd.b.images.RemoveSnapshot(context.WithoutCancel(ctx), snap)
@@ -150,7 +153,9 @@ func (bd *build) onRootfs(ctx context.Context, s *state, lowers []imagestore.Lay
 	if err := mountAll(ms, target); err != nil {
 		return nil, err
 	}
+	tm.done("mount")
 	ferr := fn(target)
+	tm.done("work")
 	if err := unmountAll(target); err != nil {
 		return nil, errors.Join(ferr, err)
 	}
@@ -158,7 +163,10 @@ func (bd *build) onRootfs(ctx context.Context, s *state, lowers []imagestore.Lay
 	if ferr != nil {
 		return nil, ferr
 	}
-	return bd.b.images.CommitSnapshot(ctx, bd.lease, snap, topChain(s.layers))
+	tm.done("unmount")
+	l, err := bd.b.images.CommitSnapshot(ctx, bd.lease, snap, topChain(s.layers))
+	tm.done("commit")
+	return l, err
 }
 
 // existsInLowers says whether rel exists in the union of lowers (topmost
