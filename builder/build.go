@@ -45,7 +45,10 @@ type build struct {
 	id   string
 	opts Options
 
-	dir      string // <root>/tmp/<id>: context, mounts, downloads
+	dir string // <root>/tmp/<id>: context spool, mounts, downloads
+	// ctxfs is the build context; ctxDir where it is written out when a
+	// RUN bind-mounts it.
+	ctxfs    *ctxFS
 	ctxDir   string
 	stateDir string // <state>/<id>: a tmpfs
 	lease    *imagestore.Lease
@@ -123,7 +126,7 @@ func (b *Builder) newBuild(ctx context.Context, id string, opts Options) (_ *bui
 		}
 	}()
 	bd.ctxDir = filepath.Join(bd.dir, "context")
-	if err := os.MkdirAll(bd.ctxDir, 0o700); err != nil {
+	if err := os.MkdirAll(bd.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	}
 	if err := os.MkdirAll(bd.stateDir, 0o700); err != nil {
@@ -159,7 +162,7 @@ func (b *Builder) newBuild(ctx context.Context, id string, opts Options) (_ *bui
 	if opts.Context == nil {
 		return nil, fmt.Errorf("build: no build context: %w", errdefs.ErrInvalidArgument)
 	}
-	if err := extractContext(ctx, opts.Context, bd.ctxDir); err != nil {
+	if bd.ctxfs, err = readContext(ctx, opts.Context, filepath.Join(bd.dir, "context.spool")); err != nil {
 		return nil, err
 	}
 	name := opts.Dockerfile
@@ -170,7 +173,7 @@ func (b *Builder) newBuild(ctx context.Context, id string, opts Options) (_ *bui
 	if err != nil {
 		return nil, err
 	}
-	content, err := readContextFile(bd.ctxDir, rel, maxDockerfileSize)
+	content, err := bd.ctxfs.readFile(rel, maxDockerfileSize)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("build: Dockerfile %q not found in the build context: %w", name, errdefs.ErrInvalidArgument)
@@ -187,7 +190,7 @@ func (b *Builder) newBuild(ctx context.Context, id string, opts Options) (_ *bui
 	if bd.df, err = parseDockerfile(shown, content); err != nil {
 		return nil, err
 	}
-	if bd.ignore, err = ignoreMatcher(bd.ctxDir, rel); err != nil {
+	if bd.ignore, err = ignoreMatcher(bd.ctxfs, rel); err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	}
 	bd.escape = bd.df.escape
@@ -201,6 +204,9 @@ func (bd *build) close(ctx context.Context) {
 	defer cancel()
 	log := logctx.From(ctx)
 	bd.secrets.wipe()
+	if bd.ctxfs != nil {
+		bd.ctxfs.close()
+	}
 	if sb := bd.sandbox; sb != nil {
 		if err := bd.b.net.Release(ctx, sb.ID); err != nil {
 			log.WarnContext(ctx, "release the build's network", "build", bd.id, "error", err)

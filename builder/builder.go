@@ -6,12 +6,14 @@
 // the image store directly. No second store, no build daemon.
 //
 // The contract:
-//   - Build reads a build context (a tar, gzip or bzip2 compressed or not),
-//     extracts it under Config.Root/tmp/<build>/ (nothing is written
-//     anywhere else but the image store, the runtime's records and the
-//     per-build tmpfs under Config.StateDir), builds the stages the target
-//     needs, in dependency order, and records the image with all its tags
-//     in one transaction.
+//   - Build reads a build context (a tar, gzip or bzip2 compressed or not)
+//     into an index of its entries, file contents spooled to one file
+//     under Config.Root/tmp/<build>/ (nothing is written anywhere else but
+//     the image store, the runtime's records and the per-build tmpfs under
+//     Config.StateDir; the context is written out there as a tree only
+//     when a RUN bind-mounts it), builds the stages the target needs,
+//     concurrently where they do not depend on each other, and records the
+//     image with all its tags in one transaction.
 //   - The cache: every step has a key (its parent's key, the instruction
 //     after expansion, and for COPY/ADD the checksums of the files copied);
 //     a step whose key is recorded is not run again. Records survive

@@ -20,7 +20,6 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/patternmatcher"
-	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/imagestore"
@@ -83,21 +82,23 @@ func hasWildcard(s string) bool {
 	return false
 }
 
-// source is one item a COPY copies: a path in a source tree.
+// source is one item a COPY copies: a path in the step's source tree
+// (the context, a stage or an image), a downloaded file or a heredoc.
 type source struct {
-	// root is the tree (the context, a stage's or an image's mounted
-	// root, a download dir); rel the item's path in it.
-	root string
-	rel  string
+	rel string
 	// follow: the item itself may be a symlink to follow (a path the
 	// Dockerfile named).
 	follow bool
 	// fromContext: the .dockerignore applies below it.
 	fromContext bool
-	// download: a file fetched by ADD <url> (never unpacked).
-	download bool
+	// dir, when set, holds rel, a file fetched by ADD <url> (never
+	// unpacked).
+	dir string
 	// data, when set, is a heredoc's content (rel is its name).
 	data *string
+	// unchecked: a path in a stage or image (as the Dockerfile gives
+	// it), not looked up yet: its cache key needs only its name.
+	unchecked string
 }
 
 // copyOpts are what applies to every copied file.
@@ -141,12 +142,48 @@ func (bd *build) runCopy(ctx context.Context, s *state, cs copySpec) error {
 		exclude = pm
 	}
 
-	// Where the sources come from.
-	srcRoot, fromKey, keepOwner, release, err := bd.copySourceRoot(ctx, cs)
-	if err != nil {
-		return err
+	// Where the sources come from: the context, or the layers of a stage
+	// or an image, mounted only when a file must be read from them (a
+	// wildcard to match, or a step not in the cache).
+	var srcTree tree
+	fromKey, keepOwner := "", false
+	var fromLayers []imagestore.Layer
+	if cs.from == "" {
+		srcTree = bd.ctxfs
+	} else {
+		layers, err := bd.fromLayers(ctx, cs.from)
+		if err != nil {
+			return err
+		}
+		fromLayers, keepOwner = layers, true
+		fromKey = "from:scratch"
+		if len(layers) > 0 {
+			fromKey = "from:" + topChain(layers).String()
+		}
 	}
-	defer release()
+	var releases []func()
+	defer func() {
+		for i := len(releases) - 1; i >= 0; i-- {
+			releases[i]()
+		}
+	}()
+	mountFrom := func() error {
+		if srcTree != nil {
+			return nil
+		}
+		root, release, err := bd.viewLayers(ctx, fromLayers)
+		if err != nil {
+			return err
+		}
+		releases = append(releases, release)
+		rfd, err := openRoot(root)
+		if err != nil {
+			return err
+		}
+		releases = append(releases, func() { unix.Close(rfd) })
+		srcTree = diskTree{fd: rfd}
+		return nil
+	}
 
 	var sources []source
 	keyParts := []any{name, cs.dest, cs.chown, cs.chmod, cs.link, cs.excludes, fromKey}
@@ -164,15 +201,24 @@ func (bd *build) runCopy(ctx context.Context, s *state, cs copySpec) error {
 			}
 			sources = append(sources, src2)
 			keyParts = append(keyParts, "url", src, sum)
+		case cs.from != "" && !hasWildcard(src):
+			// The stage's or image's content is in fromKey: the key
+			// needs only the name.
+			rel := cleanRel(src)
+			sources = append(sources, source{rel: rel, follow: true, unchecked: src})
+			keyParts = append(keyParts, rel)
 		default:
-			found, err := bd.matchSources(srcRoot, src, fromKey == "")
+			if err := mountFrom(); err != nil {
+				return err
+			}
+			found, err := bd.matchSources(srcTree, src, cs.from == "")
 			if err != nil {
 				return err
 			}
 			for _, f := range found {
 				sources = append(sources, f)
-				if fromKey == "" {
-					sum, err := checksumTree(srcRoot, f.rel, f.follow, bd.ignore, exclude)
+				if cs.from == "" {
+					sum, err := bd.ctxfs.checksum(f.rel, f.follow, bd.ignore, exclude)
 					if err != nil {
 						return err
 					}
@@ -209,6 +255,17 @@ func (bd *build) runCopy(ctx context.Context, s *state, cs copySpec) error {
 		bd.emit(ctx, Event{Kind: EventCached})
 		return bd.done(ctx, s)
 	}
+	for _, src := range sources {
+		if src.unchecked == "" {
+			continue
+		}
+		if err := mountFrom(); err != nil {
+			return err
+		}
+		if _, err := bd.matchSources(srcTree, src.unchecked, false); err != nil {
+			return err
+		}
+	}
 
 	lowers := s.layers
 	if cs.link {
@@ -231,7 +288,7 @@ func (bd *build) runCopy(ctx context.Context, s *state, cs copySpec) error {
 			ownerSpec = &owner{uid, gid}
 		}
 		opts := copyOpts{chown: ownerSpec, chmod: chmod, exclude: exclude, keepOwner: keepOwner}
-		return bd.copyInto(ctx, root, dest, destDir, multi, sources, opts, cs)
+		return bd.copyInto(ctx, root, dest, destDir, multi, sources, srcTree, opts, cs)
 	})
 	if err != nil {
 		return err
@@ -304,29 +361,6 @@ func permBits(m os.FileMode) uint32 {
 	return p
 }
 
-// copySourceRoot returns the tree a COPY reads from: the context (fromKey
-// ""), or a stage's or image's root mounted read-only (fromKey identifies
-// its content: the chain ID of its top layer).
-func (bd *build) copySourceRoot(ctx context.Context, cs copySpec) (root, fromKey string, keepOwner bool, release func(), err error) {
-	release = func() {}
-	if cs.from == "" {
-		return bd.ctxDir, "", false, release, nil
-	}
-	layers, err := bd.fromLayers(ctx, cs.from)
-	if err != nil {
-		return "", "", false, release, err
-	}
-	root, release, err = bd.viewLayers(ctx, layers)
-	if err != nil {
-		return "", "", false, release, err
-	}
-	key := "scratch"
-	if len(layers) > 0 {
-		key = topChain(layers).String()
-	}
-	return root, "from:" + key, true, release, nil
-}
-
 // fromLayers resolves a --from: a stage (by name or index) or an image.
 func (bd *build) fromLayers(ctx context.Context, from string) ([]imagestore.Layer, error) {
 	if i, ok := bd.df.stageIndex(from); ok {
@@ -372,14 +406,21 @@ func (bd *build) viewLayers(ctx context.Context, layers []imagestore.Layer) (str
 	}, nil
 }
 
-// matchSources finds what src names in root: one path, or with wildcards
-// every match (none is fine, as in BuildKit). In the context, excluded
-// paths do not exist.
-func (bd *build) matchSources(root, src string, fromContext bool) ([]source, error) {
-	rel := strings.TrimLeft(path.Clean("/"+filepath.ToSlash(src)), "/")
+// cleanRel is a path given in a Dockerfile, relative to a tree's root
+// ("." for the root).
+func cleanRel(p string) string {
+	rel := strings.TrimLeft(path.Clean("/"+filepath.ToSlash(p)), "/")
 	if rel == "" {
 		rel = "."
 	}
+	return rel
+}
+
+// matchSources finds what src names in t: one path, or with wildcards
+// every match (none is fine, as in BuildKit). In the context, excluded
+// paths do not exist.
+func (bd *build) matchSources(t tree, src string, fromContext bool) ([]source, error) {
+	rel := cleanRel(src)
 	excluded := func(p string) bool {
 		if !fromContext || bd.ignore == nil || p == "." {
 			return false
@@ -388,15 +429,7 @@ func (bd *build) matchSources(root, src string, fromContext bool) ([]source, err
 		return m
 	}
 	if !hasWildcard(rel) {
-		rfd, err := openRoot(root)
-		if err != nil {
-			return nil, err
-		}
-		defer unix.Close(rfd)
-		fd, err := inRoot(rfd, rel, unix.O_PATH)
-		if err == nil {
-			unix.Close(fd)
-		}
+		_, err := t.stat(rel, true)
 		if err != nil || excluded(rel) {
 			where := "build context"
 			if !fromContext {
@@ -407,35 +440,35 @@ func (bd *build) matchSources(root, src string, fromContext bool) ([]source, err
 			}
 			return nil, fmt.Errorf("%s: %w", src, err)
 		}
-		return []source{{root: root, rel: rel, follow: true, fromContext: fromContext}}, nil
+		return []source{{rel: rel, follow: true, fromContext: fromContext}}, nil
 	}
 	var out []source
 	var walk func(dir string, comps []string) error
 	walk = func(dir string, comps []string) error {
 		if len(comps) == 0 {
 			if !excluded(dir) {
-				out = append(out, source{root: root, rel: dir, follow: true, fromContext: fromContext})
+				out = append(out, source{rel: dir, follow: true, fromContext: fromContext})
 			}
 			return nil
 		}
 		if !hasWildcard(comps[0]) {
 			next := path.Join(dir, unescape(comps[0]))
-			if _, err := os.Lstat(filepath.Join(root, next)); err != nil {
+			if _, err := t.stat(next, false); err != nil {
 				return nil
 			}
 			return walk(next, comps[1:])
 		}
-		ents, err := os.ReadDir(filepath.Join(root, dir))
+		ents, err := t.readDir(dir)
 		if err != nil {
 			return nil
 		}
 		for _, e := range ents {
-			ok, err := path.Match(comps[0], e.Name())
+			ok, err := path.Match(comps[0], e.name)
 			if err != nil {
 				return fmt.Errorf("bad pattern %q: %w", src, err)
 			}
 			if ok {
-				if err := walk(path.Join(dir, e.Name()), comps[1:]); err != nil {
+				if err := walk(path.Join(dir, e.name), comps[1:]); err != nil {
 					return err
 				}
 			}
@@ -457,103 +490,6 @@ func unescape(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
-}
-
-// checksumTree hashes what a COPY from the context would copy of rel:
-// names, types, modes, link targets and file contents, excluded paths
-// left out.
-func checksumTree(root, rel string, follow bool, ignore, exclude *patternmatcher.PatternMatcher) (digest.Digest, error) {
-	h := sha256.New()
-	rfd, err := openRoot(root)
-	if err != nil {
-		return "", err
-	}
-	defer unix.Close(rfd)
-	flags := unix.O_PATH
-	if !follow {
-		flags |= unix.O_NOFOLLOW
-	}
-	var walk func(p, shown string) error
-	walk = func(p, shown string) error {
-		var st unix.Stat_t
-		fd, err := inRoot(rfd, p, unix.O_PATH|unix.O_NOFOLLOW)
-		if p == rel && follow {
-			fd, err = inRoot(rfd, p, flags)
-		}
-		if err != nil {
-			return err
-		}
-		err = unix.Fstat(fd, &st)
-		unix.Close(fd)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(h, "%s\x00%o\x00", shown, st.Mode)
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFLNK:
-			t, err := readlinkIn(rfd, p)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(h, "%s\x00", t)
-		case unix.S_IFREG:
-			ffd, err := inRoot(rfd, p, unix.O_RDONLY|unix.O_NOFOLLOW)
-			if p == rel && follow {
-				ffd, err = inRoot(rfd, p, unix.O_RDONLY)
-			}
-			if err != nil {
-				return err
-			}
-			f := os.NewFile(uintptr(ffd), p)
-			_, err = io.Copy(h, f)
-			f.Close()
-			if err != nil {
-				return err
-			}
-		case unix.S_IFDIR:
-			ents, err := os.ReadDir(filepath.Join(root, p))
-			if err != nil {
-				return err
-			}
-			for _, e := range ents {
-				cp := path.Join(p, e.Name())
-				if ignore != nil {
-					if m, _ := ignore.MatchesOrParentMatches(cp); m && !(e.IsDir() && ignore.Exclusions()) {
-						continue
-					}
-				}
-				sub := path.Join(shown, e.Name())
-				if exclude != nil {
-					if m, _ := exclude.MatchesOrParentMatches(relTo(rel, cp)); m {
-						continue
-					}
-				}
-				if err := walk(cp, sub); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	if err := walk(rel, "."); err != nil {
-		return "", err
-	}
-	return digest.NewDigest(digest.SHA256, h), nil
-}
-
-func readlinkIn(rfd int, rel string) (string, error) {
-	dir, base := path.Split(rel)
-	dfd, err := inRoot(rfd, dir, unix.O_PATH|unix.O_DIRECTORY)
-	if err != nil {
-		return "", err
-	}
-	defer unix.Close(dfd)
-	buf := make([]byte, unix.PathMax)
-	n, err := unix.Readlinkat(dfd, base, buf)
-	if err != nil {
-		return "", err
-	}
-	return string(buf[:n]), nil
 }
 
 // download fetches an ADD URL into the build's dir; sum is the content's
@@ -604,14 +540,15 @@ func (bd *build) download(ctx context.Context, src, checksum string) (source, st
 	if lm, err := http.ParseTime(resp.Header.Get("Last-Modified")); err == nil {
 		os.Chtimes(p, lm, lm)
 	}
-	return source{root: dir, rel: name, download: true}, sum, nil
+	return source{dir: dir, rel: name}, sum, nil
 }
 
 // copyInto copies the sources to dest inside root with docker's rules: a
 // directory's contents go into dest; a file goes into dest when dest ends
 // in "/" or is a directory, else becomes dest; several sources need a
-// directory dest; ADD unpacks local tar archives into dest.
-func (bd *build) copyInto(ctx context.Context, root, dest string, destDir, multi bool, sources []source, opts copyOpts, cs copySpec) error {
+// directory dest; ADD unpacks local tar archives into dest. Sources are
+// read from srcTree, but downloads and heredocs.
+func (bd *build) copyInto(ctx context.Context, root, dest string, destDir, multi bool, sources []source, srcTree tree, opts copyOpts, cs copySpec) error {
 	rfd, err := openRoot(root)
 	if err != nil {
 		return err
@@ -644,27 +581,20 @@ func (bd *build) copyInto(ctx context.Context, root, dest string, destDir, multi
 			}
 			continue
 		}
-		sfd, err := openRoot(src.root)
-		if err != nil {
-			return err
-		}
-		err = func() error {
-			defer unix.Close(sfd)
-			flags := unix.O_PATH
-			if !src.follow {
-				flags |= unix.O_NOFOLLOW
+		err := func() error {
+			c.src = srcTree
+			if src.dir != "" {
+				dfd, err := openRoot(src.dir)
+				if err != nil {
+					return err
+				}
+				defer unix.Close(dfd)
+				c.src = diskTree{fd: dfd}
 			}
-			fd, err := inRoot(sfd, src.rel, flags)
+			st, err := c.src.stat(src.rel, src.follow)
 			if err != nil {
 				return fmt.Errorf("%s: %w", src.rel, err)
 			}
-			var st unix.Stat_t
-			err = unix.Fstat(fd, &st)
-			unix.Close(fd)
-			if err != nil {
-				return err
-			}
-			c.src = sfd
 			c.srcRel = src.rel
 			c.ignore = nil
 			if src.fromContext {
@@ -675,14 +605,14 @@ func (bd *build) copyInto(ctx context.Context, root, dest string, destDir, multi
 				if err != nil {
 					return err
 				}
-				unix.Close(dfd)
-				return c.dirContents(src.rel, dest)
+				defer unix.Close(dfd)
+				return c.dirContents(src.rel, dest, dfd)
 			}
 			target := dest
 			if destDir || isDir(dest) {
 				target = path.Join(dest, path.Base(src.rel))
 			}
-			if cs.add && !src.download && (cs.unpack == nil || *cs.unpack) && st.Mode&unix.S_IFMT == unix.S_IFREG {
+			if cs.add && src.dir == "" && (cs.unpack == nil || *cs.unpack) && st.Mode&unix.S_IFMT == unix.S_IFREG {
 				done, err := c.tryUnpack(src.rel, dest, parentOwner)
 				if err != nil || done {
 					return err
@@ -697,11 +627,11 @@ func (bd *build) copyInto(ctx context.Context, root, dest string, destDir, multi
 	return nil
 }
 
-// copier copies from one root (src) into another (dst), both descriptors
-// of directories whose symlinks resolve inside them.
+// copier copies from a tree (src) into a root (dst, a descriptor of a
+// directory whose symlinks resolve inside it).
 type copier struct {
 	ctx    context.Context
-	src    int
+	src    tree
 	srcRel string
 	dst    int
 	opts   copyOpts
@@ -736,38 +666,22 @@ func relTo(base, p string) string {
 	return path.Base(p)
 }
 
-// dirContents copies what the source dir srcPath holds into dstPath.
-func (c *copier) dirContents(srcPath, dstPath string) error {
-	fd, err := inRoot(c.src, srcPath, unix.O_RDONLY|unix.O_DIRECTORY)
+// dirContents copies what the source dir srcPath holds into dstPath, the
+// directory dfd refers to.
+func (c *copier) dirContents(srcPath, dstPath string, dfd int) error {
+	ents, err := c.src.readDir(srcPath)
 	if err != nil {
 		return err
 	}
-	f := os.NewFile(uintptr(fd), srcPath)
-	ents, err := f.ReadDir(-1)
-	f.Close()
-	if err != nil {
-		return err
-	}
-	slices.SortFunc(ents, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 	for _, e := range ents {
 		if err := c.ctx.Err(); err != nil {
 			return err
 		}
-		sp := path.Join(srcPath, e.Name())
-		if c.excluded(sp, e.IsDir()) {
+		sp := path.Join(srcPath, e.name)
+		if c.excluded(sp, e.st.Mode&unix.S_IFMT == unix.S_IFDIR) {
 			continue
 		}
-		pfd, err := inRoot(c.src, srcPath, unix.O_PATH|unix.O_DIRECTORY)
-		if err != nil {
-			return err
-		}
-		var st unix.Stat_t
-		err = unix.Fstatat(pfd, e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW)
-		unix.Close(pfd)
-		if err != nil {
-			return err
-		}
-		if err := c.entry(sp, path.Join(dstPath, e.Name()), &st, false, nil); err != nil {
+		if err := c.entryIn(dfd, e.name, sp, path.Join(dstPath, e.name), &e.st, false); err != nil {
 			return err
 		}
 	}
@@ -793,7 +707,8 @@ func (c *copier) modeOf(st *unix.Stat_t) uint32 {
 	return st.Mode & 0o7777
 }
 
-// entry copies one source entry (srcPath, stat st) to dstPath.
+// entry copies one source entry (srcPath, stat st) to dstPath, making
+// dstPath's missing parents (owned by parentOwner).
 func (c *copier) entry(srcPath, dstPath string, st *unix.Stat_t, top bool, parentOwner *owner) error {
 	dir, base := path.Split(dstPath)
 	if base == "" {
@@ -804,6 +719,12 @@ func (c *copier) entry(srcPath, dstPath string, st *unix.Stat_t, top bool, paren
 		return err
 	}
 	defer unix.Close(pfd)
+	return c.entryIn(pfd, base, srcPath, dstPath, st, top)
+}
+
+// entryIn copies one source entry to base in the directory pfd (dstPath
+// names it in the root).
+func (c *copier) entryIn(pfd int, base, srcPath, dstPath string, st *unix.Stat_t, top bool) error {
 	own := c.ownerOf(st)
 	var existing unix.Stat_t
 	exists := unix.Fstatat(pfd, base, &existing, unix.AT_SYMLINK_NOFOLLOW) == nil
@@ -832,7 +753,14 @@ func (c *copier) entry(srcPath, dstPath string, st *unix.Stat_t, top bool, paren
 				return err
 			}
 		}
-		if err := c.dirContents(srcPath, dstPath); err != nil {
+		// A directory, just made or found: never a symlink.
+		dfd, err := unix.Openat(pfd, base, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open %s: %w", dstPath, err)
+		}
+		err = c.dirContents(srcPath, dstPath, dfd)
+		unix.Close(dfd)
+		if err != nil {
 			return err
 		}
 		if !exists {
@@ -854,15 +782,10 @@ func (c *copier) entry(srcPath, dstPath string, st *unix.Stat_t, top bool, paren
 			}
 			c.links[id] = dstPath
 		}
-		flags := unix.O_RDONLY | unix.O_NOFOLLOW
-		if top {
-			flags = unix.O_RDONLY
-		}
-		sfd, err := inRoot(c.src, srcPath, flags)
+		in, err := c.src.open(srcPath, top)
 		if err != nil {
 			return err
 		}
-		in := os.NewFile(uintptr(sfd), srcPath)
 		defer in.Close()
 		dfd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		if err != nil {
@@ -870,11 +793,20 @@ func (c *copier) entry(srcPath, dstPath string, st *unix.Stat_t, top bool, paren
 		}
 		out := os.NewFile(uintptr(dfd), dstPath)
 		defer out.Close()
-		if _, err := io.Copy(out, in); err != nil {
+		if c.buf == nil {
+			c.buf = make([]byte, 256<<10)
+		}
+		if _, err := io.CopyBuffer(out, in, c.buf); err != nil {
 			return fmt.Errorf("copy %s: %w", srcPath, err)
 		}
-		if err := copyXattrs(int(in.Fd()), dfd); err != nil {
+		xs, err := in.xattrs()
+		if err != nil {
 			return err
+		}
+		for name, v := range xs {
+			if err := unix.Fsetxattr(dfd, name, []byte(v), 0); err != nil && !errors.Is(err, unix.ENOTSUP) && !errors.Is(err, unix.EPERM) {
+				return fmt.Errorf("copy xattr %s of %s: %w", name, srcPath, err)
+			}
 		}
 		if err := unix.Fchown(dfd, own.uid, own.gid); err != nil {
 			return err
@@ -884,17 +816,11 @@ func (c *copier) entry(srcPath, dstPath string, st *unix.Stat_t, top bool, paren
 		}
 		return unix.UtimesNanoAt(pfd, base, []unix.Timespec{mtime, mtime}, unix.AT_SYMLINK_NOFOLLOW)
 	case unix.S_IFLNK:
-		spfd, err := inRoot(c.src, path.Dir(srcPath), unix.O_PATH|unix.O_DIRECTORY)
+		target, err := c.src.readlink(srcPath)
 		if err != nil {
 			return err
 		}
-		buf := make([]byte, unix.PathMax)
-		n, err := unix.Readlinkat(spfd, path.Base(srcPath), buf)
-		unix.Close(spfd)
-		if err != nil {
-			return err
-		}
-		if err := unix.Symlinkat(string(buf[:n]), pfd, base); err != nil {
+		if err := unix.Symlinkat(target, pfd, base); err != nil {
 			return fmt.Errorf("create %s: %w", dstPath, err)
 		}
 		if err := unix.Fchownat(pfd, base, own.uid, own.gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
@@ -956,11 +882,10 @@ func (c *copier) writeData(dstPath string, data []byte, parentOwner *owner) erro
 // gzip or bzip2), as ADD does with local archives; done is false when it
 // is not an archive.
 func (c *copier) tryUnpack(srcPath, dest string, parentOwner *owner) (done bool, _ error) {
-	fd, err := inRoot(c.src, srcPath, unix.O_RDONLY)
+	f, err := c.src.open(srcPath, true)
 	if err != nil {
 		return false, err
 	}
-	f := os.NewFile(uintptr(fd), srcPath)
 	defer f.Close()
 	if !isArchive(f) {
 		return false, nil
@@ -987,9 +912,9 @@ func (c *copier) tryUnpack(srcPath, dest string, parentOwner *owner) (done bool,
 	return true, nil
 }
 
-// isArchive says whether f holds a tar (after decompression).
-func isArchive(f *os.File) bool {
-	dr, _, err := decompress(f)
+// isArchive says whether r holds a tar (after decompression).
+func isArchive(r io.Reader) bool {
+	dr, _, err := decompress(r)
 	if err != nil {
 		return false
 	}
@@ -999,28 +924,6 @@ func isArchive(f *os.File) bool {
 	}
 	// "ustar" magic at 257 (POSIX and GNU tars).
 	return string(hdr[257:262]) == "ustar"
-}
-
-func copyXattrs(from, to int) error {
-	buf := make([]byte, 4096)
-	n, err := unix.Flistxattr(from, buf)
-	if err != nil || n == 0 {
-		return nil
-	}
-	for _, name := range strings.Split(string(buf[:n]), "\x00") {
-		if name == "" || strings.HasPrefix(name, "trusted.overlay.") || strings.HasPrefix(name, "system.") {
-			continue
-		}
-		v := make([]byte, 64<<10)
-		vn, err := unix.Fgetxattr(from, name, v)
-		if err != nil {
-			continue
-		}
-		if err := unix.Fsetxattr(to, name, v[:vn], 0); err != nil && !errors.Is(err, unix.ENOTSUP) && !errors.Is(err, unix.EPERM) {
-			return fmt.Errorf("copy xattr %s: %w", name, err)
-		}
-	}
-	return nil
 }
 
 // copyDirContents copies a tree keeping owners and modes (seeding a cache
@@ -1036,6 +939,6 @@ func copyDirContents(ctx context.Context, from, to string) error {
 		return err
 	}
 	defer unix.Close(dfd)
-	c := &copier{ctx: ctx, src: sfd, dst: dfd, opts: copyOpts{keepOwner: true}, links: map[[2]uint64]string{}}
-	return c.dirContents(".", ".")
+	c := &copier{ctx: ctx, src: diskTree{fd: sfd}, dst: dfd, opts: copyOpts{keepOwner: true}, links: map[[2]uint64]string{}}
+	return c.dirContents(".", ".", dfd)
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"golang.org/x/sys/unix"
 )
 
 func fuzzTar(entries ...tar.Header) []byte {
@@ -36,18 +38,22 @@ func fuzzTar(entries ...tar.Header) []byte {
 	return buf.Bytes()
 }
 
-// FuzzExtractContext: whatever the archive, extraction writes only below
-// the context dir, ends, and fails only as a bad argument (or a cut
-// stream), never with a panic. Every input touches the file system, so
-// run it with a short -fuzzminimizetime (5x): minimizing an interesting
-// input at the default 60 s per input looks like a hang.
-func FuzzExtractContext(f *testing.F) {
+// FuzzReadContext: whatever the archive, reading the context writes only
+// its spool, ends, and fails only as a bad argument (or a cut stream),
+// never with a panic; every path of what it read resolves (or fails) in
+// bounded time, and writing it out stays in its dir. Every input touches
+// the file system, so run it with a short -fuzzminimizetime (5x):
+// minimizing an interesting input at the default 60 s per input looks
+// like a hang.
+func FuzzReadContext(f *testing.F) {
 	f.Add(fuzzTar(tar.Header{Name: "Dockerfile", Typeflag: tar.TypeReg, Mode: 0o644}))
 	f.Add(fuzzTar(tar.Header{Name: "../escape", Typeflag: tar.TypeReg, Mode: 0o644}))
 	f.Add(fuzzTar(tar.Header{Name: "/abs", Typeflag: tar.TypeReg, Mode: 0o644}))
 	f.Add(fuzzTar(tar.Header{Name: "l", Typeflag: tar.TypeSymlink, Linkname: ".."}, tar.Header{Name: "l/escape", Typeflag: tar.TypeReg, Mode: 0o644}))
 	f.Add(fuzzTar(tar.Header{Name: "l", Typeflag: tar.TypeSymlink, Linkname: "/"}, tar.Header{Name: "l/escape", Typeflag: tar.TypeReg, Mode: 0o644}))
+	f.Add(fuzzTar(tar.Header{Name: "a", Typeflag: tar.TypeSymlink, Linkname: "b"}, tar.Header{Name: "b", Typeflag: tar.TypeSymlink, Linkname: "a/x"}))
 	f.Add(fuzzTar(tar.Header{Name: "h", Typeflag: tar.TypeLink, Linkname: "../outside"}))
+	f.Add(fuzzTar(tar.Header{Name: "f", Typeflag: tar.TypeReg, Mode: 0o644}, tar.Header{Name: "d/h", Typeflag: tar.TypeLink, Linkname: "f"}))
 	f.Add(fuzzTar(tar.Header{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o755}, tar.Header{Name: "d/../../x", Typeflag: tar.TypeReg, Mode: 0o644}))
 	f.Add(fuzzTar(tar.Header{Name: "dev", Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 3}))
 	var gz bytes.Buffer
@@ -58,24 +64,56 @@ func FuzzExtractContext(f *testing.F) {
 	f.Add([]byte("not a tar"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		parent := t.TempDir()
-		dir := filepath.Join(parent, "context")
-		if err := os.Mkdir(dir, 0o700); err != nil {
-			t.Fatal(err)
+		type result struct {
+			c   *ctxFS
+			err error
 		}
-		errc := make(chan error, 1)
-		go func() { errc <- extractContext(context.Background(), bytes.NewReader(data), dir) }()
-		var err error
+		done := make(chan result, 1)
+		go func() {
+			c, err := readContext(context.Background(), bytes.NewReader(data), filepath.Join(parent, "spool"))
+			done <- result{c, err}
+		}()
+		var res result
 		select {
-		case err = <-errc:
+		case res = <-done:
 		case <-time.After(10 * time.Second):
-			t.Fatalf("extraction hangs on %q", data)
+			t.Fatalf("reading hangs on %q", data)
 		}
-		if err != nil && !errdefs.IsInvalidArgument(err) && !errdefs.IsNotImplemented(err) && !errors.Is(err, io.ErrUnexpectedEOF) {
-			t.Fatalf("unclassified error: %v", err)
+		if err := res.err; err != nil {
+			if !errdefs.IsInvalidArgument(err) && !errdefs.IsNotImplemented(err) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("unclassified error: %v", err)
+			}
+			if ents, _ := os.ReadDir(parent); len(ents) != 0 {
+				t.Fatalf("a failed read left %v", ents)
+			}
+			return
+		}
+		c := res.c
+		defer c.close()
+		// Every name, followed or not, resolves or fails; a symlink
+		// loop ends.
+		var walk func(p string, depth int)
+		walk = func(p string, depth int) {
+			ents, err := c.readDir(p)
+			if err != nil || depth > 20 {
+				return
+			}
+			for _, e := range ents {
+				q := path.Join(p, e.name)
+				c.stat(q, true)
+				c.stat(q+"/x/../..", true)
+				if e.st.Mode&unix.S_IFMT == unix.S_IFDIR {
+					walk(q, depth+1)
+				}
+			}
+		}
+		walk(".", 0)
+		if err := c.materialize(context.Background(), filepath.Join(parent, "context")); err != nil {
+			t.Fatalf("write out: %v", err)
 		}
 		ents, _ := os.ReadDir(parent)
-		if len(ents) != 1 || ents[0].Name() != "context" {
-			t.Fatalf("extraction wrote outside the context: %v", ents)
+		if len(ents) != 2 {
+			t.Fatalf("reading and writing out the context wrote outside it: %v", ents)
 		}
 	})
 }

@@ -136,7 +136,7 @@ func (bd *build) runRun(ctx context.Context, s *state, c *instructions.RunComman
 				if rel == "" {
 					rel = "."
 				}
-				sum, err := checksumTree(bd.ctxDir, rel, true, bd.ignore, nil)
+				sum, err := bd.ctxfs.checksum(rel, true, bd.ignore, nil)
 				if err != nil {
 					return fmt.Errorf("RUN --mount=type=bind,source=%s: %w", m.Source, err)
 				}
@@ -298,6 +298,10 @@ func (bd *build) runMounts(ctx context.Context, s *state, mounts []*instructions
 		case instructions.MountTypeBind:
 			var src string
 			if m.From == "" {
+				// A mount needs the context as a directory.
+				if err := bd.materializeContext(ctx); err != nil {
+					return em, err
+				}
 				rfd, err := openRoot(bd.ctxDir)
 				if err != nil {
 					return em, err
