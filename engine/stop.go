@@ -166,10 +166,18 @@ func (e *Engine) waitExit(ctx context.Context, c *ctr, before int, d time.Durati
 			return nil
 		}
 		// The exit may be recorded by the runtime before the engine's
-		// watcher handled it; handle it here then.
+		// watcher handled it; handle it here then. Handled already, it
+		// may be one the caller counted in before (it came between the
+		// caller's look at the state and its count): the container is
+		// not running either way.
 		if rc, err := e.rt.Container(c.rec.ID); err == nil && rc.State == runtime.ContainerExited {
 			e.handleExit(e.bgCtx, c, *rc, exitOptions{})
-			continue
+			e.mu.Lock()
+			handled := !rc.FinishedAt.After(c.rec.HandledExit)
+			e.mu.Unlock()
+			if handled {
+				return nil
+			}
 		}
 		select {
 		case <-ch:
