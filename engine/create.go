@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -324,6 +325,9 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	}
 	st.done("spec")
 	rtc, err := e.rt.CreateContainer(ctx, rc)
+	if errdefs.IsNotFound(err) || errdefs.IsInvalidArgument(err) {
+		return CreateResult{}, specError(id, err)
+	}
 	if err != nil {
 		return CreateResult{}, fmt.Errorf("create container %s: %w", id, err)
 	}
@@ -515,4 +519,18 @@ func cmpOr(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// specError is the runtime's refusal of a container's spec (a user or
+// group the image lacks) as a 400 that says only the cause, as dockerd's:
+// a 404 would make the CLI take the image for missing and pull it.
+func specError(id string, err error) error {
+	msg := err.Error()
+	for _, p := range []string{"create container " + id + ": ", "generate spec for container " + id + ": "} {
+		msg = strings.TrimPrefix(msg, p)
+	}
+	for _, s := range []string{": " + errdefs.ErrNotFound.Error(), ": " + errdefs.ErrInvalidArgument.Error()} {
+		msg = strings.TrimSuffix(msg, s)
+	}
+	return errdefs.ErrInvalidArgument.WithMessage(msg)
 }

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"fmt"
 	"path"
 	"slices"
 	"strconv"
@@ -115,11 +114,11 @@ func containerSpec(in specInput) (spec.Container, error) {
 		c.AppArmor = spec.AppArmor{Kind: spec.AppArmorLocalhost, Profile: sec.apparmor}
 	}
 	for _, g := range hc.GroupAdd {
-		n, err := strconv.ParseUint(g, 10, 32)
-		if err != nil {
-			return spec.Container{}, errdefs.ErrNotImplemented.WithMessage(fmt.Sprintf("--group-add %s: only numeric group IDs are supported by berth yet", g))
+		if n, err := strconv.ParseUint(g, 10, 32); err == nil {
+			c.User.SupplementalGroups = append(c.User.SupplementalGroups, uint32(n))
+		} else {
+			c.User.SupplementalGroupNames = append(c.User.SupplementalGroupNames, g)
 		}
-		c.User.SupplementalGroups = append(c.User.SupplementalGroups, uint32(n))
 	}
 	if hc.OomScoreAdj != 0 {
 		adj := hc.OomScoreAdj

@@ -27,7 +27,7 @@ func testRootfs(t testing.TB) string {
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "etc"), 0o755)
 	os.WriteFile(filepath.Join(dir, "etc", "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33::/var/www:/bin/false\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "etc", "group"), []byte("root:x:0:\nwww-data:x:33:\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "etc", "group"), []byte("root:x:0:\nwww-data:x:33:\naudio:x:29:\n"), 0o644)
 	return dir
 }
 
@@ -76,9 +76,9 @@ func TestContainerSpec(t *testing.T) {
 				t.Errorf("docker's defaults: seccomp %v masked %v caps %v", sp.Linux.Seccomp != nil, sp.Linux.MaskedPaths, sp.Process.Capabilities.Bounding)
 			}
 		}},
-		{"user and workdir", container.Config{User: "www-data", WorkingDir: "/w"}, container.HostConfig{GroupAdd: []string{"5"}}, func(t *testing.T, sp *specs.Spec) {
+		{"user and workdir", container.Config{User: "www-data", WorkingDir: "/w"}, container.HostConfig{GroupAdd: []string{"5", "audio"}}, func(t *testing.T, sp *specs.Spec) {
 			u := sp.Process.User
-			if u.UID != 33 || u.GID != 33 || !slices.Contains(u.AdditionalGids, 5) || sp.Process.Cwd != "/w" {
+			if u.UID != 33 || u.GID != 33 || !slices.Contains(u.AdditionalGids, 5) || !slices.Contains(u.AdditionalGids, 29) || sp.Process.Cwd != "/w" {
 				t.Errorf("user %+v cwd %q", u, sp.Process.Cwd)
 			}
 		}},
@@ -165,6 +165,10 @@ func TestContainerSpec(t *testing.T) {
 			}
 			c.check(t, sp)
 		})
+	}
+	_, _, err := generate(t, rootfs, container.Config{}, container.HostConfig{GroupAdd: []string{"nosuchgroup"}})
+	if err == nil || !strings.Contains(err.Error(), "Unable to find group nosuchgroup: no matching entries in group file") {
+		t.Errorf("--group-add of a missing group: %v", err)
 	}
 }
 

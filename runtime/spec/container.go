@@ -109,6 +109,9 @@ type User struct {
 	// SupplementalGroups are added to the process's groups (CRI
 	// supplemental_groups, Docker --group-add).
 	SupplementalGroups []uint32
+	// SupplementalGroupNames are more supplemental groups by name, looked
+	// up in the rootfs' /etc/group (Docker --group-add with a name).
+	SupplementalGroupNames []string
 	// GroupsPolicy says whether the image's /etc/group memberships of the
 	// user are merged into the supplemental groups.
 	GroupsPolicy SupplementalGroupsPolicy

@@ -203,8 +203,12 @@ func buildUser(rootfs string, u User) (specs.User, error) {
 	if u.GID != nil {
 		gid = *u.GID
 	}
+	named, err := groupIDs(rootfs, u.SupplementalGroupNames)
+	if err != nil {
+		return specs.User{}, err
+	}
 	groups := []uint32{gid}
-	for _, g := range slices.Concat(image, u.SupplementalGroups) {
+	for _, g := range slices.Concat(image, u.SupplementalGroups, named) {
 		if !slices.Contains(groups, g) {
 			groups = append(groups, g)
 		}

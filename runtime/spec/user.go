@@ -102,6 +102,23 @@ func ResolveUser(rootfs, spec string, policy SupplementalGroupsPolicy) (uid, gid
 	return uid, gid, additional, nil
 }
 
+// groupIDs looks group names up in rootfs' /etc/group, with dockerd's
+// message for a missing one.
+func groupIDs(rootfs string, names []string) ([]uint32, error) {
+	var out []uint32
+	for _, name := range names {
+		groups, err := readGroup(rootfs, func(g user.Group) bool { return g.Name == name })
+		if err != nil {
+			return nil, fmt.Errorf("group %s: %w", name, err)
+		}
+		if len(groups) == 0 || groups[0].Gid < 0 {
+			return nil, fmt.Errorf("Unable to find group %s: no matching entries in group file: %w", name, errdefs.ErrInvalidArgument)
+		}
+		out = append(out, uint32(groups[0].Gid))
+	}
+	return out, nil
+}
+
 // errNotNumeric says a user or group part is a name.
 var errNotNumeric = errors.New("not numeric")
 

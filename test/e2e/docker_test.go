@@ -169,6 +169,7 @@ func TestDockerRunOptions(t *testing.T) {
 		{"memory", []string{"--memory", "64m", img, "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"}, "67108864\n"},
 		{"pids-limit", []string{"--pids-limit", "42", img, "sh", "-c", "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"}, "42\n"},
 		{"stop-signal recorded", []string{"--stop-signal", "SIGUSR1", "--stop-timeout", "7", img, "true"}, ""},
+		{"group-add", []string{"--user", "nobody", "--group-add", "www-data", "--group-add", "1234", img, "id", "-G"}, "65534 33 1234\n"},
 		{"device", []string{"--device", "/dev/null:/dev/mynull:rw", img, "sh", "-c", "stat -c '%t,%T' /dev/mynull; echo x > /dev/mynull && echo written"}, "1,3\nwritten\n"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -181,6 +182,17 @@ func TestDockerRunOptions(t *testing.T) {
 	if host, _ := os.Hostname(); host != "" {
 		if got := e.cli("run", "--rm", "--network", "host", img, "hostname"); got != host+"\n" {
 			t.Errorf("--network host hostname = %q, want %q", got, host)
+		}
+	}
+	// A user or group the image lacks is the request's fault, and no
+	// reason for the CLI to pull the image.
+	for _, c := range []struct{ flag, want string }{
+		{"--user=nosuch", `no user "nosuch" in the image's /etc/passwd`},
+		{"--group-add=nosuch", "Unable to find group nosuch: no matching entries in group file"},
+	} {
+		_, errOut, code := e.cliErr("run", "--rm", c.flag, img, "true")
+		if code != 125 || !strings.Contains(errOut, c.want) || strings.Contains(errOut, "Unable to find image") {
+			t.Errorf("run %s: exit %d, %q; want %q", c.flag, code, errOut, c.want)
 		}
 	}
 	// The image's STOPSIGNAL and --stop-signal are what stop sends.
