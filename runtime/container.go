@@ -193,6 +193,12 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 			return nil, fmt.Errorf("create container %s: log directory: %w", cfg.ID, err)
 		}
 	}
+	// The cgroup (final once the hook ran) is on record before a shim
+	// exists: an Open after a crash during the shim's creation kills
+	// what the shim started in it.
+	if err := m.noteContainer(c); err != nil {
+		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
+	}
 	st.done("bundle")
 	cl, err := m.launcher.Start(ctx, shim.StartOptions{
 		ID: cfg.ID, Bundle: dir, StateDir: c.rec.ShimDir,
@@ -589,6 +595,13 @@ func (m *Manager) releaseContainer(ctx context.Context, c *container) error {
 		cl, _ = shim.Connect(ctx, shimDir)
 	}
 	shimGone := cl == nil
+	if shimGone && shimDir != "" {
+		// A shim that cannot be reached may still be creating the
+		// container (berthd died meanwhile): it goes before the cgroup.
+		if err := shim.KillStray(ctx, shimDir); err != nil {
+			return fmt.Errorf("remove container %s: %w", id, err)
+		}
+	}
 	if cl != nil {
 		err := cl.Delete(ctx, shim.DeleteOptions{Force: true})
 		if err != nil && !errdefs.IsUnavailable(err) {

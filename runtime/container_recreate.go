@@ -45,6 +45,11 @@ func (m *Manager) RecreateContainer(ctx context.Context, id string) error {
 		cl, _ = shim.Connect(ctx, rec.ShimDir)
 	}
 	shimGone := cl == nil
+	if shimGone {
+		if err := shim.KillStray(ctx, rec.ShimDir); err != nil {
+			return fmt.Errorf("recreate container %s: %w", rec.ID, err)
+		}
+	}
 	if cl != nil {
 		err := cl.Delete(ctx, shim.DeleteOptions{Force: true})
 		if err != nil && !errdefs.IsUnavailable(err) {

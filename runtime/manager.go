@@ -237,8 +237,12 @@ func (m *Manager) loadContainers(ctx context.Context) error {
 		}
 		cl, err := shim.Connect(ctx, c.rec.ShimDir)
 		if err != nil {
-			// The shim is gone: its exit file, if any, says how the
-			// container ended.
+			// The shim is gone, or was still creating the container when
+			// berthd died (it goes now): its exit file, if any, says how
+			// the container ended.
+			if err := shim.KillStray(ctx, c.rec.ShimDir); err != nil {
+				logctx.From(ctx).WarnContext(ctx, "kill unreachable shim", "id", id, "error", err)
+			}
 			m.applyExit(c, m.exitAfterLoss(c))
 			if err := m.saveContainer(c); err != nil {
 				return fmt.Errorf("open runtime: %w", err)

@@ -26,6 +26,7 @@ import (
 func TestDockerKill9DuringCreates(t *testing.T) {
 	e := newDockerEnv(t)
 	var everSeen sync.Map
+	shimPids := map[int]bool{}
 	for round := range 3 {
 		api := e.d.Docker()
 		var mu sync.Mutex
@@ -79,6 +80,23 @@ func TestDockerKill9DuringCreates(t *testing.T) {
 		e.d.Kill9()
 		close(stop)
 		wg.Wait()
+		// What the crash cut short is on disk only: its cgroups and
+		// shims are checked at the end too.
+		for _, dir := range []string{"engine/containers", "runtime/containers", "runtime/sandboxes"} {
+			ents, _ := os.ReadDir(filepath.Join(e.d.Root, dir))
+			for _, ent := range ents {
+				if len(ent.Name()) == 64 {
+					everSeen.Store(ent.Name(), true)
+				}
+			}
+		}
+		pidFiles, _ := filepath.Glob(filepath.Join(e.d.State, "c", "*", "shim.pid"))
+		for _, f := range pidFiles {
+			b, _ := os.ReadFile(f)
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				shimPids[pid] = true
+			}
+		}
 		e.d.Start()
 		e.api = e.d.Docker()
 		list, err := e.api.ContainerList(t.Context(), client.ContainerListOptions{All: true})
@@ -125,6 +143,13 @@ func TestDockerKill9DuringCreates(t *testing.T) {
 	var ids []string
 	everSeen.Range(func(k, _ any) bool { ids = append(ids, k.(string)); return true })
 	e.checkNoLeftovers(ids)
+	for pid := range shimPids {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if strings.TrimSpace(string(comm)) == "berth-shim" && !strings.Contains(string(stat), ") Z ") {
+			t.Errorf("shim %d of before a crash still runs", pid)
+		}
+	}
 	for _, dir := range []string{"engine/containers", "runtime/containers", "runtime/sandboxes", "snapshots"} {
 		ents, _ := os.ReadDir(filepath.Join(e.d.Root, dir))
 		for _, ent := range ents {
