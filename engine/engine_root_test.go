@@ -359,6 +359,14 @@ func TestPolicyAfterRestart(t *testing.T) {
 	if err := v.e.Start(t.Context(), id); err != nil {
 		t.Fatal(err)
 	}
+	// The first run's line first: a kill before the shell's echo would
+	// leave one line in all.
+	for deadline := time.Now().Add(10 * time.Second); v.logs(id) != "run\n"; {
+		if time.Now().After(deadline) {
+			t.Fatalf("first run: logs %q", v.logs(id))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	c, _ := v.e.Inspect(t.Context(), id)
 	v.crash()
 	if err := syscall.Kill(c.Pid, syscall.SIGKILL); err != nil {
@@ -392,8 +400,12 @@ func TestPolicyAfterRestart(t *testing.T) {
 	if backoff != backoffStart {
 		t.Errorf("backoff recorded %s, want %s", backoff, backoffStart)
 	}
-	if got := v.logs(id); got != "run\nrun\n" {
-		t.Errorf("logs %q", got)
+	// Running is no proof the new run wrote its line yet.
+	for got := v.logs(id); got != "run\nrun\n"; got = v.logs(id) {
+		if time.Now().After(deadline) {
+			t.Fatalf("logs %q", got)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
