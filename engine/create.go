@@ -103,7 +103,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	var netTarget *ctr
 	switch netKind {
 	case netContainer:
-		if netTarget, err = e.lookup(hc.NetworkMode.ConnectedContainer()); err != nil {
+		if netTarget, err = e.lookupJoined(hc.NetworkMode.ConnectedContainer()); err != nil {
 			return CreateResult{}, err
 		}
 	case netBridge:
@@ -116,15 +116,16 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	if len(hc.Links) > 0 && e.net == nil {
 		return CreateResult{}, errdefs.ErrNotImplemented.WithMessage("--link needs the standalone networks, which this berthd runs without")
 	}
-	if hc.IpcMode.IsContainer() {
-		return CreateResult{}, errdefs.ErrNotImplemented.WithMessage("--ipc container:<name> is not supported by berth yet")
+	ipcTarget, err := e.ipcDonor(hc.IpcMode)
+	if err != nil {
+		return CreateResult{}, err
 	}
 	if hc.UTSMode.IsHost() && netKind != netHost {
 		return CreateResult{}, errdefs.ErrNotImplemented.WithMessage("--uts host is supported by berth only with --network host")
 	}
 	var pidTarget string
 	if hc.PidMode.IsContainer() {
-		t, err := e.lookup(hc.PidMode.Container())
+		t, err := e.lookupJoined(hc.PidMode.Container())
 		if err != nil {
 			return CreateResult{}, err
 		}
@@ -266,6 +267,15 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	sb, err := e.sandboxConfig(ctx, id, &cfg, hc, netKind, netTarget)
 	if err != nil {
 		return CreateResult{}, err
+	}
+	if ipcTarget != nil {
+		e.mu.Lock()
+		if ipcTarget.rec.HostConfig.IpcMode.IsHost() {
+			sb.Namespaces.IPC = runtime.NamespaceNode
+		} else {
+			sb.Namespaces.IPC, sb.IPCTarget = runtime.NamespaceTarget, ipcTarget.rec.ID
+		}
+		e.mu.Unlock()
 	}
 	box, err := e.rt.CreateSandbox(ctx, sb)
 	if err != nil {

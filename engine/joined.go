@@ -1,10 +1,15 @@
 package engine
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
+	"github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
+
+	"github.com/berth-dev/berth/runtime"
 )
 
 // parseVolumesFrom splits a --volumes-from entry, "container[:mode]", as
@@ -46,7 +51,7 @@ func (e *Engine) volumesFrom(list []string) ([]MountPoint, error) {
 		}
 		e.mu.Unlock()
 		if err != nil {
-			return nil, err
+			return nil, joinedErr(err)
 		}
 		ro := modeHas(mode, rwModes) == "ro"
 		for _, mp := range mps {
@@ -68,4 +73,44 @@ func (e *Engine) volumesFrom(list []string) ([]MountPoint, error) {
 		}
 	}
 	return out, nil
+}
+
+// lookupJoined finds a container a creation joins or copies from
+// (--network, --pid and --ipc container:<name>, --volumes-from). A missing
+// one is the request's fault: a 400, as dockerd's, and no 404 the CLI
+// would take for a missing image and pull.
+func (e *Engine) lookupJoined(ref string) (*ctr, error) {
+	c, err := e.lookup(ref)
+	return c, joinedErr(err)
+}
+
+func joinedErr(err error) error {
+	if errdefs.IsNotFound(err) {
+		return invalid("%s", err.Error())
+	}
+	return err
+}
+
+// ipcDonor checks --ipc container:<name>: the donor must run and share
+// its IPC (--ipc shareable, or the host's), as dockerd requires. nil
+// without that mode.
+func (e *Engine) ipcDonor(mode container.IpcMode) (*ctr, error) {
+	if !mode.IsContainer() {
+		return nil, nil
+	}
+	ref := mode.Container()
+	t, err := e.lookupJoined(ref)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	id, donorMode := t.rec.ID, t.rec.HostConfig.IpcMode
+	e.mu.Unlock()
+	if rc, err := e.rt.Container(id); err != nil || rc.State != runtime.ContainerRunning {
+		return nil, errdefs.ErrConflict.WithMessage(fmt.Sprintf("container %s is not running", ref))
+	}
+	if !donorMode.IsShareable() && !donorMode.IsHost() {
+		return nil, invalid("container %s: non-shareable IPC (hint: use IpcMode:shareable for the donor container)", ref)
+	}
+	return t, nil
 }

@@ -149,8 +149,9 @@ const (
 	NamespaceContainer
 	// NamespaceNode: the host's namespace.
 	NamespaceNode
-	// NamespaceTarget: another container's namespace (PID only; see
-	// ContainerConfig.PIDTarget).
+	// NamespaceTarget: another container's PID namespace (see
+	// ContainerConfig.PIDTarget), another sandbox's network or IPC
+	// namespace (SandboxConfig.NetworkTarget, IPCTarget).
 	NamespaceTarget
 )
 
@@ -159,7 +160,7 @@ const (
 type SandboxNamespaces struct {
 	Network NamespaceMode // Pod or Node
 	PID     NamespaceMode // Pod, Container or Node
-	IPC     NamespaceMode // Pod or Node
+	IPC     NamespaceMode // Pod, Node or Target (SandboxConfig.IPCTarget)
 }
 
 // DNS is the pod's resolver configuration; a nil *DNS copies the host's
@@ -217,6 +218,11 @@ type SandboxConfig struct {
 	// target keeps owning the network namespace. A target on the host's
 	// network gives the host's.
 	NetworkTarget string
+	// IPCTarget is the sandbox whose IPC namespace and /dev/shm this one
+	// shares (Namespaces.IPC NamespaceTarget: Docker's --ipc
+	// container:<name>); the target keeps owning them. A target on the
+	// host's IPC gives the host's.
+	IPCTarget string
 	// ShmSize is the size in bytes of the pod's /dev/shm (a pod with its
 	// own IPC namespace); 0 means 64 MiB, as in containerd and Docker.
 	ShmSize int64

@@ -65,7 +65,9 @@ func validateSandbox(c *SandboxConfig) error {
 		return fmt.Errorf("sandbox %s: joining another sandbox's network needs its ID, and no user namespace: %w", c.Name, errdefs.ErrInvalidArgument)
 	case c.Namespaces.Network != NamespacePod && c.Namespaces.Network != NamespaceNode && c.Namespaces.Network != NamespaceTarget:
 		return fmt.Errorf("sandbox %s: network namespace mode %d: %w", c.Name, c.Namespaces.Network, errdefs.ErrInvalidArgument)
-	case c.Namespaces.IPC != NamespacePod && c.Namespaces.IPC != NamespaceNode:
+	case c.Namespaces.IPC == NamespaceTarget && (c.IPCTarget == "" || c.UserNS != nil):
+		return fmt.Errorf("sandbox %s: joining another sandbox's IPC needs its ID, and no user namespace: %w", c.Name, errdefs.ErrInvalidArgument)
+	case c.Namespaces.IPC != NamespacePod && c.Namespaces.IPC != NamespaceNode && c.Namespaces.IPC != NamespaceTarget:
 		return fmt.Errorf("sandbox %s: ipc namespace mode %d: %w", c.Name, c.Namespaces.IPC, errdefs.ErrInvalidArgument)
 	case c.Namespaces.PID == NamespaceTarget || c.Namespaces.PID < 0 || c.Namespaces.PID > NamespaceTarget:
 		return fmt.Errorf("sandbox %s: pid namespace mode %d: %w", c.Name, c.Namespaces.PID, errdefs.ErrInvalidArgument)
@@ -160,9 +162,19 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 			s.rec.UTSNSPath = m.nsPath("uts", id)
 		}
 	}
-	if cfg.Namespaces.IPC == NamespacePod {
+	switch cfg.Namespaces.IPC {
+	case NamespacePod:
 		s.rec.IPCNSPath = m.nsPath("ipc", id)
 		s.rec.ShmPath = filepath.Join(s.dir, "shm")
+	case NamespaceTarget:
+		t, ok := m.sandboxes[cfg.IPCTarget]
+		if !ok || !m.seesSandbox(t) || t.rec.Pending || t.rec.State != SandboxReady {
+			m.mu.Unlock()
+			return nil, fmt.Errorf("create sandbox %s: IPC of sandbox %s: %w", cfg.Name, cfg.IPCTarget, errdefs.ErrNotFound)
+		}
+		// Joined, never pinned, mounted or released here: the target
+		// owns them.
+		s.rec.IPCNSPath, s.rec.ShmPath = t.rec.IPCNSPath, t.rec.ShmPath
 	}
 	if cfg.UserNS != nil {
 		s.rec.UserNSPath = m.nsPath("user", id)
@@ -235,7 +247,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		pin.Paths[namespace.UTS] = s.rec.UTSNSPath
 		pin.Hostname = s.rec.hostname()
 	}
-	if s.rec.IPCNSPath != "" {
+	if s.rec.IPCNSPath != "" && cfg.Namespaces.IPC != NamespaceTarget {
 		pin.Paths[namespace.IPC] = s.rec.IPCNSPath
 	}
 	var pause *exec.Cmd
@@ -293,7 +305,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
 	st.done("pod-files")
-	if s.rec.ShmPath != "" {
+	if s.rec.ShmPath != "" && cfg.Namespaces.IPC != NamespaceTarget {
 		if err := os.MkdirAll(s.rec.ShmPath, 0o755); err != nil {
 			return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 		}

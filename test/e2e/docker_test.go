@@ -219,7 +219,34 @@ func TestDockerRunOptions(t *testing.T) {
 	if got := e.cli("run", "--rm", "--network", "container:netowner", img, "readlink", "/proc/self/ns/net"); got != ownerNS+"\n" {
 		t.Errorf("container network mode netns %q, owner's %q", got, ownerNS)
 	}
-	e.cli("rm", "-f", "netowner", "usr1")
+	// --ipc container:<name> shares a shareable donor's IPC namespace
+	// and /dev/shm; a private donor, a stopped or missing one are
+	// refused with dockerd's messages (and no pull of the image).
+	e.cli("run", "-d", "--name", "ipcdonor", "--ipc", "shareable", img, "sh", "-c", "echo shared > /dev/shm/x; sleep 300")
+	pid = strings.TrimSpace(e.cli("inspect", "--format", "{{.State.Pid}}", "ipcdonor"))
+	donorNS, err := os.Readlink("/proc/" + pid + "/ns/ipc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	await(t, "the donor's /dev/shm file", func() bool {
+		_, _, code := e.cliErr("exec", "ipcdonor", "test", "-s", "/dev/shm/x")
+		return code == 0
+	})
+	if got := e.cli("run", "--rm", "--ipc", "container:ipcdonor", img, "sh", "-c", "readlink /proc/self/ns/ipc; cat /dev/shm/x"); got != donorNS+"\nshared\n" {
+		t.Errorf("--ipc container:ipcdonor: %q, want the donor's %s and its /dev/shm", got, donorNS)
+	}
+	e.cli("create", "--name", "stoppeddonor", "--ipc", "shareable", img, "true")
+	for _, c := range []struct{ ref, want string }{
+		{"netowner", "container netowner: non-shareable IPC (hint: use IpcMode:shareable for the donor container)"},
+		{"stoppeddonor", "container stoppeddonor is not running"},
+		{"nosuchdonor", "No such container: nosuchdonor"},
+	} {
+		_, errOut, code := e.cliErr("run", "--rm", "--ipc", "container:"+c.ref, img, "true")
+		if code != 125 || !strings.Contains(errOut, c.want) || strings.Contains(errOut, "Unable to find image") {
+			t.Errorf("--ipc container:%s: exit %d, %q; want %q", c.ref, code, errOut, c.want)
+		}
+	}
+	e.cli("rm", "-f", "netowner", "usr1", "ipcdonor", "stoppeddonor")
 }
 
 // TestDockerTTY: run -it under a pseudo terminal.
