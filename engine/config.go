@@ -124,6 +124,9 @@ func verifySettings(cfg *container.Config, hc *container.HostConfig) ([]string, 
 	if hc.IpcMode.IsContainer() && hc.IpcMode.Container() == "" {
 		return nil, invalid("invalid IPC mode: %v", hc.IpcMode)
 	}
+	if hc.UTSMode.IsHost() && cfg.Hostname != "" {
+		return nil, invalid("conflicting options: hostname and the UTS mode")
+	}
 	if hc.NetworkMode.IsContainer() {
 		if hc.NetworkMode.ConnectedContainer() == "" {
 			return nil, invalid("invalid network mode: %s", hc.NetworkMode)

@@ -112,6 +112,7 @@ func TestVerifySettings(t *testing.T) {
 		{"swap below memory", container.Config{}, container.HostConfig{Resources: container.Resources{Memory: 64 << 20, MemorySwap: 32 << 20}}, "Minimum memoryswap limit should be larger than memory limit"},
 		{"nano and quota", container.Config{}, container.HostConfig{Resources: container.Resources{NanoCPUs: 1e9, CPUQuota: 50000}}, "Nano CPUs and CPU Quota cannot both be set"},
 		{"too many cpus", container.Config{}, container.HostConfig{Resources: container.Resources{NanoCPUs: 1e12}}, "range of CPUs is from 0.01 to"},
+		{"uts host with hostname", container.Config{Hostname: "h"}, container.HostConfig{UTSMode: "host"}, "conflicting options: hostname and the UTS mode"},
 		{"container net with hostname", container.Config{Hostname: "h"}, container.HostConfig{NetworkMode: "container:x"}, "conflicting options: hostname and the network mode"},
 		{"container net with ports", container.Config{}, container.HostConfig{NetworkMode: "container:x", PortBindings: network.PortMap{network.MustParsePort("80/tcp"): nil}}, "conflicting options: port publishing"},
 		{"bad ulimit", container.Config{}, container.HostConfig{Resources: container.Resources{Ulimits: []*container.Ulimit{{Name: "bogus", Soft: 1, Hard: 1}}}}, "invalid ulimit type: bogus"},

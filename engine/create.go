@@ -120,9 +120,6 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	if err != nil {
 		return CreateResult{}, err
 	}
-	if hc.UTSMode.IsHost() && netKind != netHost {
-		return CreateResult{}, errdefs.ErrNotImplemented.WithMessage("--uts host is supported by berth only with --network host")
-	}
 	var pidTarget string
 	if hc.PidMode.IsContainer() {
 		t, err := e.lookupJoined(hc.PidMode.Container())
@@ -379,6 +376,9 @@ func (e *Engine) sandboxConfig(ctx context.Context, id string, cfg *container.Co
 	}
 	if hc.IpcMode.IsHost() {
 		sb.Namespaces.IPC = runtime.NamespaceNode
+	}
+	if hc.UTSMode.IsHost() {
+		sb.Namespaces.UTS = runtime.NamespaceNode
 	}
 	hostResolv, _ := os.ReadFile("/etc/resolv.conf")
 	switch kind {

@@ -158,9 +158,13 @@ const (
 // SandboxNamespaces are a pod's namespace modes. UTS follows Network when
 // the pod uses the host network, as in Kubernetes.
 type SandboxNamespaces struct {
-	Network NamespaceMode // Pod or Node
+	Network NamespaceMode // Pod, Node or Target (SandboxConfig.NetworkTarget)
 	PID     NamespaceMode // Pod, Container or Node
 	IPC     NamespaceMode // Pod, Node or Target (SandboxConfig.IPCTarget)
+	// UTS Node gives the host's UTS namespace (hostname) also on a network
+	// of the pod's own (Docker's --uts host); Pod (the default) follows
+	// Network.
+	UTS NamespaceMode
 }
 
 // DNS is the pod's resolver configuration; a nil *DNS copies the host's

@@ -69,6 +69,8 @@ func validateSandbox(c *SandboxConfig) error {
 		return fmt.Errorf("sandbox %s: joining another sandbox's IPC needs its ID, and no user namespace: %w", c.Name, errdefs.ErrInvalidArgument)
 	case c.Namespaces.IPC != NamespacePod && c.Namespaces.IPC != NamespaceNode && c.Namespaces.IPC != NamespaceTarget:
 		return fmt.Errorf("sandbox %s: ipc namespace mode %d: %w", c.Name, c.Namespaces.IPC, errdefs.ErrInvalidArgument)
+	case c.Namespaces.UTS != NamespacePod && c.Namespaces.UTS != NamespaceNode:
+		return fmt.Errorf("sandbox %s: uts namespace mode %d: %w", c.Name, c.Namespaces.UTS, errdefs.ErrInvalidArgument)
 	case c.Namespaces.PID == NamespaceTarget || c.Namespaces.PID < 0 || c.Namespaces.PID > NamespaceTarget:
 		return fmt.Errorf("sandbox %s: pid namespace mode %d: %w", c.Name, c.Namespaces.PID, errdefs.ErrInvalidArgument)
 	}
@@ -162,6 +164,9 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 			s.rec.UTSNSPath = m.nsPath("uts", id)
 		}
 	}
+	if cfg.Namespaces.UTS == NamespaceNode {
+		s.rec.UTSNSPath = ""
+	}
 	switch cfg.Namespaces.IPC {
 	case NamespacePod:
 		s.rec.IPCNSPath = m.nsPath("ipc", id)
@@ -244,8 +249,10 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		if cfg.Namespaces.Network != NamespaceTarget {
 			pin.Paths[namespace.Net] = s.rec.NetNSPath
 		}
-		pin.Paths[namespace.UTS] = s.rec.UTSNSPath
-		pin.Hostname = s.rec.hostname()
+		if s.rec.UTSNSPath != "" {
+			pin.Paths[namespace.UTS] = s.rec.UTSNSPath
+			pin.Hostname = s.rec.hostname()
+		}
 	}
 	if s.rec.IPCNSPath != "" && cfg.Namespaces.IPC != NamespaceTarget {
 		pin.Paths[namespace.IPC] = s.rec.IPCNSPath

@@ -63,6 +63,10 @@ func Pin(o PinOptions) error {
 		}
 		return nil
 	}
+	if _, ok := o.Paths[UTS]; o.Hostname != "" && !ok {
+		// Set outside a new UTS namespace it would rename the host.
+		return fmt.Errorf("pin namespaces: a hostname needs a new UTS namespace: %w", errdefs.ErrInvalidArgument)
+	}
 	flags := 0
 	for k := range o.Paths {
 		f, ok := cloneFlags[k]

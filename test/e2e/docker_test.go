@@ -183,6 +183,17 @@ func TestDockerRunOptions(t *testing.T) {
 		if got := e.cli("run", "--rm", "--network", "host", img, "hostname"); got != host+"\n" {
 			t.Errorf("--network host hostname = %q, want %q", got, host)
 		}
+		// --uts host on the default network: the host's UTS namespace,
+		// the container's own network namespace.
+		hostUTS, _ := os.Readlink("/proc/self/ns/uts")
+		hostNet, _ := os.Readlink("/proc/self/ns/net")
+		got := e.cli("run", "--rm", "--uts", "host", img, "sh", "-c", "hostname; readlink /proc/self/ns/uts; readlink /proc/self/ns/net")
+		if want := host + "\n" + hostUTS + "\n"; !strings.HasPrefix(got, want) || strings.HasSuffix(got, hostNet+"\n") {
+			t.Errorf("--uts host: %q, want %q then a network namespace other than %s", got, want, hostNet)
+		}
+	}
+	if _, errOut, code := e.cliErr("run", "--rm", "--uts", "host", "--hostname", "h", img, "true"); code != 125 || !strings.Contains(errOut, "conflicting options: hostname and the UTS mode") {
+		t.Errorf("--uts host --hostname: %d %q", code, errOut)
 	}
 	// A user or group the image lacks is the request's fault, and no
 	// reason for the CLI to pull the image.
