@@ -147,6 +147,7 @@ func verifySettings(cfg *container.Config, hc *container.HostConfig) ([]string, 
 	if hc.NetworkMode == network.NetworkHost && (len(hc.PortBindings) > 0 || hc.PublishAllPorts) {
 		warnings = append(warnings, "Published ports are discarded when using host network mode")
 	}
+	warnings = append(warnings, discardUnsupported(&hc.Resources, hostCgroupFeatures())...)
 	if w, err := verifyResources(&hc.Resources); err != nil {
 		return warnings, err
 	} else {

@@ -241,3 +241,23 @@ func TestRestartPolicyDecisions(t *testing.T) {
 		t.Errorf("backoff after a 10 s run = %s", got)
 	}
 }
+
+// TestDiscardUnsupported: what the host's cgroups cannot apply is dropped
+// with dockerd's warnings; what they can stays.
+func TestDiscardUnsupported(t *testing.T) {
+	sw, yes := int64(30), true
+	r := container.Resources{MemorySwappiness: &sw, OomKillDisable: &yes, BlkioWeight: 300}
+	if w := discardUnsupported(&r, cgroupFeatures{swappiness: true, oomKillDisable: true, blkioWeight: true}); len(w) != 0 || r.MemorySwappiness == nil || r.OomKillDisable == nil || r.BlkioWeight != 300 {
+		t.Errorf("all supported: %v %+v", w, r)
+	}
+	w := discardUnsupported(&r, cgroupFeatures{})
+	if len(w) != 3 || r.MemorySwappiness != nil || r.OomKillDisable != nil || r.BlkioWeight != 0 ||
+		!strings.Contains(w[0], "Memory swappiness discarded") || !strings.Contains(w[1], "OomKillDisable discarded") || !strings.Contains(w[2], "Weight discarded") {
+		t.Errorf("none supported: %q %+v", w, r)
+	}
+	off := false
+	r = container.Resources{OomKillDisable: &off}
+	if w := discardUnsupported(&r, cgroupFeatures{}); len(w) != 0 || r.OomKillDisable != nil {
+		t.Errorf("--oom-kill-disable=false where unsupported: %q", w)
+	}
+}

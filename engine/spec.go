@@ -173,6 +173,12 @@ func resources(r container.Resources) (spec.Resources, error) {
 	if r.PidsLimit != nil && *r.PidsLimit > 0 {
 		out.PidsLimit = *r.PidsLimit
 	}
+	if r.MemorySwappiness != nil && *r.MemorySwappiness >= 0 {
+		v := uint64(*r.MemorySwappiness)
+		out.MemorySwappiness = &v
+	}
+	out.DisableOOMKiller = r.OomKillDisable != nil && *r.OomKillDisable
+	out.BlkioWeight = r.BlkioWeight
 	return out, nil
 }
 

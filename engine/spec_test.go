@@ -257,3 +257,24 @@ func FuzzCreateSpec(f *testing.F) {
 		}
 	})
 }
+
+// TestResourcesOptional: swappiness, the OOM killer switch and the block
+// I/O weight reach the runtime's resources, and the OCI spec.
+func TestResourcesOptional(t *testing.T) {
+	sw, yes := int64(30), true
+	r, err := resources(container.Resources{Memory: 64 << 20, MemorySwappiness: &sw, OomKillDisable: &yes, BlkioWeight: 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := spec.Generate(spec.Container{ID: testID, Rootfs: testRootfs(t), Args: []string{"sh"}, Resources: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr := sp.Linux.Resources
+	if m := lr.Memory; m == nil || m.Swappiness == nil || *m.Swappiness != 30 || m.DisableOOMKiller == nil || !*m.DisableOOMKiller || *m.Limit != 64<<20 {
+		t.Errorf("memory %+v", lr.Memory)
+	}
+	if lr.BlockIO == nil || lr.BlockIO.Weight == nil || *lr.BlockIO.Weight != 300 {
+		t.Errorf("block I/O %+v", lr.BlockIO)
+	}
+}

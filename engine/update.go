@@ -32,10 +32,12 @@ func (e *Engine) Update(ctx context.Context, ref string, u container.UpdateConfi
 	if removing {
 		return nil, cannot(fmt.Errorf("container is marked for removal and cannot be \"update\""))
 	}
-	warnings, err := verifyResources(&u.Resources)
+	warnings := discardUnsupported(&u.Resources, hostCgroupFeatures())
+	w, err := verifyResources(&u.Resources)
 	if err != nil {
 		return nil, err
 	}
+	warnings = append(warnings, w...)
 	if err := mergeUpdate(hc, u); err != nil {
 		return nil, cannot(err)
 	}

@@ -103,6 +103,14 @@ func resourcesFromOCI(r *specs.LinuxResources) spec.Resources {
 			s := *mem.Swap
 			out.MemorySwap = &s
 		}
+		if mem.Swappiness != nil {
+			s := *mem.Swappiness
+			out.MemorySwappiness = &s
+		}
+		out.DisableOOMKiller = deref(mem.DisableOOMKiller)
+	}
+	if b := r.BlockIO; b != nil {
+		out.BlkioWeight = deref(b.Weight)
 	}
 	if p := r.Pids; p != nil {
 		out.PidsLimit = deref(p.Limit)

@@ -269,6 +269,14 @@ type Resources struct {
 	// MemoryReservation is the soft memory limit in bytes (Docker's
 	// --memory-reservation).
 	MemoryReservation int64
+	// MemorySwappiness (0-100) is the cgroup v1 memory.swappiness; nil
+	// leaves the kernel's.
+	MemorySwappiness *uint64
+	// DisableOOMKiller turns the OOM killer off for the cgroup (v1 only):
+	// a task over the limit waits instead.
+	DisableOOMKiller bool
+	// BlkioWeight (10-1000) is the block I/O weight; 0 leaves it.
+	BlkioWeight uint16
 	// HugepageLimits maps a page size ("2MB", "1GB") to a limit in bytes.
 	HugepageLimits []HugepageLimit
 	// Unified are cgroup v2 files to write (CRI "unified"). runc refuses

@@ -359,6 +359,29 @@ func applyResources(r *specs.LinuxResources, in Resources) error {
 		v := in.MemoryReservation
 		r.Memory.Reservation = &v
 	}
+	if in.MemorySwappiness != nil || in.DisableOOMKiller {
+		if in.MemorySwappiness != nil && *in.MemorySwappiness > 100 {
+			return fmt.Errorf("memory swappiness %d: want 0-100: %w", *in.MemorySwappiness, errdefs.ErrInvalidArgument)
+		}
+		if r.Memory == nil {
+			r.Memory = &specs.LinuxMemory{}
+		}
+		if in.MemorySwappiness != nil {
+			v := *in.MemorySwappiness
+			r.Memory.Swappiness = &v
+		}
+		if in.DisableOOMKiller {
+			v := true
+			r.Memory.DisableOOMKiller = &v
+		}
+	}
+	if in.BlkioWeight != 0 {
+		if in.BlkioWeight < 10 || in.BlkioWeight > 1000 {
+			return fmt.Errorf("blkio weight %d: want 10-1000: %w", in.BlkioWeight, errdefs.ErrInvalidArgument)
+		}
+		v := in.BlkioWeight
+		r.BlockIO = &specs.LinuxBlockIO{Weight: &v}
+	}
 	if in.PidsLimit != 0 {
 		v := in.PidsLimit
 		r.Pids = &specs.LinuxPids{Limit: &v}

@@ -195,6 +195,20 @@ func TestDockerRunOptions(t *testing.T) {
 	if _, errOut, code := e.cliErr("run", "--rm", "--uts", "host", "--hostname", "h", img, "true"); code != 125 || !strings.Contains(errOut, "conflicting options: hostname and the UTS mode") {
 		t.Errorf("--uts host --hostname: %d %q", code, errOut)
 	}
+	// Swappiness and the OOM killer switch (cgroup v1 only); a block I/O
+	// weight the host cannot apply is discarded with dockerd's warning.
+	if _, err := os.Stat("/sys/fs/cgroup/memory/memory.swappiness"); err == nil {
+		if got := e.cli("run", "--rm", "-m", "64m", "--memory-swappiness", "30", "--oom-kill-disable", img, "sh", "-c", "cat /sys/fs/cgroup/memory/memory.swappiness; grep oom_kill_disable /sys/fs/cgroup/memory/memory.oom_control"); got != "30\noom_kill_disable 1\n" {
+			t.Errorf("--memory-swappiness 30 --oom-kill-disable: %q", got)
+		}
+	}
+	_, errBlkio := os.Stat("/sys/fs/cgroup/blkio/blkio.weight")
+	_, errBFQ := os.Stat("/sys/fs/cgroup/blkio/blkio.bfq.weight")
+	if _, errV2 := os.Stat("/sys/fs/cgroup/cgroup.controllers"); errBlkio != nil && errBFQ != nil && errV2 != nil {
+		if _, errOut, code := e.cliErr("run", "--rm", "--blkio-weight", "300", img, "true"); code != 0 || !strings.Contains(errOut, "Block I/O weight or the cgroup is not mounted. Weight discarded.") {
+			t.Errorf("--blkio-weight without blkio.weight: %d %q", code, errOut)
+		}
+	}
 	// A user or group the image lacks is the request's fault, and no
 	// reason for the CLI to pull the image.
 	for _, c := range []struct{ flag, want string }{
