@@ -101,6 +101,9 @@ func (s *Store) Save(ctx context.Context, w io.Writer, refs []string, format Arc
 		r := img.rec
 		blobs := []digest.Digest{r.ManifestDigest, r.ID}
 		for _, l := range r.Layers {
+			if err := s.layerBlob(ctx, l); err != nil {
+				return fmt.Errorf("save image %s: %w", r.ID, err)
+			}
 			blobs = append(blobs, l.Digest)
 		}
 		for _, d := range blobs {

@@ -3,9 +3,11 @@ package imagestore
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"slices"
 	"sync"
 	"time"
@@ -162,10 +164,13 @@ const MediaTypeLayerTar = ocispec.MediaTypeImageLayer //nolint:staticcheck // th
 
 // CommitSnapshot turns the changes of the build snapshot id (unmounted by
 // the caller) into a layer on top of the chain parent ("" for none): the
-// upper dir is written as a tar blob into the content store (its digest is
-// the diff ID) and moved into the layer store as the layer's directory.
-// The snapshot is removed. A snapshot without changes gives nil and no
-// layer, as BuildKit drops empty layers. The new layer is held by lease.
+// upper dir moves into the layer store as the layer's directory, and the
+// digest of its tar (imagestore/diff) is the diff ID. The tar itself is not
+// written: most layers of a build (intermediate stages', steps a later one
+// replaces) never leave the store, and the blob of one that does is made
+// from its directory when a push or a save needs it (layerBlob). The
+// snapshot is removed. A snapshot without changes gives nil and no layer,
+// as BuildKit drops empty layers. The new layer is held by lease.
 func (s *Store) CommitSnapshot(ctx context.Context, lease *Lease, id string, parent digest.Digest) (*Layer, error) {
 	l, err := s.commitSnapshot(ctx, lease, id, parent)
 	if err != nil {
@@ -182,12 +187,8 @@ func (s *Store) commitSnapshot(ctx context.Context, lease *Lease, id string, par
 	if _, err := s.snaps.Stat(id); err != nil {
 		return nil, err
 	}
-	w, err := s.content.Ingest()
-	if err != nil {
-		return nil, err
-	}
-	defer w.Close()
-	st, err := diff.Write(ctx, upper, w, diff.Options{Clean: true})
+	h := &hashCounter{h: sha256.New()}
+	st, err := diff.Write(ctx, upper, h, diff.Options{Clean: true})
 	if err != nil {
 		return nil, err
 	}
@@ -196,15 +197,12 @@ func (s *Store) commitSnapshot(ctx context.Context, lease *Lease, id string, par
 	}
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
-	if err := w.Commit(); err != nil {
-		return nil, err
-	}
-	d := w.Digest()
+	d := digest.NewDigest(digest.SHA256, h.h)
 	chain := d
 	if parent != "" {
 		chain = identity.ChainID([]digest.Digest{parent, d})
 	}
-	layer := Layer{Digest: d, MediaType: MediaTypeLayerTar, Size: w.Size(), DiffID: d, ChainID: chain}
+	layer := Layer{Digest: d, MediaType: MediaTypeLayerTar, Size: h.n, DiffID: d, ChainID: chain}
 	lease.hold([]Layer{layer})
 	if _, err := s.layers.Commit(ctx, chain, d, upper); err != nil {
 		return nil, err
@@ -213,6 +211,56 @@ func (s *Store) commitSnapshot(ctx context.Context, lease *Lease, id string, par
 		return nil, err
 	}
 	return &layer, nil
+}
+
+// hashCounter hashes and counts what is written to it.
+type hashCounter struct {
+	h hash.Hash
+	n int64
+}
+
+func (w *hashCounter) Write(p []byte) (int, error) {
+	w.h.Write(p)
+	w.n += int64(len(p))
+	return len(p), nil
+}
+
+// madeFromDir says whether a layer's blob can be made from its directory
+// when it is missing: a plain tar whose digest is its diff ID, as builds
+// commit them (and the check of the digest while writing it decides).
+func madeFromDir(l meta.Layer) bool {
+	return l.MediaType == MediaTypeLayerTar && l.Digest == l.DiffID
+}
+
+// layerBlob makes sure the blob of layer l is stored. A layer a build
+// committed has none until a push or a save needs it: it is then written
+// from the layer's directory with imagestore/diff, which writes the same
+// tree as the same tar, and committed only if it has the layer's digest
+// and size (else errdefs.ErrDataLoss: the directory changed).
+func (s *Store) layerBlob(ctx context.Context, l meta.Layer) error {
+	if _, err := s.content.Info(l.Digest); !errdefs.IsNotFound(err) {
+		return err
+	}
+	if !madeFromDir(l) {
+		return fmt.Errorf("layer %s: %w", l.Digest, errdefs.ErrNotFound)
+	}
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
+	if _, err := s.layers.Info(l.ChainID); err != nil {
+		return fmt.Errorf("layer %s: no blob and %w", l.Digest, err)
+	}
+	w, err := s.content.Writer(l.Digest, l.Size)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	if _, err := diff.Write(ctx, s.layers.Dir(l.ChainID), w, diff.Options{}); err != nil {
+		return fmt.Errorf("write the blob of layer %s from its directory: %w", l.Digest, err)
+	}
+	if err := w.Commit(); err != nil {
+		return fmt.Errorf("write the blob of layer %s from its directory: %w", l.Digest, err)
+	}
+	return nil
 }
 
 // ImageCommit describes an image to record.
@@ -277,7 +325,7 @@ func (s *Store) commitImage(ctx context.Context, c ImageCommit) (*Image, error) 
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
 	for i, l := range c.Layers {
-		if _, err := s.content.Info(l.Digest); err != nil {
+		if _, err := s.content.Info(l.Digest); err != nil && !(errdefs.IsNotFound(err) && madeFromDir(rec.Layers[i])) {
 			return nil, err
 		}
 		info, err := s.layers.Info(l.ChainID)

@@ -18,6 +18,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/imagestore/meta"
 )
 
 func mountSnapshot(t *testing.T, ms []Mount) string {
@@ -66,6 +68,20 @@ func blobTar(t *testing.T, s *Store, d digest.Digest) map[string]*tar.Header {
 		}
 		out[h.Name] = h
 	}
+}
+
+// layerTar makes the blob of a layer a build committed (as a push or a
+// save does) and returns its entries.
+func layerTar(t *testing.T, s *Store, l Layer) map[string]*tar.Header {
+	t.Helper()
+	if err := s.layerBlob(t.Context(), metaLayer(l)); err != nil {
+		t.Fatal(err)
+	}
+	return blobTar(t, s, l.Digest)
+}
+
+func metaLayer(l Layer) meta.Layer {
+	return meta.Layer{Digest: l.Digest, MediaType: l.MediaType, Size: l.Size, DiffID: l.DiffID, ChainID: l.ChainID}
 }
 
 // TestBuildStepToImage runs what a build does with the store: a diffable
@@ -125,7 +141,10 @@ func TestBuildStepToImage(t *testing.T) {
 	if ids, _ := s.Snapshots(ctx); len(ids) != 0 {
 		t.Fatalf("snapshots left after commit: %v", ids)
 	}
-	hs := blobTar(t, s, l.Digest)
+	if _, err := s.content.Info(l.Digest); !errdefs.IsNotFound(err) {
+		t.Fatalf("the layer's blob was written at the commit: %v", err)
+	}
+	hs := layerTar(t, s, *l)
 	var names []string
 	for n := range hs {
 		names = append(names, n)
@@ -156,7 +175,7 @@ func TestBuildStepToImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h := blobTar(t, s, l2.Digest); h["srv/data/.wh.link"] == nil {
+	if h := layerTar(t, s, *l2); h["srv/data/.wh.link"] == nil {
 		t.Fatalf("no whiteout for the removed link: %v", h)
 	}
 
@@ -220,5 +239,114 @@ func TestBuildStepToImage(t *testing.T) {
 	}
 	if _, err := s.NewLease().Cache(ctx, key); !errdefs.IsNotFound(err) {
 		t.Fatalf("pruned entry still found: %v", err)
+	}
+}
+
+// commitFile commits a build step that writes name (content body) on top
+// of parent (nil for none) and returns the new layer.
+func commitFile(t *testing.T, s *Store, lease *Lease, id string, parent *Layer, name, body string) Layer {
+	t.Helper()
+	var lowers []Layer
+	var chain digest.Digest
+	if parent != nil {
+		lowers, chain = []Layer{*parent}, parent.ChainID
+	}
+	ms, err := s.PrepareBuild(t.Context(), id, lowers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := mountSnapshot(t, ms)
+	err = os.WriteFile(filepath.Join(root, name), []byte(body), 0o644)
+	unix.Unmount(root, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.CommitSnapshot(t.Context(), lease, id, chain)
+	if err != nil || l == nil {
+		t.Fatalf("commit: %+v %v", l, err)
+	}
+	return *l
+}
+
+func commitLayersImage(t *testing.T, s *Store, tag string, layers ...Layer) *Image {
+	t.Helper()
+	var cfg ocispec.Image
+	cfg.OS, cfg.Architecture, cfg.RootFS.Type = "linux", "amd64", "layers"
+	for _, l := range layers {
+		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, l.DiffID)
+	}
+	raw, _ := json.Marshal(cfg)
+	img, err := s.CommitImage(t.Context(), ImageCommit{Config: raw, Layers: layers, Tags: []string{tag}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// TestBuiltLayerBlobOnDemand: a build's layers are recorded without a
+// blob; the image survives a reopen of the store as it is; a push makes
+// the blobs from the layer directories, and another store pulls the very
+// image back; a layer directory that changed since its commit fails a
+// save as lost data, storing no blob.
+func TestBuiltLayerBlobOnDemand(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting overlayfs needs root")
+	}
+	root := t.TempDir()
+	s := openStore(t, Config{Root: root})
+	ctx := t.Context()
+	lease := s.NewLease()
+	l1 := commitFile(t, s, lease, "b1", nil, "hello", "hello\n")
+	l2 := commitFile(t, s, lease, "b2", &l1, "world", "world\n")
+	img := commitLayersImage(t, s, "built/lazy:1", l1, l2)
+	lease.Release()
+	for _, l := range []Layer{l1, l2} {
+		if _, err := s.content.Info(l.Digest); !errdefs.IsNotFound(err) {
+			t.Fatalf("blob of %s: %v, want none yet", l.Digest, err)
+		}
+	}
+	if err := s.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openStore(t, Config{Root: root})
+	if r := s.Repairs(); len(r) != 0 {
+		t.Fatalf("reopen repaired %v", r)
+	}
+	if got, err := s.Get(ctx, "built/lazy:1"); err != nil || got.ID != img.ID {
+		t.Fatalf("after a reopen: %+v %v", got, err)
+	}
+
+	reg := newRegistry(t)
+	target := reg.host + "/pushed/lazy:1"
+	if err := s.Tag(ctx, "built/lazy:1", target); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Push(ctx, target, PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if h := blobTar(t, s, l2.Digest); h["world"] == nil || len(h) != 1 {
+		t.Fatalf("pushed layer 2 holds %v", h)
+	}
+	fresh := openStore(t, Config{})
+	got, err := fresh.Pull(ctx, target, PullOptions{})
+	if err != nil || got.ID != img.ID || got.Layers[1].DiffID != l2.DiffID {
+		t.Fatalf("pulled back %+v %v", got, err)
+	}
+
+	lease = s.NewLease()
+	defer lease.Release()
+	l3 := commitFile(t, s, lease, "b3", &l2, "tampered", "before\n")
+	commitLayersImage(t, s, "built/tampered:1", l1, l2, l3)
+	if err := os.WriteFile(filepath.Join(s.layers.Dir(l3.ChainID), "tampered"), []byte("after!\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Save(ctx, io.Discard, []string{"built/tampered:1"}, DockerArchive)
+	if !errdefs.IsDataLoss(err) {
+		t.Fatalf("save of a changed layer: %v, want data loss", err)
+	}
+	t.Log(err)
+	if _, err := s.content.Info(l3.Digest); !errdefs.IsNotFound(err) {
+		t.Fatalf("a wrong blob was stored: %v", err)
 	}
 }

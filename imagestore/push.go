@@ -30,6 +30,11 @@ func (s *Store) push(ctx context.Context, ref string, opts PushOptions) error {
 	if err != nil {
 		return err
 	}
+	for _, l := range r.Layers {
+		if err := s.layerBlob(ctx, l); err != nil {
+			return err
+		}
+	}
 	img, err := s.v1Image(r.Image)
 	if err != nil {
 		return err

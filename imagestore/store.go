@@ -157,13 +157,21 @@ func (s *Store) checkImage(ctx context.Context, img meta.Image) error {
 // the layers whose directories vanished; owner names them in repairs.
 func (s *Store) checkLayers(ctx context.Context, owner any, layers []meta.Layer) error {
 	for _, l := range layers {
-		if _, err := s.content.Info(l.Digest); err != nil {
-			return err
+		_, blobErr := s.content.Info(l.Digest)
+		if blobErr != nil && !errdefs.IsNotFound(blobErr) {
+			return blobErr
 		}
 		if _, err := s.layers.Info(l.ChainID); err == nil {
+			// A build's layer has no blob until one is needed.
+			if blobErr != nil && !madeFromDir(l) {
+				return blobErr
+			}
 			continue
 		} else if !errdefs.IsNotFound(err) {
 			return err
+		}
+		if blobErr != nil {
+			return blobErr
 		}
 		f, err := s.content.Reader(l.Digest)
 		if err != nil {
