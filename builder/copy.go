@@ -279,7 +279,7 @@ func (bd *build) runCopy(ctx context.Context, s *state, cs copySpec) error {
 			return fmt.Errorf("%s --link --chown=%s: user and group names need the image's /etc/passwd, which --link does not see; use numeric IDs", name, cs.chown)
 		}
 	}
-	l, err := bd.onRootfs(ctx, s, lowers, func(root string) error {
+	l, err := bd.onRootfs(ctx, s, name+" "+strings.Join(cs.srcs, " ")+" "+cs.dest, lowers, func(root string) error {
 		if cs.chown != "" && ownerSpec == nil {
 			uid, gid, err := bd.resolveUser(root, cs.chown)
 			if err != nil {

@@ -369,7 +369,7 @@ func (bd *build) runWorkdir(ctx context.Context, s *state, c *instructions.Workd
 		}
 	}
 	if !exists {
-		l, err := bd.onRootfs(ctx, s, s.layers, func(root string) error {
+		l, err := bd.onRootfs(ctx, s, "WORKDIR "+wd, s.layers, func(root string) error {
 			uid, gid, err := bd.resolveUser(root, s.img.Config.User)
 			if err != nil {
 				return err

@@ -130,10 +130,11 @@ func topChain(layers []imagestore.Layer) digest.Digest {
 
 // onRootfs runs fn on a writable root made of lowers (the state's layers,
 // or none for COPY --link), mounted under the build's dir, and commits
-// what fn changed as a layer on top of s (nil when nothing changed).
-func (bd *build) onRootfs(ctx context.Context, s *state, lowers []imagestore.Layer, fn func(root string) error) (_ *imagestore.Layer, retErr error) {
+// what fn changed as a layer on top of s (nil when nothing changed). What
+// names the step in debug timings.
+func (bd *build) onRootfs(ctx context.Context, s *state, what string, lowers []imagestore.Layer, fn func(root string) error) (_ *imagestore.Layer, retErr error) {
 	tm := startTimings(ctx, "step on rootfs")
-	defer tm.log()
+	defer tm.log("step", what)
 	snap, release := bd.b.newSnapshot()
 	defer release()
 	ms, err := bd.b.images.PrepareBuild(ctx, snap, lowers)

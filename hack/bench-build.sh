@@ -93,7 +93,10 @@ B="$T/berth"
 mkdir -p "$B"
 # NRI off: the node's NRI socket is another runtime's business.
 printf '[nri]\ndisable = true\n' >"$B/berthd.toml"
-ct_start "$B/berthd.log" "$BIN/berthd" --root "$B/root" --state "$B/run" --config "$B/berthd.toml" --registry-config-dir "$HOSTS_DIR"
+# BERTHD_FLAGS adds flags (--log-level debug: per-step timings in
+# berthd.log, with KEEP=1 to read it afterwards).
+# shellcheck disable=SC2086
+ct_start "$B/berthd.log" "$BIN/berthd" --root "$B/root" --state "$B/run" --config "$B/berthd.toml" --registry-config-dir "$HOSTS_DIR" ${BERTHD_FLAGS:-}
 ct_wait_socket "$B/run/docker.sock" "$B/berthd.log"
 berth() { BERTH_HOST="unix://$B/run/docker.sock" HOME="$T" "$BIN/berth" "$@"; }
 berth pull -q "$BASE" >/dev/null

@@ -19,6 +19,7 @@ import (
 
 	"github.com/berth-dev/berth/imagestore/diff"
 	"github.com/berth-dev/berth/imagestore/meta"
+	"github.com/berth-dev/berth/imagestore/snapshot"
 )
 
 // What a build needs of the store: snapshots over a list of layers rather
@@ -127,6 +128,8 @@ func (s *Store) LayerDirs(layers []Layer) ([]string, error) {
 
 // PrepareBuild creates a writable snapshot over layers (base first; none
 // for an empty root) whose changes CommitSnapshot can turn into a layer.
+// Build snapshots are ephemeral (snapshot.Options): the builder removes
+// what a killed berthd left, so their records cost no fsync.
 func (s *Store) PrepareBuild(ctx context.Context, id string, layers []Layer) ([]Mount, error) {
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
@@ -134,15 +137,17 @@ func (s *Store) PrepareBuild(ctx context.Context, id string, layers []Layer) ([]
 	if err != nil {
 		return nil, fmt.Errorf("prepare build snapshot %s: %w", id, err)
 	}
-	ms, err := s.snaps.PrepareDiffable(id, lowers)
+	// Build snapshots are the builder's to remove after a restart: no
+	// fsync for their records.
+	ms, err := s.snaps.PrepareDiffable(id, lowers, snapshot.Options{Ephemeral: true})
 	if err != nil {
 		return nil, fmt.Errorf("prepare build snapshot %s: %w", id, err)
 	}
 	return toMounts(ms), nil
 }
 
-// ViewLayers creates a read-only snapshot of layers (base first, at least
-// one).
+// ViewLayers creates a read-only, ephemeral snapshot of layers (base
+// first, at least one), as a build reads a stage or an image.
 func (s *Store) ViewLayers(ctx context.Context, id string, layers []Layer) ([]Mount, error) {
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
@@ -150,7 +155,7 @@ func (s *Store) ViewLayers(ctx context.Context, id string, layers []Layer) ([]Mo
 	if err != nil {
 		return nil, fmt.Errorf("view snapshot %s: %w", id, err)
 	}
-	ms, err := s.snaps.View(id, lowers)
+	ms, err := s.snaps.View(id, lowers, snapshot.Options{Ephemeral: true})
 	if err != nil {
 		return nil, fmt.Errorf("view snapshot %s: %w", id, err)
 	}

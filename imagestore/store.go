@@ -292,7 +292,7 @@ func (s *Store) View(ctx context.Context, id, image string) ([]Mount, error) {
 	if err != nil {
 		return nil, fmt.Errorf("view snapshot %s: %w", id, err)
 	}
-	ms, err := s.snaps.View(id, lowers)
+	ms, err := s.snaps.View(id, lowers, snapshot.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("view snapshot %s: %w", id, err)
 	}

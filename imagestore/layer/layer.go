@@ -14,7 +14,12 @@
 //
 // The unpacked files are not fsynced (as containerd's overlay snapshotter
 // does not): a killed daemon leaves only complete layers, but a power loss
-// may lose file contents of layers unpacked just before it.
+// may lose file contents of layers unpacked just before it. Unpack syncs a
+// layer's info and its rename; Commit (a build's layer, whose files come
+// from a snapshot) syncs nothing, so a power loss may leave a committed
+// layer with an empty info: Open removes a layer whose info is unreadable,
+// as it removes unfinished ones, and the image store's check unpacks it
+// again from its blob or drops what needed it.
 package layer
 
 import (
@@ -83,14 +88,19 @@ func Open(root string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open layer store: %w", err)
 	}
+	s := &Store{dir: dir, calls: map[digest.Digest]*call{}}
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".") {
-			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-				return nil, fmt.Errorf("open layer store: remove unfinished %s: %w", e.Name(), err)
+		p := filepath.Join(dir, e.Name())
+		if !strings.HasPrefix(e.Name(), ".") {
+			if _, err := s.readInfo(p); err == nil || !(errdefs.IsNotFound(err) || errdefs.IsDataLoss(err)) {
+				continue
 			}
 		}
+		if err := os.RemoveAll(p); err != nil {
+			return nil, fmt.Errorf("open layer store: remove unfinished %s: %w", e.Name(), err)
+		}
 	}
-	return &Store{dir: dir, calls: map[digest.Digest]*call{}}, nil
+	return s, nil
 }
 
 func validate(what string, d digest.Digest) error {
@@ -250,7 +260,8 @@ func (s *Store) unpack(ctx context.Context, chainID, diffID digest.Digest, r io.
 // the caller made of it (a build step's changes, say). dir is moved into
 // place, not copied: afterwards it is gone from where it was. A layer
 // already present wins and dir is removed; concurrent commits or unpacks of
-// one chain ID leave one complete layer.
+// one chain ID leave one complete layer. Nothing is synced to disk (see
+// the package doc): a build commits a layer per step.
 func (s *Store) Commit(ctx context.Context, chainID, diffID digest.Digest, dir string) (Info, error) {
 	if err := validate("chain ID", chainID); err != nil {
 		return Info{}, err
@@ -282,7 +293,11 @@ func (s *Store) Commit(ctx context.Context, chainID, diffID digest.Digest, dir s
 		return Info{}, fmt.Errorf("commit layer %s: %w", chainID, err)
 	}
 	info := Info{ChainID: chainID, DiffID: diffID, Size: stats.Bytes, Inodes: stats.Inodes}
-	if err := atomicfile.WriteJSON(filepath.Join(tmp, infoFile), info, 0o600); err != nil {
+	b, err := json.Marshal(info)
+	if err != nil {
+		return Info{}, fmt.Errorf("commit layer %s: %w", chainID, err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, infoFile), b, 0o600); err != nil {
 		return Info{}, fmt.Errorf("commit layer %s: %w", chainID, err)
 	}
 	final := filepath.Join(s.dir, chainID.Encoded())
@@ -293,9 +308,6 @@ func (s *Store) Commit(ctx context.Context, chainID, diffID digest.Digest, dir s
 		return Info{}, fmt.Errorf("commit layer %s: %w", chainID, err)
 	}
 	renamed = true
-	if err := atomicfile.SyncDir(s.dir); err != nil {
-		return Info{}, fmt.Errorf("commit layer %s: %w", chainID, err)
-	}
 	return info, nil
 }
 

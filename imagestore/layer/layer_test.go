@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -358,4 +359,43 @@ func TestCommitDir(t *testing.T) {
 		t.Fatalf("layer content %q %v", b, err)
 	}
 	testutil.CheckDu(t, s.Dir(chain("c")), info.Size, info.Inodes)
+
+	// Commit syncs nothing: a power loss may leave the layer with an
+	// empty (or no) info, which Open removes as unfinished; an unpacked
+	// layer and a readable committed one stay.
+	l := makeLayer(t, "a", "b")
+	if _, err := s.Unpack(t.Context(), chain("a"), l.diffID, bytes.NewReader(l.gz)); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"d", "e"} {
+		if _, err := s.Commit(t.Context(), chain(name), diffID, mk(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Truncate(filepath.Join(root, "layers", chain("d").Encoded(), infoFile), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(root, "layers", chain("e").Encoded(), infoFile)); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.List()
+	var got []digest.Digest
+	for _, i := range list {
+		got = append(got, i.ChainID)
+	}
+	slices.Sort(got)
+	want := []digest.Digest{chain("a"), chain("c")}
+	slices.Sort(want)
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("after Open: %v %v, want %v", got, err, want)
+	}
+	for _, name := range []string{"d", "e"} {
+		if _, err := os.Stat(filepath.Join(root, "layers", chain(name).Encoded())); !os.IsNotExist(err) {
+			t.Errorf("layer %s with a lost info is still there: %v", name, err)
+		}
+	}
 }

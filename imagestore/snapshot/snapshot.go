@@ -4,9 +4,12 @@
 //	<root>/snapshots/<id>/upper   writable layer (absent for views)
 //	<root>/snapshots/<id>/work    overlay's work dir (absent for views)
 //	<root>/snapshots/<id>/snapshot.json  the lower dirs, for GC and restarts
+//	<root>/snapshots/<id>/ephemeral      marks a snapshot made with Ephemeral
 //
 // created under a temporary name and renamed into place, so a snapshot
-// either exists with its record or not at all. The snapshotter returns
+// either exists with its record or not at all. The record of an
+// ephemeral snapshot is not synced: after a power loss it may be there
+// but empty, and New removes such a snapshot. The snapshotter returns
 // mounts; mounting them is the caller's business, and so is unmounting
 // before Remove.
 package snapshot
@@ -27,9 +30,10 @@ import (
 )
 
 const (
-	recordFile = "snapshot.json"
-	newPrefix  = ".new-"
-	rmPrefix   = ".rm-"
+	recordFile    = "snapshot.json"
+	ephemeralFile = "ephemeral"
+	newPrefix     = ".new-"
+	rmPrefix      = ".rm-"
 
 	// maxMountData is the size of the page mount(2) copies its data
 	// string into, NUL included.
@@ -82,8 +86,9 @@ func New(root string) (*Snapshotter, error) {
 		return nil, fmt.Errorf("open snapshotter: %w", err)
 	}
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".") {
-			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+		p := filepath.Join(dir, e.Name())
+		if strings.HasPrefix(e.Name(), ".") || unreadableEphemeral(p, e.Name()) {
+			if err := os.RemoveAll(p); err != nil {
 				return nil, fmt.Errorf("open snapshotter: remove unfinished %s: %w", e.Name(), err)
 			}
 		}
@@ -94,6 +99,16 @@ func New(root string) (*Snapshotter, error) {
 		redirect: overlayParam("redirect_dir"),
 		metacopy: overlayParam("metacopy"),
 	}, nil
+}
+
+// unreadableEphemeral says whether the snapshot in dir is ephemeral and
+// lost its record (a power loss before the record reached the disk).
+func unreadableEphemeral(dir, id string) bool {
+	if _, err := os.Lstat(filepath.Join(dir, ephemeralFile)); err != nil {
+		return false
+	}
+	_, err := readRecord(filepath.Join(dir, recordFile), id)
+	return err != nil
 }
 
 func overlayParam(name string) bool {
@@ -133,7 +148,18 @@ func validLowers(lowers []string) error {
 // the mount is a read-write bind of the empty upper dir. An existing id
 // gives errdefs.ErrAlreadyExists.
 func (s *Snapshotter) Prepare(id string, lowers []string) ([]Mount, error) {
-	return s.create(Info{ID: id, Lowers: lowers})
+	return s.create(Info{ID: id, Lowers: lowers}, Options{})
+}
+
+// Options tune a snapshot's creation.
+type Options struct {
+	// Ephemeral is for a snapshot that does not outlive its maker's
+	// process (a build step's, which a restarted berthd removes): its
+	// record is written without syncing it and its directory to disk,
+	// which costs a few fsyncs per creation. A crash of the process
+	// leaves a complete snapshot as ever; a power loss may leave one
+	// without a readable record, which New removes.
+	Ephemeral bool
 }
 
 // PrepareDiffable is Prepare for a snapshot whose upper dir becomes a
@@ -142,8 +168,8 @@ func (s *Snapshotter) Prepare(id string, lowers []string) ([]Mount, error) {
 // data, and the upper dir, with its whiteouts and opaque markers, is the
 // complete diff against the lowers (docker's overlay2 makes the same
 // choice).
-func (s *Snapshotter) PrepareDiffable(id string, lowers []string) ([]Mount, error) {
-	return s.create(Info{ID: id, Lowers: lowers, Diffable: true})
+func (s *Snapshotter) PrepareDiffable(id string, lowers []string, opts Options) ([]Mount, error) {
+	return s.create(Info{ID: id, Lowers: lowers, Diffable: true}, opts)
 }
 
 // UpperDir is the writable directory of snapshot id (which may not exist).
@@ -156,14 +182,14 @@ func (s *Snapshotter) UpperDir(id string) (string, error) {
 
 // View creates a read-only snapshot of lowers: a read-only bind mount of a
 // single lower, or an overlay of several without upper dir.
-func (s *Snapshotter) View(id string, lowers []string) ([]Mount, error) {
+func (s *Snapshotter) View(id string, lowers []string, opts Options) ([]Mount, error) {
 	if len(lowers) == 0 {
 		return nil, fmt.Errorf("view %s: no lower dirs: %w", id, errdefs.ErrInvalidArgument)
 	}
-	return s.create(Info{ID: id, Lowers: lowers, ReadOnly: true})
+	return s.create(Info{ID: id, Lowers: lowers, ReadOnly: true}, opts)
 }
 
-func (s *Snapshotter) create(info Info) (_ []Mount, retErr error) {
+func (s *Snapshotter) create(info Info, opts Options) (_ []Mount, retErr error) {
 	if err := validID(info.ID); err != nil {
 		return nil, err
 	}
@@ -197,8 +223,23 @@ func (s *Snapshotter) create(info Info) (_ []Mount, retErr error) {
 			return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
 		}
 	}
-	// WriteJSON also syncs tmp, which makes upper/ and work/ durable too.
-	if err := atomicfile.WriteJSON(filepath.Join(tmp, recordFile), info, 0o600); err != nil {
+	if opts.Ephemeral {
+		// The marker is made before the record: a name, ordered with the
+		// rename by the file system's journal, where the record's content
+		// may not be.
+		if err := os.WriteFile(filepath.Join(tmp, ephemeralFile), nil, 0o600); err != nil {
+			return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
+		}
+		b, err := json.Marshal(info)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(tmp, recordFile), b, 0o600)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
+		}
+	} else if err := atomicfile.WriteJSON(filepath.Join(tmp, recordFile), info, 0o600); err != nil {
+		// WriteJSON also syncs tmp, which makes upper/ and work/ durable
+		// too.
 		return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
 	}
 	if err := os.Rename(tmp, final); err != nil {
@@ -207,8 +248,10 @@ func (s *Snapshotter) create(info Info) (_ []Mount, retErr error) {
 		}
 		return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
 	}
-	if err := atomicfile.SyncDir(s.dir); err != nil {
-		return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
+	if !opts.Ephemeral {
+		if err := atomicfile.SyncDir(s.dir); err != nil {
+			return nil, fmt.Errorf("create snapshot %s: %w", info.ID, err)
+		}
 	}
 	return mounts, nil
 }

@@ -199,7 +199,7 @@ func TestViewRootReadOnly(t *testing.T) {
 		{"multi", []string{top, base}, []string{"b"}, []string{"a"}},
 	} {
 		t.Run(c.id, func(t *testing.T) {
-			ms, err := s.View(c.id, c.lowers)
+			ms, err := s.View(c.id, c.lowers, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -70,14 +70,14 @@ func TestPrepareMounts(t *testing.T) {
 
 func TestViewAndScratch(t *testing.T) {
 	s, root, lowers := newTest(t)
-	m, err := s.View("v1", lowers[:1])
+	m, err := s.View("v1", lowers[:1], Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := []Mount{{Type: "bind", Source: lowers[0], Options: []string{"ro", "rbind"}}}; !reflect.DeepEqual(m, want) {
 		t.Errorf("single-lower view = %+v", m)
 	}
-	m, err = s.View("v2", lowers)
+	m, err = s.View("v2", lowers, Options{Ephemeral: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestViewAndScratch(t *testing.T) {
 	if want := []Mount{{Type: "bind", Source: filepath.Join(root, "snapshots", "scratch", "upper"), Options: []string{"rw", "rbind"}}}; !reflect.DeepEqual(m, want) {
 		t.Errorf("scratch = %+v", m)
 	}
-	if _, err := s.View("v3", nil); !errdefs.IsInvalidArgument(err) {
+	if _, err := s.View("v3", nil, Options{}); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("view of nothing: %v", err)
 	}
 }
@@ -157,5 +157,45 @@ func TestRemoveAndCleanup(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(filepath.Join(root, "snapshots")); len(entries) != 0 {
 		t.Errorf("after Remove: %v", entries)
+	}
+}
+
+// TestEphemeralRecordLost: an ephemeral snapshot (a build step's) whose
+// record a power loss left empty is removed by New, one with its record
+// is kept; a durable snapshot's unreadable record is still an error of
+// List, not a removal.
+func TestEphemeralRecordLost(t *testing.T) {
+	s, root, lowers := newTest(t)
+	for _, id := range []string{"eph-lost", "eph-ok"} {
+		if _, err := s.PrepareDiffable(id, lowers, Options{Ephemeral: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Prepare("durable", lowers); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "snapshots")
+	if err := os.Truncate(filepath.Join(dir, "eph-lost", recordFile), 0); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "eph-lost")); !os.IsNotExist(err) {
+		t.Fatalf("the ephemeral snapshot without a record is still there: %v", err)
+	}
+	infos, err := s.List()
+	if err != nil || len(infos) != 2 {
+		t.Fatalf("list: %+v %v", infos, err)
+	}
+	if err := os.Truncate(filepath.Join(dir, "durable", recordFile), 0); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = New(root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.List(); !errdefs.IsDataLoss(err) {
+		t.Fatalf("a durable snapshot's empty record: %v, want data loss", err)
 	}
 }
