@@ -445,16 +445,56 @@ func (c *ctxFS) open(rel string, follow bool) (treeFile, error) {
 	default:
 		return nil, ctxPathError(rel, unix.ENXIO)
 	}
-	return &ctxFile{SectionReader: io.NewSectionReader(c.spool, n.off, n.size), n: n}, nil
+	return &ctxFile{SectionReader: io.NewSectionReader(c.spool, n.off, n.size), n: n, spool: c.spool}, nil
 }
 
 // ctxFile is a context file being read from the spool.
 type ctxFile struct {
 	*io.SectionReader
-	n *ctxNode
+	n     *ctxNode
+	spool *os.File
 }
 
 func (f *ctxFile) Close() error { return nil }
+
+// WriteTo copies the file into w, in the kernel (sendfile) when w is a
+// file, as io.Copy does for disk files.
+func (f *ctxFile) WriteTo(w io.Writer) (int64, error) {
+	out, ok := w.(*os.File)
+	if !ok {
+		return io.Copy(w, struct{ io.Reader }{f.SectionReader})
+	}
+	off, _ := f.Seek(0, io.SeekCurrent)
+	start := f.n.off + off
+	pos, end := start, f.n.off+f.n.size
+	rc, err := out.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	in := int(f.spool.Fd())
+	var werr error
+	if err := rc.Write(func(fd uintptr) bool {
+		for pos < end {
+			n, err := unix.Sendfile(int(fd), in, &pos, int(min(end-pos, 1<<30)))
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				werr = err
+				return true
+			}
+			if n == 0 {
+				werr = io.ErrUnexpectedEOF
+				return true
+			}
+		}
+		return true
+	}); err != nil {
+		return pos - start, err
+	}
+	f.Seek(pos-f.n.off, io.SeekStart)
+	return pos - start, werr
+}
 
 func (f *ctxFile) xattrs() (map[string]string, error) { return f.n.xattrs, nil }
 

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -566,7 +567,7 @@ func (bd *build) copyInto(ctx context.Context, root, dest string, destDir, multi
 		return fmt.Errorf("When using %s with more than one source file, the destination must be a directory and end with a /", cs.name())
 	}
 	parentOwner := opts.chown
-	c := &copier{ctx: ctx, dst: rfd, opts: opts, links: map[[2]uint64]string{}}
+	c := &copier{ctx: ctx, dst: rfd, opts: opts, links: map[[2]uint64]string{}, workers: make(chan struct{}, copyWorkers)}
 	for _, src := range sources {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -637,8 +638,15 @@ type copier struct {
 	opts   copyOpts
 	ignore *patternmatcher.PatternMatcher
 	links  map[[2]uint64]string
-	buf    []byte
+	// workers, when set, copies a directory's regular files (but hard
+	// links) concurrently: creating a file costs a disk read of its inode
+	// table block on a cold file system, and several in flight overlap
+	// those waits.
+	workers chan struct{}
 }
+
+// copyWorkers is how many files one COPY writes at once.
+const copyWorkers = 4
 
 func (c *copier) excluded(srcPath string, dir bool) bool {
 	if c.ignore != nil {
@@ -668,24 +676,58 @@ func relTo(base, p string) string {
 
 // dirContents copies what the source dir srcPath holds into dstPath, the
 // directory dfd refers to.
+//
+// Its regular files may be written by the workers; it returns once they
+// are (its caller then sets the directory's time and closes dfd).
 func (c *copier) dirContents(srcPath, dstPath string, dfd int) error {
 	ents, err := c.src.readDir(srcPath)
 	if err != nil {
 		return err
 	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var jobErr error
+	failed := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return jobErr
+	}
 	for _, e := range ents {
 		if err := c.ctx.Err(); err != nil {
+			wg.Wait()
 			return err
 		}
 		sp := path.Join(srcPath, e.name)
 		if c.excluded(sp, e.st.Mode&unix.S_IFMT == unix.S_IFDIR) {
 			continue
 		}
+		if c.workers != nil && e.st.Mode&unix.S_IFMT == unix.S_IFREG && e.st.Nlink <= 1 {
+			c.workers <- struct{}{}
+			if err := failed(); err != nil {
+				<-c.workers
+				break
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-c.workers }()
+				if err := c.entryIn(dfd, e.name, sp, path.Join(dstPath, e.name), &e.st, false); err != nil {
+					mu.Lock()
+					if jobErr == nil {
+						jobErr = err
+					}
+					mu.Unlock()
+				}
+			}()
+			continue
+		}
 		if err := c.entryIn(dfd, e.name, sp, path.Join(dstPath, e.name), &e.st, false); err != nil {
+			wg.Wait()
 			return err
 		}
 	}
-	return nil
+	wg.Wait()
+	return failed()
 }
 
 // owner of a copied entry: --chown, else the source's (from a stage or an
@@ -793,10 +835,7 @@ func (c *copier) entryIn(pfd int, base, srcPath, dstPath string, st *unix.Stat_t
 		}
 		out := os.NewFile(uintptr(dfd), dstPath)
 		defer out.Close()
-		if c.buf == nil {
-			c.buf = make([]byte, 256<<10)
-		}
-		if _, err := io.CopyBuffer(out, in, c.buf); err != nil {
+		if _, err := io.Copy(out, in); err != nil {
 			return fmt.Errorf("copy %s: %w", srcPath, err)
 		}
 		xs, err := in.xattrs()
