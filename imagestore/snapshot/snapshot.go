@@ -57,6 +57,9 @@ type Info struct {
 	// Diffable snapshots are mounted so that their upper dir alone
 	// describes their changes (see PrepareDiffable).
 	Diffable bool `json:"diffable,omitempty"`
+	// Volatile snapshots are mounted with overlay's volatile option (see
+	// Options.Ephemeral).
+	Volatile bool `json:"volatile,omitempty"`
 }
 
 // Snapshotter creates and removes overlay snapshots under one root. One
@@ -72,6 +75,8 @@ type Snapshotter struct {
 	// redirect and metacopy are whether the kernel knows those overlay
 	// features, which diffable snapshots turn off.
 	redirect, metacopy bool
+	// volatile is whether overlay takes the volatile option (Linux 5.10).
+	volatile bool
 }
 
 // New opens (creating if needed) the snapshotter under root and removes
@@ -98,7 +103,21 @@ func New(root string) (*Snapshotter, error) {
 		index:    overlayParam("index"),
 		redirect: overlayParam("redirect_dir"),
 		metacopy: overlayParam("metacopy"),
+		volatile: kernelAtLeast(5, 10),
 	}, nil
+}
+
+// kernelAtLeast says whether the running kernel is major.minor or newer.
+func kernelAtLeast(major, minor int) bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false
+	}
+	var ma, mi int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &ma, &mi); err != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
 }
 
 // unreadableEphemeral says whether the snapshot in dir is ephemeral and
@@ -158,7 +177,12 @@ type Options struct {
 	// record is written without syncing it and its directory to disk,
 	// which costs a few fsyncs per creation. A crash of the process
 	// leaves a complete snapshot as ever; a power loss may leave one
-	// without a readable record, which New removes.
+	// without a readable record, which New removes. A writable ephemeral
+	// snapshot is mounted volatile where the kernel can (5.10): without
+	// it, every unmount of an overlay syncs its upper dir's whole file
+	// system (syncfs), and fsync inside it syncs too; an ephemeral
+	// snapshot is never mounted again after a crash, which is what
+	// volatile forbids.
 	Ephemeral bool
 }
 
@@ -190,6 +214,7 @@ func (s *Snapshotter) View(id string, lowers []string, opts Options) ([]Mount, e
 }
 
 func (s *Snapshotter) create(info Info, opts Options) (_ []Mount, retErr error) {
+	info.Volatile = opts.Ephemeral && !info.ReadOnly && s.volatile
 	if err := validID(info.ID); err != nil {
 		return nil, err
 	}
@@ -316,6 +341,9 @@ func (s *Snapshotter) mounts(dir string, info Info) ([]Mount, error) {
 	}
 	if info.Diffable && s.metacopy {
 		opts = append(opts, "metacopy=off")
+	}
+	if info.Volatile && !info.ReadOnly {
+		opts = append(opts, "volatile")
 	}
 	opts = append(opts, "lowerdir="+strings.Join(info.Lowers, ":"))
 	if n := len(strings.Join(opts, ",")); n >= maxMountData {

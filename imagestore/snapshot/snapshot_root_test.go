@@ -226,3 +226,64 @@ func TestViewRootReadOnly(t *testing.T) {
 		})
 	}
 }
+
+// TestEphemeralVolatile: an ephemeral writable snapshot mounts with
+// overlay's volatile option where the kernel has it (an unmount then does
+// not sync the whole file system) and works as any other: writes land in
+// its upper dir, which serves as a lower dir afterwards; a durable one,
+// and a view, never get it.
+func TestEphemeralVolatile(t *testing.T) {
+	needRoot(t)
+	root := t.TempDir()
+	s, err := New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lower := layerDir(t, root, "base", tarEnt{"etc/", ""}, tarEnt{"etc/base", "base\n"})
+	ms, err := s.PrepareDiffable("eph", []string{lower}, Options{Ephemeral: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasVolatile := func(ms []Mount) bool {
+		for _, o := range ms[0].Options {
+			if o == "volatile" {
+				return true
+			}
+		}
+		return false
+	}
+	if hasVolatile(ms) != kernelAtLeast(5, 10) {
+		t.Fatalf("ephemeral snapshot mounts %v on a kernel with volatile %v", ms[0].Options, kernelAtLeast(5, 10))
+	}
+	target := t.TempDir()
+	umount := mount(t, ms, target)
+	err = os.WriteFile(filepath.Join(target, "etc/new"), []byte("new\n"), 0o644)
+	umount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	upper, _ := s.UpperDir("eph")
+	if b, err := os.ReadFile(filepath.Join(upper, "etc/new")); err != nil || string(b) != "new\n" {
+		t.Fatalf("upper etc/new: %q %v", b, err)
+	}
+	// The upper dir as a lower dir of the next snapshot.
+	ms, err = s.PrepareDiffable("eph2", []string{upper, lower}, Options{Ephemeral: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	umount = mount(t, ms, target)
+	b, err := os.ReadFile(filepath.Join(target, "etc/new"))
+	umount()
+	if err != nil || string(b) != "new\n" {
+		t.Fatalf("next snapshot sees etc/new %q %v", b, err)
+	}
+	for id, opts := range map[string]Options{"durable": {}} {
+		ms, err := s.PrepareDiffable(id, []string{lower}, opts)
+		if err != nil || hasVolatile(ms) {
+			t.Fatalf("%s: %v %v", id, ms, err)
+		}
+	}
+	if ms, err := s.View("view", []string{upper, lower}, Options{Ephemeral: true}); err != nil || hasVolatile(ms) {
+		t.Fatalf("view: %v %v", ms, err)
+	}
+}
