@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 
 	"github.com/berth-dev/berth/engine"
@@ -44,6 +45,13 @@ func (s *server) containerCreate(w http.ResponseWriter, r *http.Request) error {
 	opts := engine.CreateOptions{Name: r.URL.Query().Get("name"), Config: &body.Config, NetworkingConfig: body.NetworkingConfig}
 	if body.HostConfig != nil {
 		opts.HostConfig = &body.HostConfig.HostConfig
+		if versionBelow(r, "1.48") {
+			for _, m := range body.HostConfig.Mounts {
+				if m.Type == mount.TypeImage {
+					return invalid(`Mount type "Image" needs API v1.48 or newer`)
+				}
+			}
+		}
 	}
 	res, err := s.engine.Create(r.Context(), opts)
 	if err != nil {

@@ -137,6 +137,9 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 		if mounts[i].Anonymous {
 			mounts[i].Name = newID()
 		}
+		if mounts[i].Type == mount.TypeImage {
+			mounts[i].Snapshot = imageMountSnapshot(id, i)
+		}
 	}
 	e.mu.Lock()
 	name, err = e.reserveNameLocked(name, id)
@@ -243,7 +246,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 		e.volumes.Ref(mp.Name, id)
 		mp.Source = v.Mountpoint
 	}
-	if mp := slices.IndexFunc(mounts, func(m MountPoint) bool { return m.Subpath != "" }); mp >= 0 {
+	if mp := slices.IndexFunc(mounts, func(m MountPoint) bool { return m.Type == mount.TypeVolume && m.Subpath != "" }); mp >= 0 {
 		m := mounts[mp]
 		p, err := securejoin.SecureJoin(m.Source, m.Subpath)
 		if err != nil {
@@ -254,6 +257,9 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 		}
 	}
 
+	if err := e.viewImageMounts(ctx, mounts); err != nil {
+		return CreateResult{}, err
+	}
 	st.done("volumes")
 	rootfs, err := e.images.Prepare(ctx, id, img.ID.String())
 	if err != nil {
@@ -478,6 +484,9 @@ func (e *Engine) undoCreate(ctx context.Context, c *ctr) error {
 		errs = append(errs, err)
 	}
 	if err := e.images.RemoveSnapshot(ctx, rec.ID); err != nil {
+		errs = append(errs, err)
+	}
+	if err := e.removeImageMounts(ctx, rec.Mounts); err != nil {
 		errs = append(errs, err)
 	}
 	for _, mp := range rec.Mounts {

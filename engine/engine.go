@@ -88,6 +88,7 @@ func (c *Config) Validate() error {
 type Images interface {
 	Get(ctx context.Context, nameOrID string) (*imagestore.Image, error)
 	Prepare(ctx context.Context, id, image string) ([]imagestore.Mount, error)
+	View(ctx context.Context, id, image string) ([]imagestore.Mount, error)
 	RemoveSnapshot(ctx context.Context, id string) error
 }
 
@@ -440,14 +441,22 @@ func logContainer(dir string, r record) logs.Container {
 }
 
 // HoldsSnapshot says whether a snapshot follows the engine's naming (a
-// container's ID) and whether a container of the engine uses it, for the
-// daemon's start-up sweep of snapshots no front holds.
+// container's ID, or an image mount's <ID>-im<n>) and whether a container
+// of the engine uses it, for the daemon's start-up sweep of snapshots no
+// front holds.
 func (e *Engine) HoldsSnapshot(name string) (mine, held bool) {
-	if !validID(name) {
+	id := name
+	if i := strings.Index(name, "-im"); i >= 0 {
+		if n := name[i+3:]; n == "" || strings.Trim(n, "0123456789") != "" {
+			return false, false
+		}
+		id = name[:i]
+	}
+	if !validID(id) {
 		return false, false
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c, ok := e.containers[name]
+	c, ok := e.containers[id]
 	return true, ok && !c.removed
 }

@@ -59,6 +59,10 @@ func (e *Engine) volumesFrom(list []string) ([]MountPoint, error) {
 				// --tmpfs is no mount point of dockerd's: not shared.
 				continue
 			}
+			if mp.Type == mount.TypeImage {
+				// Its snapshot is the source's, gone with it.
+				continue
+			}
 			cp := mp
 			cp.RW = mp.RW && !ro
 			cp.Mode = ""

@@ -30,6 +30,9 @@ func (fakeImages) Get(_ context.Context, ref string) (*imagestore.Image, error) 
 func (fakeImages) Prepare(context.Context, string, string) ([]imagestore.Mount, error) {
 	return nil, errdefs.ErrNotImplemented
 }
+func (fakeImages) View(context.Context, string, string) ([]imagestore.Mount, error) {
+	return nil, nil
+}
 func (fakeImages) RemoveSnapshot(context.Context, string) error { return nil }
 
 func listed(cs []*Container) string {
@@ -128,6 +131,34 @@ func TestListFilters(t *testing.T) {
 			}
 		} else if !errdefs.IsInvalidArgument(err) {
 			t.Errorf("filter %s: %v is not InvalidArgument", filters, err)
+		}
+	}
+}
+
+// TestHoldsSnapshot: the engine names its containers' writable layers by
+// ID and their image mounts' views <ID>-im<n>; it holds those of the
+// containers it has.
+func TestHoldsSnapshot(t *testing.T) {
+	id := strings.Repeat("ab", 32)
+	e := &Engine{containers: map[string]*ctr{id: {rec: record{ID: id}}}}
+	other := strings.Repeat("cd", 32)
+	for _, c := range []struct {
+		name       string
+		mine, held bool
+	}{
+		{id, true, true},
+		{id + "-im0", true, true},
+		{id + "-im12", true, true},
+		{other, true, false},
+		{other + "-im3", true, false},
+		{id + "-im", false, false},
+		{id + "-iv0", false, false},
+		{id + "-imx", false, false},
+		{"build-1", false, false},
+	} {
+		mine, held := e.HoldsSnapshot(c.name)
+		if mine != c.mine || held != c.held {
+			t.Errorf("HoldsSnapshot(%s) = %v, %v; want %v, %v", c.name, mine, held, c.mine, c.held)
 		}
 	}
 }

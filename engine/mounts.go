@@ -224,7 +224,19 @@ func parseMount(m mount.Mount) (MountPoint, error) {
 		}
 		mp.TmpfsOptions = opts
 	case mount.TypeImage:
-		return MountPoint{}, errdefs.ErrNotImplemented.WithMessage("image mounts are not supported by berth yet")
+		if m.Source == "" {
+			return MountPoint{}, errMountConfig(typ, "field Source must not be empty")
+		}
+		if o := m.ImageOptions; o != nil && o.Subpath != "" {
+			if !filepath.IsLocal(o.Subpath) {
+				return MountPoint{}, errMountConfig(typ, "subpath must be a relative path within the volume")
+			}
+			mp.Subpath = o.Subpath
+		}
+		// Read-only whatever the request says, as dockerd's.
+		mp.Name = m.Source
+		mp.RW = false
+		mp.Propagation = mount.PropagationRPrivate
 	default:
 		return MountPoint{}, errMountConfig(typ, "mount type unknown")
 	}
@@ -376,6 +388,15 @@ func specMounts(mps []MountPoint) ([]spec.Mount, error) {
 				m.Options = append(m.Options, "bind")
 			}
 			out = append(out, m)
+		case mount.TypeImage:
+			im := mp.ImageMount
+			if im == nil {
+				return nil, fmt.Errorf("image mount %s: no snapshot: %w", mp.Destination, errdefs.ErrFailedPrecondition)
+			}
+			out = append(out, spec.Mount{
+				Type: im.Type, Source: im.Source, Destination: mp.Destination, ReadOnly: true,
+				Options: append(slices.Clone(im.Options), "nosuid", "nodev"),
+			})
 		case mount.TypeTmpfs:
 			opts := mergeTmpfsOptions(mp.TmpfsOptions)
 			m := spec.Mount{Source: "tmpfs", Destination: mp.Destination, Type: "tmpfs", ReadOnly: !mp.RW}

@@ -82,6 +82,10 @@ func TestParseMount(t *testing.T) {
 		{m: mount.Mount{Type: "tmpfs", Source: "x", Target: "/x"}, err: "field Source must not be specified"},
 		{m: mount.Mount{Type: "tmpfs", Target: "/x", TmpfsOptions: &mount.TmpfsOptions{Options: [][]string{{"suid"}}}}, err: "invalid option: suid"},
 		{m: mount.Mount{Type: "tmpfs", Target: "/x", TmpfsOptions: &mount.TmpfsOptions{SizeBytes: 1 << 20, Mode: 0o1777}}},
+		{m: mount.Mount{Type: "image", Source: "busybox", Target: "/x", ImageOptions: &mount.ImageOptions{Subpath: "etc"}}},
+		{m: mount.Mount{Type: "image", Target: "/x"}, err: "field Source must not be empty"},
+		{m: mount.Mount{Type: "image", Source: "busybox", Target: "/x", ImageOptions: &mount.ImageOptions{Subpath: "/etc"}}, err: "subpath must be a relative path"},
+		{m: mount.Mount{Type: "volume", Source: "v", Target: "/x", ImageOptions: &mount.ImageOptions{}}, err: "field ImageOptions must not be specified"},
 		{m: mount.Mount{Type: "weird", Target: "/x"}, err: "mount type unknown"},
 		{m: mount.Mount{Type: "volume", Source: "v", Target: ""}, err: "field Target must not be empty"},
 	} {

@@ -15,6 +15,7 @@ import (
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 
+	"github.com/berth-dev/berth/imagestore"
 	"github.com/berth-dev/berth/internal/atomicfile"
 )
 
@@ -100,6 +101,11 @@ type MountPoint struct {
 	TmpfsOptions []string `json:",omitempty"`
 	// NonRecursive bind mounts only the top mount.
 	NonRecursive bool `json:",omitempty"`
+	// Snapshot is the read-only view of an image mount's image (named
+	// <container ID>-im<index>); ImageMount is its mount, narrowed to
+	// the requested sub-path.
+	Snapshot   string            `json:",omitempty"`
+	ImageMount *imagestore.Mount `json:",omitempty"`
 	// Spec is the mount as the create request gave it (for inspect's
 	// HostConfig.Mounts); nil for -v and image volumes.
 	Spec *mount.Mount `json:",omitempty"`

@@ -107,7 +107,9 @@ func (e *Engine) finishRemove(ctx context.Context, c *ctr, o removeOptions) erro
 	// The sandbox and the writable layer (unmounted with the container)
 	// go at once: one is unmounts and cgroups, the other a tree to delete.
 	snapErr := make(chan error, 1)
-	go func() { snapErr <- e.images.RemoveSnapshot(ctx, rec.ID) }()
+	go func() {
+		snapErr <- errors.Join(e.images.RemoveSnapshot(ctx, rec.ID), e.removeImageMounts(ctx, rec.Mounts))
+	}()
 	if err := e.rt.RemoveSandbox(ctx, rec.ID); err != nil {
 		errs = append(errs, err)
 	}

@@ -359,6 +359,14 @@ func TestDockerVolumes(t *testing.T) {
 	if got := e.cli("run", "--rm", "--mount", "type=volume,source=mvol,target=/v", img, "sh", "-c", "echo x > /v/x && cat /v/x"); got != "x\n" {
 		t.Errorf("--mount volume = %q", got)
 	}
+	// --mount type=image: the image's files, read-only, narrowed by
+	// image-subpath; its view goes with the container.
+	if got := e.cli("run", "--rm", "--mount", "type=image,source="+img+",target=/img,image-subpath=etc", img, "sh", "-c", "cat /img/hostname >/dev/null && grep -c root /img/passwd; touch /img/x 2>/dev/null || echo read-only"); got != "1\nread-only\n" {
+		t.Errorf("--mount type=image: %q", got)
+	}
+	if _, errOut, code := e.cliErr("run", "--rm", "--mount", "type=image,source="+img+",target=/img,image-subpath=nope", img, "true"); code != 125 || !strings.Contains(errOut, "cannot access path nope in image") {
+		t.Errorf("--mount type=image with a missing sub-path: %d %q", code, errOut)
+	}
 	// --volumes-from: a data container's anonymous volume and bind, ro
 	// applied to both; rm -v of the consumer keeps what the data
 	// container still uses; a missing container is a 404.
