@@ -22,6 +22,8 @@
 # _output/tools/cli-plugins). Raw data: _output/bench-compose/. KEEP=1
 # keeps the temp dir. Needs root. Stops only what it started, removes its
 # bridges and the iptables chains dockerd added.
+# BERTH_LOG_LEVEL=debug runs berthd with its per-step timings (with KEEP=1,
+# in the temp dir's berth/berthd.log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$PWD"
@@ -145,6 +147,7 @@ start_berth() {
 	printf 'server = "http://%s"\n' "$REG" >"$d/certs.d/$REG/hosts.toml"
 	cat >"$d/config.toml" <<TOML
 root = "$d/root"
+log_level = "${BERTH_LOG_LEVEL:-info}"
 state = "$d/run"
 docker_listen = "$T/berth/docker.sock"
 [images]

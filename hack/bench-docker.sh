@@ -23,6 +23,8 @@
 # timings and for the memory). Raw data: _output/bench-docker/. KEEP=1 keeps
 # the temp dir. Needs root. Stops only what it started, removes its
 # bridges and the iptables chains dockerd added.
+# BERTH_LOG_LEVEL=debug runs berthd with its per-step timings (with KEEP=1,
+# in the temp dir's berth/berthd.log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$PWD"
@@ -131,6 +133,7 @@ start_berth() {
 	printf 'server = "http://%s"\n' "$REG" >"$d/certs.d/$REG/hosts.toml"
 	cat >"$d/config.toml" <<TOML
 root = "$d/root"
+log_level = "${BERTH_LOG_LEVEL:-info}"
 state = "$d/run"
 docker_listen = "$T/berth/docker.sock"
 [images]

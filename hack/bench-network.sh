@@ -20,6 +20,8 @@
 # lookup <= 0.5). Raw data: _output/bench-network/. KEEP=1 keeps the temp
 # dir. Needs root. Stops only what it started; removes its networks,
 # bridges and the iptables chains dockerd added.
+# BERTH_LOG_LEVEL=debug runs berthd with its per-step timings (with KEEP=1,
+# in the temp dir's berth/berthd.log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$PWD"
@@ -130,6 +132,7 @@ start_berth() {
 	printf 'server = "http://%s"\n' "$REG" >"$d/certs.d/$REG/hosts.toml"
 	cat >"$d/config.toml" <<TOML
 root = "$d/root"
+log_level = "${BERTH_LOG_LEVEL:-info}"
 state = "$d/run"
 docker_listen = "$T/berth/docker.sock"
 [images]

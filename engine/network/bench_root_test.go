@@ -7,18 +7,22 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/berth-dev/berth/internal/logctx"
 )
 
 // Benchmarks of the network's share of a container's life, with the real
 // plugins, bridges and namespaces (root):
 //
 //	go test -run XXX -bench Root ./engine/network/
+//
+// BERTH_TEST_LOG=1 logs each operation's step timings.
 
 // BenchmarkRootAttachDetach is one container's Attach and Detach on a user
 // network (the network's part of docker start and stop).
 func BenchmarkRootAttachDetach(b *testing.B) {
 	e := newEnv(b)
-	ctx := b.Context()
+	ctx := logctx.With(b.Context(), e.m.log)
 	n, err := e.m.Create(ctx, CreateOptions{Name: "bench-" + e.tag})
 	if err != nil {
 		b.Fatal(err)
@@ -42,11 +46,67 @@ func BenchmarkRootAttachDetach(b *testing.B) {
 	b.ReportMetric(float64(attach.Microseconds())/float64(b.N), "attach-us/op")
 }
 
+// BenchmarkRootAttachDetachPorts is BenchmarkRootAttachDetach for a
+// container that publishes a port (docker run -p 8080:80).
+func BenchmarkRootAttachDetachPorts(b *testing.B) {
+	e := newEnv(b)
+	ctx := logctx.With(b.Context(), e.m.log)
+	n, err := e.m.Create(ctx, CreateOptions{Name: "bench-" + e.tag})
+	if err != nil {
+		b.Fatal(err)
+	}
+	id := ctrID()
+	port := uint16(20000 + randInt(20000))
+	c := Container{ID: id, Name: "timed", Mode: n.Name, PortBindings: map[Port][]PortBinding{{Num: 80, Proto: "tcp"}: {{HostPort: fmt.Sprint(port)}}}}
+	if err := e.m.Register(ctx, c); err != nil {
+		b.Fatal(err)
+	}
+	ns := e.netns("timed")
+	var attach, detach time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		if _, err := e.m.Attach(ctx, AttachRequest{ID: id, NetNS: ns}); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := e.m.Detach(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		attach += t1.Sub(t0)
+		detach += time.Since(t1)
+	}
+	b.ReportMetric(float64(attach.Microseconds())/float64(b.N), "attach-us/op")
+	b.ReportMetric(float64(detach.Microseconds())/float64(b.N), "detach-us/op")
+}
+
+// BenchmarkRootCreateRemove is a user network's creation and removal
+// (docker network create and rm: bridge, rules, DNS listener).
+func BenchmarkRootCreateRemove(b *testing.B) {
+	e := newEnv(b)
+	ctx := logctx.With(b.Context(), e.m.log)
+	var create, remove time.Duration
+	for i := 0; b.Loop(); i++ {
+		t0 := time.Now()
+		n, err := e.m.Create(ctx, CreateOptions{Name: fmt.Sprintf("cr%d-%s", i, e.tag)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := e.m.Remove(ctx, n.ID); err != nil {
+			b.Fatal(err)
+		}
+		create += t1.Sub(t0)
+		remove += time.Since(t1)
+	}
+	b.ReportMetric(float64(create.Microseconds())/float64(b.N), "create-us/op")
+	b.ReportMetric(float64(remove.Microseconds())/float64(b.N), "remove-us/op")
+}
+
 // BenchmarkRootLookup is one lookup of a container's name from another
 // container's namespace, through the network's responder.
 func BenchmarkRootLookup(b *testing.B) {
 	e := newEnv(b)
-	ctx := b.Context()
+	ctx := logctx.With(b.Context(), e.m.log)
 	n, err := e.m.Create(ctx, CreateOptions{Name: "lat-" + e.tag})
 	if err != nil {
 		b.Fatal(err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-dev/berth/engine/network/resolver"
 	"github.com/berth-dev/berth/internal/atomicfile"
+	"github.com/berth-dev/berth/internal/steps"
 )
 
 // Create makes a user-defined network: its record, its conflist, its
@@ -76,8 +77,11 @@ func (m *Manager) Create(ctx context.Context, opts CreateOptions) (_ Network, re
 		}
 	}
 
+	st := steps.Start(ctx, "create network")
+	defer func() { st.Log("network", n.Name) }()
 	m.netOp.Lock()
 	defer m.netOp.Unlock()
+	st.Done("wait")
 	m.mu.Lock()
 	for _, o := range m.networks {
 		if o.Name == n.Name {
@@ -101,24 +105,27 @@ func (m *Manager) Create(ctx context.Context, opts CreateOptions) (_ Network, re
 	// The record first, marked as being removed until the network is
 	// complete: a crash in between leaves a removal for start-up to
 	// finish, never a half-made network that looks whole.
+	st.Done("subnet")
 	if err := m.saveNetwork(n, true); err != nil {
 		return Network{}, fmt.Errorf("create network %s: %w", n.Name, err)
 	}
+	st.Done("record")
 	defer func() {
 		if retErr != nil {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			defer cancel()
-			if err := m.teardown(cctx, n); err != nil {
+			if err := m.teardown(cctx, n, nil); err != nil {
 				m.log.Warn("undo network creation", "network", n.Name, "error", err)
 			}
 		}
 	}()
-	if err := m.setup(n); err != nil {
+	if err := m.setup(n, st); err != nil {
 		return Network{}, fmt.Errorf("create network %s: %w", n.Name, err)
 	}
 	if err := m.saveNetwork(n, false); err != nil {
 		return Network{}, fmt.Errorf("create network %s: %w", n.Name, err)
 	}
+	st.Done("record")
 	m.mu.Lock()
 	m.networks[n.ID] = n
 	m.mu.Unlock()
@@ -162,8 +169,8 @@ func (m *Manager) assignSubnets(n *Network) error {
 
 // setup puts a network's host side in place: conflist, bridge, isolation,
 // auxiliary address reservations, DNS listener. It is idempotent (start-up
-// runs it for every network).
-func (m *Manager) setup(n *Network) error {
+// runs it for every network). st (nil: none) times its steps.
+func (m *Manager) setup(n *Network, st *steps.Timer) error {
 	conf, err := m.conflist(n, variant{gateway: true, ports: true})
 	if err != nil {
 		return err
@@ -174,13 +181,18 @@ func (m *Manager) setup(n *Network) error {
 	if err := m.reserveAux(n); err != nil {
 		return err
 	}
+	st.Done("conflist")
 	if err := m.ensureBridge(n); err != nil {
 		return err
 	}
+	st.Done("bridge")
 	if err := m.ensureIsolation(n); err != nil {
 		return err
 	}
-	return m.listen(n)
+	st.Done("rules")
+	err = m.listen(n)
+	st.Done("dns")
+	return err
 }
 
 // listen starts n's DNS listener on its IPv4 gateway.
@@ -222,18 +234,26 @@ func (m *Manager) reserveAux(n *Network) error {
 }
 
 // teardown removes a network's host side and its record: DNS listener,
-// isolation rules, bridge, leases, conflist. It is idempotent.
-func (m *Manager) teardown(ctx context.Context, n *Network) error {
+// isolation rules, bridge, leases, conflist. It is idempotent. st (nil:
+// none) times its steps.
+func (m *Manager) teardown(ctx context.Context, n *Network, st *steps.Timer) error {
 	if c, ok := n.subnet4(); ok {
 		m.dns.Unlisten(c.Gateway)
 	}
+	st.Done("dns")
+	// The rules and the bridge go at once: the kernel takes tens of
+	// milliseconds to unregister a bridge (RCU grace periods), as long as
+	// the rules' read and restore.
+	rulesErr := make(chan error, 1)
+	go func() { rulesErr <- m.removeIsolation(n) }()
 	var errs []error
-	if err := m.removeIsolation(n); err != nil {
-		errs = append(errs, err)
-	}
 	if err := m.deleteBridge(n); err != nil {
 		errs = append(errs, err)
 	}
+	if err := <-rulesErr; err != nil {
+		errs = append(errs, err)
+	}
+	st.Done("rules+bridge")
 	if err := os.RemoveAll(filepath.Join(m.cfg.ipamDir(), cniName(n))); err != nil {
 		errs = append(errs, err)
 	}
@@ -246,13 +266,17 @@ func (m *Manager) teardown(ctx context.Context, n *Network) error {
 	if err := os.Remove(filepath.Join(m.cfg.netDir(), n.ID+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	st.Done("files")
 	return nil
 }
 
 // Remove deletes a user-defined network that no running container uses.
 func (m *Manager) Remove(ctx context.Context, idOrName string) error {
+	st := steps.Start(ctx, "remove network")
+	defer func() { st.Log("network", idOrName) }()
 	m.netOp.Lock()
 	defer m.netOp.Unlock()
+	st.Done("wait")
 	m.mu.Lock()
 	n, err := m.find(idOrName)
 	if err != nil {
@@ -273,19 +297,20 @@ func (m *Manager) Remove(ctx context.Context, idOrName string) error {
 	}
 	m.removing[n.ID] = true
 	m.mu.Unlock()
-	return m.remove(ctx, n)
+	return m.remove(ctx, n, st)
 }
 
 // remove finishes a removal: the record says so first, so that a crash
-// in the middle is finished at start-up.
-func (m *Manager) remove(ctx context.Context, n *Network) error {
+// in the middle is finished at start-up. st (nil: none) times its steps.
+func (m *Manager) remove(ctx context.Context, n *Network, st *steps.Timer) error {
 	if err := m.saveNetwork(n, true); err != nil {
 		m.mu.Lock()
 		delete(m.removing, n.ID)
 		m.mu.Unlock()
 		return fmt.Errorf("remove network %s: %w", n.Name, err)
 	}
-	if err := m.teardown(ctx, n); err != nil {
+	st.Done("record")
+	if err := m.teardown(ctx, n, st); err != nil {
 		// Stays marked: the next start-up tries again.
 		return fmt.Errorf("remove network %s: %w", n.Name, err)
 	}

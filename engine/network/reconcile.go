@@ -37,7 +37,7 @@ func (m *Manager) ensureDefault() error {
 	if bridgeExists(n.Bridge) {
 		nn := n.clone()
 		m.mu.Unlock()
-		if err := m.setup(&nn); err != nil {
+		if err := m.setup(&nn, nil); err != nil {
 			return fmt.Errorf("set up the default network: %w", err)
 		}
 		return nil
@@ -63,7 +63,7 @@ func (m *Manager) ensureDefault() error {
 	}
 	nn := n.clone()
 	m.mu.Unlock()
-	if err := m.setup(&nn); err != nil {
+	if err := m.setup(&nn, nil); err != nil {
 		return fmt.Errorf("set up the default network: %w", err)
 	}
 	return nil
@@ -86,7 +86,7 @@ func (m *Manager) reconcile(ctx context.Context) {
 		removing := m.removing[n.ID]
 		m.mu.Unlock()
 		if removing {
-			if err := m.remove(ctx, n); err != nil {
+			if err := m.remove(ctx, n, nil); err != nil {
 				log.Warn("finish removing network", "network", n.Name, "error", err)
 			} else {
 				log.Info("finished removing network", "network", n.Name)
@@ -141,7 +141,7 @@ func (m *Manager) reconcile(ctx context.Context) {
 		m.mu.Lock()
 		nn := n.clone()
 		m.mu.Unlock()
-		if err := m.setup(&nn); err != nil {
+		if err := m.setup(&nn, nil); err != nil {
 			log.Warn("restore network", "network", n.Name, "error", err)
 		}
 	}
