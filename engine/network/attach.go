@@ -18,6 +18,7 @@ import (
 	"github.com/moby/moby/api/types/events"
 
 	"github.com/berth-dev/berth/cni"
+	"github.com/berth-dev/berth/internal/steps"
 )
 
 // cleanupTimeout bounds the DELs that undo a failed attach.
@@ -248,8 +249,11 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (Settings, erro
 	if err != nil {
 		return Settings{}, err
 	}
+	st := steps.Start(ctx, "attach network")
+	defer st.Log("id", req.ID)
 	c.op.Lock()
 	defer c.op.Unlock()
+	st.Done("wait")
 	m.mu.Lock()
 	attached := c.rec.NetNS != ""
 	m.mu.Unlock()
@@ -287,7 +291,7 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (Settings, erro
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
 		for i := len(done) - 1; i >= 0; i-- {
-			if err := m.detachEndpoint(cctx, c, done[i], netns); err != nil {
+			if err := m.detachEndpoint(cctx, c, done[i], netns, nil); err != nil {
 				m.log.Warn("undo attach", "container", req.ID, "error", err)
 			}
 		}
@@ -303,7 +307,7 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (Settings, erro
 	}
 	gw := m.gatewayEndpoint(c)
 	for i := 0; i < n; i++ {
-		if err := m.attachEndpoint(ctx, c, i, i == gw); err != nil {
+		if err := m.attachEndpoint(ctx, c, i, i == gw, st); err != nil {
 			undo()
 			return Settings{}, fmt.Errorf("start container %s: %w", shortID(req.ID), err)
 		}
@@ -311,8 +315,10 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (Settings, erro
 	}
 	m.mu.Lock()
 	err = m.writeFiles(c)
+	st.Done("files")
 	if err == nil {
 		err = m.saveContainer(c)
+		st.Done("save")
 	}
 	if err != nil {
 		m.mu.Unlock()
@@ -321,6 +327,7 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (Settings, erro
 	}
 	defer m.mu.Unlock()
 	m.refreshDNS()
+	st.Done("dns")
 	return m.settings(c), nil
 }
 
@@ -364,7 +371,7 @@ func (m *Manager) gatewayEndpoint(c *ctrState) int {
 // attachEndpoint runs the ADD of endpoint i (c.op held). gateway says it
 // carries the default route and the published ports (Docker's gateway
 // endpoint); it is ignored on an internal network.
-func (m *Manager) attachEndpoint(ctx context.Context, c *ctrState, i int, gateway bool) error {
+func (m *Manager) attachEndpoint(ctx context.Context, c *ctrState, i int, gateway bool, st *steps.Timer) error {
 	m.mu.Lock()
 	e := c.rec.Endpoints[i]
 	n := m.networks[e.NetworkID]
@@ -425,25 +432,48 @@ func (m *Manager) attachEndpoint(ctx context.Context, c *ctrState, i int, gatewa
 			return err
 		}
 	}
-	conf, err := m.conflist(&nn, variant{gateway: gateway, ports: len(ports) > 0})
-	if err != nil {
+	release := func() {
 		for _, r := range held {
 			r.close()
 		}
+	}
+	conf, err := m.conflist(&nn, variant{gateway: gateway})
+	if err != nil {
+		release()
 		return err
 	}
-	req := cni.NetworkRequest{ID: ctr.ID, NetNS: netns, IfName: ifName, Config: conf, PortMappings: cniPortsOf(ports), MAC: e.Config.MacAddress}
+	req := cni.NetworkRequest{ID: ctr.ID, NetNS: netns, IfName: ifName, Config: conf, MAC: e.Config.MacAddress}
 	for _, a := range []netip.Addr{e.Config.IPv4Address, e.Config.IPv6Address} {
 		if a.IsValid() {
 			req.IPs = append(req.IPs, a)
 		}
 	}
 	res, err := m.cni.AttachNetwork(ctx, req)
+	st.Done("cni-add")
 	if err != nil {
-		for _, r := range held {
-			r.close()
-		}
+		release()
 		return fmt.Errorf("attach to network %s: %w", nn.Name, err)
+	}
+	var got endpointRecord
+	for _, ip := range res.IPs {
+		if ip.Address.Addr().Is4() && !got.IPv4.IsValid() {
+			got.IPv4, got.Gateway = ip.Address, ip.Gateway
+		} else if ip.Address.Addr().Is6() && !got.IPv6.IsValid() {
+			got.IPv6, got.IPv6Gateway = ip.Address, ip.Gateway
+		}
+	}
+	if len(ports) > 0 {
+		err := m.publish(&nn, ctr.ID, ports, got.IPv4, got.IPv6)
+		st.Done("ports")
+		if err != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			defer cancel()
+			if derr := m.cni.DetachNetwork(cctx, req); derr != nil {
+				m.log.Warn("undo attach", "container", ctr.ID, "network", nn.Name, "error", derr)
+			}
+			release()
+			return fmt.Errorf("attach to network %s: %w", nn.Name, err)
+		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -452,18 +482,9 @@ func (m *Manager) attachEndpoint(ctx context.Context, c *ctrState, i int, gatewa
 	ep.IfName = ifName
 	ep.MAC = res.MAC
 	ep.Primary = gateway
-	for _, ip := range res.IPs {
-		if ip.Address.Addr().Is4() && !ep.IPv4.IsValid() {
-			ep.IPv4 = ip.Address
-			if gateway {
-				ep.Gateway = ip.Gateway
-			}
-		} else if ip.Address.Addr().Is6() && !ep.IPv6.IsValid() {
-			ep.IPv6 = ip.Address
-			if gateway {
-				ep.IPv6Gateway = ip.Gateway
-			}
-		}
+	ep.IPv4, ep.IPv6 = got.IPv4, got.IPv6
+	if gateway {
+		ep.Gateway, ep.IPv6Gateway = got.Gateway, got.IPv6Gateway
 	}
 	if len(ports) > 0 {
 		c.rec.Ports = append(c.rec.Ports, ports...)
@@ -487,7 +508,7 @@ func (m *Manager) nextIfName(c *ctrState) string {
 // detachEndpoint runs the DEL of endpoint i and clears its operational
 // fields (c.op held). It returns the DEL's error; the fields are cleared
 // only when it succeeded.
-func (m *Manager) detachEndpoint(ctx context.Context, c *ctrState, i int, netns string) error {
+func (m *Manager) detachEndpoint(ctx context.Context, c *ctrState, i int, netns string, st *steps.Timer) error {
 	m.mu.Lock()
 	e := c.rec.Endpoints[i]
 	var n *Network
@@ -502,12 +523,23 @@ func (m *Manager) detachEndpoint(ctx context.Context, c *ctrState, i int, netns 
 	}
 	if n != nil && n.Driver == DriverBridge && e.IfName != "" {
 		nn := n.clone()
-		m.mu.Lock()
-		hasPorts := e.Primary && len(c.rec.Ports) > 0
-		m.mu.Unlock()
-		// Only used without a cache entry: DEL takes the variant cached at
-		// ADD.
-		conf, err := m.conflist(&nn, variant{gateway: e.Primary, ports: hasPorts})
+		var ports []PortMapping
+		if e.Primary {
+			m.mu.Lock()
+			ports = slices.Clone(c.rec.Ports)
+			m.mu.Unlock()
+		}
+		if len(ports) > 0 {
+			err := m.unpublish(nn.ID, id, ports, e.IPv4, e.IPv6)
+			st.Done("ports")
+			if err != nil {
+				return fmt.Errorf("detach from network %s: %w", nn.Name, err)
+			}
+		}
+		// Only used without a cache entry: DEL takes the config cached at
+		// ADD (with portmap, for an attachment made before Berth published
+		// ports itself).
+		conf, err := m.conflist(&nn, variant{gateway: e.Primary})
 		if err != nil {
 			return err
 		}
@@ -515,12 +547,9 @@ func (m *Manager) detachEndpoint(ctx context.Context, c *ctrState, i int, netns 
 			netns = ""
 		}
 		req := cni.NetworkRequest{ID: id, NetNS: netns, IfName: e.IfName, Config: conf}
-		if e.Primary {
-			m.mu.Lock()
-			req.PortMappings = cniPortsOf(c.rec.Ports)
-			m.mu.Unlock()
-		}
-		if err := m.cni.DetachNetwork(ctx, req); err != nil {
+		err = m.cni.DetachNetwork(ctx, req)
+		st.Done("cni-del")
+		if err != nil {
 			return fmt.Errorf("detach from network %s: %w", nn.Name, err)
 		}
 		if _, err := os.Stat(netns); netns == "" || err != nil {
@@ -570,9 +599,11 @@ func (m *Manager) detachAll(ctx context.Context, c *ctrState) error {
 	if netns == "" {
 		return nil
 	}
+	st := steps.Start(ctx, "detach network")
+	defer st.Log("id", c.rec.Container.ID)
 	var errs []error
 	for i := n - 1; i >= 0; i-- {
-		if err := m.detachEndpoint(ctx, c, i, netns); err != nil {
+		if err := m.detachEndpoint(ctx, c, i, netns, st); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -582,9 +613,11 @@ func (m *Manager) detachAll(ctx context.Context, c *ctrState) error {
 		c.rec.NetNS = ""
 	}
 	m.refreshDNS()
+	st.Done("dns")
 	if err := m.saveContainer(c); err != nil {
 		errs = append(errs, err)
 	}
+	st.Done("save")
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("detach container %s: %w", shortID(c.rec.Container.ID), err)
 	}
@@ -665,7 +698,7 @@ func (m *Manager) Connect(ctx context.Context, id, network string, cfg EndpointC
 	gateway := !slices.ContainsFunc(c.rec.Endpoints, func(e endpointRecord) bool { return e.Primary })
 	m.mu.Unlock()
 	if attached {
-		if err := m.attachEndpoint(ctx, c, i, gateway); err != nil {
+		if err := m.attachEndpoint(ctx, c, i, gateway, nil); err != nil {
 			m.mu.Lock()
 			c.rec.Endpoints = slices.Delete(c.rec.Endpoints, i, i+1)
 			m.mu.Unlock()
@@ -746,7 +779,7 @@ func (m *Manager) Disconnect(ctx context.Context, id, network string, force bool
 	wasPrimary := c.rec.Endpoints[i].Primary
 	m.mu.Unlock()
 	if netns != "" {
-		if err := m.detachEndpoint(ctx, c, i, netns); err != nil {
+		if err := m.detachEndpoint(ctx, c, i, netns, nil); err != nil {
 			return err
 		}
 	}

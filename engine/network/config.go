@@ -46,8 +46,8 @@ type Config struct {
 	// NetNSDir is where the runtime pins network namespaces; Attach
 	// refuses others.
 	NetNSDir string
-	// BinDirs are searched for the CNI plugins (bridge, host-local,
-	// portmap, firewall).
+	// BinDirs are searched for the CNI plugins (bridge, host-local; and
+	// portmap for the DEL of an attachment made when Berth used it).
 	BinDirs []string
 	// DefaultBridge is the kernel bridge of the network "bridge" (default
 	// berth-bridge). Two daemons on one host need different ones.

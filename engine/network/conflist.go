@@ -24,16 +24,12 @@ type variant struct {
 	// routes would make an ECMP route out of both; an internal network
 	// never does.
 	gateway bool
-	// ports: the endpoint publishes ports, so portmap runs. Without ports
-	// the plugin is left out: it costs an exec at ADD and one at DEL for
-	// nothing.
-	ports bool
 }
 
 // conflist is the CNI config of a bridge network: bridge with host-local
-// IPAM on the network's subnets, and portmap when ports are published. The
-// file in conf/ is the full variant (gateway and ports); libcni caches the
-// variant each attachment used, and DEL uses the cached one.
+// IPAM on the network's subnets. The file in conf/ is the gateway variant;
+// libcni caches the variant each attachment used, and DEL uses the cached
+// one.
 //
 // Masquerading and letting the containers' traffic through FORWARD are
 // per-network rules (firewall.go), made once when the network is set up,
@@ -41,6 +37,7 @@ type variant struct {
 // rules per container: those cost about 90 ms of iptables runs per
 // container start and stop, and the bridge plugin's ipMasq rules are left
 // behind when a namespace goes first (containernetworking/plugins#810).
+// Published ports are the manager's rules too (publish.go), not portmap's.
 func (m *Manager) conflist(n *Network, v variant) ([]byte, error) {
 	type rng struct {
 		Subnet     string `json:"subnet"`
@@ -89,13 +86,6 @@ func (m *Manager) conflist(n *Network, v variant) ([]byte, error) {
 				"routes":  routes,
 			},
 		},
-	}
-	if v.ports && !n.Internal {
-		plugins = append(plugins, map[string]any{
-			"type":         "portmap",
-			"capabilities": map[string]bool{"portMappings": true},
-			"snat":         true,
-		})
 	}
 	return json.MarshalIndent(map[string]any{
 		"cniVersion": "1.0.0",

@@ -171,7 +171,7 @@ func (m *Manager) assignSubnets(n *Network) error {
 // auxiliary address reservations, DNS listener. It is idempotent (start-up
 // runs it for every network). st (nil: none) times its steps.
 func (m *Manager) setup(n *Network, st *steps.Timer) error {
-	conf, err := m.conflist(n, variant{gateway: true, ports: true})
+	conf, err := m.conflist(n, variant{gateway: true})
 	if err != nil {
 		return err
 	}

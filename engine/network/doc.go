@@ -13,9 +13,11 @@
 // first subnet of Config.AddressPools that neither another network nor a
 // host route covers), written as a CNI conflist in Config.Root/conf (never
 // the node's /etc/cni/net.d) using the pinned plugins bridge + host-local
-// (leases in Config.Root/ipam) + portmap + firewall. Create makes the
-// bridge with its gateway address, the isolation rules (isolation.go) and
-// the DNS listener at once; the default bridge is made on first use.
+// (leases in Config.Root/ipam). Create makes the bridge with its gateway
+// address, the isolation, forwarding and masquerading rules (firewall.go)
+// and the DNS listener at once; the default bridge is made on first use.
+// Published ports are DNAT rules of the manager's (publish.go), written
+// and removed in one iptables-restore each.
 //
 // # The engine's contract
 //

@@ -26,8 +26,13 @@ import (
 //   - masquerading (BERTH-POSTROUTING in nat): what leaves the network's
 //     subnet through another interface is NATed to the host's address.
 //
-// Every rule carries the comment "berth <network id>" so that removing a
-// network, or start-up after a crash, finds them all. The firewall plugin's
+// Published ports are rules of the container's (publish.go): DNAT in
+// BERTH-DNAT, jumped to from nat PREROUTING and OUTPUT for local
+// addresses.
+//
+// Every rule carries the comment "berth <network id>" (a published port's
+// "berth <network id> <container id>") so that removing a network, or
+// start-up after a crash, finds them all. The firewall plugin's
 // ingressPolicy would do the isolation, but it never removes its rules.
 //
 // Rules change in batches: one iptables-save reads a family's tables and
@@ -44,11 +49,12 @@ const (
 	chainStage2  = "BERTH-ISOLATION-2"
 	chainForward = "BERTH-FORWARD"
 	chainNAT     = "BERTH-POSTROUTING"
+	chainDNAT    = "BERTH-DNAT"
 )
 
 // sharedChains are the chains every network's and port's rules live in.
 var sharedChains = []struct{ table, chain string }{
-	{"filter", chainStage1}, {"filter", chainStage2}, {"filter", chainForward}, {"nat", chainNAT},
+	{"filter", chainStage1}, {"filter", chainStage2}, {"filter", chainForward}, {"nat", chainNAT}, {"nat", chainDNAT},
 }
 
 // iptablesBin is the family's iptables command; suffix "-save" or
@@ -230,19 +236,24 @@ var chainJumps = []chainJump{
 	{"filter", "FORWARD", []string{"-j", chainStage1}, true},
 	{"filter", "FORWARD", []string{"-j", chainForward}, true},
 	{"nat", "POSTROUTING", []string{"-j", chainNAT}, false},
+	{"nat", "PREROUTING", []string{"-m", "addrtype", "--dst-type", "LOCAL", "-j", chainDNAT}, false},
+	{"nat", "OUTPUT", []string{"-m", "addrtype", "--dst-type", "LOCAL", "-j", chainDNAT}, false},
 }
 
 // chainRules are the rules of the shared chains that belong to no network:
 // published ports reach a container from any network (the DNAT exemption
-// first in isolation).
+// first in isolation), and what a port's rules marked is masqueraded
+// (hairpin and localhost connections, publish.go).
 var chainRules = []netRule{
 	{"filter", chainStage1, true, []string{"-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN"}},
+	{"nat", chainNAT, true, []string{"-m", "mark", "--mark", masqMark, "-j", "MASQUERADE"}},
 }
 
 // ensureChains creates the shared chains, the jumps to them and their
 // shared rules where rs (the family's tables, read before) lacks them:
 // isolation first in FORWARD (before anything that accepts), forwarding
-// right after it, masquerading in POSTROUTING. Each missing piece costs
+// right after it, masquerading in POSTROUTING, published ports from
+// PREROUTING and OUTPUT. Each missing piece costs
 // a command or two; on a host that has them, nothing runs.
 func (m *Manager) ensureChains(v6 bool, rs *ruleset) error {
 	for _, c := range sharedChains {
@@ -409,8 +420,8 @@ func (m *Manager) ensureRules(n *Network, v6 bool) error {
 	return last
 }
 
-// removeIsolation deletes every rule that carries n's comment, in both
-// families (a network's IPv6 rules may
+// removeIsolation deletes every rule that carries n's comment, its
+// published ports' included, in both families (a network's IPv6 rules may
 // outlive a changed record): both families are read at once, and each is
 // changed with one restore.
 func (m *Manager) removeIsolation(n *Network) error {
@@ -420,7 +431,9 @@ func (m *Manager) removeIsolation(n *Network) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = m.removeRules(v6, func(l string) bool { return strings.Contains(l, networkMarker(n.ID)) })
+			errs[i] = m.removeRules(v6, func(l string) bool {
+				return strings.Contains(l, networkMarker(n.ID)) || strings.Contains(l, portMarker(n.ID))
+			})
 		}()
 	}
 	wg.Wait()

@@ -26,8 +26,6 @@ import (
 	"github.com/berth-dev/berth/internal/logctx"
 )
 
-type cniPort = cni.PortMapping
-
 // Manager owns the engine's networks and the containers' endpoints. It is
 // safe for concurrent use; calls for one container are serialised.
 type Manager struct {

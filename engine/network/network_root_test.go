@@ -266,7 +266,7 @@ func TestRootUserNetworks(t *testing.T) {
 		t.Fatalf("bridge %q of network A", netA.Bridge)
 	}
 	conf, err := os.ReadFile(filepath.Join(e.cfg.confDir(), netA.Name+".conflist"))
-	if err != nil || !strings.Contains(string(conf), `"type": "host-local"`) || !strings.Contains(string(conf), `"type": "portmap"`) {
+	if err != nil || !strings.Contains(string(conf), `"type": "host-local"`) || strings.Contains(string(conf), `"type": "portmap"`) {
 		t.Fatalf("conflist: %v\n%s", err, conf)
 	}
 	gwA, gwB := netA.IPAM.Config[0].Gateway, netB.IPAM.Config[0].Gateway

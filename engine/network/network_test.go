@@ -44,12 +44,12 @@ func TestConflist(t *testing.T) {
 		}
 		return c
 	}
-	b, err := m.conflist(n, variant{gateway: true, ports: true})
+	b, err := m.conflist(n, variant{gateway: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := parse(b)
-	if c.CNIVersion != "1.0.0" || c.Name != "berth-0123456789ab" || len(c.Plugins) != 2 || c.Plugins[0].Type != "bridge" || c.Plugins[1].Type != "portmap" {
+	if c.CNIVersion != "1.0.0" || c.Name != "berth-0123456789ab" || len(c.Plugins) != 1 || c.Plugins[0].Type != "bridge" {
 		t.Fatalf("conflist %s", b)
 	}
 	br := c.Plugins[0]
@@ -64,10 +64,10 @@ func TestConflist(t *testing.T) {
 	}
 	c = parse(must(m.conflist(n, variant{})))
 	if r := c.Plugins[0].IPAM.Routes; len(r) != 0 || len(c.Plugins) != 1 {
-		t.Errorf("a second network without ports: routes %v, %d plugins; want no routes, bridge alone", r, len(c.Plugins))
+		t.Errorf("a second network: routes %v, %d plugins; want no routes, bridge alone", r, len(c.Plugins))
 	}
 	n.Internal = true
-	c = parse(must(m.conflist(n, variant{gateway: true, ports: true})))
+	c = parse(must(m.conflist(n, variant{gateway: true})))
 	if len(c.Plugins) != 1 || len(c.Plugins[0].IPAM.Routes) != 0 {
 		t.Errorf("internal network's conflist: %+v", c)
 	}
@@ -329,5 +329,51 @@ COMMIT
 	args, err := splitRule(quoteArgs([]string{"a b", `c"d`, `e\f`, "g"}))
 	if err != nil || !slices.Equal(args, []string{"a b", `c"d`, `e\f`, "g"}) {
 		t.Errorf("quoteArgs round trip: %q, %v", args, err)
+	}
+}
+
+func TestPortRules(t *testing.T) {
+	ports := []PortMapping{
+		{Port: Port{80, "tcp"}, HostPort: 8080},
+		{Port: Port{53, "udp"}, HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 5353},
+		{Port: Port{443, "tcp"}, HostIP: netip.MustParseAddr("::1"), HostPort: 8443},
+		{Port: Port{81, "tcp"}, HostIP: netip.IPv4Unspecified(), HostPort: 8081},
+	}
+	join := func(rs [][]string) []string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, strings.Join(r, " "))
+		}
+		return out
+	}
+	got := join(portRules(ports, netip.MustParsePrefix("10.5.0.7/24")))
+	want := []string{
+		"-p tcp --dport 8080 -s 10.5.0.0/24 -j MARK --set-xmark 0x2000/0x2000",
+		"-p tcp --dport 8080 -s 127.0.0.1 -j MARK --set-xmark 0x2000/0x2000",
+		"-p tcp --dport 8080 -j DNAT --to-destination 10.5.0.7:80",
+		"-p udp --dport 5353 -d 127.0.0.1 -s 10.5.0.0/24 -j MARK --set-xmark 0x2000/0x2000",
+		"-p udp --dport 5353 -d 127.0.0.1 -s 127.0.0.1 -j MARK --set-xmark 0x2000/0x2000",
+		"-p udp --dport 5353 -d 127.0.0.1 -j DNAT --to-destination 10.5.0.7:53",
+		"-p tcp --dport 8081 -s 10.5.0.0/24 -j MARK --set-xmark 0x2000/0x2000",
+		"-p tcp --dport 8081 -s 127.0.0.1 -j MARK --set-xmark 0x2000/0x2000",
+		"-p tcp --dport 8081 -j DNAT --to-destination 10.5.0.7:81",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("IPv4 rules:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	got = join(portRules(ports, netip.MustParsePrefix("fd00:5::7/64")))
+	want = []string{
+		"-p tcp --dport 8080 -s fd00:5::/64 -j MARK --set-xmark 0x2000/0x2000",
+		"-p tcp --dport 8080 -j DNAT --to-destination [fd00:5::7]:80",
+		"-p tcp --dport 8443 -d ::1 -s fd00:5::/64 -j MARK --set-xmark 0x2000/0x2000",
+		"-p tcp --dport 8443 -d ::1 -j DNAT --to-destination [fd00:5::7]:443",
+		"-p tcp --dport 8081 -s fd00:5::/64 -j MARK --set-xmark 0x2000/0x2000",
+		"-p tcp --dport 8081 -j DNAT --to-destination [fd00:5::7]:81",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("IPv6 rules:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if m := portRulesRE.FindStringSubmatch(`-A BERTH-DNAT -p tcp -m tcp --dport 8080 -m comment --comment "berth 0abc 9f8e" -j DNAT --to-destination 10.5.0.7:80`); m == nil || m[1] != "0abc" || m[2] != "9f8e" {
+		t.Errorf("port rule comment read as %q", m)
 	}
 }

@@ -166,6 +166,7 @@ func (m *Manager) reconcile(ctx context.Context) {
 	}
 
 	m.sweepCNI(ctx)
+	m.sweepPorts()
 	m.sweepLeases()
 	m.mu.Lock()
 	m.refreshDNS()
