@@ -42,7 +42,8 @@ func (s *server) containerCreate(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	opts := engine.CreateOptions{Name: r.URL.Query().Get("name"), Config: &body.Config, NetworkingConfig: body.NetworkingConfig}
+	opts := engine.CreateOptions{Name: r.URL.Query().Get("name"), Config: &body.Config, NetworkingConfig: body.NetworkingConfig,
+		DefaultReadOnlyNonRecursive: versionBelow(r, "1.44")}
 	if body.HostConfig != nil {
 		opts.HostConfig = &body.HostConfig.HostConfig
 		if versionBelow(r, "1.48") {

@@ -261,3 +261,16 @@ func TestDiscardUnsupported(t *testing.T) {
 		t.Errorf("--oom-kill-disable=false where unsupported: %q", w)
 	}
 }
+
+func TestKernelAtLeast(t *testing.T) {
+	for _, c := range []struct {
+		release string
+		want    bool
+	}{
+		{"6.1.0-18-amd64", true}, {"5.12.0", true}, {"5.11.22", false}, {"4.19.0", false}, {"5.15", true}, {"garbage", false},
+	} {
+		if got := kernelAtLeast(c.release, 5, 12); got != c.want {
+			t.Errorf("kernelAtLeast(%q, 5, 12) = %v", c.release, got)
+		}
+	}
+}

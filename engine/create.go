@@ -40,6 +40,9 @@ type CreateOptions struct {
 	Config           *container.Config
 	HostConfig       *container.HostConfig
 	NetworkingConfig *dnet.NetworkingConfig
+	// DefaultReadOnlyNonRecursive keeps read-only binds read-only on the
+	// top mount only, as dockerd does for API versions below 1.44.
+	DefaultReadOnlyNonRecursive bool
 }
 
 // CreateResult is the new container's ID and dockerd's warnings.
@@ -98,6 +101,13 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	mounts, err := planMounts(&cfg, hc, from)
 	if err != nil {
 		return CreateResult{}, err
+	}
+	if o.DefaultReadOnlyNonRecursive {
+		for i := range mounts {
+			if mp := &mounts[i]; mp.Type == mount.TypeBind && !mp.RW && !mp.ReadOnlyForceRecursive {
+				mp.ReadOnlyNonRecursive = true
+			}
+		}
 	}
 	netKind := classifyNetwork(hc.NetworkMode)
 	var netTarget *ctr
@@ -293,6 +303,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	in := specInput{
 		ID: id, Config: &cfg, HostConfig: hc, Mounts: mounts,
 		AllCaps: e.allCaps(), Devices: devices, InitBinary: e.cfg.InitBinary,
+		RecursiveReadOnly: recursiveReadOnly(),
 	}
 	if sec, _ := parseSecurityOpts(hc.SecurityOpt); sec.seccomp != "" && sec.seccomp != "unconfined" && sec.seccomp != "builtin" {
 		in.SeccompProfile = filepath.Join(e.containerDir(id), "seccomp.json")
@@ -303,6 +314,11 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	sc, err := containerSpec(in)
 	if err != nil {
 		return CreateResult{}, err
+	}
+	// A slave or shared bind needs a source mount that can give it, as
+	// dockerd checks.
+	if err := spec.CheckPropagation(sc.Mounts); err != nil {
+		return CreateResult{}, invalid("%s", strings.TrimSuffix(err.Error(), ": "+errdefs.ErrFailedPrecondition.Error()))
 	}
 	if netKind == netContainer {
 		// The network's owner's /etc/hosts and resolv.conf, as Docker.

@@ -186,6 +186,15 @@ func parseMount(m mount.Mount) (MountPoint, error) {
 			}
 			mp.NonRecursive = o.NonRecursive
 			create = o.CreateMountpoint
+			switch {
+			case o.ReadOnlyNonRecursive && o.ReadOnlyForceRecursive:
+				return MountPoint{}, errMountConfig(typ, "options conflict: ReadOnlyNonRecursive && ReadOnlyForceRecursive")
+			case !m.ReadOnly && o.ReadOnlyNonRecursive:
+				return MountPoint{}, errMountConfig(typ, "options conflict: Writable && ReadOnlyNonRecursive")
+			case !m.ReadOnly && o.ReadOnlyForceRecursive:
+				return MountPoint{}, errMountConfig(typ, "options conflict: Writable && ReadOnlyForceRecursive")
+			}
+			mp.ReadOnlyNonRecursive, mp.ReadOnlyForceRecursive = o.ReadOnlyNonRecursive, o.ReadOnlyForceRecursive
 		}
 		if _, err := os.Stat(mp.Source); err != nil && !create {
 			return MountPoint{}, errMountConfig(typ, "bind source path does not exist: %s", mp.Source)
@@ -365,8 +374,9 @@ func planMounts(cfg *container.Config, hc *container.HostConfig, from []MountPoi
 }
 
 // specMounts turns resolved mount points into the runtime's mounts.
-// Volume sources must be set (the volumes' data directories).
-func specMounts(mps []MountPoint) ([]spec.Mount, error) {
+// Volume sources must be set (the volumes' data directories). rro says
+// the host can make a mount recursively read-only.
+func specMounts(mps []MountPoint, rro bool) ([]spec.Mount, error) {
 	var out []spec.Mount
 	for _, mp := range mps {
 		switch mp.Type {
@@ -384,8 +394,22 @@ func specMounts(mps []MountPoint) ([]spec.Mount, error) {
 			case mount.PropagationRShared, mount.PropagationShared:
 				m.Propagation = spec.PropagationBidirectional
 			}
+			switch mp.Propagation {
+			case mount.PropagationPrivate, mount.PropagationSlave, mount.PropagationShared:
+				m.NonRecursivePropagation = true
+			}
 			if mp.NonRecursive {
 				m.Options = append(m.Options, "bind")
+			}
+			if !mp.RW && !mp.ReadOnlyNonRecursive {
+				// The runtime makes only a privately propagated tree
+				// recursively read-only (a read-only tree cannot take
+				// the host's mounts).
+				can := rro && m.Propagation == spec.PropagationPrivate
+				if mp.ReadOnlyForceRecursive && !can {
+					return nil, invalid("mount %s: a recursively read-only mount needs kernel 5.12 and private propagation", mp.Destination)
+				}
+				m.RecursiveReadOnly = can
 			}
 			out = append(out, m)
 		case mount.TypeImage:

@@ -86,6 +86,8 @@ func TestParseMount(t *testing.T) {
 		{m: mount.Mount{Type: "image", Target: "/x"}, err: "field Source must not be empty"},
 		{m: mount.Mount{Type: "image", Source: "busybox", Target: "/x", ImageOptions: &mount.ImageOptions{Subpath: "/etc"}}, err: "subpath must be a relative path"},
 		{m: mount.Mount{Type: "volume", Source: "v", Target: "/x", ImageOptions: &mount.ImageOptions{}}, err: "field ImageOptions must not be specified"},
+		{m: mount.Mount{Type: "bind", Source: dir, Target: "/x", BindOptions: &mount.BindOptions{ReadOnlyNonRecursive: true}}, err: "options conflict: Writable && ReadOnlyNonRecursive"},
+		{m: mount.Mount{Type: "bind", Source: dir, Target: "/x", ReadOnly: true, BindOptions: &mount.BindOptions{ReadOnlyNonRecursive: true, ReadOnlyForceRecursive: true}}, err: "options conflict: ReadOnlyNonRecursive && ReadOnlyForceRecursive"},
 		{m: mount.Mount{Type: "weird", Target: "/x"}, err: "mount type unknown"},
 		{m: mount.Mount{Type: "volume", Source: "v", Target: ""}, err: "field Target must not be empty"},
 	} {
@@ -199,16 +201,39 @@ func TestSpecMounts(t *testing.T) {
 	tmp.TmpfsOptions = []string{"size=1m", "exec"}
 	sub := m(mount.TypeVolume, "/vol/_data", "/sub", true, "")
 	sub.Subpath = "a/b"
+	roNR := m(mount.TypeBind, "/ro2", "/ro2", false, "")
+	roNR.ReadOnlyNonRecursive = true
 	got, err := specMounts([]MountPoint{
 		m(mount.TypeBind, "/host", "/c", false, mount.PropagationRShared),
 		m(mount.TypeVolume, "/vol/_data", "/v", true, ""),
 		tmp, sub,
-	})
+		m(mount.TypeBind, "/ro", "/ro", false, ""),
+		roNR,
+		m(mount.TypeBind, "/s", "/s", true, mount.PropagationSlave),
+	}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := got[0]; b.Type != "bind" || b.Source != "/host" || !b.ReadOnly || b.Propagation != spec.PropagationBidirectional {
+	if b := got[0]; b.Type != "bind" || b.Source != "/host" || !b.ReadOnly || b.Propagation != spec.PropagationBidirectional || b.RecursiveReadOnly || b.NonRecursivePropagation {
 		t.Errorf("bind %+v", b)
+	}
+	if b := got[4]; !b.ReadOnly || !b.RecursiveReadOnly {
+		t.Errorf("read-only bind where the kernel can: %+v, want recursively read-only", b)
+	}
+	if b := got[5]; !b.ReadOnly || b.RecursiveReadOnly {
+		t.Errorf("read-only bind, ReadOnlyNonRecursive: %+v", b)
+	}
+	if b := got[6]; b.Propagation != spec.PropagationHostToContainer || !b.NonRecursivePropagation {
+		t.Errorf("slave (not rslave) bind: %+v", b)
+	}
+	old, err := specMounts([]MountPoint{m(mount.TypeBind, "/ro", "/ro", false, "")}, false)
+	if err != nil || old[0].RecursiveReadOnly {
+		t.Errorf("read-only bind on an old kernel: %+v %v", old, err)
+	}
+	force := m(mount.TypeBind, "/ro", "/ro", false, "")
+	force.ReadOnlyForceRecursive = true
+	if _, err := specMounts([]MountPoint{force}, false); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("ReadOnlyForceRecursive on an old kernel: %v", err)
 	}
 	if v := got[1]; v.Type != "bind" || v.ReadOnly || v.Propagation != spec.PropagationPrivate {
 		t.Errorf("volume %+v", v)

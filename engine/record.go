@@ -101,6 +101,12 @@ type MountPoint struct {
 	TmpfsOptions []string `json:",omitempty"`
 	// NonRecursive bind mounts only the top mount.
 	NonRecursive bool `json:",omitempty"`
+	// A read-only bind or volume is recursively read-only where the
+	// kernel can ("rro", 5.12), as with dockerd 25+, unless
+	// ReadOnlyNonRecursive (asked, or API below 1.44);
+	// ReadOnlyForceRecursive fails where it cannot.
+	ReadOnlyNonRecursive   bool `json:",omitempty"`
+	ReadOnlyForceRecursive bool `json:",omitempty"`
 	// Snapshot is the read-only view of an image mount's image (named
 	// <container ID>-im<index>); ImageMount is its mount, narrowed to
 	// the requested sub-path.

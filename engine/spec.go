@@ -36,6 +36,9 @@ type specInput struct {
 	// SeccompProfile is the file holding a custom seccomp profile given
 	// inline with --security-opt seccomp=<json>.
 	SeccompProfile string
+	// RecursiveReadOnly says the host can make mounts recursively
+	// read-only (see specMounts).
+	RecursiveReadOnly bool
 }
 
 // hostname is the container's hostname: the config's, else its short ID.
@@ -58,7 +61,7 @@ func containerSpec(in specInput) (spec.Container, error) {
 		return spec.Container{}, err
 	}
 	argv := append([]string{entry}, args...)
-	mounts, err := specMounts(in.Mounts)
+	mounts, err := specMounts(in.Mounts, in.RecursiveReadOnly)
 	if err != nil {
 		return spec.Container{}, err
 	}

@@ -3,10 +3,12 @@ package engine
 import (
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/moby/moby/api/types/container"
+	"golang.org/x/sys/unix"
 )
 
 // cgroupFeatures are the optional cgroup settings the host can apply, as
@@ -52,4 +54,29 @@ func discardUnsupported(r *container.Resources, f cgroupFeatures) []string {
 		r.BlkioWeight = 0
 	}
 	return warnings
+}
+
+// recursiveReadOnly says whether the kernel has mount_setattr (5.12), which
+// recursively read-only mounts need.
+var recursiveReadOnly = sync.OnceValue(func() bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	return kernelAtLeast(unix.ByteSliceToString(u.Release[:]), 5, 12)
+})
+
+// kernelAtLeast compares a release string ("6.1.0-18-amd64") with
+// major.minor.
+func kernelAtLeast(release string, major, minor int) bool {
+	parts := strings.SplitN(release, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	ma, err1 := strconv.Atoi(parts[0])
+	mi, err2 := strconv.Atoi(strings.TrimRightFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return ma > major || (ma == major && mi >= minor)
 }

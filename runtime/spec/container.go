@@ -153,6 +153,9 @@ type Mount struct {
 	Options []string
 	// Propagation applies to bind mounts.
 	Propagation Propagation
+	// NonRecursivePropagation applies Propagation to the top mount only
+	// ("private", "slave", "shared": Docker's modes without the r).
+	NonRecursivePropagation bool
 	// ReadOnly mounts read-only (only the top mount for a bind mount).
 	ReadOnly bool
 	// RecursiveReadOnly makes every submount read-only too ("rro", needs

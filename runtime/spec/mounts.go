@@ -112,16 +112,21 @@ func userMount(m Mount) (specs.Mount, error) {
 		opts = append(opts, o)
 	}
 	if bind {
+		var p string
 		switch m.Propagation {
 		case PropagationPrivate:
-			opts = append(opts, "rprivate")
+			p = "private"
 		case PropagationHostToContainer:
-			opts = append(opts, "rslave")
+			p = "slave"
 		case PropagationBidirectional:
-			opts = append(opts, "rshared")
+			p = "shared"
 		default:
 			return specs.Mount{}, fmt.Errorf("mount %s: unknown propagation %d: %w", m.Destination, m.Propagation, errdefs.ErrInvalidArgument)
 		}
+		if !m.NonRecursivePropagation {
+			p = "r" + p
+		}
+		opts = append(opts, p)
 	}
 	if m.ReadOnly {
 		opts = append(opts, "ro")
@@ -189,9 +194,9 @@ func buildMounts(c Container) ([]specs.Mount, string, error) {
 	rootProp := ""
 	for _, m := range user {
 		switch {
-		case slices.Contains(m.Options, "rshared"):
+		case slices.Contains(m.Options, "rshared") || slices.Contains(m.Options, "shared"):
 			rootProp = "rshared"
-		case slices.Contains(m.Options, "rslave") && rootProp == "":
+		case (slices.Contains(m.Options, "rslave") || slices.Contains(m.Options, "slave")) && rootProp == "":
 			rootProp = "rslave"
 		}
 	}

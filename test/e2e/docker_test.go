@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -359,6 +360,32 @@ func TestDockerVolumes(t *testing.T) {
 	if got := e.cli("run", "--rm", "--mount", "type=volume,source=mvol,target=/v", img, "sh", "-c", "echo x > /v/x && cat /v/x"); got != "x\n" {
 		t.Errorf("--mount volume = %q", got)
 	}
+	// A read-only bind is read-only all the way down (dockerd 25+),
+	// unless bind-recursive=writable; a slave bind of a private source
+	// is refused.
+	if recursiveRO() {
+		sub := filepath.Join(dir, "sub")
+		os.Mkdir(sub, 0o755)
+		if err := syscall.Mount("tmpfs", sub, "tmpfs", 0, ""); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { syscall.Unmount(sub, syscall.MNT_DETACH) })
+		if got := e.cli("run", "--rm", "-v", dir+":/mnt:ro", img, "sh", "-c", "touch /mnt/sub/x 2>/dev/null && echo wrote || echo refused"); got != "refused\n" {
+			t.Errorf("write below a read-only bind's submount: %q", got)
+		}
+		if got := e.cli("run", "--rm", "--mount", "type=bind,source="+dir+",target=/mnt,readonly,bind-recursive=writable", img, "sh", "-c", "touch /mnt/sub/x && echo wrote"); got != "wrote\n" {
+			t.Errorf("bind-recursive=writable: %q", got)
+		}
+		syscall.Unmount(sub, syscall.MNT_DETACH)
+	}
+	private := t.TempDir()
+	if err := syscall.Mount(private, private, "", syscall.MS_BIND, ""); err == nil {
+		syscall.Mount("", private, "", syscall.MS_PRIVATE, "")
+		if _, errOut, code := e.cliErr("run", "--rm", "-v", private+":/mnt:slave", img, "true"); code != 125 || !strings.Contains(errOut, "neither shared nor slave") {
+			t.Errorf("slave bind of a private source: %d %q", code, errOut)
+		}
+		syscall.Unmount(private, syscall.MNT_DETACH)
+	}
 	// --mount type=image: the image's files, read-only, narrowed by
 	// image-subpath; its view goes with the container.
 	if got := e.cli("run", "--rm", "--mount", "type=image,source="+img+",target=/img,image-subpath=etc", img, "sh", "-c", "cat /img/hostname >/dev/null && grep -c root /img/passwd; touch /img/x 2>/dev/null || echo read-only"); got != "1\nread-only\n" {
@@ -625,4 +652,23 @@ func TestDockerAttachAndFollow(t *testing.T) {
 	if out, _, code := e.cliErr("attach", "ending"); out != "bye\n" || code != 9 {
 		t.Errorf("attach until exit: %q %d", out, code)
 	}
+}
+
+// recursiveRO says whether the kernel makes mounts recursively read-only
+// (5.12).
+func recursiveRO() bool {
+	var u syscall.Utsname
+	if syscall.Uname(&u) != nil {
+		return false
+	}
+	var b []byte
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		b = append(b, byte(c))
+	}
+	var major, minor int
+	fmt.Sscanf(string(b), "%d.%d", &major, &minor)
+	return major > 5 || (major == 5 && minor >= 12)
 }
