@@ -25,7 +25,10 @@ import (
 // What a build needs of the store: snapshots over a list of layers rather
 // than an image, a step's changes committed as a layer, a config and
 // manifest written for a list of layers with several tags at once, and a
-// cache of step results. Layers a build produced or took from an image or
+// cache of step results. A build step costs no fsync and no blob: its
+// snapshot is ephemeral (volatile overlay, unsynced record), its layer's
+// directory is moved into the layer store unsynced, and the layer's tar
+// is only hashed (the diff ID) until a push or a save writes it. Layers a build produced or took from an image or
 // the cache are held by a Lease until the build recorded them (in the
 // cache, an image) or gave up, so that GC (an image removal, a prune) never
 // takes them from under it.
