@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -491,29 +492,45 @@ func TestKill9DuringBuild(t *testing.T) {
 	if !bg.waitLine(60*time.Second, func(l string) bool { return strings.Contains(l, "started") }) {
 		t.Fatalf("the RUN step did not start:\n%s", bg.output())
 	}
-	sleepers := func() []int {
-		var pids []int
-		ents, _ := os.ReadDir("/proc")
-		for _, e := range ents {
-			if c, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && string(c) == "sleep\x00300\x00" {
-				var pid int
-				fmt.Sscan(e.Name(), &pid)
-				pids = append(pids, pid)
+	// The RUN's sleep: a "sleep 300" in the cgroup of one of this
+	// daemon's containers ("/berth-<id>"). Other tests on the machine run
+	// sleeps of their own, which are none of this test's business.
+	containers, _ := os.ReadDir(filepath.Join(d.Root, "runtime", "containers"))
+	ours := func(pid string) bool {
+		c, err := os.ReadFile("/proc/" + pid + "/cmdline")
+		if err != nil || string(c) != "sleep\x00300\x00" {
+			return false
+		}
+		cg, _ := os.ReadFile("/proc/" + pid + "/cgroup")
+		for _, ct := range containers {
+			if strings.Contains(string(cg), "/berth-"+ct.Name()+"\n") {
+				return true
 			}
 		}
-		return pids
+		return false
 	}
-	if !waitFor(10*time.Second, func() bool { return len(sleepers()) > 0 }) {
+	var sleeper string
+	if !waitFor(10*time.Second, func() bool {
+		containers, _ = os.ReadDir(filepath.Join(d.Root, "runtime", "containers"))
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			if ours(e.Name()) {
+				sleeper = e.Name()
+				return true
+			}
+		}
+		return false
+	}) {
 		t.Fatal("no build container process")
 	}
 	d.Kill9()
 	bg.stop()
 	d.Start()
-	if p := sleepers(); len(p) != 0 {
-		for _, pid := range p {
+	if ours(sleeper) {
+		if pid, err := strconv.Atoi(sleeper); err == nil {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
-		t.Fatalf("the build container still runs after the restart: %v", p)
+		t.Fatalf("the build container (its sleep, pid %s) still runs after the restart", sleeper)
 	}
 	if got := strings.TrimSpace(run(t, env, berth, "images", "-q", "e2e/killed")); got != "" {
 		t.Errorf("a half-built image is tagged: %q", got)
