@@ -48,6 +48,9 @@ type Manager struct {
 	// busy counts endpoints being attached per network, so that Remove
 	// does not take a network from under an ADD.
 	busy map[string]int
+	// defaultUp is the default network's bridge once this manager set it
+	// up (ensureDefault).
+	defaultUp string
 }
 
 // ctrState is one registered container.

@@ -190,6 +190,54 @@ func TestRootDefaultBridge(t *testing.T) {
 	}
 }
 
+// TestRootDefaultBridgeComesBack: the default network is set up once, at
+// its first attach; a later attach finds the bridge gone (an admin, a
+// reboot of the network stack) and sets it up again, rules included.
+func TestRootDefaultBridgeComesBack(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	def, err := e.m.Get(NameBridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostPort := freePort(t)
+	id := ctrID()
+	if err := e.m.Register(ctx, Container{ID: id, Name: "back", PortBindings: map[Port][]PortBinding{{80, "tcp"}: {{HostPort: fmt.Sprint(hostPort)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	ns := e.netns("back")
+	serve(t, ns, 80)
+	for i := 0; i < 2; i++ {
+		if _, err := e.m.Attach(ctx, AttachRequest{ID: id, NetNS: ns}); err != nil {
+			t.Fatalf("attach %d: %v", i, err)
+		}
+		if got, err := dial(t, "", fmt.Sprintf("127.0.0.1:%d", hostPort)); err != nil || got != filepath.Base(ns) {
+			t.Errorf("attach %d: host -> published port: %q, %v", i, got, err)
+		}
+		if save := run(t, "iptables-save"); !strings.Contains(save, networkMarker(def.ID)) {
+			t.Errorf("attach %d: the default network's rules are missing:\n%s", i, save)
+		}
+		if err := e.m.Detach(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		// Gone under the manager's feet: its rules with it.
+		run(t, "ip", "link", "del", def.Bridge)
+		nn := def
+		if err := e.m.removeIsolation(&nn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.m.Unregister(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if left := e.leftovers(); len(left) > 0 {
+		t.Errorf("left behind: %s", strings.Join(left, "\n"))
+	}
+	if save := run(t, "iptables-save"); strings.Contains(save, id) {
+		t.Errorf("rules of the container left:\n%s", save)
+	}
+}
+
 func TestRootPortConflict(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
