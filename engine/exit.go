@@ -20,7 +20,10 @@ const (
 	backoffReset = 10 * time.Second
 )
 
-// watchExits handles the runtime's exit events until Close.
+// watchExits handles the runtime's exit events until Close, each in a
+// goroutine of its own: an exit's handling detaches the container's
+// networks (tens of milliseconds of CNI and iptables), and compose stops
+// several containers at once, whose stops each wait for their own exit.
 func (e *Engine) watchExits(ch <-chan runtime.Event) {
 	defer e.bg.Done()
 	for {
@@ -42,7 +45,13 @@ func (e *Engine) watchExits(ch <-chan runtime.Event) {
 			if err != nil || rc.State != runtime.ContainerExited {
 				continue
 			}
-			e.handleExit(e.bgCtx, c, *rc, exitOptions{})
+			// Handled once even if waitExit meets the same exit: the
+			// record's HandledExit says so.
+			e.bg.Add(1)
+			go func() {
+				defer e.bg.Done()
+				e.handleExit(e.bgCtx, c, *rc, exitOptions{})
+			}()
 		case <-e.closed:
 			return
 		}
