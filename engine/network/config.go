@@ -7,6 +7,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/events"
+
+	"github.com/berth-dev/berth/engine/network/resolver"
 )
 
 // Defaults.
@@ -81,6 +83,9 @@ type Config struct {
 	// Events receives Docker's network events (create, destroy, connect,
 	// disconnect); nil drops them. engine/events' Bus implements it.
 	Events Events
+	// Resolver tunes the DNS responder (its per-container limits, its
+	// probe); its ResolvConf and Logger are the manager's.
+	Resolver resolver.Config
 }
 
 // Events is where network events go.

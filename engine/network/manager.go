@@ -129,7 +129,7 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 		cfg:        cfg,
 		cni:        cm,
 		log:        log,
-		dns:        resolver.New(resolver.Config{ResolvConf: cfg.ResolvConf, Logger: log}),
+		dns:        resolver.New(dnsConfig(cfg, log)),
 		networks:   map[string]*Network{},
 		removing:   map[string]bool{},
 		containers: map[string]*ctrState{},
@@ -143,6 +143,14 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 	}
 	m.reconcile(ctx)
 	return m, nil
+}
+
+// dnsConfig is the responder's config: cfg's, with the manager's host
+// resolv.conf and logger.
+func dnsConfig(cfg Config, log *slog.Logger) resolver.Config {
+	rc := cfg.Resolver
+	rc.ResolvConf, rc.Logger = cfg.ResolvConf, log
+	return rc
 }
 
 // Close stops the DNS listeners. Bridges, rules and attachments stay: the

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
@@ -194,13 +195,39 @@ func (u *udpSocket) isClosed() bool {
 	return u.closed
 }
 
-func (u *udpSocket) writeTo(b []byte, to unix.Sockaddr) {
+func (u *udpSocket) writeTo(b []byte, to *unix.RawSockaddrInet4) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if !u.closed {
-		_ = unix.Sendto(u.fd, b, unix.MSG_DONTWAIT, to)
+		_ = sendTo(u.fd, b, to)
 	}
 }
+
+// recvFrom and sendTo are recvfrom(2) and sendto(2) with the IPv4 address
+// in place: unix.Recvfrom allocates a Sockaddr for every datagram.
+func recvFrom(fd int, p []byte, from *unix.RawSockaddrInet4) (int, error) {
+	l := uint32(unix.SizeofSockaddrInet4)
+	n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), 0, uintptr(unsafe.Pointer(from)), uintptr(unsafe.Pointer(&l)))
+	if e != 0 {
+		return 0, e
+	}
+	if l < unix.SizeofSockaddrInet4 || from.Family != unix.AF_INET {
+		return int(n), errNotInet4
+	}
+	return int(n), nil
+}
+
+func sendTo(fd int, p []byte, to *unix.RawSockaddrInet4) error {
+	_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(to)), unix.SizeofSockaddrInet4)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// errNotInet4 is a datagram without an IPv4 source (none reach an IPv4
+// socket).
+var errNotInet4 = errors.New("not from an IPv4 address")
 
 func (l *listener) bind() (sockets, error) {
 	ap := netip.AddrPortFrom(l.addr, Port)
@@ -284,33 +311,31 @@ func (l *listener) readUDP(ctx context.Context, u *udpSocket) error {
 	defer runtime.UnlockOSThread()
 	defer unix.Close(u.fd)
 	buf := make([]byte, dns.MaxMsgSize)
+	rd := newReader(l.s)
+	var from unix.RawSockaddrInet4
 	for {
-		n, from, err := unix.Recvfrom(u.fd, buf, 0)
+		n, err := recvFrom(u.fd, buf, &from)
 		if u.isClosed() || ctx.Err() != nil {
 			return errClosed
 		}
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) || errors.Is(err, errNotInet4) {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("read udp: %w", err)
 		}
-		sa, ok := from.(*unix.SockaddrInet4)
-		if !ok {
-			continue
-		}
-		src := netip.AddrFrom4(sa.Addr)
-		resp, fwd := l.s.prepare(src, buf[:n], false)
+		out, fwd := rd.answer(netip.AddrFrom4(from.Addr), buf[:n])
 		if fwd != nil {
+			to := from
 			go func() {
 				if out := pack(l.s.resolve(ctx, fwd)); out != nil {
-					u.writeTo(out, sa)
+					u.writeTo(out, &to)
 				}
 			}()
 			continue
 		}
-		if out := pack(resp); out != nil {
-			u.writeTo(out, sa)
+		if out != nil {
+			u.writeTo(out, &from)
 		}
 	}
 }
@@ -362,7 +387,7 @@ func (l *listener) serveTCP(ctx context.Context, c *net.TCPConn) {
 		if _, err := io.ReadFull(c, msg); err != nil {
 			return
 		}
-		resp, fwd := l.s.prepare(from, msg, true)
+		resp, fwd, _ := l.s.prepare(from, msg, true)
 		if fwd != nil {
 			resp = l.s.resolve(ctx, fwd)
 		}

@@ -166,14 +166,21 @@ func (s *Server) SetTable(t *Table) {
 	})
 }
 
-func (s *Server) clientState(addr netip.Addr) *clientState {
+func (s *Server) clientState(addr netip.Addr, now time.Time) *clientState {
 	v, ok := s.clients.Load(addr)
 	if !ok {
 		v, _ = s.clients.LoadOrStore(addr, &clientState{limiter: rate.NewLimiter(rate.Limit(s.cfg.ClientRate), s.cfg.ClientBurst)})
 	}
 	c := v.(*clientState)
-	c.lastSeen.Store(time.Now().UnixNano())
+	c.lastSeen.Store(now.UnixNano())
 	return c
+}
+
+// allow takes one of addr's tokens.
+func (s *Server) allow(addr netip.Addr) (*clientState, bool) {
+	now := time.Now()
+	st := s.clientState(addr, now)
+	return st, st.limiter.AllowN(now, 1)
 }
 
 // query is one request being answered.
@@ -190,7 +197,7 @@ type query struct {
 // upstream answers; the listeners use prepare and resolve instead, so that
 // only forwards leave the reading goroutine.
 func (s *Server) Handle(ctx context.Context, client netip.Addr, raw []byte, tcp bool) []byte {
-	resp, p := s.prepare(client, raw, tcp)
+	resp, p, _ := s.prepare(client, raw, tcp)
 	if p != nil {
 		resp = s.resolve(ctx, p)
 	}
@@ -226,46 +233,47 @@ type pending struct {
 }
 
 // prepare answers raw when it can at once (local names, errors, limits)
-// and otherwise returns the forward to run.
-func (s *Server) prepare(client netip.Addr, raw []byte, tcp bool) (reply *dns.Msg, fwd *pending) {
+// and otherwise returns the forward to run. When the reply is an answer
+// from the table, local is the request.
+func (s *Server) prepare(client netip.Addr, raw []byte, tcp bool) (reply *dns.Msg, fwd *pending, local *dns.Msg) {
 	client = client.Unmap()
 	req := new(dns.Msg)
 	if err := req.Unpack(raw); err != nil {
 		if len(raw) < 12 || req.Response {
-			return nil, nil
+			return nil, nil, nil
 		}
 		// The header was read: say the rest is malformed.
-		return errorReply(req, dns.RcodeFormatError), nil
+		return errorReply(req, dns.RcodeFormatError), nil, nil
 	}
 	if req.Response {
-		return nil, nil
+		return nil, nil, nil
 	}
 	defer func() {
 		// A bug in answering must cost one query, not the listener.
 		if p := recover(); p != nil {
 			s.cfg.Logger.Error("dns: panic answering a query", "client", client, "panic", p)
-			reply, fwd = errorReply(req, dns.RcodeServerFailure), nil
+			reply, fwd, local = errorReply(req, dns.RcodeServerFailure), nil, nil
 		}
 	}()
 	if req.Opcode != dns.OpcodeQuery {
-		return errorReply(req, dns.RcodeNotImplemented), nil
+		return errorReply(req, dns.RcodeNotImplemented), nil, nil
 	}
 	if len(req.Question) != 1 {
-		return errorReply(req, dns.RcodeFormatError), nil
+		return errorReply(req, dns.RcodeFormatError), nil, nil
 	}
 	// miekg/dns reads a question cut short in its type or class as zeros;
 	// the packet is malformed all the same.
 	if _, off, err := dns.UnpackDomainName(raw, 12); err != nil || off+4 > len(raw) {
-		return errorReply(req, dns.RcodeFormatError), nil
+		return errorReply(req, dns.RcodeFormatError), nil, nil
 	}
 	t := s.table.Load()
 	c := t.clients[client]
 	if s.isOurs(client) || (c == nil && !t.knownSource(client)) {
-		return errorReply(req, dns.RcodeRefused), nil
+		return errorReply(req, dns.RcodeRefused), nil, nil
 	}
-	st := s.clientState(client)
-	if !st.limiter.Allow() {
-		return errorReply(req, dns.RcodeRefused), nil
+	st, ok := s.allow(client)
+	if !ok {
+		return errorReply(req, dns.RcodeRefused), nil, nil
 	}
 	q := query{client: client, tcp: tcp, maxSize: dns.MinMsgSize}
 	if opt := req.IsEdns0(); opt != nil && int(opt.UDPSize()) > q.maxSize {
@@ -275,19 +283,19 @@ func (s *Server) prepare(client netip.Addr, raw []byte, tcp bool) (reply *dns.Ms
 		if !tcp {
 			r.Truncate(q.maxSize)
 		}
-		return r, nil
+		return r, nil, req
 	}
 	if st.inflight.Add(1) > int32(s.cfg.ClientForwards) {
 		st.inflight.Add(-1)
-		return errorReply(req, dns.RcodeRefused), nil
+		return errorReply(req, dns.RcodeRefused), nil, nil
 	}
 	select {
 	case s.forwards <- struct{}{}:
 	default:
 		st.inflight.Add(-1)
-		return errorReply(req, dns.RcodeServerFailure), nil
+		return errorReply(req, dns.RcodeServerFailure), nil, nil
 	}
-	return nil, &pending{req: req, c: c, st: st, q: q}
+	return nil, &pending{req: req, c: c, st: st, q: q}, nil
 }
 
 // resolve runs a forward and releases its slots.

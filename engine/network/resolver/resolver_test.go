@@ -50,14 +50,26 @@ func newUpstream(t *testing.T) *upstream {
 		}
 		_ = w.WriteMsg(m)
 	})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
+	// The UDP port the kernel picks may be taken for TCP by another
+	// process of this shared machine: pick again.
+	var (
+		pc   net.PacketConn
+		l    net.Listener
+		port int
+	)
+	for try := 0; ; try++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		port = pc.LocalAddr().(*net.UDPAddr).Port
+		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		pc.Close()
+		if try == 10 {
+			t.Fatal(err)
+		}
 	}
 	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: h}, {Listener: l, Handler: h}} {
 		go func() { _ = srv.ActivateAndServe() }()
@@ -299,7 +311,7 @@ func TestClientLimits(t *testing.T) {
 	raw, _ := q.Pack()
 	var pend []*pending
 	for range 2 {
-		r, p := s.prepare(loneB, raw, false)
+		r, p, _ := s.prepare(loneB, raw, false)
 		if p == nil {
 			t.Fatalf("slow query not forwarded: %v", r)
 		}
@@ -310,7 +322,7 @@ func TestClientLimits(t *testing.T) {
 	for _, p := range pend {
 		wg.Go(func() { s.resolve(ctx, p) })
 	}
-	if r, p := s.prepare(loneB, raw, false); p != nil || r.Rcode != dns.RcodeRefused {
+	if r, p, _ := s.prepare(loneB, raw, false); p != nil || r.Rcode != dns.RcodeRefused {
 		t.Errorf("third forward in flight: %v, want REFUSED at once", r)
 	}
 	if r := ask(t, s, dbA, "up.test.", dns.TypeA, false); r.Rcode != dns.RcodeSuccess {
@@ -396,6 +408,26 @@ func FuzzHandle(f *testing.F) {
 		}
 		if !tcp && len(out) > dns.MaxMsgSize {
 			t.Fatalf("UDP reply of %d bytes", len(out))
+		}
+		if tcp {
+			return
+		}
+		// A UDP reader answers as Handle does, the first time and from
+		// its packet cache, whatever the ID (a name may point into it).
+		rd := newReader(srv)
+		for i := range 3 {
+			q := append([]byte(nil), raw...)
+			if i == 2 && len(q) >= 2 {
+				q[0], q[1] = q[0]^0x5a, q[1]^0xa5
+			}
+			got, p := rd.answer(webA, q)
+			if p != nil {
+				got = pack(srv.resolve(context.Background(), p))
+			}
+			want := srv.Handle(context.Background(), webA, q, false)
+			if string(got) != string(want) {
+				t.Fatalf("reader's reply %d to %x: %x, Handle's %x", i, q, got, want)
+			}
 		}
 	})
 }

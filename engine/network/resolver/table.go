@@ -115,9 +115,15 @@ func canonical(n string) string {
 	if n == "" || len(n) > 253 {
 		return ""
 	}
-	for _, l := range strings.Split(n, ".") {
-		if l == "" || len(l) > 63 {
-			return ""
+	// Every label 1 to 63 bytes, without splitting the name (a lookup's
+	// path allocates nothing for it).
+	start := 0
+	for i := 0; i <= len(n); i++ {
+		if i == len(n) || n[i] == '.' {
+			if l := i - start; l == 0 || l > 63 {
+				return ""
+			}
+			start = i + 1
 		}
 	}
 	return n
