@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	goruntime "runtime"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +27,8 @@ func TestStartInstantExitUnderLoad(t *testing.T) {
 	var burners []*exec.Cmd
 	for range 2 * goruntime.NumCPU() {
 		b := exec.Command("sh", "-c", "while :; do :; done")
+		// Gone with the test, even one that dies.
+		b.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := b.Start(); err != nil {
 			t.Fatal(err)
 		}
