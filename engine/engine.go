@@ -159,6 +159,9 @@ type ctr struct {
 	// cancelRestart stops that wait. Guarded by Engine.mu.
 	restarting    bool
 	cancelRestart func()
+	// policyStart is set while a policy restart's start runs (a new shim,
+	// the networks): dockerd still says restarting then.
+	policyStart bool
 	// removed is set once the container is gone.
 	removed bool
 	// stopping is set while a stop or kill by the user is under way: the

@@ -123,6 +123,7 @@ func (e *Engine) handleExit(ctx context.Context, c *ctr, rc runtime.Container, o
 		c.restarting = true
 	}
 	autoRemove := !restart && rec.HostConfig.AutoRemove
+	removing := rec.Removing
 	c.exits++
 	c.exitCode = int(rc.ExitCode)
 	c.notify()
@@ -146,8 +147,12 @@ func (e *Engine) handleExit(ctx context.Context, c *ctr, rc runtime.Container, o
 		"exitCode":     strconv.Itoa(int(rc.ExitCode)),
 		"execDuration": strconv.Itoa(int(ran.Seconds())),
 	})
-	if err := e.detachNetwork(ctx, c); err != nil {
-		log.WarnContext(ctx, "detach exited container's network", "id", rc.ID, "error", err)
+	// A container on its way out (rm -f, --rm) leaves its networks in
+	// the removal, beside the runtime's side of it.
+	if !autoRemove && !removing {
+		if err := e.detachNetwork(ctx, c); err != nil {
+			log.WarnContext(ctx, "detach exited container's network", "id", rc.ID, "error", err)
+		}
 	}
 	e.logs.Stop(rc.ID)
 	st.done("network-detach")
@@ -199,12 +204,17 @@ func (e *Engine) scheduleRestart(ctx context.Context, c *ctr, delay time.Duratio
 			c.restarting = false
 			c.cancelRestart = nil
 			c.rec.RestartCount++
+			c.policyStart = true
 		}
 		e.mu.Unlock()
 		if !still {
 			return
 		}
-		if err := e.start(ctx, c, startOptions{}); err != nil {
+		err := e.start(ctx, c, startOptions{})
+		e.mu.Lock()
+		c.policyStart = false
+		e.mu.Unlock()
+		if err != nil {
 			logctx.From(ctx).WarnContext(ctx, "restart container by its policy", "id", c.rec.ID, "error", err)
 			e.mu.Lock()
 			c.notify()

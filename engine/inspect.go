@@ -103,7 +103,8 @@ func (e *Engine) List(ctx context.Context) []*Container {
 func (e *Engine) snapshot(c *ctr) *Container {
 	e.mu.Lock()
 	rec := c.rec.clone()
-	restarting := c.restarting
+	restarting := c.restarting || c.policyStart
+	stopping := c.stopping
 	e.mu.Unlock()
 	out := &Container{
 		ID: rec.ID, Name: rec.Name, Created: rec.Created, Path: rec.Path, Args: rec.Args,
@@ -140,6 +141,11 @@ func (e *Engine) snapshot(c *ctr) *Container {
 		if rc.State == runtime.ContainerCreated && !rc.FinishedAt.IsZero() {
 			// Recreated for a start that has not happened yet.
 			st.Status = container.StateExited
+		}
+		if rc.State == runtime.ContainerExited && rc.FinishedAt.After(rec.HandledExit) && !rec.Removing && !stopping &&
+			shouldRestart(rec.HostConfig.RestartPolicy, int(rc.ExitCode), rec.RestartCount, rec.StoppedByUser) {
+			// An exit the engine is about to handle with a restart.
+			restarting = true
 		}
 	}
 	if restarting {

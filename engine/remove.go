@@ -94,16 +94,25 @@ func (e *Engine) finishRemove(ctx context.Context, c *ctr, o removeOptions) erro
 	st := startSteps(ctx, "docker remove")
 	defer st.log(rec.ID)
 	var errs []error
-	if e.net != nil {
-		if err := e.net.Unregister(ctx, rec.ID); err != nil {
-			errs = append(errs, err)
+	// The networks (a CNI DEL when still attached) go while the runtime
+	// removes the container; both before the sandbox, which holds the
+	// network namespace.
+	netErr := make(chan error, 1)
+	go func() {
+		if e.net == nil {
+			netErr <- nil
+			return
 		}
-	}
-	st.done("network")
+		netErr <- e.net.Unregister(ctx, rec.ID)
+	}()
 	if err := e.rt.RemoveContainer(ctx, rec.ID); err != nil {
 		errs = append(errs, err)
 	}
 	st.done("runtime-container")
+	if err := <-netErr; err != nil {
+		errs = append(errs, err)
+	}
+	st.done("network")
 	// The sandbox and the writable layer (unmounted with the container)
 	// go at once: one is unmounts and cgroups, the other a tree to delete.
 	snapErr := make(chan error, 1)

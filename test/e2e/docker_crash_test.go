@@ -195,8 +195,8 @@ func TestDockerDaemonRestartPolicies(t *testing.T) {
 	e.d.Start()
 	e.api = e.d.Docker()
 	await(t, "the restarts", func() bool {
-		out, _, _ := e.cliErr("ps", "--format", "{{.Names}}")
-		return strings.Contains(out, "always") && strings.Contains(out, "unless")
+		out, _, _ := e.cliErr("inspect", "--format", "{{.State.Status}}", "always", "unless")
+		return out == "running\nrunning\n"
 	})
 	for n, want := range map[string]string{"always": "running 1 0", "unless": "running 1 0", "stopped": "exited 0 137", "plain": "exited 0 137"} {
 		if got := strings.TrimSpace(e.cli("inspect", "--format", "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}", n)); got != want {
@@ -215,6 +215,18 @@ func TestDockerDaemonRestartPolicies(t *testing.T) {
 	if got := strings.TrimSpace(e.cli("inspect", "--format", "{{.State.Status}} {{.RestartCount}}", "always")); got != "running 1" {
 		t.Errorf("always after a second restart: %q", got)
 	}
+	// While a policy restart's start runs, the state is restarting, as
+	// dockerd's: never exited.
+	e.cli("run", "-d", "--name", "flapping", "--restart", "always", img, "sh", "-c", "sleep 0.2; exit 3")
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if got := strings.TrimSpace(e.cli("inspect", "--format", "{{.State.Status}}", "flapping")); got != "running" && got != "restarting" {
+			t.Errorf("a container with --restart always between its runs: %q", got)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.cli("rm", "-f", "flapping")
 }
 
 // TestDockerAndCRISeparation: the kubelet's view (the CRI) never sees
