@@ -87,20 +87,29 @@ bench_cleanup() {
 	if [[ " ${STARTED:-} " == *" dockerd "* ]]; then
 		[ -f "$T/dockerd/dockerd.pid" ] && ct_stop "$(cat "$T/dockerd/dockerd.pid")"
 		ip link del "$DOCKERD_BRIDGE" 2>/dev/null
-		# What dockerd 20.10 leaves: its chains and the jumps to them.
+		# What dockerd 20.10 leaves. Our bridge's and pool's rules always;
+		# the DOCKER chains and the jumps to them, which every dockerd
+		# shares, only when no other dockerd runs on the machine (another
+		# benchmark's).
 		for table in filter nat; do
-			iptables-save -t "$table" | grep -E '^-A (FORWARD|PREROUTING|OUTPUT|POSTROUTING) .*-j DOCKER' | sed 's/^-A/-D/' |
+			iptables-save -t "$table" | grep -E -e '^-A .*-s 10\.'"$B2"'\.' -e "^-A .*[io] $DOCKERD_BRIDGE( |\$)" | sed 's/^-A/-D/' |
 				while read -r rule; do eval "iptables -t $table $rule"; done
-			iptables-save -t "$table" | grep -E -e '^-A POSTROUTING .*-s 10\.'"$B2"'\.' -e "^-A .*[io] $DOCKERD_BRIDGE( |\$)" | sed 's/^-A/-D/' |
-				while read -r rule; do eval "iptables -t $table $rule"; done
-			for c in $(iptables-save -t "$table" | awk '/^:DOCKER/ {print substr($1, 2)}'); do
-				iptables -t "$table" -F "$c"
-			done
-			for c in $(iptables-save -t "$table" | awk '/^:DOCKER/ {print substr($1, 2)}'); do
-				iptables -t "$table" -X "$c"
-			done
 		done
-		[ -n "$FORWARD_POLICY" ] && iptables -P FORWARD "$FORWARD_POLICY"
+		if pgrep -x dockerd >/dev/null; then
+			say "another dockerd runs: its DOCKER chains stay"
+		else
+			for table in filter nat; do
+				iptables-save -t "$table" | grep -E '^-A (FORWARD|PREROUTING|OUTPUT|POSTROUTING) .*-j DOCKER' | sed 's/^-A/-D/' |
+					while read -r rule; do eval "iptables -t $table $rule"; done
+				for c in $(iptables-save -t "$table" | awk '/^:DOCKER/ {print substr($1, 2)}'); do
+					iptables -t "$table" -F "$c"
+				done
+				for c in $(iptables-save -t "$table" | awk '/^:DOCKER/ {print substr($1, 2)}'); do
+					iptables -t "$table" -X "$c"
+				done
+			done
+			[ -n "$FORWARD_POLICY" ] && iptables -P FORWARD "$FORWARD_POLICY"
+		fi
 	fi
 	ip link del "$BERTH_BRIDGE" 2>/dev/null
 }
