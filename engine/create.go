@@ -178,7 +178,13 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	c.op.Lock()
 	defer c.op.Unlock()
 
+	// early is the networks' attachment made while the runtime creates
+	// the container (see earlyAttach); it ends before the creation does.
+	var early chan error
 	defer func() {
+		if early != nil {
+			<-early
+		}
 		if retErr == nil {
 			return
 		}
@@ -295,6 +301,14 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 		return CreateResult{}, fmt.Errorf("create container %s: %w", id, err)
 	}
 	st.done("sandbox")
+	if earlyAttachable(hc, netKind) && e.net != nil {
+		early = make(chan error, 1)
+		req := network.AttachRequest{ID: id, NetNS: box.NetNSPath, HostsPath: box.HostsPath, ResolvConfPath: box.ResolvConfPath}
+		go func() {
+			_, err := e.net.Attach(context.WithoutCancel(ctx), req)
+			early <- err
+		}()
+	}
 
 	devices, err := e.devices(hc)
 	if err != nil {
@@ -365,6 +379,14 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 		return CreateResult{}, fmt.Errorf("create container %s: %w", id, err)
 	}
 
+	if early != nil {
+		if err := <-early; err != nil {
+			// The start attaches then, and says what fails.
+			logctx.From(ctx).DebugContext(ctx, "attach the networks during the creation", "id", id, "error", err)
+		}
+		early = nil
+		st.done("early-attach")
+	}
 	e.mu.Lock()
 	c.rec.Mounts = mounts
 	c.rec.HostsPath, c.rec.ResolvConfPath, c.rec.HostnamePath = sc.Files.HostsPath, sc.Files.ResolvConfPath, sc.Files.HostnamePath
@@ -568,4 +590,16 @@ func specError(id string, err error) error {
 		msg = strings.TrimSuffix(msg, s)
 	}
 	return errdefs.ErrInvalidArgument.WithMessage(msg)
+}
+
+// earlyAttachable says whether a creation attaches the container's
+// networks while the runtime creates the container, rather than at its
+// start as dockerd does: the CNI ADD (tens of milliseconds) then overlaps
+// the shim's creation, off the path of docker run. Only for networks of
+// the container's own without published ports (whose rules would serve a
+// container not yet started, and whose conflicts dockerd reports at the
+// start) and without links. Inspect shows a created container's endpoint
+// as dockerd does, empty, until its first start.
+func earlyAttachable(hc *container.HostConfig, kind networkKind) bool {
+	return kind == netBridge && len(hc.PortBindings) == 0 && !hc.PublishAllPorts && len(hc.Links) == 0
 }

@@ -170,6 +170,11 @@ func (e *Engine) snapshot(c *ctr) *Container {
 	out.ExecIDs = e.execIDs(rec.ID)
 	if e.net != nil {
 		if ns, err := e.net.Settings(rec.ID); err == nil {
+			if st.Status == container.StateCreated && !rec.StartedBefore {
+				// Attached early (earlyAttachable): dockerd has no
+				// endpoint before the first start.
+				ns = unattached(ns)
+			}
 			out.NetworkSettings = &ns
 			out.SandboxKey = ns.SandboxKey
 			out.Networks = ns.DockerNetworks()
@@ -196,4 +201,15 @@ func (e *Engine) snapshot(c *ctr) *Container {
 		out.Ports[p] = nil
 	}
 	return out
+}
+
+// unattached is a container's network settings as they read before its
+// endpoints exist.
+func unattached(ns bnet.Settings) bnet.Settings {
+	eps := make([]bnet.Endpoint, len(ns.Endpoints))
+	for i, ep := range ns.Endpoints {
+		eps[i] = bnet.Endpoint{NetworkID: ep.NetworkID, NetworkName: ep.NetworkName, Config: ep.Config, DNSNames: ep.DNSNames}
+	}
+	ns.Endpoints, ns.Ports, ns.SandboxKey = eps, nil, ""
+	return ns
 }

@@ -212,12 +212,17 @@ func (e *Engine) attachNetwork(ctx context.Context, c *ctr) error {
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", rec.ID, err)
 	}
-	if _, err := e.net.Attach(ctx, network.AttachRequest{
+	_, err = e.net.Attach(ctx, network.AttachRequest{
 		ID: rec.ID, NetNS: sb.NetNSPath, HostsPath: rec.HostsPath, ResolvConfPath: rec.ResolvConfPath,
-	}); err != nil {
-		return err
+	})
+	if errdefs.IsFailedPrecondition(err) {
+		// Attached already: by the creation (earlyAttachable), in this
+		// sandbox's namespace.
+		if ns, serr := e.net.Settings(rec.ID); serr == nil && ns.SandboxKey == sb.NetNSPath {
+			return nil
+		}
 	}
-	return nil
+	return err
 }
 
 // detachNetwork releases the container's endpoints (its exit, a removal).
