@@ -274,3 +274,24 @@ func TestKernelAtLeast(t *testing.T) {
 		}
 	}
 }
+
+func TestEarlyAttachable(t *testing.T) {
+	ports := network.PortMap{network.MustParsePort("80/tcp"): nil}
+	for _, c := range []struct {
+		hc   container.HostConfig
+		kind networkKind
+		want bool
+	}{
+		{container.HostConfig{}, netBridge, true},
+		{container.HostConfig{PortBindings: ports}, netBridge, false},
+		{container.HostConfig{PublishAllPorts: true}, netBridge, false},
+		{container.HostConfig{Links: []string{"db:db"}}, netBridge, false},
+		{container.HostConfig{}, netHost, false},
+		{container.HostConfig{}, netNone, false},
+		{container.HostConfig{}, netContainer, false},
+	} {
+		if got := earlyAttachable(&c.hc, c.kind); got != c.want {
+			t.Errorf("earlyAttachable(%+v, %v) = %v", c.hc, c.kind, got)
+		}
+	}
+}

@@ -672,3 +672,31 @@ func recursiveRO() bool {
 	fmt.Sscanf(string(b), "%d.%d", &major, &minor)
 	return major > 5 || (major == 5 && minor >= 12)
 }
+
+// TestDockerCreatedNetworking: a created container's endpoint reads empty
+// until its first start, as with dockerd (Berth attaches it during the
+// creation); a network connected before the start is there after it; the
+// start takes the attachment made at the creation.
+func TestDockerCreatedNetworking(t *testing.T) {
+	e := newDockerEnv(t)
+	e.cli("network", "create", "extra")
+	e.cli("create", "--name", "early", e.Image, "sleep", "300")
+	if got := e.cli("inspect", "--format", "{{.NetworkSettings.IPAddress}}|{{.NetworkSettings.SandboxKey}}|{{range .NetworkSettings.Networks}}{{.IPAddress}}{{.EndpointID}}{{end}}", "early"); got != "||\n" {
+		t.Errorf("created container's network settings: %q, want empty", got)
+	}
+	e.cli("network", "connect", "extra", "early")
+	e.cli("start", "early")
+	ips := e.cli("inspect", "--format", "{{range $n, $s := .NetworkSettings.Networks}}{{$n}}={{$s.IPAddress}} {{end}}", "early")
+	addrs := e.cli("exec", "early", "sh", "-c", "ip -4 -o addr show | awk '{print $4}'")
+	for _, f := range strings.Fields(ips) {
+		name, ip, _ := strings.Cut(f, "=")
+		if ip == "" || !strings.Contains(addrs, ip+"/") {
+			t.Errorf("network %s: address %q not on the container's interfaces %q", name, ip, addrs)
+		}
+	}
+	if n := len(strings.Fields(ips)); n != 2 {
+		t.Errorf("networks after the start: %q", ips)
+	}
+	e.cli("rm", "-f", "early")
+	e.cli("network", "rm", "extra")
+}
