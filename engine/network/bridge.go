@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/vishvananda/netlink"
@@ -119,10 +120,29 @@ func (m *Manager) deleteBridge(n *Network) error {
 		// Not made by us (or by another root): leave it.
 		return nil
 	}
-	if err := netlink.LinkDel(link); err != nil && !errors.As(err, &notFound) {
-		return fmt.Errorf("delete bridge %s: %w", n.Bridge, err)
+	// The kernel takes the bridge down and out of the namespace (its
+	// name, addresses and routes go) 10-20 ms into the deletion, then
+	// waits for RCU grace periods before the request returns, 30-45 ms in
+	// all here. The bridge is gone for everyone once it is unlisted:
+	// return then, and let the kernel finish behind.
+	done := make(chan error, 1)
+	go func() { done <- netlink.LinkDel(link) }()
+	idx := link.Attrs().Index
+	poll := time.NewTicker(time.Millisecond)
+	defer poll.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil && !errors.As(err, &notFound) {
+				return fmt.Errorf("delete bridge %s: %w", n.Bridge, err)
+			}
+			return nil
+		case <-poll.C:
+			if _, err := netlink.LinkByIndex(idx); errors.As(err, &notFound) {
+				return nil
+			}
+		}
 	}
-	return nil
 }
 
 // ourBridges returns the bridges whose alias says they are this root's,

@@ -250,10 +250,11 @@ func (m *Manager) teardown(ctx context.Context, n *Network, st *steps.Timer) err
 	if err := m.deleteBridge(n); err != nil {
 		errs = append(errs, err)
 	}
+	st.Done("bridge")
 	if err := <-rulesErr; err != nil {
 		errs = append(errs, err)
 	}
-	st.Done("rules+bridge")
+	st.Done("rules")
 	if err := os.RemoveAll(filepath.Join(m.cfg.ipamDir(), cniName(n))); err != nil {
 		errs = append(errs, err)
 	}
