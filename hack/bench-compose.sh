@@ -14,7 +14,10 @@
 # drift hits both alike):
 #   up      `up -d` until all three containers run (compose's wall time,
 #           then the Engine API's list is polled until three run);
-#   down    `down -v` (containers, network and volume removed).
+#   down    `down -v` (containers, network and volume removed);
+#   idle    `down -v` again, with nothing left to remove: the client's own
+#           cost (start-up, config, the API's lists), the floor under both
+#           daemons' down times.
 # One round first, not measured, warms both. --rounds defaults to 7; the
 # medians and the ratios berth/dockerd are printed (goal <= 0.5).
 # --client: docker-compose 1.29 (Debian's, the default) or the compose v5
@@ -244,6 +247,7 @@ for daemon in "${DAEMONS[@]}"; do
 	mkdir -p "$OUT/$daemon"
 	: >"$OUT/$daemon/up_us"
 	: >"$OUT/$daemon/down_us"
+	: >"$OUT/$daemon/idle_us"
 done
 
 say "$ROUNDS rounds of up -d and down -v with $CLIENT, interleaved"
@@ -267,6 +271,10 @@ for i in $(seq "$ROUNDS"); do
 		echo $(($(now_us) - t0)) >>"$OUT/$daemon/down_us"
 		left="$(dk "$daemon" ps -aq | wc -l) $(dk "$daemon" volume ls -q | wc -l)"
 		[ "$left" = "0 0" ] || die "$daemon: down -v left containers and volumes: $left"
+		# The client's own floor: down -v with nothing left to do.
+		t0="$(now_us)"
+		compose "$daemon" down -v >>"$OUT/$daemon/compose.log" 2>&1 || die "$daemon: idle down -v failed (see $OUT/$daemon/compose.log)"
+		echo $(($(now_us) - t0)) >>"$OUT/$daemon/idle_us"
 	done
 	echo "  round $i: up $(tail -n1 "$OUT/berth/up_us" 2>/dev/null || echo -) / $(tail -n1 "$OUT/dockerd/up_us" 2>/dev/null || echo -) us," \
 		"down $(tail -n1 "$OUT/berth/down_us" 2>/dev/null || echo -) / $(tail -n1 "$OUT/dockerd/down_us" 2>/dev/null || echo -) us (berth / dockerd)"
@@ -284,3 +292,4 @@ row() {
 val() { [ -f "$OUT/$1/$2" ] && median <"$OUT/$1/$2" || echo n/a; }
 row "up -d, 3 services, to all running (us)" "$(val berth up_us)" "$(val dockerd up_us)"
 row "down -v (us)" "$(val berth down_us)" "$(val dockerd down_us)"
+row "  down -v with nothing to do (client floor, us)" "$(val berth idle_us)" "$(val dockerd idle_us)"
