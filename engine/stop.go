@@ -72,11 +72,16 @@ func (e *Engine) stop(ctx context.Context, c *ctr, o StopOptions) error {
 	case cfg.StopTimeout != nil:
 		timeout = time.Duration(*cfg.StopTimeout) * time.Second
 	}
+	st := startSteps(ctx, "docker stop")
+	defer st.log(id)
 	before := e.markStopping(c)
 	defer e.unmarkStopping(c)
 	if err := e.signal(ctx, c, sig); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsFailedPrecondition(err) {
 		return fmt.Errorf("stop container %s: %w", id, err)
 	}
+	st.done("signal")
+	// The exit's handling (the network's detach) goes on after the wait.
+	defer st.done("exit")
 	switch {
 	case timeout < 0:
 		// Wait forever, as Docker's -t -1.

@@ -591,6 +591,8 @@ func (m *Manager) releaseContainer(ctx context.Context, c *container) error {
 	m.mu.Lock()
 	cl, unwatch, id, shimDir, cgPath := c.client, c.unwatch, c.rec.ID, c.rec.ShimDir, c.rec.CgroupsPath
 	m.mu.Unlock()
+	st := startSteps(ctx, "release container")
+	defer st.log(id)
 	if cl == nil && shimDir != "" {
 		cl, _ = shim.Connect(ctx, shimDir)
 	}
@@ -604,6 +606,7 @@ func (m *Manager) releaseContainer(ctx context.Context, c *container) error {
 	}
 	if cl != nil {
 		err := cl.Delete(ctx, shim.DeleteOptions{Force: true})
+		st.done("shim-delete")
 		if err != nil && !errdefs.IsUnavailable(err) {
 			return fmt.Errorf("delete container %s: %w", id, err)
 		}
@@ -612,6 +615,7 @@ func (m *Manager) releaseContainer(ctx context.Context, c *container) error {
 			if err := cl.Shutdown(ctx); err != nil && !errdefs.IsUnavailable(err) {
 				return fmt.Errorf("shut down shim of %s: %w", id, err)
 			}
+			st.done("shim-shutdown")
 		}
 	}
 	if shimGone && cgPath != "" && m.cfg.CgroupDriver == CgroupDriverCgroupfs {
@@ -628,6 +632,7 @@ func (m *Manager) releaseContainer(ctx context.Context, c *container) error {
 	if err := unmountAll(filepath.Join(dir, "rootfs")); err != nil {
 		return err
 	}
+	st.done("unmount")
 	if shimDir != "" {
 		if err := os.RemoveAll(shimDir); err != nil {
 			return fmt.Errorf("remove shim state of %s: %w", id, err)
@@ -642,6 +647,7 @@ func (m *Manager) releaseContainer(ctx context.Context, c *container) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("remove bundle of %s: %w", id, err)
 	}
+	st.done("files")
 	return nil
 }
 

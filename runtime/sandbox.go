@@ -600,20 +600,26 @@ func (m *Manager) releaseSandbox(ctx context.Context, s *sandbox) error {
 	m.mu.Lock()
 	r := s.rec
 	m.mu.Unlock()
+	st := startSteps(ctx, "release sandbox")
+	defer st.log(r.ID)
 	if err := killPause(ctx, r.PausePid, r.PauseStart); err != nil {
 		return err
 	}
+	st.done("pause")
 	for _, p := range []string{m.nsPath("net", r.ID), m.nsPath("ipc", r.ID), m.nsPath("uts", r.ID), m.nsPath("user", r.ID)} {
 		if err := namespace.Unpin(p); err != nil {
 			return err
 		}
 	}
+	st.done("namespaces")
 	if err := unmountAll(filepath.Join(s.dir, "shm")); err != nil {
 		return err
 	}
+	st.done("shm")
 	if err := removeCgroupDirs(ctx, r.CgroupDirs); err != nil {
 		return err
 	}
+	st.done("cgroups")
 	for _, f := range []string{"hosts", "resolv.conf", "hostname", "shm"} {
 		if err := os.Remove(filepath.Join(s.dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("remove sandbox files: %w", err)
@@ -622,6 +628,7 @@ func (m *Manager) releaseSandbox(ctx context.Context, s *sandbox) error {
 	if err := os.RemoveAll(s.dir); err != nil {
 		return fmt.Errorf("remove sandbox directory: %w", err)
 	}
+	st.done("files")
 	return nil
 }
 
