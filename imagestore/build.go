@@ -28,7 +28,9 @@ import (
 // cache of step results. A build step costs no fsync and no blob: its
 // snapshot is ephemeral (volatile overlay, unsynced record), its layer's
 // directory is moved into the layer store unsynced, and the layer's tar
-// is only hashed (the diff ID) until a push or a save writes it. Layers a build produced or took from an image or
+// is only hashed (the diff ID) until a push or a save writes it; the
+// image a build tags costs one syncfs, so that it survives a power loss
+// with its layers. Layers a build produced or took from an image or
 // the cache are held by a Lease until the build recorded them (in the
 // cache, an image) or gave up, so that GC (an image removal, a prune) never
 // takes them from under it.
@@ -342,6 +344,15 @@ func (s *Store) commitImage(ctx context.Context, c ImageCommit) (*Image, error) 
 		}
 		rec.Layers[i].UnpackedSize = info.Size
 		rec.Size += l.Size
+	}
+	// The image's record is durable (meta syncs it): so must be the
+	// layers it needs, which its build committed unsynced and without
+	// blobs; else a power loss would leave an acknowledged image whose
+	// layers Open drops. One syncfs for the whole build.
+	if slices.ContainsFunc(rec.Layers, madeFromDir) {
+		if err := s.layers.Sync(); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.content.Put(rec.ID, int64(len(c.Config)), bytes.NewReader(c.Config)); err != nil {
 		return nil, err

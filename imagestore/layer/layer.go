@@ -19,7 +19,9 @@
 // from a snapshot) syncs nothing, so a power loss may leave a committed
 // layer with an empty info: Open removes a layer whose info is unreadable,
 // as it removes unfinished ones, and the image store's check unpacks it
-// again from its blob or drops what needed it.
+// again from its blob or drops what needed it. Sync makes committed layers
+// durable at once (the image store calls it before it records an image
+// built from them).
 package layer
 
 import (
@@ -309,6 +311,23 @@ func (s *Store) Commit(ctx context.Context, chainID, diffID digest.Digest, dir s
 	}
 	renamed = true
 	return info, nil
+}
+
+// Sync writes every committed layer to disk: the file system's dirty data
+// (syncfs of the store's directory), so that layers committed unsynced
+// before the call, their files, infos and renames, survive a power loss.
+// The image store calls it once when a build's image gets its record, not
+// at every step.
+func (s *Store) Sync() error {
+	f, err := os.Open(s.dir)
+	if err != nil {
+		return fmt.Errorf("sync layer store: %w", err)
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("sync layer store: %w", err)
+	}
+	return nil
 }
 
 // Remove removes a layer; an absent one is not an error. The layer
