@@ -25,7 +25,7 @@ func (s *server) containerInspect(w http.ResponseWriter, r *http.Request) error 
 	// NetworkSettings as the client's API version shows them.
 	var ns any = resp.NetworkSettings
 	if c.NetworkSettings != nil {
-		ns = networkSettingsJSON(*c.NetworkSettings, c.ID, apiVersion(r))
+		ns = networkSettingsJSON(*c.NetworkSettings, c.ID, apiVersion(r), shortIDAlias(r))
 	}
 	writeJSON(w, http.StatusOK, inspectJSON{InspectResponse: resp, NetworkSettings: ns})
 	return nil

@@ -1,6 +1,7 @@
 package dockerapi
 
 import (
+	"net/http"
 	"net/netip"
 	"slices"
 
@@ -37,11 +38,12 @@ type legacyNetworkSettings struct {
 // inspect as the client's API version (empty: the newest) expects it:
 //   - below 1.52 the default network's IPAddress, Gateway, MacAddress, ...
 //     also at the top level (empty strings otherwise, as dockerd);
-//   - below 1.45 the short container ID among a user network's Aliases;
+//   - below 1.45 the short container ID among a user network's Aliases
+//     (and at any version to docker-compose 1.x, see shortIDAlias);
 //   - below 1.44 no DNSNames.
-func networkSettingsJSON(s network.Settings, containerID, version string) any {
+func networkSettingsJSON(s network.Settings, containerID, version string, shortIDAlias bool) any {
 	ns := s.DockerNetworkSettings(containerID)
-	if version != "" && compareVersions(version, "1.45") < 0 {
+	if shortIDAlias || version != "" && compareVersions(version, "1.45") < 0 {
 		short := containerID
 		if len(short) > 12 {
 			short = short[:12]
@@ -84,4 +86,16 @@ func addrString(a netip.Addr) string {
 		return ""
 	}
 	return a.String()
+}
+
+// shortIDAlias says whether container inspect lists the short container
+// ID among a user network's Aliases at any API version: for
+// docker-compose 1.x, which was written for daemons that always did
+// (below API 1.45) and otherwise, before each start, disconnects every
+// container from each of its networks and connects it again only to
+// add that alias (two network changes per container and network, on
+// up's path: ~45 ms each here when the network is already attached).
+// The short ID is one of the endpoint's DNS names either way.
+func shortIDAlias(r *http.Request) bool {
+	return composeV1(r)
 }

@@ -20,8 +20,9 @@ func TestNetworkSettingsJSON(t *testing.T) {
 				Config: network.EndpointConfig{Aliases: []string{"www"}}, DNSNames: []string{"web", "www", id[:12]}},
 		},
 	}
+	compose1 := false
 	get := func(version string) map[string]any {
-		b, err := json.Marshal(networkSettingsJSON(s, id, version))
+		b, err := json.Marshal(networkSettingsJSON(s, id, version, compose1))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -56,6 +57,13 @@ func TestNetworkSettingsJSON(t *testing.T) {
 	if app["DNSNames"] != nil || !strings.Contains(aliases(v141), id[:12]) {
 		t.Errorf("1.41 endpoint: %v", app)
 	}
+	// docker-compose 1.x gets the short ID at any version (else it
+	// reconnects every container before its start).
+	compose1 = true
+	if got := aliases(get("")); got != `["www","`+id[:12]+`"]` {
+		t.Errorf("aliases to docker-compose 1.x at the latest API: %s, want the short ID added", got)
+	}
+	compose1 = false
 	// A container not on the default network: empty legacy fields.
 	s.Endpoints = s.Endpoints[1:]
 	if v := get("1.41"); v["IPAddress"] != "" || v["Gateway"] != "" {
