@@ -46,6 +46,16 @@ func TestDockerExec(t *testing.T) {
 	if code != 3 || !regexp.MustCompile(`/dev/pts/\d+\r\n`).MatchString(out) || !strings.Contains(out, "xterm\r\n") {
 		t.Errorf("exec -it: exit %d, terminal:\n%q", code, out)
 	}
+	// The terminal shows the output and nothing else, with either CLI:
+	// no NUL or its echo ^@ (dockerd's raw stream has no stray byte).
+	_, berthBin := binaries(t)
+	berth := *e
+	berth.bin, berth.env = berthBin, append(append([]string{}, e.env...), "BERTH_HOST=unix://"+e.d.DockerSock)
+	for _, cli := range []*dockerEnv{e, &berth} {
+		if out, code := cli.tty("", 2*time.Second, "exec", "-it", "box", "echo", "hi"); out != "hi\r\n" || code != 0 {
+			t.Errorf("%s exec -it box echo hi: exit %d, terminal %q, want exactly \"hi\\r\\n\"", cli.bin, code, out)
+		}
+	}
 	out, code = e.tty("echo typed-$((40+2))\nexit 5\n", 5*time.Second, "exec", "-it", "box", "sh")
 	if code != 5 || !strings.Contains(out, "typed-42") {
 		t.Errorf("interactive exec: exit %d, terminal:\n%q", code, out)

@@ -117,8 +117,14 @@ func (e *dockerEnv) cliIn(stdin string, args ...string) (string, int) {
 }
 
 // tty runs the CLI under a pseudo terminal (script), with a stdin that
-// stays open for hold (a closed stdin makes script type ^D or NUL into the
-// terminal) and returns what the terminal showed. Input is typed a second
+// stays open for hold and returns what the terminal showed. At its
+// stdin's end script types the EOF character (^D) into the terminal; one
+// typed while the terminal is still in canonical mode waits in the line
+// discipline as a NUL end-of-file mark, which a CLI that then puts the
+// terminal in raw mode (docker exec/run -it) reads as a byte and sends to
+// the container, whose terminal echoes it as ^@. Neither the CLI nor the
+// daemon makes that NUL: `script -qc "sleep 0.5; stty raw -echo; head -c1
+// | od -c" /dev/null </dev/null` reads it too. Input is typed a second
 // after the start, once the CLI has the terminal in raw mode (before, the
 // line discipline would eat control characters such as ^Q); an input of
 // several parts is typed a part a second.
