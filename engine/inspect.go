@@ -170,9 +170,13 @@ func (e *Engine) snapshot(c *ctr) *Container {
 	out.ExecIDs = e.execIDs(rec.ID)
 	if e.net != nil {
 		if ns, err := e.net.Settings(rec.ID); err == nil {
-			if st.Status == container.StateCreated && !rec.StartedBefore {
-				// Attached early (earlyAttachable): dockerd has no
-				// endpoint before the first start.
+			if !st.Running {
+				// dockerd has no endpoint before a container's first
+				// start (berthd may attach early, earlyAttachable) and
+				// releases it at the exit: an exited container shows no
+				// ports or addresses, also in the moment between the exit
+				// and its handling (detachNetwork), which docker stop
+				// does not wait for.
 				ns = unattached(ns)
 			}
 			out.NetworkSettings = &ns

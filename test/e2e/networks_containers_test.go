@@ -238,6 +238,26 @@ func TestDockerCLINetworkModesAndPorts(t *testing.T) {
 	if got := e.cli("network", "inspect", "-f", "{{len .Containers}}", "host"); strings.TrimSpace(got) != "0" {
 		t.Errorf("host network's containers after the --rm run: %q", got)
 	}
+
+	// An exited container shows no ports, as dockerd releases them at the
+	// exit: one that ended by itself, and web right after docker stop
+	// returned (the exit's handling, the network's detach, may still run).
+	e.cli("run", "-d", "--name", "brief", "-p", "127.0.0.1::80", e.Image, "sleep", "1")
+	await(t, "brief to exit", func() bool {
+		return strings.TrimSpace(e.cli("inspect", "-f", "{{.State.Status}}", "brief")) == "exited"
+	})
+	e.cli("stop", "-t", "0", "web")
+	for _, name := range []string{"brief", "web"} {
+		if got := e.cli("ps", "-a", "--filter", "name="+name, "--format", "{{.Status}}|{{.Ports}}"); !strings.HasPrefix(got, "Exited") || !strings.HasSuffix(got, "|\n") {
+			t.Errorf("ps -a of exited %s shows ports: %q", name, got)
+		}
+		if got := strings.TrimSpace(e.cli("inspect", "-f", "{{json .NetworkSettings.Ports}} {{.NetworkSettings.IPAddress}}", name)); got != "{}" {
+			t.Errorf("inspect of exited %s: ports and address %q, want {} and none", name, got)
+		}
+		if got := e.cli("port", name); got != "" {
+			t.Errorf("docker port of exited %s: %q", name, got)
+		}
+	}
 }
 
 // TestDockerCLINetworkRemovalLeavesNothing: after the containers and then
