@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -58,6 +59,9 @@ type env struct {
 	bus     *events.Bus
 	e       *Engine
 	image   string
+	// ids are the containers and sandboxes the test made, whose cgroups
+	// the cleanup checks.
+	ids []string
 }
 
 func newEnv(t *testing.T) *env {
@@ -135,6 +139,7 @@ func (v *env) cleanup() {
 	defer cancel()
 	if v.e != nil {
 		for _, c := range v.e.List(ctx) {
+			v.ids = append(v.ids, c.ID)
 			if err := v.e.Remove(ctx, c.ID, RemoveOptions{Force: true, Volumes: true}); err != nil {
 				v.t.Errorf("cleanup: remove %s: %v", c.ID[:12], err)
 			}
@@ -147,6 +152,24 @@ func (v *env) cleanup() {
 	if v.images != nil {
 		v.images.Close()
 	}
+	v.checkNoLeftovers()
+	os.RemoveAll(v.dir)
+}
+
+// checkNoLeftovers fails the test on anything of its containers that
+// Remove (or Open's recovery after a crash test) left: a mount under the
+// test's directory, namespace pins included, a process serving it (a
+// shim), a cgroup of one of its containers. Nothing is expected: the
+// engine's removal unpins a sandbox's namespaces, unmounts its rootfs and
+// shm and removes its cgroups. What it finds it clears, so that a leak
+// fails its own test and burdens no other.
+func (v *env) checkNoLeftovers() {
+	v.t.Helper()
+	for _, pid := range processesUnder(v.dir) {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		v.t.Errorf("leftover process %d (%s)", pid, strings.TrimSpace(string(comm)))
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
 	mi, _ := os.ReadFile("/proc/self/mountinfo")
 	var left []string
 	for _, l := range strings.Split(string(mi), "\n") {
@@ -155,12 +178,51 @@ func (v *env) cleanup() {
 		}
 	}
 	for i := len(left) - 1; i >= 0; i-- {
+		v.t.Errorf("leftover mount %s", left[i])
 		syscall.Unmount(left[i], syscall.MNT_DETACH)
-		if !strings.Contains(left[i], "/ns/") {
-			v.t.Errorf("leftover mount %s", left[i])
+	}
+	for _, id := range v.ids {
+		pods, _ := filepath.Glob("/sys/fs/cgroup/*/berth-pod-" + id[:16])
+		if unified, _ := filepath.Glob("/sys/fs/cgroup/berth-pod-" + id[:16]); len(unified) > 0 {
+			pods = append(pods, unified...)
+		}
+		for _, pod := range pods {
+			v.t.Errorf("leftover cgroup %s", pod)
+			children, _ := filepath.Glob(pod + "/berth-*")
+			for _, c := range children {
+				syscall.Rmdir(c)
+			}
+			syscall.Rmdir(pod)
 		}
 	}
-	os.RemoveAll(v.dir)
+}
+
+// processesUnder lists the processes but this one whose command line
+// names dir or that hold a file below it open: the shims of a runtime on
+// dir (a shim started on standby names no path, but holds its state
+// directory's log once it serves a container).
+func processesUnder(dir string) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, ent := range ents {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if strings.Contains(string(cmdline), dir+"/") {
+			out = append(out, pid)
+			continue
+		}
+		fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+		for _, fd := range fds {
+			if l, err := os.Readlink(fd); err == nil && strings.HasPrefix(l, dir+"/") {
+				out = append(out, pid)
+				break
+			}
+		}
+	}
+	return out
 }
 
 func (v *env) create(o CreateOptions) string {
@@ -172,6 +234,7 @@ func (v *env) create(o CreateOptions) string {
 	if err != nil {
 		v.t.Fatal(err)
 	}
+	v.ids = append(v.ids, res.ID)
 	return res.ID
 }
 
@@ -261,6 +324,7 @@ func TestOpenUndoesPendingCreate(t *testing.T) {
 	v := newEnv(t)
 	// The first steps of a creation, as Create makes them, then a crash.
 	id := newID()
+	v.ids = append(v.ids, id)
 	anon := newID()
 	mp := MountPoint{Anonymous: true}
 	mp.Type, mp.Name, mp.Destination = mount.TypeVolume, anon, "/anon"
@@ -344,8 +408,10 @@ func TestOpenFinishesRemoval(t *testing.T) {
 	if l := v.volumes.List(); len(l) != 0 {
 		t.Errorf("volumes left: %+v", l)
 	}
-	if _, err := v.e.Create(t.Context(), CreateOptions{Name: "going", Config: &container.Config{Image: v.image, Cmd: []string{"true"}}}); err != nil {
+	if res, err := v.e.Create(t.Context(), CreateOptions{Name: "going", Config: &container.Config{Image: v.image, Cmd: []string{"true"}}}); err != nil {
 		t.Errorf("name not freed: %v", err)
+	} else {
+		v.ids = append(v.ids, res.ID)
 	}
 }
 
