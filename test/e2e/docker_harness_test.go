@@ -206,7 +206,7 @@ func (e *dockerEnv) checkNoLeftovers(ids []string) {
 	mi, _ := os.ReadFile("/proc/self/mountinfo")
 	for _, l := range strings.Split(string(mi), "\n") {
 		f := strings.Fields(l)
-		if len(f) > 4 && strings.HasPrefix(f[4], base+"/") && !strings.Contains(f[4], "/ns/") {
+		if len(f) > 4 && strings.HasPrefix(f[4], base+"/") {
 			e.t.Errorf("leftover mount %s", f[4])
 		}
 	}
