@@ -1,6 +1,7 @@
 package cgstat
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -31,7 +32,15 @@ func TestReadMatchesLibcontainer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; exec sleep 60")
+	// The loop (~120 ms of CPU: a dozen of cpuacct.stat's ticks, so that
+	// user and system time tell apart) waits for a line on stdin, sent
+	// once the process is in the cgroup: started at once, it could end
+	// before Apply on a busy machine and leave the cgroup no CPU time.
+	cmd := exec.Command("sh", "-c", "read go; i=0; while [ $i -lt 150000 ]; do i=$((i+1)); done; exec sleep 60")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +61,14 @@ func TestReadMatchesLibcontainer(t *testing.T) {
 	if err := m.Set(cg.Resources); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // the loop runs in the cgroup
+	if _, err := stdin.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
+	}
+	// The figures are read once the process sleeps (the loop done, sleep
+	// exec'd and blocked), so that none moves between the readings but
+	// by the kernel's own doing: a fixed pause was too short when the
+	// machine was busy.
+	waitSleeping(t, cmd.Process.Pid)
 
 	before, err := m.GetStats()
 	if err != nil {
@@ -114,6 +130,20 @@ func TestReadMatchesLibcontainer(t *testing.T) {
 	if slices.Sort(procs); !slices.Equal(slices.Sorted(slices.Values(got.Processes)), procs) {
 		t.Errorf("Processes %v, libcontainer %v", got.Processes, procs)
 	}
+}
+
+// waitSleeping waits until pid runs sleep(1) and is blocked (state S).
+func waitSleeping(t *testing.T, pid int) {
+	t.Helper()
+	var stat []byte
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		stat, _ = os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		// "pid (comm) state ...": comm may hold spaces and parentheses.
+		if i := bytes.LastIndexByte(stat, ')'); i > 0 && bytes.HasSuffix(stat[:i], []byte("(sleep")) && bytes.HasPrefix(stat[i+1:], []byte(" S ")) {
+			return
+		}
+	}
+	t.Fatalf("process %d did not reach sleep: %q", pid, stat)
 }
 
 func ptr[T any](v T) *T { return &v }
