@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -146,7 +147,17 @@ func spawn(binary string) (*proc, error) {
 
 // give hands the shim its container. It fails when the shim is gone (a
 // spare killed on standby).
+//
+// The shim's PID goes into the state directory's pid file first: a berthd
+// that dies once the job is out leaves a shim that goes on creating the
+// container for nobody, and the next Open finds it by that file
+// (KillStray) even when the shim was too slow to write the file itself
+// before that Open looked.
 func (p *proc) give(o StartOptions) error {
+	if err := os.WriteFile(filepath.Join(o.StateDir, wire.PidName), []byte(strconv.Itoa(p.cmd.Process.Pid)), 0o644); err != nil {
+		p.close()
+		return fmt.Errorf("hand the shim its container: %w", err)
+	}
 	job, _ := json.Marshal(wire.Job{ID: o.ID, Bundle: o.Bundle, StateDir: o.StateDir, LogPath: o.LogPath, Log: o.Log, Stdin: o.Stdin, StdinOnce: o.StdinOnce, CreateOnly: o.CreateOnly})
 	_, err := p.job.Write(append(job, '\n'))
 	p.job.Close()

@@ -88,3 +88,44 @@ func isZombie(pid int) bool {
 	}
 	return false
 }
+
+// TestGiveRecordsPid: once a shim has its job, its pid file names it, even
+// while the shim has not written the file itself (here: never), so that
+// KillStray finds the shim of a berthd that died just after give.
+func TestGiveRecordsPid(t *testing.T) {
+	// A shim that reads its job and idles without a word: a process named
+	// berth-shim (a script's name is its command name).
+	fake := filepath.Join(t.TempDir(), "berth-shim")
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\ncat <&4 >/dev/null\nwhile :; do sleep 1; done\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, err := spawn(fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.cmd.Process.Kill(); <-p.exited })
+	o := StartOptions{Binary: fake, ID: "c1", Bundle: t.TempDir(), StateDir: filepath.Join(t.TempDir(), "c1")}
+	if err := o.prepare(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.give(o); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(o.StateDir, wire.PidName))
+	if err != nil || string(b) != strconv.Itoa(p.cmd.Process.Pid) {
+		t.Fatalf("pid file after give: %q, %v; want %d", b, err, p.cmd.Process.Pid)
+	}
+	// berthd died here: the next Open's KillStray ends the shim.
+	deadline := time.Now().Add(5 * time.Second)
+	for !isShim(p.cmd.Process.Pid) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := KillStray(t.Context(), o.StateDir); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the shim given its job still runs")
+	}
+}

@@ -132,8 +132,14 @@ func (m *monitor) run() error {
 	if err := os.MkdirAll(o.StateDir, 0o711); err != nil {
 		return fmt.Errorf("create state dir: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(o.StateDir, wire.PidName), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-		return fmt.Errorf("write shim pid: %w", err)
+	// berthd wrote the pid file before it gave the job (shim.proc.give);
+	// rewriting it would empty it for a moment in which a restarted
+	// berthd could read no PID and leave this shim running.
+	pidFile, self := filepath.Join(o.StateDir, wire.PidName), strconv.Itoa(os.Getpid())
+	if b, err := os.ReadFile(pidFile); err != nil || string(b) != self {
+		if err := os.WriteFile(pidFile, []byte(self), 0o644); err != nil {
+			return fmt.Errorf("write shim pid: %w", err)
+		}
 	}
 	m.reaper = newReaper()
 	m.runc = &runc{binary: o.Runc, root: filepath.Join(o.StateDir, "libcontainer"), id: o.ID, reaper: m.reaper}
