@@ -28,6 +28,7 @@ import (
 
 	"github.com/berth-dev/berth/imagestore"
 	"github.com/berth-dev/berth/internal/logctx"
+	"github.com/berth-dev/berth/internal/steps"
 	"github.com/berth-dev/berth/runtime"
 )
 
@@ -75,7 +76,7 @@ type build struct {
 	stages  []*stage
 	printer *printer
 	// tm times the build's phases (debug level; nil when off).
-	tm *timings
+	tm *steps.Timer
 
 	// mu guards what concurrent stages share below.
 	mu sync.Mutex
@@ -310,12 +311,12 @@ func (bd *build) run(ctx context.Context) (*Result, error) {
 	}
 	bd.printer.start(order, total)
 	err = bd.runStages(ctx, order)
-	bd.tm.done("stages")
+	bd.tm.Done("stages")
 	// Steps that succeeded stay cached even when a later one failed.
 	if rerr := bd.recordCache(ctx); rerr != nil && err == nil {
 		err = rerr
 	}
-	bd.tm.done("cache")
+	bd.tm.Done("cache")
 	if err != nil {
 		return nil, err
 	}
@@ -364,7 +365,7 @@ func (bd *build) run(ctx context.Context) (*Result, error) {
 		return nil, fmt.Errorf("build: encode config: %w", err)
 	}
 	img, err := bd.b.images.CommitImage(ctx, imagestore.ImageCommit{Config: raw, Layers: final.layers, Tags: bd.opts.Tags})
-	bd.tm.done("image")
+	bd.tm.Done("image")
 	if err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	}

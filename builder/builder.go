@@ -47,6 +47,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/berth-dev/berth/imagestore"
+	"github.com/berth-dev/berth/internal/steps"
 	"github.com/berth-dev/berth/runtime"
 )
 
@@ -296,16 +297,16 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*Result, error) {
 		delete(b.running, id)
 		b.mu.Unlock()
 	}()
-	tm := startTimings(ctx, "build")
-	defer tm.log("build", id)
+	tm := steps.Start(ctx, "build")
+	defer tm.Log("build", id)
 	bd, err := b.newBuild(ctx, id, opts)
-	tm.done("context")
+	tm.Done("context")
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
 		bd.close(ctx)
-		tm.done("close")
+		tm.Done("close")
 	}()
 	bd.tm = tm
 	return bd.run(ctx)

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/imagestore"
+	"github.com/berth-dev/berth/internal/steps"
 	"github.com/berth-dev/berth/runtime/spec"
 )
 
@@ -133,15 +134,15 @@ func topChain(layers []imagestore.Layer) digest.Digest {
 // what fn changed as a layer on top of s (nil when nothing changed). What
 // names the step in debug timings.
 func (bd *build) onRootfs(ctx context.Context, s *state, what string, lowers []imagestore.Layer, fn func(root string) error) (_ *imagestore.Layer, retErr error) {
-	tm := startTimings(ctx, "step on rootfs")
-	defer tm.log("step", what)
+	tm := steps.Start(ctx, "step on rootfs")
+	defer tm.Log("step", what)
 	snap, release := bd.b.newSnapshot()
 	defer release()
 	ms, err := bd.b.images.PrepareBuild(ctx, snap, lowers)
 	if err != nil {
 		return nil, err
 	}
-	tm.done("snapshot")
+	tm.Done("snapshot")
 	defer func() {
 		if retErr != nil {
 			_ = bd.b.images.RemoveSnapshot(context.WithoutCancel(ctx), snap)
@@ -154,9 +155,9 @@ func (bd *build) onRootfs(ctx context.Context, s *state, what string, lowers []i
 	if err := mountAll(ms, target); err != nil {
 		return nil, err
 	}
-	tm.done("mount")
+	tm.Done("mount")
 	ferr := fn(target)
-	tm.done("work")
+	tm.Done("work")
 	if err := unmountAll(target); err != nil {
 		return nil, errors.Join(ferr, err)
 	}
@@ -164,9 +165,9 @@ func (bd *build) onRootfs(ctx context.Context, s *state, what string, lowers []i
 	if ferr != nil {
 		return nil, ferr
 	}
-	tm.done("unmount")
+	tm.Done("unmount")
 	l, err := bd.b.images.CommitSnapshot(ctx, bd.lease, snap, topChain(s.layers))
-	tm.done("commit")
+	tm.Done("commit")
 	return l, err
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/berth-dev/berth/imagestore"
 	"github.com/berth-dev/berth/internal/logctx"
+	"github.com/berth-dev/berth/internal/steps"
 	"github.com/berth-dev/berth/runtime"
 	"github.com/berth-dev/berth/runtime/spec"
 )
@@ -451,15 +452,15 @@ func (bd *build) etcFiles(hostname, network string) (spec.Files, error) {
 // the state and commits its changes (nil when it changed nothing).
 func (bd *build) exec(ctx context.Context, s *state, args []string, script *string, mounts []*instructions.Mount, network string) (_ *imagestore.Layer, retErr error) {
 	id := newID()
-	tm := startTimings(ctx, "RUN step")
-	defer tm.log("container", id)
+	tm := steps.Start(ctx, "RUN step")
+	defer tm.Log("container", id)
 	snap, held := bd.b.newSnapshot()
 	defer held()
 	rootfs, err := bd.b.images.PrepareBuild(ctx, snap, s.layers)
 	if err != nil {
 		return nil, err
 	}
-	tm.done("snapshot")
+	tm.Done("snapshot")
 	defer func() {
 		if retErr != nil {
 			_ = bd.b.images.RemoveSnapshot(context.WithoutCancel(ctx), snap)
@@ -509,7 +510,7 @@ func (bd *build) exec(ctx context.Context, s *state, args []string, script *stri
 		em.mounts = append(em.mounts, spec.Mount{Source: p, Destination: secretEnvPath, Type: "bind", ReadOnly: true})
 		args = append([]string{"/bin/sh", "-c", `. ` + secretEnvPath + ` && exec "$@"`, "sh"}, args...)
 	}
-	tm.done("mounts")
+	tm.Done("mounts")
 	hostname := id[:12]
 	var sandboxID string
 	var files spec.Files
@@ -586,12 +587,12 @@ func (bd *build) exec(ctx context.Context, s *state, args []string, script *stri
 			logctx.From(ctx).WarnContext(ctx, "remove build container", "id", c.ID, "error", err)
 		}
 	}()
-	tm.done("create")
+	tm.Done("create")
 	bd.emit(ctx, Event{Kind: EventRunning, ID: c.ID})
 	if err := bd.b.rt.StartContainer(ctx, c.ID); err != nil {
 		return nil, fmt.Errorf("RUN: start: %w", err)
 	}
-	tm.done("start")
+	tm.Done("start")
 	followDone := make(chan struct{})
 	exited := make(chan struct{})
 	go func() {
@@ -602,7 +603,7 @@ func (bd *build) exec(ctx context.Context, s *state, args []string, script *stri
 	close(exited)
 	<-followDone
 	os.Remove(logPath)
-	tm.done("run")
+	tm.Done("run")
 	if err != nil {
 		return nil, err
 	}
@@ -616,11 +617,11 @@ func (bd *build) exec(ctx context.Context, s *state, args []string, script *stri
 	if err := remove(); err != nil {
 		return nil, fmt.Errorf("RUN: remove container: %w", err)
 	}
-	tm.done("remove")
+	tm.Done("remove")
 	em.cleanup()
 	cleanStubs(upper, lowers, targets)
 	l, err := bd.b.images.CommitSnapshot(ctx, bd.lease, snap, topChain(s.layers))
-	tm.done("commit")
+	tm.Done("commit")
 	return l, err
 }
 

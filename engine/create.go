@@ -25,6 +25,7 @@ import (
 	"github.com/berth-dev/berth/imagestore"
 	"github.com/berth-dev/berth/internal/atomicfile"
 	"github.com/berth-dev/berth/internal/logctx"
+	"github.com/berth-dev/berth/internal/steps"
 	"github.com/berth-dev/berth/runtime"
 	"github.com/berth-dev/berth/runtime/spec"
 )
@@ -61,7 +62,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	if o.Config == nil {
 		return CreateResult{}, invalid("config cannot be empty in order to create a container")
 	}
-	st := startSteps(ctx, "docker create")
+	st := steps.Start(ctx, "docker create")
 	cfg := *o.Config
 	hc := &container.HostConfig{}
 	if o.HostConfig != nil {
@@ -88,7 +89,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 		}
 		return CreateResult{}, fmt.Errorf("create container: image %s: %w", cfg.Image, err)
 	}
-	st.done("checks+image")
+	st.Done("checks+image")
 	mergeImage(&cfg, img.Config.Config, configExt(img.RawConfig))
 	path, args, err := command(&cfg)
 	if err != nil {
@@ -201,7 +202,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	if err := e.note(c); err != nil {
 		return CreateResult{}, err
 	}
-	st.done("save-pending")
+	st.Done("save-pending")
 
 	// The network manager checks the request's networks, ports, DNS and
 	// hosts entries as dockerd does, and records them for the start.
@@ -218,7 +219,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 		}
 	}
 
-	st.done("network-register")
+	st.Done("network-register")
 	// Volumes: named ones are made if missing, anonymous ones always.
 	for i := range mounts {
 		mp := &mounts[i]
@@ -276,12 +277,12 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	if err := e.viewImageMounts(ctx, mounts); err != nil {
 		return CreateResult{}, err
 	}
-	st.done("volumes")
+	st.Done("volumes")
 	rootfs, err := e.images.Prepare(ctx, id, img.ID.String())
 	if err != nil {
 		return CreateResult{}, fmt.Errorf("create container %s: %w", id, err)
 	}
-	st.done("snapshot")
+	st.Done("snapshot")
 
 	sb, err := e.sandboxConfig(ctx, id, &cfg, hc, netKind, netTarget)
 	if err != nil {
@@ -300,7 +301,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	if err != nil {
 		return CreateResult{}, fmt.Errorf("create container %s: %w", id, err)
 	}
-	st.done("sandbox")
+	st.Done("sandbox")
 	if earlyAttachable(hc, netKind) && e.net != nil {
 		early = make(chan error, 1)
 		req := network.AttachRequest{ID: id, NetNS: box.NetNSPath, HostsPath: box.HostsPath, ResolvConfPath: box.ResolvConfPath}
@@ -366,7 +367,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	for _, m := range rootfs {
 		rc.Rootfs = append(rc.Rootfs, runtime.Mount{Type: m.Type, Source: m.Source, Options: m.Options})
 	}
-	st.done("spec")
+	st.Done("spec")
 	rtc, err := e.rt.CreateContainer(ctx, rc)
 	if errdefs.IsNotFound(err) || errdefs.IsInvalidArgument(err) {
 		return CreateResult{}, specError(id, err)
@@ -374,7 +375,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	if err != nil {
 		return CreateResult{}, fmt.Errorf("create container %s: %w", id, err)
 	}
-	st.done("runtime-create")
+	st.Done("runtime-create")
 	if err := prepareRootfs(filepath.Join(rtc.Bundle, "rootfs"), &cfg, mounts); err != nil {
 		return CreateResult{}, fmt.Errorf("create container %s: %w", id, err)
 	}
@@ -385,7 +386,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 			logctx.From(ctx).DebugContext(ctx, "attach the networks during the creation", "id", id, "error", err)
 		}
 		early = nil
-		st.done("early-attach")
+		st.Done("early-attach")
 	}
 	e.mu.Lock()
 	c.rec.Mounts = mounts
@@ -398,8 +399,8 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ CreateResult, r
 	if err := e.save(c); err != nil {
 		return CreateResult{}, err
 	}
-	st.done("save")
-	st.log(id)
+	st.Done("save")
+	st.Log("id", id)
 	e.log(c, events.ActionCreate, nil)
 	if warnings == nil {
 		warnings = []string{}

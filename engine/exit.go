@@ -9,6 +9,7 @@ import (
 	"github.com/moby/moby/api/types/events"
 
 	"github.com/berth-dev/berth/internal/logctx"
+	"github.com/berth-dev/berth/internal/steps"
 	"github.com/berth-dev/berth/runtime"
 )
 
@@ -96,7 +97,7 @@ func shouldRestart(p container.RestartPolicy, exitCode int, restarts int, stoppe
 // restart policy (after its backoff) or --rm.
 func (e *Engine) handleExit(ctx context.Context, c *ctr, rc runtime.Container, o exitOptions) {
 	log := logctx.From(ctx)
-	st := startSteps(ctx, "docker exit")
+	st := steps.Start(ctx, "docker exit")
 	e.mu.Lock()
 	if c.removed || c.rec.Pending || !rc.FinishedAt.After(c.rec.HandledExit) {
 		e.mu.Unlock()
@@ -139,7 +140,7 @@ func (e *Engine) handleExit(ctx context.Context, c *ctr, rc runtime.Container, o
 	if err := e.save(c); err != nil {
 		log.WarnContext(ctx, "record container exit", "id", rc.ID, "error", err)
 	}
-	st.done("save")
+	st.Done("save")
 	if rc.Reason == runtime.ReasonOOMKilled {
 		e.log(c, events.ActionOOM, nil)
 	}
@@ -155,8 +156,8 @@ func (e *Engine) handleExit(ctx context.Context, c *ctr, rc runtime.Container, o
 		}
 	}
 	e.logs.Stop(rc.ID)
-	st.done("network-detach")
-	st.log(rc.ID)
+	st.Done("network-detach")
+	st.Log("id", rc.ID)
 	if !o.atStartup {
 		e.unmountVolumes(e.volumeNames(c))
 	}

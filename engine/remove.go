@@ -11,6 +11,7 @@ import (
 	"github.com/moby/moby/api/types/mount"
 
 	"github.com/berth-dev/berth/engine/volume"
+	"github.com/berth-dev/berth/internal/steps"
 	"github.com/berth-dev/berth/runtime"
 )
 
@@ -91,8 +92,8 @@ func (e *Engine) finishRemove(ctx context.Context, c *ctr, o removeOptions) erro
 	e.mu.Lock()
 	rec := c.rec.clone()
 	e.mu.Unlock()
-	st := startSteps(ctx, "docker remove")
-	defer st.log(rec.ID)
+	st := steps.Start(ctx, "docker remove")
+	defer st.Log("id", rec.ID)
 	var errs []error
 	// The networks (a CNI DEL when still attached) go while the runtime
 	// removes the container; both before the sandbox, which holds the
@@ -108,11 +109,11 @@ func (e *Engine) finishRemove(ctx context.Context, c *ctr, o removeOptions) erro
 	if err := e.rt.RemoveContainer(ctx, rec.ID); err != nil {
 		errs = append(errs, err)
 	}
-	st.done("runtime-container")
+	st.Done("runtime-container")
 	if err := <-netErr; err != nil {
 		errs = append(errs, err)
 	}
-	st.done("network")
+	st.Done("network")
 	// The sandbox and the writable layer (unmounted with the container)
 	// go at once: one is unmounts and cgroups, the other a tree to delete.
 	snapErr := make(chan error, 1)
@@ -125,7 +126,7 @@ func (e *Engine) finishRemove(ctx context.Context, c *ctr, o removeOptions) erro
 	if err := <-snapErr; err != nil {
 		errs = append(errs, err)
 	}
-	st.done("sandbox+snapshot")
+	st.Done("sandbox+snapshot")
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/berth-dev/berth/engine/network"
 	"github.com/berth-dev/berth/internal/logctx"
+	"github.com/berth-dev/berth/internal/steps"
 	"github.com/berth-dev/berth/runtime"
 )
 
@@ -54,8 +55,8 @@ func (e *Engine) start(ctx context.Context, c *ctr, o startOptions) (retErr erro
 			}
 		}
 	}()
-	st := startSteps(ctx, "docker start")
-	defer st.log(id)
+	st := steps.Start(ctx, "docker start")
+	defer st.Log("id", id)
 	if err := e.rebuildIfLost(ctx, c); err != nil {
 		return err
 	}
@@ -80,7 +81,7 @@ func (e *Engine) start(ctx context.Context, c *ctr, o startOptions) (retErr erro
 	if err := e.applyPendingResources(ctx, c); err != nil {
 		return err
 	}
-	st.done("recreate")
+	st.Done("recreate")
 	if err := e.checkNetworkTarget(c); err != nil {
 		return err
 	}
@@ -92,11 +93,11 @@ func (e *Engine) start(ctx context.Context, c *ctr, o startOptions) (retErr erro
 		e.unmountVolumes(mounted)
 		return err
 	}
-	st.done("network")
+	st.Done("network")
 	// Attach sessions waiting for this run get its streams before it
 	// writes anything.
 	e.connectAttachers(ctx, c)
-	st.done("attachers")
+	st.Done("attachers")
 	// Recorded before the process runs: its exit, which may come at
 	// once, is judged by the policy with these.
 	if err := e.update(c, func(r *record) {
@@ -117,13 +118,13 @@ func (e *Engine) start(ctx context.Context, c *ctr, o startOptions) (retErr erro
 	c.starting = started
 	e.mu.Unlock()
 	defer close(started)
-	st.done("save")
+	st.Done("save")
 	if err := e.rt.StartContainer(ctx, id); err != nil {
 		e.unmountVolumes(mounted)
 		_ = e.detachNetwork(context.WithoutCancel(ctx), c)
 		return fmt.Errorf("start container %s: %w", id, err)
 	}
-	st.done("runtime-start")
+	st.Done("runtime-start")
 	e.touch(c)
 	e.mu.Lock()
 	lc := logContainer(e.containerDir(id), c.rec)

@@ -10,6 +10,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/events"
 
+	"github.com/berth-dev/berth/internal/steps"
 	"github.com/berth-dev/berth/runtime"
 )
 
@@ -72,16 +73,16 @@ func (e *Engine) stop(ctx context.Context, c *ctr, o StopOptions) error {
 	case cfg.StopTimeout != nil:
 		timeout = time.Duration(*cfg.StopTimeout) * time.Second
 	}
-	st := startSteps(ctx, "docker stop")
-	defer st.log(id)
+	st := steps.Start(ctx, "docker stop")
+	defer st.Log("id", id)
 	before := e.markStopping(c)
 	defer e.unmarkStopping(c)
 	if err := e.signal(ctx, c, sig); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsFailedPrecondition(err) {
 		return fmt.Errorf("stop container %s: %w", id, err)
 	}
-	st.done("signal")
+	st.Done("signal")
 	// The exit's handling (the network's detach) goes on after the wait.
-	defer st.done("exit")
+	defer st.Done("exit")
 	switch {
 	case timeout < 0:
 		// Wait forever, as Docker's -t -1.

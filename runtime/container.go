@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/atomicfile"
 	"github.com/berth-dev/berth/internal/logctx"
+	"github.com/berth-dev/berth/internal/steps"
 	"github.com/berth-dev/berth/runtime/shim"
 	"github.com/berth-dev/berth/runtime/shim/wire"
 	"github.com/berth-dev/berth/runtime/spec"
@@ -51,7 +52,7 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	}
 	// Recorded as applied: the status reports what the container has.
 	cfg.Spec.Resources = res
-	st := startSteps(ctx, "create container")
+	st := steps.Start(ctx, "create container")
 	// The shim's runc moves the container's init into its cgroup in a few
 	// ms.
 	m.warmer.warm()
@@ -134,11 +135,11 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	if err := os.MkdirAll(rootfs, 0o711); err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
-	st.done("mkdir")
+	st.Done("mkdir")
 	if err := m.noteContainer(c); err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
-	st.done("save-pending")
+	st.Done("save-pending")
 	var im *idmap
 	if sb != nil {
 		m.mu.Lock()
@@ -157,7 +158,7 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: mount rootfs: %w", cfg.ID, err)
 	}
-	st.done("mount")
+	st.Done("mount")
 	sc, err := m.containerSpec(cfg, sb, rootfs)
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
@@ -173,12 +174,12 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 		if err := m.adjust(ctx, c, cfg.Adjust, oci); err != nil {
 			return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 		}
-		st.done("adjust")
+		st.Done("adjust")
 	}
 	m.mu.Lock()
 	c.rec.User = processUser(oci)
 	m.mu.Unlock()
-	st.done("spec")
+	st.Done("spec")
 	// Read by the shim at once and by Exec later, never after a reboot:
 	// not synced, and compact.
 	b, err := json.Marshal(oci)
@@ -199,7 +200,7 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	if err := m.noteContainer(c); err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
-	st.done("bundle")
+	st.Done("bundle")
 	cl, err := m.launcher.Start(ctx, shim.StartOptions{
 		ID: cfg.ID, Bundle: dir, StateDir: c.rec.ShimDir,
 		LogPath: cfg.LogPath, Log: cfg.Log.wire(), Stdin: cfg.Stdin, StdinOnce: cfg.Stdin && cfg.StdinOnce, CreateOnly: true,
@@ -207,7 +208,7 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
-	st.done("shim-create")
+	st.Done("shim-create")
 	m.mu.Lock()
 	c.client = cl
 	c.rec.Pid = cl.Pid()
@@ -217,8 +218,8 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	if err := m.saveContainer(c); err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
-	st.done("save")
-	st.log(cfg.ID)
+	st.Done("save")
+	st.Log("id", cfg.ID)
 	m.watch(ctx, c)
 	m.emit(c, EventCreated)
 	return &out, nil
@@ -591,8 +592,8 @@ func (m *Manager) releaseContainer(ctx context.Context, c *container) error {
 	m.mu.Lock()
 	cl, unwatch, id, shimDir, cgPath := c.client, c.unwatch, c.rec.ID, c.rec.ShimDir, c.rec.CgroupsPath
 	m.mu.Unlock()
-	st := startSteps(ctx, "release container")
-	defer st.log(id)
+	st := steps.Start(ctx, "release container")
+	defer st.Log("id", id)
 	if cl == nil && shimDir != "" {
 		cl, _ = shim.Connect(ctx, shimDir)
 	}
@@ -606,7 +607,7 @@ func (m *Manager) releaseContainer(ctx context.Context, c *container) error {
 	}
 	if cl != nil {
 		err := cl.Delete(ctx, shim.DeleteOptions{Force: true})
-		st.done("shim-delete")
+		st.Done("shim-delete")
 		if err != nil && !errdefs.IsUnavailable(err) {
 			return fmt.Errorf("delete container %s: %w", id, err)
 		}
@@ -615,7 +616,7 @@ func (m *Manager) releaseContainer(ctx context.Context, c *container) error {
 			if err := cl.Shutdown(ctx); err != nil && !errdefs.IsUnavailable(err) {
 				return fmt.Errorf("shut down shim of %s: %w", id, err)
 			}
-			st.done("shim-shutdown")
+			st.Done("shim-shutdown")
 		}
 	}
 	if shimGone && cgPath != "" && m.cfg.CgroupDriver == CgroupDriverCgroupfs {
@@ -632,7 +633,7 @@ func (m *Manager) releaseContainer(ctx context.Context, c *container) error {
 	if err := unmountAll(filepath.Join(dir, "rootfs")); err != nil {
 		return err
 	}
-	st.done("unmount")
+	st.Done("unmount")
 	if shimDir != "" {
 		if err := os.RemoveAll(shimDir); err != nil {
 			return fmt.Errorf("remove shim state of %s: %w", id, err)
@@ -647,7 +648,7 @@ func (m *Manager) releaseContainer(ctx context.Context, c *container) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("remove bundle of %s: %w", id, err)
 	}
-	st.done("files")
+	st.Done("files")
 	return nil
 }
 

@@ -23,6 +23,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/atomicfile"
 	"github.com/berth-dev/berth/internal/logctx"
+	"github.com/berth-dev/berth/internal/steps"
 	"github.com/berth-dev/berth/runtime/namespace"
 )
 
@@ -118,7 +119,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 	}
 	cfg.Owner = owner
 	id := cfg.ID
-	st := startSteps(ctx, "create sandbox")
+	st := steps.Start(ctx, "create sandbox")
 	s := &sandbox{dir: m.sandboxDir(id)}
 	s.op.Lock()
 	defer s.op.Unlock()
@@ -217,7 +218,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 	if err := os.MkdirAll(s.dir, 0o711); err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
-	st.done("mkdir")
+	st.Done("mkdir")
 	withPause := cfg.Namespaces.PID == NamespacePod
 	var cg cgroups.Manager
 	if m.cfg.CgroupDriver == CgroupDriverCgroupfs {
@@ -237,11 +238,11 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		// finds them to remove.
 		s.rec.CgroupDirs = missingCgroupDirs(cg.GetPaths())
 	}
-	st.done("cgroup-manager")
+	st.Done("cgroup-manager")
 	if err := m.noteSandbox(s); err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
-	st.done("save-pending")
+	st.Done("save-pending")
 	// The namespaces first: the CNI ADD starts as soon as they are pinned,
 	// and what follows runs while it does.
 	pin := namespace.PinOptions{Paths: map[namespace.Kind]string{}, Sysctls: cfg.Sysctls}
@@ -286,7 +287,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		pin.Then = func() error {
 			// The network namespace is pinned and its loopback up: CNI
 			// can attach it while the rest is made.
-			st.done("netns")
+			st.Done("netns")
 			att.start(ctx)
 			if !withPause {
 				return nil
@@ -307,11 +308,11 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 			return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 		}
 	}
-	st.done("pin+pause")
+	st.Done("pin+pause")
 	if err := m.writePodFiles(&s.rec); err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
-	st.done("pod-files")
+	st.Done("pod-files")
 	if s.rec.ShmPath != "" && cfg.Namespaces.IPC != NamespaceTarget {
 		if err := os.MkdirAll(s.rec.ShmPath, 0o755); err != nil {
 			return nil, fmt.Errorf("create sandbox %s: %w", id, err)
@@ -324,7 +325,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 			return nil, fmt.Errorf("create sandbox %s: mount /dev/shm: %w", id, err)
 		}
 	}
-	st.done("shm")
+	st.Done("shm")
 	if cg != nil {
 		// Creates the pod cgroup and, with a pause holder, moves it in.
 		pid := -1
@@ -335,12 +336,12 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 			return nil, fmt.Errorf("create sandbox %s: create pod cgroup: %w", id, err)
 		}
 	}
-	st.done("cgroup")
+	st.Done("cgroup")
 	ips, err := att.wait()
 	if err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
-	st.done("network-wait")
+	st.Done("network-wait")
 	m.mu.Lock()
 	if att != nil {
 		s.rec.IPs = ips
@@ -351,7 +352,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		if err := cfg.Admit(ctx, view); err != nil {
 			return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 		}
-		st.done("admit")
+		st.Done("admit")
 	}
 	m.mu.Lock()
 	s.rec.Pending = false
@@ -360,8 +361,8 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 	if err := m.saveSandbox(s); err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
-	st.done("save")
-	st.log(id)
+	st.Done("save")
+	st.Log("id", id)
 	return out, nil
 }
 
@@ -600,26 +601,26 @@ func (m *Manager) releaseSandbox(ctx context.Context, s *sandbox) error {
 	m.mu.Lock()
 	r := s.rec
 	m.mu.Unlock()
-	st := startSteps(ctx, "release sandbox")
-	defer st.log(r.ID)
+	st := steps.Start(ctx, "release sandbox")
+	defer st.Log("id", r.ID)
 	if err := killPause(ctx, r.PausePid, r.PauseStart); err != nil {
 		return err
 	}
-	st.done("pause")
+	st.Done("pause")
 	for _, p := range []string{m.nsPath("net", r.ID), m.nsPath("ipc", r.ID), m.nsPath("uts", r.ID), m.nsPath("user", r.ID)} {
 		if err := namespace.Unpin(p); err != nil {
 			return err
 		}
 	}
-	st.done("namespaces")
+	st.Done("namespaces")
 	if err := unmountAll(filepath.Join(s.dir, "shm")); err != nil {
 		return err
 	}
-	st.done("shm")
+	st.Done("shm")
 	if err := removeCgroupDirs(ctx, r.CgroupDirs); err != nil {
 		return err
 	}
-	st.done("cgroups")
+	st.Done("cgroups")
 	for _, f := range []string{"hosts", "resolv.conf", "hostname", "shm"} {
 		if err := os.Remove(filepath.Join(s.dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("remove sandbox files: %w", err)
@@ -628,7 +629,7 @@ func (m *Manager) releaseSandbox(ctx context.Context, s *sandbox) error {
 	if err := os.RemoveAll(s.dir); err != nil {
 		return fmt.Errorf("remove sandbox directory: %w", err)
 	}
-	st.done("files")
+	st.Done("files")
 	return nil
 }
 
