@@ -31,34 +31,17 @@ import (
 	"github.com/berth-dev/berth/runtime"
 )
 
-var (
-	shimOnce sync.Once
-	shimPath string
-	shimErr  error
-)
+var shim shimbuild.Once
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shimPath != "" {
-		os.RemoveAll(filepath.Dir(shimPath))
-	}
+	shim.Remove()
 	os.Exit(code)
 }
 
 func buildShim(t testing.TB) string {
 	t.Helper()
-	shimOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "berth-shim-")
-		if err != nil {
-			shimErr = err
-			return
-		}
-		shimPath, shimErr = shimbuild.Build(dir)
-	})
-	if shimErr != nil {
-		t.Fatal(shimErr)
-	}
-	return shimPath
+	return shim.Path(t)
 }
 
 // env is a builder on a real image store and runtime, with a registry on

@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,18 +29,12 @@ import (
 	"github.com/berth-dev/berth/internal/testutil"
 )
 
-var (
-	shimOnce sync.Once
-	shimPath string
-	shimErr  error
-)
+var shim shimbuild.Once
 
 // TestMain removes the shim buildShim built, if a test asked for one.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shimPath != "" {
-		os.RemoveAll(filepath.Dir(shimPath))
-	}
+	shim.Remove()
 	os.Exit(code)
 }
 
@@ -50,20 +43,7 @@ func TestMain(m *testing.M) {
 // that run containers pay for it.
 func buildShim(t *testing.T) string {
 	t.Helper()
-	shimOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "berth-shim-")
-		if err != nil {
-			shimErr = err
-			return
-		}
-		if shimPath, err = shimbuild.Build(dir); err != nil {
-			shimErr = fmt.Errorf("build berth-shim: %w", err)
-		}
-	})
-	if shimErr != nil {
-		t.Fatal(shimErr)
-	}
-	return shimPath
+	return shim.Path(t)
 }
 
 // cniBinDirs returns plugin directories holding bridge, host-local,

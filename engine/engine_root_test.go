@@ -34,17 +34,11 @@ import (
 	"github.com/berth-dev/berth/runtime"
 )
 
-var (
-	shimOnce sync.Once
-	shimPath string
-	shimErr  error
-)
+var shim shimbuild.Once
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shimPath != "" {
-		os.RemoveAll(filepath.Dir(shimPath))
-	}
+	shim.Remove()
 	os.Exit(code)
 }
 
@@ -67,16 +61,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	testutil.RequireRoot(t, "runs containers: namespaces, overlay mounts, cgroups")
-	shimOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "berth-engine-shim-")
-		if err == nil {
-			shimPath, err = shimbuild.Build(dir)
-		}
-		shimErr = err
-	})
-	if shimErr != nil {
-		t.Fatal(shimErr)
-	}
+	shim.Path(t)
 	// Short: shim sockets live below the state dir.
 	dir, err := os.MkdirTemp("", "beng-")
 	if err != nil {
@@ -106,7 +91,7 @@ func newEnv(t *testing.T) *env {
 func (v *env) open() {
 	v.t.Helper()
 	var err error
-	v.rt, err = runtime.Open(v.t.Context(), runtime.Config{Root: filepath.Join(v.dir, "root", "runtime"), StateDir: filepath.Join(v.dir, "run"), ShimBinary: shimPath})
+	v.rt, err = runtime.Open(v.t.Context(), runtime.Config{Root: filepath.Join(v.dir, "root", "runtime"), StateDir: filepath.Join(v.dir, "run"), ShimBinary: shim.Path(v.t)})
 	if err != nil {
 		v.t.Fatal(err)
 	}

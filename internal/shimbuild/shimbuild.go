@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
+	"testing"
 )
 
 // Names of the two binaries.
@@ -45,4 +47,40 @@ func Build(dir string) (string, error) {
 		}
 	}
 	return shim, nil
+}
+
+// Once builds the pair once per test binary, on the first test that needs
+// it (only root tests that run containers pay for the build), into a temp
+// dir that Remove deletes: call Remove from TestMain after m.Run.
+type Once struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// Path returns berth-shim's path, building the pair on the first call; a
+// failed build fails every test that asks.
+func (o *Once) Path(t testing.TB) string {
+	t.Helper()
+	o.once.Do(func() {
+		dir, err := os.MkdirTemp("", "berth-shim-")
+		if err != nil {
+			o.err = err
+			return
+		}
+		if o.path, err = Build(dir); err != nil {
+			o.err = fmt.Errorf("build berth-shim: %w", err)
+		}
+	})
+	if o.err != nil {
+		t.Fatal(o.err)
+	}
+	return o.path
+}
+
+// Remove deletes what Path built, if anything.
+func (o *Once) Remove() {
+	if o.path != "" {
+		os.RemoveAll(filepath.Dir(o.path))
+	}
 }
