@@ -38,24 +38,13 @@ done
 DOCKER="${DOCKER:-$(command -v docker || true)}"
 [ -n "$DOCKER" ] || die "no docker CLI (hack/install-deps.sh)"
 
+CT_BRIDGE="bh$$" # no pod network here; a name no one else uses
 ct_init
 OUT="$REPO/_output/bench-health"
 rm -rf "$OUT"
-mkdir -p "$OUT" "$T/bin"
-if [ -n "${BERTH_BIN_DIR:-}" ]; then
-	BIN="$(cd "$BERTH_BIN_DIR" && pwd)"
-else
-	BIN="$REPO/bin"
-	say "building (make build)"
-	make --no-print-directory -C "$REPO" build >/dev/null
-fi
-(cd "$REPO" && go build -o "$T/bin/" ./hack/registry ./hack/testimages)
-ct_start "$T/registry.log" "$T/bin/registry" --addr 127.0.0.1:0 --quiet
-for _ in $(seq 100); do grep -q '^listening on' "$T/registry.log" && break; sleep 0.1; done
-REG="$(awk '/^listening on/ {print $3}' "$T/registry.log")"
-[ -n "$REG" ] || die "registry did not start: $(cat "$T/registry.log")"
-"$T/bin/testimages" --registry "$REG" --only busybox >/dev/null
-IMAGE="$REG/berth/busybox:latest"
+mkdir -p "$OUT"
+ct_bin
+ct_busybox
 
 d="$T/berth"
 mkdir -p "$d/certs.d/$REG"

@@ -1,7 +1,8 @@
-# Shared by hack/critest.sh and hack/bench-cri.sh (sourced, not run): a temp
-# dir with a PID list, a local registry with critest's stand-in images, the
-# hosts.toml mirrors, the CNI plugins and conflist, and a cleanup that stops
-# only what was started and unmounts only below the temp dir.
+# Shared by hack/critest.sh and the hack/bench-*.sh scripts (sourced, not
+# run): a temp dir with a PID list, the binaries, a local registry with
+# critest's stand-in images or with busybox, the hosts.toml mirrors, the CNI
+# plugins and conflist, and a cleanup that stops only what was started and
+# unmounts only below the temp dir.
 #
 # The caller sets REPO (the checkout), NAME (its name for messages) and calls
 # ct_init before anything else.
@@ -122,10 +123,9 @@ ct_cleanup() {
 	fi
 }
 
-# ct_tools: builds bin/ (make build; BERTH_BIN_DIR names prebuilt binaries
-# instead), critest and crictl (_output/tools) and the CNI plugins
-# (_output/cni/bin).
-ct_tools() {
+# ct_bin: BIN, the directory of berthd and the rest: bin/ after make build,
+# or the prebuilt binaries BERTH_BIN_DIR names.
+ct_bin() {
 	if [ -n "${BERTH_BIN_DIR:-}" ]; then
 		BIN="$(cd "$BERTH_BIN_DIR" && pwd)"
 		say "using prebuilt binaries in $BIN (BERTH_BIN_DIR)"
@@ -137,6 +137,12 @@ ct_tools() {
 	[ -x "$BIN/berthd" ] || die "no berthd in $BIN"
 	# berth-shim runs the berth-runc next to it.
 	[ ! -x "$BIN/berth-shim" ] || [ -x "$BIN/berth-runc" ] || die "no berth-runc next to berth-shim in $BIN (make build)"
+}
+
+# ct_tools: BIN (ct_bin), critest and crictl (_output/tools) and the CNI
+# plugins (_output/cni/bin).
+ct_tools() {
+	ct_bin
 	say "installing critest and crictl (hack/install-deps.sh --critest --no-kubelet)"
 	bash "$REPO/hack/install-deps.sh" --critest --no-kubelet >/dev/null
 	CRITEST="$REPO/_output/tools/critest"
@@ -175,10 +181,7 @@ ct_registry() {
 		CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$T/bin/pause" ./hack/critest-images/pause &&
 		go build -o "$T/bin/" ./hack/registry ./hack/critest-images)
 
-	ct_start "$T/registry.log" "$T/bin/registry" --addr 127.0.0.1:0 --quiet
-	for _ in $(seq 100); do grep -q '^listening on' "$T/registry.log" && break; sleep 0.1; done
-	REG="$(awk '/^listening on/ {print $3}' "$T/registry.log")"
-	[ -n "$REG" ] || die "registry did not start: $(cat "$T/registry.log")"
+	ct_registry_start
 
 	IMAGES_FILE="$T/critest-images.yaml"
 	say "registry $REG: pushing critest's stand-in images"
@@ -200,6 +203,25 @@ server = "http://$REG"
   capabilities = ["pull", "resolve"]
 TOML
 	done
+}
+
+# ct_registry_start: starts the registry built into T/bin on a free
+# 127.0.0.1 port; its address is REG.
+ct_registry_start() {
+	ct_start "$T/registry.log" "$T/bin/registry" --addr 127.0.0.1:0 --quiet
+	for _ in $(seq 100); do grep -q '^listening on' "$T/registry.log" && break; sleep 0.1; done
+	REG="$(awk '/^listening on/ {print $3}' "$T/registry.log")"
+	[ -n "$REG" ] || die "registry did not start: $(cat "$T/registry.log")"
+}
+
+# ct_busybox: a registry on a free port (REG) with hack/testimages'
+# busybox in it, IMAGE.
+ct_busybox() {
+	mkdir -p "$T/bin"
+	(cd "$REPO" && go build -o "$T/bin/" ./hack/registry ./hack/testimages)
+	ct_registry_start
+	"$T/bin/testimages" --registry "$REG" --only busybox >/dev/null
+	IMAGE="$REG/berth/busybox:latest"
 }
 
 # ct_berthd DIR: starts berthd on DIR/root and DIR/run with the mirrors and
