@@ -325,7 +325,9 @@ func (d *daemon) Start() {
 	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(d.cmd, d.exited)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if dialable(d.CRISocket) && dialable(d.DockerSock) {
+		// berthd listens before its start-up sweeps and serves after
+		// them: a connect succeeds early, an answer means it is up.
+		if dialable(d.CRISocket) && pings(d.DockerSock) {
 			return
 		}
 		select {
@@ -420,6 +422,24 @@ func dialable(sock string) bool {
 	}
 	c.Close()
 	return true
+}
+
+// pings says whether the Docker API on sock answers /_ping: berthd
+// serves its sockets only once its start-up (reconciliation, the sweeps
+// of what a killed berthd left) is done.
+func pings(sock string) bool {
+	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get("http://berthd/_ping")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 func writeFile(t testing.TB, path, content string) {
