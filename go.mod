@@ -180,3 +180,5 @@ require (
 )
 
 replace github.com/tonistiigi/go-rosetta => ./third_party/go-rosetta
+
+replace github.com/opencontainers/runc => ./third_party/runc
