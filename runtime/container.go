@@ -204,6 +204,7 @@ func (m *Manager) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	cl, err := m.launcher.Start(ctx, shim.StartOptions{
 		ID: cfg.ID, Bundle: dir, StateDir: c.rec.ShimDir,
 		LogPath: cfg.LogPath, Log: cfg.Log.wire(), Stdin: cfg.Stdin, StdinOnce: cfg.Stdin && cfg.StdinOnce, CreateOnly: true,
+		SeccompCache: m.seccompCacheDir(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)

@@ -75,6 +75,7 @@ func (m *Manager) RecreateContainer(ctx context.Context, id string) error {
 	ncl, err := m.launcher.Start(ctx, shim.StartOptions{
 		ID: rec.ID, Bundle: rec.Bundle, StateDir: rec.ShimDir,
 		LogPath: cfg.LogPath, Log: cfg.Log.wire(), Stdin: cfg.Stdin, StdinOnce: cfg.Stdin && cfg.StdinOnce, CreateOnly: true,
+		SeccompCache: m.seccompCacheDir(),
 	})
 	if err != nil {
 		// Still exited; the next attempt starts from a clean directory.

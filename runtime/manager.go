@@ -116,6 +116,13 @@ func (m *Manager) containerDir(id string) string {
 	return filepath.Join(m.cfg.Root, "containers", id)
 }
 
+// seccompCacheDir keeps the compiled seccomp filters the shims' berth-runc
+// share (runtime/shim/libct): a state directory is cleared at boot, when
+// the kernel, which the programs depend on, may have changed.
+func (m *Manager) seccompCacheDir() string {
+	return filepath.Join(m.cfg.StateDir, "seccomp-cache")
+}
+
 func (m *Manager) nsPath(kind, id string) string {
 	return filepath.Join(m.cfg.StateDir, "ns", kind, id)
 }

@@ -59,8 +59,9 @@ const (
 type Config struct {
 	// Root holds the records and bundles (default /var/lib/berth/runtime).
 	Root string
-	// StateDir holds the shims' state directories and sockets and the
-	// pinned namespaces (default /run/berth). Keep it short: a shim socket
+	// StateDir holds the shims' state directories and sockets, the
+	// pinned namespaces and the compiled seccomp filters (default
+	// /run/berth). Keep it short: a shim socket
 	// is <StateDir>/c/<id[:12]>/shim.sock and must stay under 108 bytes.
 	StateDir string
 	// ShimBinary is the berth-shim executable. Required. berth-shim runs

@@ -4,7 +4,7 @@
 // wire.RuncResult JSON line on stdout and exits 0, or 1 with the error in
 // that line. Build it with cgo and -tags seccomp.
 //
-//	berth-runc create --root DIR --id ID --bundle DIR [--start] [STDIO]
+//	berth-runc create --root DIR --id ID --bundle DIR [--start] [--seccomp-cache DIR] [STDIO]
 //	berth-runc start  --root DIR --id ID
 //	berth-runc exec   --root DIR --id ID [STDIO]   (process JSON on stdin)
 //	berth-runc kill   --root DIR --id ID --signal N
@@ -12,6 +12,10 @@
 //	berth-runc pause  --root DIR --id ID
 //	berth-runc resume --root DIR --id ID
 //	berth-runc delete --root DIR --id ID
+//
+// --seccomp-cache names a directory shared by all containers that keeps
+// their seccomp profiles compiled (see runtime/shim/libct): the container's
+// init and its execs load the program instead of compiling the profile.
 //
 // STDIO is --stdin-fd, --stdout-fd, --stderr-fd or --console-fd: inherited
 // descriptors the new process gets (a console socket receives the master
@@ -80,6 +84,7 @@ func run(args []string) (wire.RuncResult, error) {
 	stdout := fs.Int("stdout-fd", -1, "inherited descriptor for the process's stdout")
 	stderr := fs.Int("stderr-fd", -1, "inherited descriptor for the process's stderr")
 	console := fs.Int("console-fd", -1, "inherited socket that receives the terminal's master")
+	seccompCache := fs.String("seccomp-cache", "", "directory of compiled seccomp filters shared by containers (create)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return wire.RuncResult{}, fmt.Errorf("%s: %w: %w", cmd, errdefs.ErrInvalidArgument, err)
 	}
@@ -89,7 +94,7 @@ func run(args []string) (wire.RuncResult, error) {
 	stdio := libct.Stdio{Stdin: inherited(*stdin), Stdout: inherited(*stdout), Stderr: inherited(*stderr), ConsoleSocket: inherited(*console)}
 	switch cmd {
 	case "create":
-		return libct.Create(libct.CreateOptions{Root: *root, ID: *id, Bundle: *bundle, Stdio: stdio, Start: *start})
+		return libct.Create(libct.CreateOptions{Root: *root, ID: *id, Bundle: *bundle, Stdio: stdio, Start: *start, SeccompCache: *seccompCache})
 	case "start":
 		return wire.RuncResult{}, libct.Start(*root, *id)
 	case "exec":

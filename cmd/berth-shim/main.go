@@ -112,6 +112,7 @@ func awaitJob(o *monitor.Options) (bool, error) {
 		return false, fmt.Errorf("decode job: %w", err)
 	}
 	o.ID, o.Bundle, o.StateDir, o.LogPath, o.Log, o.Stdin, o.StdinOnce, o.CreateOnly = j.ID, j.Bundle, j.StateDir, j.LogPath, j.Log, j.Stdin, j.StdinOnce, j.CreateOnly
+	o.SeccompCache = j.SeccompCache
 	if o.StateDir == "" {
 		return false, fmt.Errorf("job without a state dir")
 	}

@@ -56,6 +56,10 @@ type StartOptions struct {
 	// CreateOnly leaves the process created but not started until
 	// Client.Start, as CRI CreateContainer does.
 	CreateOnly bool
+	// SeccompCache is a directory, shared by the shims of all containers,
+	// that keeps compiled seccomp filters (berth-runc --seccomp-cache);
+	// empty compiles each container's profile anew.
+	SeccompCache string
 }
 
 // Client talks to one shim. It holds no connection: every call dials, so a
@@ -158,7 +162,7 @@ func (p *proc) give(o StartOptions) error {
 		p.close()
 		return fmt.Errorf("hand the shim its container: %w", err)
 	}
-	job, _ := json.Marshal(wire.Job{ID: o.ID, Bundle: o.Bundle, StateDir: o.StateDir, LogPath: o.LogPath, Log: o.Log, Stdin: o.Stdin, StdinOnce: o.StdinOnce, CreateOnly: o.CreateOnly})
+	job, _ := json.Marshal(wire.Job{ID: o.ID, Bundle: o.Bundle, StateDir: o.StateDir, LogPath: o.LogPath, Log: o.Log, Stdin: o.Stdin, StdinOnce: o.StdinOnce, CreateOnly: o.CreateOnly, SeccompCache: o.SeccompCache})
 	_, err := p.job.Write(append(job, '\n'))
 	p.job.Close()
 	if err != nil {

@@ -114,7 +114,7 @@ func bundle(t testing.TB, name string, args []string, mutate ...func(*specs.Spec
 	if err := os.WriteFile(filepath.Join(rootfs, "bin/busybox"), bb, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range []string{"sh", "echo", "sleep", "cat", "true", "false", "tty", "stty", "ls", "id", "hostname"} {
+	for _, a := range []string{"sh", "echo", "sleep", "cat", "true", "false", "tty", "stty", "ls", "id", "hostname", "grep", "tr", "unshare"} {
 		if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", a)); err != nil {
 			t.Fatal(err)
 		}

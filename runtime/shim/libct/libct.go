@@ -66,6 +66,9 @@ type CreateOptions struct {
 	// Start runs the process at once; otherwise the init waits for Start
 	// (CRI's CreateContainer / StartContainer split).
 	Start bool
+	// SeccompCache is a directory shared by containers that keeps
+	// compiled seccomp filters; empty compiles the container's anew.
+	SeccompCache string
 }
 
 // cgroupDirsFile records, next to the container's state, the cgroup
@@ -99,6 +102,7 @@ func Create(o CreateOptions) (_ wire.RuncResult, retErr error) {
 	if err != nil {
 		return wire.RuncResult{}, fmt.Errorf("convert bundle config: %w: %w", errdefs.ErrInvalidArgument, err)
 	}
+	precompileSeccomp(cfg.Seccomp, o.SeccompCache)
 	dirs, err := missingCgroupDirs(cfg.Cgroups)
 	if err != nil {
 		return wire.RuncResult{}, err

@@ -54,6 +54,9 @@ type Options struct {
 	// CreateOnly leaves the init blocked before exec until OpStart (CRI's
 	// CreateContainer / StartContainer split).
 	CreateOnly bool
+	// SeccompCache is the directory of compiled seccomp filters shared by
+	// all containers (berth-runc create --seccomp-cache); may be empty.
+	SeccompCache string
 	// Ready receives one wire.Ready line once the shim serves or failed.
 	Ready io.WriteCloser
 }
@@ -187,6 +190,9 @@ func (m *monitor) create() (retErr error) {
 	args := append([]string{"--bundle", o.Bundle}, pio.args...)
 	if !o.CreateOnly {
 		args = append(args, "--start")
+	}
+	if o.SeccompCache != "" {
+		args = append(args, "--seccomp-cache", o.SeccompCache)
 	}
 	// Taken before the process runs: one that exits at once must not
 	// finish before it started.

@@ -240,6 +240,8 @@ type Job struct {
 	Stdin      bool   `json:"stdin,omitempty"`
 	StdinOnce  bool   `json:"stdin_once,omitempty"`
 	CreateOnly bool   `json:"create_only,omitempty"`
+	// SeccompCache: see monitor.Options.
+	SeccompCache string `json:"seccomp_cache,omitempty"`
 }
 
 // Log is how the shim writes the container's log file (see

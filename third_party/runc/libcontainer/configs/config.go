@@ -46,6 +46,26 @@ type Seccomp struct {
 	DefaultErrnoRet  *uint                    `json:"default_errno_ret"`
 	ListenerPath     string                   `json:"listener_path,omitempty"`
 	ListenerMetadata string                   `json:"listener_metadata,omitempty"`
+
+	// Program (Berth patch, see third_party/runc/README.md) is the final
+	// filter seccomp.Compile made from the fields above. When it is set,
+	// InitSeccomp loads it as it is instead of compiling them again, unless
+	// the config asks for a seccomp agent (a Notify action or a listener).
+	Program *SeccompProgram `json:"berth_program,omitempty"`
+}
+
+// SeccompProgram (Berth patch) is a compiled seccomp filter: what
+// patchbpf.PatchAndLoad would hand to seccomp(2).
+type SeccompProgram struct {
+	// Filter is the program's struct sock_filter array in native byte
+	// order (8 bytes an instruction), -ENOSYS stub included.
+	Filter []byte `json:"filter"`
+	// Flags are seccomp(2)'s SECCOMP_FILTER_FLAG_* bits; 0 loads it with
+	// prctl(PR_SET_SECCOMP) as upstream does.
+	Flags uint `json:"flags"`
+	// NoNewPrivs: set no_new_privs before loading, as PatchAndLoad does
+	// when the libseccomp filter asked for it.
+	NoNewPrivs bool `json:"no_new_privs,omitempty"`
 }
 
 // Action is taken upon rule match in Seccomp

@@ -29,10 +29,63 @@ const (
 // specified in config.
 // Returns the seccomp file descriptor if any of the filters include a
 // SCMP_ACT_NOTIFY action, otherwise returns -1.
+//
+// Berth patch: a config that carries a Program (see Compile) has it loaded
+// as it is, unless it asks for a seccomp agent.
 func InitSeccomp(config *configs.Seccomp) (int, error) {
 	if config == nil {
 		return -1, errors.New("cannot initialize Seccomp - nil config passed")
 	}
+	if config.Program != nil && precompilable(config) {
+		fd, err := patchbpf.Load(config.Program)
+		if err != nil {
+			return -1, fmt.Errorf("error loading seccomp filter into kernel: %w", err)
+		}
+		return fd, nil
+	}
+	return initSeccomp(config, patchbpf.PatchAndLoad)
+}
+
+// Compile (Berth patch) does what InitSeccomp does up to, not including,
+// loading the filter, and returns the program InitSeccomp would load. It
+// refuses a config that asks for a seccomp agent: the listener's fd comes
+// from the load, so those keep runc's own path.
+func Compile(config *configs.Seccomp) (*configs.SeccompProgram, error) {
+	if config == nil {
+		return nil, errors.New("cannot compile Seccomp - nil config passed")
+	}
+	if !precompilable(config) {
+		return nil, errors.New("cannot compile Seccomp - config uses a seccomp agent")
+	}
+	var prog *configs.SeccompProgram
+	_, err := initSeccomp(config, func(config *configs.Seccomp, filter *libseccomp.ScmpFilter) (int, error) {
+		var err error
+		prog, err = patchbpf.Compile(config, filter)
+		filter.Release()
+		return -1, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return prog, nil
+}
+
+// precompilable: the config has no Notify action and no listener.
+func precompilable(config *configs.Seccomp) bool {
+	if config.ListenerPath != "" || config.DefaultAction == configs.Notify {
+		return false
+	}
+	for _, call := range config.Syscalls {
+		if call != nil && call.Action == configs.Notify {
+			return false
+		}
+	}
+	return true
+}
+
+// initSeccomp is upstream's InitSeccomp, finishing with load instead of
+// patchbpf.PatchAndLoad.
+func initSeccomp(config *configs.Seccomp, load func(*configs.Seccomp, *libseccomp.ScmpFilter) (int, error)) (int, error) {
 
 	defaultAction, err := getAction(config.DefaultAction, config.DefaultErrnoRet)
 	if err != nil {
@@ -123,7 +176,7 @@ func InitSeccomp(config *configs.Seccomp) (int, error) {
 		}
 	}
 
-	seccompFd, err := patchbpf.PatchAndLoad(config, filter)
+	seccompFd, err := load(config, filter)
 	if err != nil {
 		return -1, fmt.Errorf("error loading seccomp filter into kernel: %w", err)
 	}

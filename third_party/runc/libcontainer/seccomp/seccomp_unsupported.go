@@ -31,3 +31,8 @@ func Version() (uint, uint, uint) {
 
 // Enabled is true if seccomp support is compiled in.
 const Enabled = false
+
+// Compile (Berth patch) fails because seccomp is not supported.
+func Compile(config *configs.Seccomp) (*configs.SeccompProgram, error) {
+	return nil, ErrSeccompNotEnabled
+}

@@ -726,22 +726,46 @@ func sysSeccompSetFilter(flags uint, filter []unix.SockFilter) (fd int, err erro
 // patches said filter to handle -ENOSYS in a much nicer manner than the
 // default libseccomp default action behaviour, and loads the patched filter
 // into the kernel for the current process.
+//
+// Berth patch: split into Compile and Load, with the same steps, in the
+// same order, giving the same errors.
 func PatchAndLoad(config *configs.Seccomp, filter *libseccomp.ScmpFilter) (int, error) {
+	prog, err := Compile(config, filter)
+	if err != nil {
+		return -1, err
+	}
+	return Load(prog)
+}
+
+// Compile (Berth patch) is PatchAndLoad up to, not including, the load:
+// the patched program and the flags to load it with.
+func Compile(config *configs.Seccomp, filter *libseccomp.ScmpFilter) (*configs.SeccompProgram, error) {
 	// Generate a patched filter.
 	fprog, err := enosysPatchFilter(config, filter)
 	if err != nil {
-		return -1, fmt.Errorf("error patching filter: %w", err)
+		return nil, fmt.Errorf("error patching filter: %w", err)
 	}
 
 	// Get the set of libseccomp flags set.
 	seccompFlags, noNewPrivs, err := filterFlags(config, filter)
 	if err != nil {
-		return -1, fmt.Errorf("unable to fetch seccomp filter flags: %w", err)
+		return nil, fmt.Errorf("unable to fetch seccomp filter flags: %w", err)
+	}
+
+	return &configs.SeccompProgram{Filter: EncodeFilter(fprog), Flags: seccompFlags, NoNewPrivs: noNewPrivs}, nil
+}
+
+// Load (Berth patch) is the rest of PatchAndLoad: it loads a program
+// Compile made into the kernel for the current process.
+func Load(prog *configs.SeccompProgram) (int, error) {
+	fprog, err := DecodeFilter(prog.Filter)
+	if err != nil {
+		return -1, fmt.Errorf("error loading seccomp filter: %w", err)
 	}
 
 	// Set no_new_privs if it was requested, though in runc we handle
 	// no_new_privs separately so warn if we hit this path.
-	if noNewPrivs {
+	if prog.NoNewPrivs {
 		logrus.Warnf("potentially misconfigured filter -- setting no_new_privs in seccomp path")
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return -1, fmt.Errorf("error enabling no_new_privs bit: %w", err)
@@ -749,10 +773,48 @@ func PatchAndLoad(config *configs.Seccomp, filter *libseccomp.ScmpFilter) (int, 
 	}
 
 	// Finally, load the filter.
-	fd, err := sysSeccompSetFilter(seccompFlags, fprog)
+	fd, err := sysSeccompSetFilter(prog.Flags, fprog)
 	if err != nil {
 		return -1, fmt.Errorf("error loading seccomp filter: %w", err)
 	}
 
 	return fd, nil
 }
+
+// sockFilterSize is the size of a struct sock_filter.
+const sockFilterSize = 8
+
+// EncodeFilter (Berth patch) lays out a program as the kernel reads it:
+// struct sock_filter after struct sock_filter, in native byte order.
+func EncodeFilter(filter []unix.SockFilter) []byte {
+	b := make([]byte, 0, len(filter)*sockFilterSize)
+	for _, insn := range filter {
+		b = binary.NativeEndian.AppendUint16(b, insn.Code)
+		b = append(b, insn.Jt, insn.Jf)
+		b = binary.NativeEndian.AppendUint32(b, insn.K)
+	}
+	return b
+}
+
+// DecodeFilter (Berth patch) undoes EncodeFilter. It refuses what cannot
+// be a program: no instructions, a partial one, or more than the kernel's
+// BPF_MAXINSNS.
+func DecodeFilter(b []byte) ([]unix.SockFilter, error) {
+	if len(b) == 0 || len(b)%sockFilterSize != 0 || len(b)/sockFilterSize > bpfMaxInsns {
+		return nil, fmt.Errorf("invalid seccomp program: %d bytes", len(b))
+	}
+	filter := make([]unix.SockFilter, 0, len(b)/sockFilterSize)
+	for ; len(b) > 0; b = b[sockFilterSize:] {
+		filter = append(filter, unix.SockFilter{
+			Code: binary.NativeEndian.Uint16(b[0:2]),
+			Jt:   b[2],
+			Jf:   b[3],
+			K:    binary.NativeEndian.Uint32(b[4:8]),
+		})
+	}
+	return filter, nil
+}
+
+// bpfMaxInsns is the kernel's BPF_MAXINSNS, the most a classic BPF
+// program may have.
+const bpfMaxInsns = 4096
