@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -199,17 +198,19 @@ func (m *Manager) UserNamespacesSupported() error {
 		return fmt.Errorf("probe idmapped mounts: %w", err)
 	}
 	const probeHost = 65536
-	cmd := exec.Command(m.cfg.ShimBinary, "pause")
-	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{
+	// A holder never given its go-ahead: it stays in its user namespace
+	// for the probe, and exits by itself should berthd die meanwhile.
+	h, err := startPauseHolder(m.cfg.ShimBinary, &syscall.SysProcAttr{
 		Cloneflags:  syscall.CLONE_NEWUSER,
 		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: probeHost, Size: 65536}},
 		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: probeHost, Size: 65536}},
-	}
-	if err := cmd.Start(); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("probe idmapped mounts: start a process in a user namespace: %w", err)
 	}
+	cmd := h.cmd
 	defer func() {
+		h.abandon()
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	}()

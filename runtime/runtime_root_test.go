@@ -42,7 +42,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(helperEnv) != "" {
+	switch os.Getenv(helperEnv) {
+	case "":
+	case createSandboxHelperMode:
+		os.Exit(createSandboxHelper())
+	default:
 		os.Exit(crashHelper())
 	}
 	if os.Geteuid() != 0 {

@@ -260,12 +260,11 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 	}
 	var pause *exec.Cmd
 	startPause := func(attr *syscall.SysProcAttr) (int, error) {
-		pause = exec.Command(m.cfg.ShimBinary, "pause")
-		pause.Dir = "/"
-		pause.SysProcAttr = attr
-		if err := pause.Start(); err != nil {
-			return 0, fmt.Errorf("start pause holder: %w", err)
+		h, err := startPauseHolder(m.cfg.ShimBinary, attr)
+		if err != nil {
+			return 0, err
 		}
+		pause = h.cmd
 		// Reaped here while berthd lives; after a restart the holder is
 		// re-parented.
 		go func() { _ = pause.Wait() }()
@@ -274,9 +273,13 @@ func (m *Manager) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 		s.rec.PausePid = pid
 		s.rec.PauseStart, _ = procStart(pid)
 		m.mu.Unlock()
-		// Recorded at once: a crash from here on must still find the
-		// holder to kill.
-		return pid, m.noteSandbox(s)
+		// On record before the holder may hold: a crash from here on
+		// finds it to kill, and one before leaves it no go-ahead.
+		if err := m.noteSandbox(s); err != nil {
+			h.abandon()
+			return pid, err
+		}
+		return pid, h.goAhead()
 	}
 	if cfg.UserNS != nil {
 		if err := m.userNamespaces(s, pin, withPause, startPause); err != nil {
@@ -411,6 +414,55 @@ func (m *Manager) userNamespaces(s *sandbox, pin namespace.PinOptions, withPause
 	delete(paths, namespace.User)
 	return namespace.Configure(paths, pin.Hostname, pin.Sysctls)
 }
+
+// pauseHolder is a started pause holder (berth-shim pause, see
+// monitor.Pause) waiting for its go-ahead.
+type pauseHolder struct {
+	cmd *exec.Cmd
+	// gate is the write end of the pipe the holder reads its go-ahead
+	// from (its fd 3). Only berthd has it (close-on-exec): berthd's death
+	// closes it.
+	gate *os.File
+}
+
+// startPauseHolder starts a pause holder with attr. Until goAhead, the
+// holder exits as soon as gate closes, so a berthd killed between the
+// holder's start and the record of its PID leaves no holder that the next
+// Open cannot find.
+func startPauseHolder(binary string, attr *syscall.SysProcAttr) (*pauseHolder, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start pause holder: %w", err)
+	}
+	cmd := exec.Command(binary, "pause")
+	cmd.Dir = "/"
+	cmd.SysProcAttr = attr
+	cmd.ExtraFiles = []*os.File{r}
+	err = cmd.Start()
+	r.Close()
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("start pause holder: %w", err)
+	}
+	return &pauseHolder{cmd: cmd, gate: w}, nil
+}
+
+// goAhead lets the holder hold for good: call it once its PID is on
+// record.
+func (h *pauseHolder) goAhead() error {
+	_, err := h.gate.Write([]byte{1})
+	if cerr := h.gate.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		// EPIPE: the holder is gone already.
+		return fmt.Errorf("pause holder %d: go-ahead: %w", h.cmd.Process.Pid, err)
+	}
+	return nil
+}
+
+// abandon closes the gate without the go-ahead: the holder exits.
+func (h *pauseHolder) abandon() { h.gate.Close() }
 
 // missingCgroupDirs lists the directories of paths that do not exist yet,
 // with their missing parents, deepest first.

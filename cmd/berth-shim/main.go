@@ -4,7 +4,7 @@
 // libcontainer it runs berth-runc, found next to it unless --runc says.
 //
 //	berth-shim run --standby [--runc FILE]   (the container as a wire.Job line on fd 4)
-//	berth-shim pause
+//	berth-shim pause                         (holds once berthd writes a byte on fd 3; exits if fd 3 closes first)
 //	docker-init -- CMD [ARG...]              (called so inside a container: --init)
 //
 // containermaxprocs=0: lean sets GOMAXPROCS itself, so the runtime's
@@ -45,7 +45,7 @@ func main() {
 		lean()
 		os.Exit(run(os.Args[2:]))
 	case "pause":
-		monitor.Pause()
+		os.Exit(monitor.Pause())
 	default:
 		fmt.Fprintf(os.Stderr, "berth-shim: unknown command %q\n", os.Args[1])
 		os.Exit(2)

@@ -809,18 +809,51 @@ func TestOrphansComeToShim(t *testing.T) {
 	})
 }
 
-// TestPauseHoldsPIDNamespace runs the pause mode as PID 1 of a new PID
-// namespace, where the kernel drops signals without a handler: it must
-// stay up, then exit 0 on SIGTERM.
-func TestPauseHoldsPIDNamespace(t *testing.T) {
-	needRoot(t)
+// startPause starts the pause mode as PID 1 of a new PID namespace with
+// its go-ahead pipe, whose write end it returns.
+func startPause(t *testing.T) (*exec.Cmd, *os.File, <-chan error) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := exec.Command(shimBinary, "pause")
 	p.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
-	if err := p.Start(); err != nil {
+	p.ExtraFiles = []*os.File{r}
+	var stderr bytes.Buffer
+	p.Stderr = &stderr
+	err = p.Start()
+	r.Close()
+	if err != nil {
+		w.Close()
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- p.Wait() }()
+	go func() {
+		err := p.Wait()
+		if err != nil {
+			err = fmt.Errorf("%w: %s", err, stderr.Bytes())
+		}
+		done <- err
+	}()
+	t.Cleanup(func() {
+		w.Close()
+		p.Process.Kill()
+	})
+	return p, w, done
+}
+
+// TestPauseHoldsPIDNamespace runs the pause mode as PID 1 of a new PID
+// namespace, where the kernel drops signals without a handler: given its
+// go-ahead, it must stay up (also once berthd's end of the pipe closes),
+// then exit 0 on SIGTERM.
+func TestPauseHoldsPIDNamespace(t *testing.T) {
+	needRoot(t)
+	p, goAhead, done := startPause(t)
+	if _, err := goAhead.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	goAhead.Close()
 	select {
 	case err := <-done:
 		t.Fatalf("pause exited on its own: %v", err)
@@ -835,8 +868,35 @@ func TestPauseHoldsPIDNamespace(t *testing.T) {
 			t.Fatalf("pause exit: %v", err)
 		}
 	case <-time.After(5 * time.Second):
-		p.Process.Kill()
 		t.Fatal("pause ignored SIGTERM")
+	}
+}
+
+// TestPauseWithoutGoAhead: a holder whose go-ahead pipe closes before the
+// go-ahead (berthd died before its PID was on record) exits by itself,
+// at once; one started without the pipe says so and exits 2.
+func TestPauseWithoutGoAhead(t *testing.T) {
+	needRoot(t)
+	_, goAhead, done := startPause(t)
+	select {
+	case err := <-done:
+		t.Fatalf("pause exited before its go-ahead pipe closed: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	goAhead.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("pause exit: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("pause holds with no go-ahead and nobody left to give it")
+	}
+
+	out, err := exec.Command(shimBinary, "pause").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "go-ahead on fd 3") {
+		t.Fatalf("pause without fd 3: %v, %q; want exit 2 naming the go-ahead", err, out)
 	}
 }
 
