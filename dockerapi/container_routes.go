@@ -1,7 +1,12 @@
 package dockerapi
 
 import (
+	"fmt"
 	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/containerd/errdefs"
 )
 
 // containerRoutes registers the container endpoints; without an engine
@@ -46,7 +51,34 @@ func (s *server) containerRoutes(handle func(string, handlerFunc)) {
 	handle("PUT /containers/{name}/archive", h(s.containerArchivePut))
 	handle("POST /containers/prune", h(s.containerPrune))
 	s.execRoutes(handle)
-	handle("/containers/", h(func(w http.ResponseWriter, r *http.Request) error {
+	handle("/containers/", h(noSuchContainerPath))
+}
+
+// containerOps are the endpoints under /containers/{name}/ by method.
+var containerOps = map[string][]string{
+	http.MethodGet:  {"json", "logs", "stats", "top", "changes", "export", "archive"},
+	http.MethodHead: {"archive"},
+	http.MethodPut:  {"archive"},
+	http.MethodPost: {"start", "stop", "restart", "kill", "pause", "unpause", "rename", "resize", "wait", "attach", "update", "exec"},
+}
+
+// noSuchContainerPath answers the container endpoints that the routes
+// above cannot match because the name holds a slash (dockerd's routes take
+// any name): no container is called so, hence docker's 404. `docker
+// inspect 127.0.0.1:5000/app/web:1` asks for a container of that name first
+// and falls back to the image only on a 404. Anything else is a 501.
+func noSuchContainerPath(w http.ResponseWriter, r *http.Request) error {
+	rest := strings.TrimPrefix(r.URL.Path, "/containers/")
+	name := rest
+	if r.Method != http.MethodDelete {
+		i := strings.LastIndexByte(rest, '/')
+		if i <= 0 || !slices.Contains(containerOps[r.Method], rest[i+1:]) {
+			return notImplemented(w, r)
+		}
+		name = rest[:i]
+	}
+	if name == "" {
 		return notImplemented(w, r)
-	}))
+	}
+	return errdefs.ErrNotFound.WithMessage(fmt.Sprintf("No such container: %s", name))
 }

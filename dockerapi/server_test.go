@@ -540,3 +540,28 @@ func TestImageInspectContainerConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestNoSuchContainerPath(t *testing.T) {
+	for _, tc := range []struct {
+		method, path string
+		notFound     string // the 404's name, else a 501
+	}{
+		{"GET", "/containers/127.0.0.1:5000/app/web:1/json", "127.0.0.1:5000/app/web:1"},
+		{"POST", "/containers/a/b/start", "a/b"},
+		{"HEAD", "/containers/a/b/archive", "a/b"},
+		{"DELETE", "/containers/a/b", "a/b"},
+		{"GET", "/containers/a/b/nope", ""},
+		{"POST", "/containers/a/b/json", ""},
+		{"GET", "/containers/", ""},
+	} {
+		err := noSuchContainerPath(httptest.NewRecorder(), httptest.NewRequest(tc.method, tc.path, nil))
+		switch {
+		case tc.notFound != "":
+			if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "No such container: "+tc.notFound) {
+				t.Errorf("%s %s: %v, want No such container: %s", tc.method, tc.path, err, tc.notFound)
+			}
+		case !errdefs.IsNotImplemented(err):
+			t.Errorf("%s %s: %v, want not implemented", tc.method, tc.path, err)
+		}
+	}
+}

@@ -102,6 +102,11 @@ func tutorial(t *testing.T, e *dockerEnv) {
 	if _, errOut, code := e.cliErr("inspect", "web"); code == 0 || !strings.Contains(strings.ToLower(errOut), "no such object: web") {
 		t.Errorf("inspect after rm: %d %q", code, errOut)
 	}
+	// inspect without --type of an image reference (slashes in the name):
+	// the CLI asks for a container first and takes the image on a 404.
+	if got := e.cli("inspect", "--format", "{{.RepoTags}}", e.Image); !strings.Contains(got, e.Image) {
+		t.Errorf("inspect %s: %q", e.Image, got)
+	}
 
 	// Names: a conflict names the holder; a bad name is refused.
 	holder := strings.TrimSpace(e.cli("create", "--name", "taken", img, "true"))
