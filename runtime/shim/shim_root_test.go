@@ -893,7 +893,10 @@ func TestPauseWithoutGoAhead(t *testing.T) {
 		t.Fatal("pause holds with no go-ahead and nobody left to give it")
 	}
 
-	out, err := exec.Command(shimBinary, "pause").CombinedOutput()
+	// fd 3 closed for sure: a child inherits whatever the test binary
+	// inherited without close-on-exec (flock's lock file, make's jobserver
+	// pipe), and the holder would read that as its go-ahead pipe.
+	out, err := exec.Command("sh", "-c", `exec 3<&- && exec "$0" pause`, shimBinary).CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "go-ahead on fd 3") {
 		t.Fatalf("pause without fd 3: %v, %q; want exit 2 naming the go-ahead", err, out)
