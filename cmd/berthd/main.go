@@ -10,10 +10,14 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/daemon"
 )
@@ -21,6 +25,7 @@ import (
 const defaultConfigFile = "/etc/berth/config.toml"
 
 func main() {
+	closeInheritedOnExec()
 	cfg, err := loadConfig(os.Args[1:], defaultConfigFile, os.Stdout, os.Stderr)
 	if err == nil && cfg != nil {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -116,4 +121,23 @@ func loadConfig(args []string, defaultFile string, stdout, stderr io.Writer) (*d
 		return nil, fmt.Errorf("--log-format %q is not text or json", *logFormat)
 	}
 	return &cfg, nil
+}
+
+// closeInheritedOnExec marks every file descriptor above stderr
+// close-on-exec. berthd opens its own files so; those it inherited from
+// whatever started it (flock's lock file, make's jobserver pipe) would
+// otherwise pass into every shim it starts, and a shim outlives berthd
+// and holds them for as long as its container lives: a `flock LOCK make
+// up` left the lock held by the shims after berthd was gone.
+func closeInheritedOnExec() {
+	if unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC) == nil {
+		return
+	}
+	// Before Linux 5.11: one at a time.
+	ents, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			unix.CloseOnExec(fd)
+		}
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -83,5 +85,32 @@ func TestLoadConfig(t *testing.T) {
 	cfg, err = loadConfig([]string{"--version"}, missing, &out, io.Discard)
 	if cfg != nil || err != nil || !strings.HasPrefix(out.String(), "berthd 0.1.0") {
 		t.Errorf("--version = %v, %v, %q", cfg, err, out.String())
+	}
+}
+
+func TestCloseInheritedOnExec(t *testing.T) {
+	// An inherited descriptor: no close-on-exec, as a launcher leaves it.
+	fd, err := unix.Open("/dev/null", unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	cloexec := func() bool {
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return flags&unix.FD_CLOEXEC != 0
+	}
+	if cloexec() {
+		t.Fatal("test set-up: the descriptor is already close-on-exec")
+	}
+	closeInheritedOnExec()
+	if !cloexec() {
+		t.Error("an inherited descriptor would pass into the shims")
+	}
+	// stdin, stdout and stderr are the daemon's own and stay.
+	if flags, _ := unix.FcntlInt(0, unix.F_GETFD, 0); flags&unix.FD_CLOEXEC != 0 {
+		t.Error("stdin made close-on-exec")
 	}
 }
