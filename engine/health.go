@@ -40,6 +40,12 @@ func (e *Engine) startHealth(c *ctr, startedAt time.Time) {
 	e.mu.Lock()
 	cfg.Previous = e.health.last[id]
 	e.mu.Unlock()
+	e.runHealth(c, id, cfg)
+}
+
+// runHealth starts a monitor with cfg and registers it as c's, with
+// health_status events for every change.
+func (e *Engine) runHealth(c *ctr, id string, cfg health.Config) {
 	m := health.Start(cfg, probe{e: e, c: c}, func(s container.HealthStatus) {
 		e.log(c, events.Action(string(events.ActionHealthStatus)+": "+string(s)), nil)
 	})
@@ -89,15 +95,7 @@ func (e *Engine) resumeHealth(c *ctr) {
 	}
 	cfg := health.FromHealthConfig(hc, cmd, rc.StartedAt)
 	cfg.Previous, cfg.Resume = last, true
-	m := health.Start(cfg, probe{e: e, c: c}, func(s container.HealthStatus) {
-		e.log(c, events.Action(string(events.ActionHealthStatus)+": "+string(s)), nil)
-	})
-	e.mu.Lock()
-	if e.health.running == nil {
-		e.health.running = map[string]*health.Monitor{}
-	}
-	e.health.running[id] = m
-	e.mu.Unlock()
+	e.runHealth(c, id, cfg)
 }
 
 // dropHealth forgets a removed container's healthchecks.
