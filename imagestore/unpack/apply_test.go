@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -328,8 +327,8 @@ func TestApplySparseRefused(t *testing.T) {
 	const tb = 1000000000000
 	for name, data := range map[string][]byte{
 		"pax 1.0":  testutil.SparseTar("big", tb),
-		"pax 0.1":  sparsePAX01("big", tb),
-		"old gnu":  sparseOldGNU("big", tb),
+		"pax 0.1":  testutil.SparseTarPAX01("big", tb),
+		"old gnu":  testutil.SparseTarOldGNU("big", tb),
 		"in a dir": append(buildTar(t, dir("d/"))[:512], testutil.SparseTar("d/big", tb)...),
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -343,68 +342,5 @@ func TestApplySparseRefused(t *testing.T) {
 				t.Errorf("the sparse file was created: %v", err)
 			}
 		})
-	}
-}
-
-// sparsePAX01 is testutil.SparseTar in PAX 0.1 (the map in a PAX record).
-func sparsePAX01(name string, size int64) []byte {
-	var sp bytes.Buffer
-	pax := paxRecord("GNU.sparse.numblocks", "1") + paxRecord("GNU.sparse.map", "0,0") +
-		paxRecord("GNU.sparse.name", name) + paxRecord("GNU.sparse.size", strconv.FormatInt(size, 10))
-	sp.Write(rawHeader("pax", 'x', len(pax)))
-	sp.Write(padBlock([]byte(pax)))
-	sp.Write(rawHeader(name, '0', 0))
-	sp.Write(make([]byte, 1024))
-	return sp.Bytes()
-}
-
-// sparseOldGNU is testutil.SparseTar in the old GNU format (type 'S', the map and
-// the real size in the header), at most 8 GiB (11 octal digits).
-func sparseOldGNU(name string, size int64) []byte {
-	size = min(size, 0o77777777777)
-	h := rawHeader(name, 'S', 0)
-	copy(h[257:], "ustar  \x00") // GNU magic
-	copy(h[386:], fmt.Sprintf("%011o\x00%011o\x00", 0, 0))
-	copy(h[483:], fmt.Sprintf("%011o\x00", size))
-	testutil.TarChecksum(h)
-	return append(h, make([]byte, 1024)...)
-}
-
-func rawHeader(name string, typ byte, size int) []byte {
-	h := make([]byte, 512)
-	copy(h, name)
-	copy(h[100:], "0000644\x00")
-	copy(h[108:], "0000000\x00")
-	copy(h[116:], "0000000\x00")
-	copy(h[124:], fmt.Sprintf("%011o\x00", size))
-	copy(h[136:], "00000000000\x00")
-	h[156] = typ
-	copy(h[257:], "ustar\x0000")
-	for i := 148; i < 156; i++ {
-		h[i] = ' '
-	}
-	sum := 0
-	for _, b := range h {
-		sum += int(b)
-	}
-	copy(h[148:], fmt.Sprintf("%06o\x00 ", sum))
-	return h
-}
-
-func padBlock(b []byte) []byte {
-	if r := len(b) % 512; r != 0 {
-		b = append(b, make([]byte, 512-r)...)
-	}
-	return b
-}
-
-func paxRecord(k, v string) string {
-	l := len(k) + len(v) + 3
-	for {
-		s := strconv.Itoa(l) + " " + k + "=" + v + "\n"
-		if len(s) == l {
-			return s
-		}
-		l = len(s)
 	}
 }

@@ -22,6 +22,30 @@ func SparseTar(name string, size int64) []byte {
 	return b.Bytes()
 }
 
+// SparseTarPAX01 is SparseTar in PAX 0.1 (the map in a PAX record).
+func SparseTarPAX01(name string, size int64) []byte {
+	var b bytes.Buffer
+	pax := paxRecord("GNU.sparse.numblocks", "1") + paxRecord("GNU.sparse.map", "0,0") +
+		paxRecord("GNU.sparse.name", name) + paxRecord("GNU.sparse.size", strconv.FormatInt(size, 10))
+	b.Write(RawTarHeader("pax", 'x', len(pax)))
+	b.Write(padBlock([]byte(pax)))
+	b.Write(RawTarHeader(name, '0', 0))
+	b.Write(make([]byte, 1024))
+	return b.Bytes()
+}
+
+// SparseTarOldGNU is SparseTar in the old GNU format (type 'S', the map
+// and the real size in the header), at most 8 GiB (11 octal digits).
+func SparseTarOldGNU(name string, size int64) []byte {
+	size = min(size, 0o77777777777)
+	h := RawTarHeader(name, 'S', 0)
+	copy(h[257:], "ustar  \x00") // GNU magic
+	copy(h[386:], fmt.Sprintf("%011o\x00%011o\x00", 0, 0))
+	copy(h[483:], fmt.Sprintf("%011o\x00", size))
+	TarChecksum(h)
+	return append(h, make([]byte, 1024)...)
+}
+
 // RawTarHeader is a ustar header block written by hand (mode 0644, owner
 // 0:0, time 0), for entries archive/tar's writer refuses to make.
 func RawTarHeader(name string, typ byte, size int) []byte {
