@@ -11,6 +11,7 @@ import (
 	"github.com/Graylog2/go-gelf/gelf"
 	"github.com/moby/moby/api/types/container"
 
+	"github.com/berth-dev/berth/internal/logtest"
 	"github.com/berth-dev/berth/runtime/logfile"
 )
 
@@ -26,9 +27,9 @@ func TestForwardGELF(t *testing.T) {
 			var addr string
 			var msgs <-chan *gelf.Message
 			if tc.proto == "udp" {
-				addr, msgs = gelfUDP(t)
+				addr, msgs = logtest.GelfUDP(t)
 			} else {
-				addr, msgs = gelfTCP(t)
+				addr, msgs = logtest.GelfTCP(t)
 			}
 			opts := map[string]string{"gelf-address": tc.proto + "://" + addr, "labels": "app", "env": "REGION"}
 			if tc.compression != "" {
@@ -94,8 +95,8 @@ func TestForwardFluentd(t *testing.T) {
 	for _, sub := range []bool{false, true} {
 		t.Run("subsecond="+strconv.FormatBool(sub), func(t *testing.T) {
 			m := newManager(t, DefaultConfig())
-			srv := newFluentd(t, "127.0.0.1:0", sub)
-			opts := map[string]string{"fluentd-address": srv.addr(), "tag": "docker.{{.Name}}", "labels": "app"}
+			srv := logtest.NewFluentd(t, "127.0.0.1:0", sub)
+			opts := map[string]string{"fluentd-address": srv.Addr(), "tag": "docker.{{.Name}}", "labels": "app"}
 			if sub {
 				opts["fluentd-sub-second-precision"] = "true"
 				opts["fluentd-request-ack"] = "true"
@@ -108,33 +109,33 @@ func TestForwardFluentd(t *testing.T) {
 			if err := m.Start(c); err != nil {
 				t.Fatal(err)
 			}
-			got := receive(t, srv.events, 3, 10*time.Second)
+			got := receive(t, srv.Events, 3, 10*time.Second)
 			recs := records(t, c)
 			for i, e := range got {
-				if e.tag != "docker.web" {
-					t.Errorf("event %d tag %q", i, e.tag)
+				if e.Tag != "docker.web" {
+					t.Errorf("event %d tag %q", i, e.Tag)
 				}
 				want := recs[i].Time.Truncate(time.Second)
 				if sub {
 					want = recs[i].Time
 				}
-				if !e.time.Equal(want) {
-					t.Errorf("event %d time %v, want %v", i, e.time, want)
+				if !e.Time.Equal(want) {
+					t.Errorf("event %d time %v, want %v", i, e.Time, want)
 				}
-				if e.record["container_id"] != c.ID || e.record["container_name"] != "/web" || e.record["app"] != "shop" {
-					t.Errorf("event %d record %v", i, e.record)
+				if e.Record["container_id"] != c.ID || e.Record["container_name"] != "/web" || e.Record["app"] != "shop" {
+					t.Errorf("event %d record %v", i, e.Record)
 				}
 			}
-			if r := got[0].record; r["log"] != "hello fluentd" || r["source"] != "stdout" || r["partial_message"] != nil {
+			if r := got[0].Record; r["log"] != "hello fluentd" || r["source"] != "stdout" || r["partial_message"] != nil {
 				t.Errorf("first event %v", r)
 			}
-			p1, p2 := got[1].record, got[2].record
+			p1, p2 := got[1].Record, got[2].Record
 			if p1["log"] != "first half, " || p2["log"] != "second half" || p1["source"] != "stderr" ||
 				p1["partial_message"] != "true" || p1["partial_ordinal"] != "1" || p1["partial_last"] != "false" ||
 				p2["partial_ordinal"] != "2" || p2["partial_last"] != "true" || p1["partial_id"] != p2["partial_id"] || len(p1["partial_id"].(string)) != 64 {
 				t.Errorf("partial events %v %v", p1, p2)
 			}
-			nothingMore(t, srv.events, 300*time.Millisecond)
+			nothingMore(t, srv.Events, 300*time.Millisecond)
 		})
 	}
 }
@@ -154,8 +155,8 @@ func TestForwardResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond) // a few failed attempts
-	srv := newFluentd(t, addr, false)
-	got := receive(t, srv.events, 5, 20*time.Second)
+	srv := logtest.NewFluentd(t, addr, false)
+	got := receive(t, srv.Events, 5, 20*time.Second)
 
 	m.Close() // berthd stops
 	for i := range 5 {
@@ -165,17 +166,17 @@ func TestForwardResumes(t *testing.T) {
 	if err := m2.Start(c); err != nil {
 		t.Fatal(err)
 	}
-	got = append(got, receive(t, srv.events, 5, 20*time.Second)...)
+	got = append(got, receive(t, srv.Events, 5, 20*time.Second)...)
 	for i, e := range got {
 		want := "early " + strconv.Itoa(i)
 		if i >= 5 {
 			want = "while down " + strconv.Itoa(i-5)
 		}
-		if e.record["log"] != want {
-			t.Errorf("event %d: %v, want %q", i, e.record["log"], want)
+		if e.Record["log"] != want {
+			t.Errorf("event %d: %v, want %q", i, e.Record["log"], want)
 		}
 	}
-	nothingMore(t, srv.events, 500*time.Millisecond)
+	nothingMore(t, srv.Events, 500*time.Millisecond)
 	m2.Stop(c.ID)
 	waitNotForwarding(t, m2, c.ID)
 }
@@ -214,14 +215,14 @@ func TestForwardBuffer(t *testing.T) {
 			if mode == "non-blocking" && (dropped == 0 || queued > 1024) {
 				t.Errorf("non-blocking: dropped %d, queued %d bytes (max 1 KiB)", dropped, queued)
 			}
-			srv := newFluentd(t, addr, false)
+			srv := logtest.NewFluentd(t, addr, false)
 			var got []string
 			deadline := time.After(20 * time.Second)
 			wrote := false
 			for len(got) == 0 || got[len(got)-1] != "the last one" {
 				select {
-				case e := <-srv.events:
-					got = append(got, e.record["log"].(string))
+				case e := <-srv.Events:
+					got = append(got, e.Record["log"].(string))
 				case <-time.After(300 * time.Millisecond):
 					// The endpoint is caught up: a new record goes
 					// straight through.

@@ -15,6 +15,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berth-dev/berth/internal/logtest"
 	"github.com/berth-dev/berth/internal/shimbuild"
 	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/runtime"
@@ -274,18 +275,18 @@ func TestFollowRealShim(t *testing.T) {
 // endpoint through the shim's cache.
 func TestForwardFromRealShim(t *testing.T) {
 	m := newManager(t, DefaultConfig())
-	srv := newFluentd(t, "127.0.0.1:0", false)
-	c := rootCtr(t, m, "fwd", container.LogConfig{Type: Fluentd, Config: map[string]string{"fluentd-address": srv.addr()}})
+	srv := logtest.NewFluentd(t, "127.0.0.1:0", false)
+	c := rootCtr(t, m, "fwd", container.LogConfig{Type: Fluentd, Config: map[string]string{"fluentd-address": srv.Addr()}})
 	cl := run(t, m, c, []string{"sh", "-c", "echo out; echo err >&2; echo again"})
 	if err := m.Start(c); err != nil {
 		t.Fatal(err)
 	}
 	waitExit(t, cl, time.Minute)
 	m.Stop(c.ID)
-	got := receive(t, srv.events, 3, 20*time.Second)
+	got := receive(t, srv.Events, 3, 20*time.Second)
 	var logs []string
 	for _, e := range got {
-		logs = append(logs, e.record["source"].(string)+":"+e.record["log"].(string))
+		logs = append(logs, e.Record["source"].(string)+":"+e.Record["log"].(string))
 	}
 	// stdout and stderr are two pipes: their order between them is the
 	// shim's reading order, within each it is kept.

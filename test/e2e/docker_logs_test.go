@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,7 +12,8 @@ import (
 	"time"
 
 	"github.com/Graylog2/go-gelf/gelf"
-	"github.com/fluent/fluent-logger-golang/fluent"
+
+	"github.com/berth-dev/berth/internal/logtest"
 )
 
 // The log drivers through the stock docker CLI: rotation options,
@@ -160,21 +160,8 @@ func TestDockerLogDriverErrors(t *testing.T) {
 func TestDockerRemoteLogDrivers(t *testing.T) {
 	e := newDockerEnv(t)
 
-	r, err := gelf.NewReader("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs := make(chan *gelf.Message, 100)
-	go func() {
-		for {
-			m, err := r.ReadMessage()
-			if err != nil {
-				return
-			}
-			msgs <- m
-		}
-	}()
-	e.cli("run", "--name", "gl", "--log-driver", "gelf", "--log-opt", "gelf-address=udp://"+r.Addr(), "--log-opt", "tag={{.Name}}",
+	gelfAddr, msgs := logtest.GelfUDP(t)
+	e.cli("run", "--name", "gl", "--log-driver", "gelf", "--log-opt", "gelf-address=udp://"+gelfAddr, "--log-opt", "tag={{.Name}}",
 		e.Image, "sh", "-c", "echo one; sleep 0.2; echo two >&2")
 	for i, want := range []struct {
 		short string
@@ -193,53 +180,18 @@ func TestDockerRemoteLogDrivers(t *testing.T) {
 		t.Errorf("logs of gelf (dual logging): %q %q", out, errOut)
 	}
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	events := make(chan fluent.Message, 100)
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				var buf []byte
-				chunk := make([]byte, 32*1024)
-				for {
-					n, err := c.Read(chunk)
-					if err != nil {
-						return
-					}
-					buf = append(buf, chunk[:n]...)
-					for len(buf) > 0 {
-						var m fluent.Message
-						rest, err := m.UnmarshalMsg(buf)
-						if err != nil {
-							break // incomplete: read more
-						}
-						buf = rest
-						events <- m
-					}
-				}
-			}()
-		}
-	}()
-	e.cli("run", "--name", "fl", "--log-driver", "fluentd", "--log-opt", "fluentd-address="+l.Addr().String(), "--log-opt", "tag=docker.{{.Name}}",
+	fl := logtest.NewFluentd(t, "127.0.0.1:0", false)
+	e.cli("run", "--name", "fl", "--log-driver", "fluentd", "--log-opt", "fluentd-address="+fl.Addr(), "--log-opt", "tag=docker.{{.Name}}",
 		e.Image, "sh", "-c", "echo hello fluentd")
 	select {
-	case m := <-events:
-		rec, _ := m.Record.(map[string]any)
-		if m.Tag != "docker.fl" || rec["log"] != "hello fluentd" || rec["source"] != "stdout" || rec["container_name"] != "/fl" {
+	case m := <-fl.Events:
+		if rec := m.Record; m.Tag != "docker.fl" || rec["log"] != "hello fluentd" || rec["source"] != "stdout" || rec["container_name"] != "/fl" {
 			t.Errorf("fluentd event: tag %q record %v", m.Tag, rec)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("fluentd event not received")
 	}
-	e.cli("run", "--name", "nocache", "--log-driver", "fluentd", "--log-opt", "fluentd-address="+l.Addr().String(), "--log-opt", "cache-disabled=true",
+	e.cli("run", "--name", "nocache", "--log-driver", "fluentd", "--log-opt", "fluentd-address="+fl.Addr(), "--log-opt", "cache-disabled=true",
 		e.Image, "echo", "x")
 	if _, errOut, code := e.cliErr("logs", "nocache"); code == 0 || !strings.Contains(errOut, "configured logging driver does not support reading") {
 		t.Errorf("logs with cache-disabled: %d %q", code, errOut)
