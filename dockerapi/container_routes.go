@@ -3,7 +3,6 @@ package dockerapi
 import (
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/containerd/errdefs"
@@ -20,65 +19,67 @@ func (s *server) containerRoutes(handle func(string, handlerFunc)) {
 		handle("/containers/", notImplemented)
 		return
 	}
-	h := func(f handlerFunc) handlerFunc {
-		if s.engine == nil {
-			return notImplemented
+	// The endpoints on one container, "METHOD op" for each
+	// "METHOD /containers/{name}/op" route ("METHOD " for the container
+	// itself), for the fallback below.
+	ops := map[string]bool{}
+	handle = func(register func(string, handlerFunc)) func(string, handlerFunc) {
+		return func(pattern string, f handlerFunc) {
+			if method, path, ok := strings.Cut(pattern, " "); ok {
+				if op, ok := strings.CutPrefix(path+"/", "/containers/{name}/"); ok {
+					ops[method+" "+strings.TrimSuffix(op, "/")] = true
+				}
+			}
+			register(pattern, f)
 		}
-		return f
-	}
-	handle("POST /containers/create", h(s.containerCreate))
-	handle("GET /containers/json", h(s.containerList))
-	handle("GET /containers/{name}/json", h(s.containerInspect))
-	handle("POST /containers/{name}/start", h(s.containerStart))
-	handle("POST /containers/{name}/stop", h(s.containerStop))
-	handle("POST /containers/{name}/restart", h(s.containerRestart))
-	handle("POST /containers/{name}/kill", h(s.containerKill))
-	handle("POST /containers/{name}/pause", h(s.containerPause))
-	handle("POST /containers/{name}/unpause", h(s.containerUnpause))
-	handle("POST /containers/{name}/rename", h(s.containerRename))
-	handle("POST /containers/{name}/resize", h(s.containerResize))
-	handle("POST /containers/{name}/wait", h(s.containerWait))
-	handle("POST /containers/{name}/attach", h(s.containerAttach))
-	handle("GET /containers/{name}/logs", h(s.containerLogs))
-	handle("DELETE /containers/{name}", h(s.containerRemove))
-	handle("GET /containers/{name}/stats", h(s.containerStats))
-	handle("GET /containers/{name}/top", h(s.containerTop))
-	handle("POST /containers/{name}/update", h(s.containerUpdate))
-	handle("GET /containers/{name}/changes", h(s.containerChanges))
-	handle("GET /containers/{name}/export", h(s.containerExport))
-	handle("HEAD /containers/{name}/archive", h(s.containerArchiveHead))
-	handle("GET /containers/{name}/archive", h(s.containerArchiveGet))
-	handle("PUT /containers/{name}/archive", h(s.containerArchivePut))
-	handle("POST /containers/prune", h(s.containerPrune))
+	}(handle)
+	handle("POST /containers/create", s.containerCreate)
+	handle("GET /containers/json", s.containerList)
+	handle("GET /containers/{name}/json", s.containerInspect)
+	handle("POST /containers/{name}/start", s.containerStart)
+	handle("POST /containers/{name}/stop", s.containerStop)
+	handle("POST /containers/{name}/restart", s.containerRestart)
+	handle("POST /containers/{name}/kill", s.containerKill)
+	handle("POST /containers/{name}/pause", s.containerPause)
+	handle("POST /containers/{name}/unpause", s.containerUnpause)
+	handle("POST /containers/{name}/rename", s.containerRename)
+	handle("POST /containers/{name}/resize", s.containerResize)
+	handle("POST /containers/{name}/wait", s.containerWait)
+	handle("POST /containers/{name}/attach", s.containerAttach)
+	handle("GET /containers/{name}/logs", s.containerLogs)
+	handle("DELETE /containers/{name}", s.containerRemove)
+	handle("GET /containers/{name}/stats", s.containerStats)
+	handle("GET /containers/{name}/top", s.containerTop)
+	handle("POST /containers/{name}/update", s.containerUpdate)
+	handle("GET /containers/{name}/changes", s.containerChanges)
+	handle("GET /containers/{name}/export", s.containerExport)
+	handle("HEAD /containers/{name}/archive", s.containerArchiveHead)
+	handle("GET /containers/{name}/archive", s.containerArchiveGet)
+	handle("PUT /containers/{name}/archive", s.containerArchivePut)
+	handle("POST /containers/prune", s.containerPrune)
 	s.execRoutes(handle)
-	handle("/containers/", h(noSuchContainerPath))
-}
-
-// containerOps are the endpoints under /containers/{name}/ by method.
-var containerOps = map[string][]string{
-	http.MethodGet:  {"json", "logs", "stats", "top", "changes", "export", "archive"},
-	http.MethodHead: {"archive"},
-	http.MethodPut:  {"archive"},
-	http.MethodPost: {"start", "stop", "restart", "kill", "pause", "unpause", "rename", "resize", "wait", "attach", "update", "exec"},
+	handle("/containers/", noSuchContainerPath(ops))
 }
 
 // noSuchContainerPath answers the container endpoints that the routes
 // above cannot match because the name holds a slash (dockerd's routes take
 // any name): no container is called so, hence docker's 404. `docker
 // inspect 127.0.0.1:5000/app/web:1` asks for a container of that name first
-// and falls back to the image only on a 404. Anything else is a 501.
-func noSuchContainerPath(w http.ResponseWriter, r *http.Request) error {
-	rest := strings.TrimPrefix(r.URL.Path, "/containers/")
-	name := rest
-	if r.Method != http.MethodDelete {
-		i := strings.LastIndexByte(rest, '/')
-		if i <= 0 || !slices.Contains(containerOps[r.Method], rest[i+1:]) {
+// and falls back to the image only on a 404. ops are the registered
+// endpoints on one container (see containerRoutes); anything else is a 501.
+func noSuchContainerPath(ops map[string]bool) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		name := strings.TrimPrefix(r.URL.Path, "/containers/")
+		if !ops[r.Method+" "] {
+			i := strings.LastIndexByte(name, '/')
+			if i <= 0 || !ops[r.Method+" "+name[i+1:]] {
+				return notImplemented(w, r)
+			}
+			name = name[:i]
+		}
+		if name == "" {
 			return notImplemented(w, r)
 		}
-		name = rest[:i]
+		return errdefs.ErrNotFound.WithMessage(fmt.Sprintf("No such container: %s", name))
 	}
-	if name == "" {
-		return notImplemented(w, r)
-	}
-	return errdefs.ErrNotFound.WithMessage(fmt.Sprintf("No such container: %s", name))
 }
